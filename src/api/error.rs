@@ -1,0 +1,119 @@
+//! What can go wrong talking to 1NCE, in variants a caller can act on.
+//!
+//! Messages name what to check or do next; none ever contains a credential or token (the client
+//! never puts one into an error, and reqwest errors are reduced to their kind before they get here).
+
+use std::time::Duration;
+
+/// An error from the 1NCE API or from reaching it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The token endpoint refused the client id and secret.
+    #[error("1NCE refused the API credentials{}: {message}", code_suffix(.code))]
+    Authentication {
+        code: Option<String>,
+        message: String,
+    },
+    /// 401 on an API call even with a freshly issued token.
+    #[error(
+        "1NCE answered 401 Unauthorized even with a fresh access token: the API user may have been disabled or lost API access"
+    )]
+    Unauthorized,
+    /// 403: the API user may not do this.
+    #[error(
+        "1NCE answered 403 Forbidden: the API user lacks permission for this request (check its role in the 1NCE portal)"
+    )]
+    Forbidden,
+    /// 404: the thing asked for does not exist.
+    #[error("1NCE answered 404 Not Found")]
+    NotFound,
+    /// 429: too many requests.
+    #[error("1NCE is rate limiting requests (429 Too Many Requests); {}", retry_hint(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    /// A 4xx other than the above, with 1NCE's own explanation.
+    #[error("1NCE rejected the request ({status}{}): {message}", code_suffix(.code))]
+    Rejected {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// 5xx: 1NCE failed.
+    #[error("1NCE had an internal problem (HTTP {status}); try again in a minute")]
+    Upstream { status: u16 },
+    /// No answer: DNS, connect, TLS or timeout, before the request could have been processed.
+    #[error("1NCE is unreachable: {reason}")]
+    Unreachable { reason: String },
+    /// An order POST was sent but its answer was lost or was a server error, so whether 1NCE
+    /// created the order is unknown. Never retry blindly.
+    #[error(
+        "the order request reached 1NCE but its answer was lost ({reason}); the order may or may not have been created. Do not retry: check the newest orders with list_orders first"
+    )]
+    OutcomeUnknown { reason: String },
+    /// 1NCE answered something this client cannot read.
+    #[error("1NCE sent an unexpected answer: {reason}")]
+    BadResponse { reason: String },
+}
+
+impl ApiError {
+    /// True when 1NCE certainly did not act on the request, so sending it again cannot duplicate
+    /// anything. Used to decide whether an order confirmation may be used again.
+    pub fn nothing_happened(&self) -> bool {
+        !matches!(
+            self,
+            ApiError::OutcomeUnknown { .. } | ApiError::BadResponse { .. }
+        )
+    }
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_deref()
+        .map(|c| format!(", {c}"))
+        .unwrap_or_default()
+}
+
+fn retry_hint(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!("try again in {} s", d.as_secs().max(1)),
+        None => "wait a minute before trying again".to_owned(),
+    }
+}
+
+/// Describes a reqwest failure by kind only: its `Display` can include the URL, and a URL
+/// could one day carry something secret, so it is never shown.
+pub(crate) fn describe_transport(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_timeout() {
+        format!("no answer within {} s", timeout.as_secs_f32())
+    } else if err.is_connect() {
+        "could not connect (check the network, a proxy, or ONCE_API_URL)".to_owned()
+    } else if err.is_body() || err.is_decode() {
+        "the connection broke while reading the answer".to_owned()
+    } else if err.is_request() {
+        "the request could not be sent".to_owned()
+    } else {
+        "the connection failed".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = ApiError::RateLimited {
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert!(e.to_string().contains("try again in 30 s"));
+        let e = ApiError::Rejected {
+            status: 400,
+            code: Some("BadRequest".into()),
+            message: "quantity too high".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "1NCE rejected the request (400, BadRequest): quantity too high"
+        );
+        assert!(!ApiError::OutcomeUnknown { reason: "x".into() }.nothing_happened());
+        assert!(ApiError::Upstream { status: 503 }.nothing_happened());
+    }
+}

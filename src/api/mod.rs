@@ -1,0 +1,419 @@
+//! The 1NCE Management API client: HTTP and 1NCE, nothing of MCP.
+//!
+//! [`Client`] forwards each call to one HTTP request (plus, rarely, a token request), with:
+//! - one shared, cached access token (see [`auth`]), renewed ahead of expiry and once after a 401;
+//! - connect and total timeouts on every request, no redirects followed (a redirected POST
+//!   could place an order twice), and answer bodies bounded in size;
+//! - 1NCE's answers turned into [`ApiError`] variants a caller can act on.
+//!
+//! The order POST is never retried, except after a 401, which proves 1NCE did not act on it.
+//! When its answer is lost or is a server error, the outcome is reported as unknown.
+
+pub mod auth;
+pub mod error;
+pub mod model;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+pub use auth::Credentials;
+pub use error::ApiError;
+use model::{CreatedOrder, ListOrdersQuery, NewOrder, Order, OrderPage};
+
+/// 1NCE's production API.
+pub const DEFAULT_BASE_URL: &str = "https://api.1nce.com/management-api";
+/// Largest answer body read from 1NCE. A full page of orders with SIMs is a few tens of KiB.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where and how to reach 1NCE.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// API base, e.g. `https://api.1nce.com/management-api`; paths such as `/v1/orders` are appended.
+    pub base_url: url::Url,
+    pub credentials: Credentials,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit for a whole request, from sending to the end of the answer.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: url::Url, credentials: Credentials) -> Self {
+        ClientConfig {
+            base_url,
+            credentials,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A cheap-to-clone handle; all clones share one connection pool and one token.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The base URL with a trailing slash, so relative paths join beneath it.
+    base: url::Url,
+    tokens: auth::TokenCache,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.inner.base.as_str())
+            .field("client_id", &self.inner.tokens.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a request may be repeated without effect, which decides how a lost answer is reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Read,
+    PlacesOrder,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ApiError> {
+        // reqwest is built without a bundled crypto provider; ring is the process-wide one. A
+        // second call finds it installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut base = config.base_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let token_url = base
+            .join("oauth/token")
+            .map_err(|e| ApiError::BadResponse {
+                reason: format!("invalid API base URL: {e}"),
+            })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("1nce-mcp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Unreachable {
+                reason: format!("could not set up HTTPS: {e}"),
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                tokens: auth::TokenCache::new(config.credentials, token_url),
+                request_timeout: config.request_timeout,
+            }),
+        })
+    }
+
+    /// The API base this client talks to.
+    pub fn base_url(&self) -> &url::Url {
+        &self.inner.base
+    }
+
+    /// `GET /v1/orders`: one page of the account's orders.
+    pub async fn list_orders(&self, query: &ListOrdersQuery) -> Result<OrderPage, ApiError> {
+        let mut params = vec![
+            ("page", query.page.to_string()),
+            ("pageSize", query.page_size.to_string()),
+        ];
+        if let Some(sort) = query.sort_param() {
+            params.push(("sort", sort));
+        }
+        let answer = self
+            .send(Method::GET, "v1/orders", Effect::Read, |r| r.query(&params))
+            .await?;
+        let orders: Vec<Order> = answer.json()?;
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Ok(OrderPage {
+            orders,
+            page: query.page,
+            page_size: query.page_size,
+            total_pages: header("x-total-pages"),
+            total_count: header("x-total-count"),
+        })
+    }
+
+    /// `GET /v1/orders/{order_number}`.
+    pub async fn get_order(&self, order_number: u64) -> Result<Order, ApiError> {
+        self.send(
+            Method::GET,
+            &format!("v1/orders/{order_number}"),
+            Effect::Read,
+            |r| r,
+        )
+        .await?
+        .json()
+    }
+
+    /// `POST /v1/orders`: places a real, paid order. Sent once; see the module docs.
+    pub async fn create_order(&self, order: &NewOrder) -> Result<CreatedOrder, ApiError> {
+        let body = order.to_wire();
+        let answer = self
+            .send(Method::POST, "v1/orders", Effect::PlacesOrder, |r| {
+                r.json(&body)
+            })
+            .await?;
+        let from_location = answer
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(order_number_from_location);
+        // A 200 answer may carry the order; a 201 usually has no body at all.
+        let order: Option<Order> = serde_json::from_slice(&answer.body).ok();
+        let order_number = from_location.or(order.as_ref().and_then(|o| o.order_number));
+        tracing::info!(status = answer.status.as_u16(), order_number = ?order_number, "1NCE accepted the order");
+        Ok(CreatedOrder {
+            order_number,
+            order: order.filter(|o| o.order_number.is_some()),
+        })
+    }
+
+    /// Sends one request with the shared bearer token, renewing it once if 1NCE answers 401.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        effect: Effect,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        let url = self
+            .inner
+            .base
+            .join(path)
+            .map_err(|e| ApiError::BadResponse {
+                reason: format!("invalid request path: {e}"),
+            })?;
+        let timeout = self.inner.request_timeout;
+        for attempt in 0..2 {
+            let token = self.inner.tokens.token(&self.inner.http, timeout).await?;
+            let started = tokio::time::Instant::now();
+            let request = build(self.inner.http.request(method.clone(), url.clone()))
+                .bearer_auth(token.bearer())
+                .header(reqwest::header::ACCEPT, "application/json");
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    let reason = error::describe_transport(&e, timeout);
+                    tracing::warn!(%method, path, reason, "1NCE request failed");
+                    // A connection that was never made cannot have placed an order.
+                    return Err(if effect == Effect::PlacesOrder && !e.is_connect() {
+                        ApiError::OutcomeUnknown { reason }
+                    } else {
+                        ApiError::Unreachable { reason }
+                    });
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            tracing::debug!(%method, path, status = status.as_u16(), took_ms = started.elapsed().as_millis() as u64, "1NCE answered");
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                // The token expired early or was revoked; 1NCE did nothing with this request.
+                self.inner.tokens.invalidate(&token).await;
+                continue;
+            }
+            let body = match read_body(response, timeout).await {
+                Ok(body) => body,
+                // The order was accepted; only its echo was lost.
+                Err(_) if effect == Effect::PlacesOrder && status.is_success() => Vec::new(),
+                Err(_) if effect == Effect::PlacesOrder => {
+                    return Err(ApiError::OutcomeUnknown {
+                        reason: format!("HTTP {} with a broken answer", status.as_u16()),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            if status.is_success() {
+                return Ok(Answer {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            return Err(status_error(status, &headers, &body, effect));
+        }
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// A successful answer, body read in full.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::BadResponse {
+            reason: format!("the answer is not the documented JSON ({e})"),
+        })
+    }
+}
+
+/// Maps a non-success status to the error a caller can act on.
+fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8], effect: Effect) -> ApiError {
+    let code = status.as_u16();
+    match code {
+        401 => ApiError::Unauthorized,
+        403 => ApiError::Forbidden,
+        404 => ApiError::NotFound,
+        429 => ApiError::RateLimited {
+            retry_after: retry_after(headers),
+        },
+        // A gateway timeout or server error after an order POST says nothing about whether the
+        // order was created behind it.
+        408 | 500..=599 if effect == Effect::PlacesOrder => ApiError::OutcomeUnknown {
+            reason: format!("HTTP {code}"),
+        },
+        500..=599 => ApiError::Upstream { status: code },
+        _ => {
+            let parsed: auth::ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+            ApiError::Rejected {
+                status: code,
+                code: parsed.error_code,
+                message: parsed
+                    .message
+                    .map(|m| snippet(&m))
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| {
+                        let text = snippet(&String::from_utf8_lossy(body));
+                        if text.is_empty() {
+                            status
+                                .canonical_reason()
+                                .unwrap_or("no reason given")
+                                .to_owned()
+                        } else {
+                            text
+                        }
+                    }),
+            }
+        }
+    }
+}
+
+/// At most 300 characters of upstream text, without control characters.
+fn snippet(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    cleaned.trim().to_owned()
+}
+
+/// Reads `Retry-After` as delay seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.signed_duration_since(chrono::Utc::now());
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The order number at the end of a `Location` such as `…/v1/orders/2000000026`.
+fn order_number_from_location(location: &str) -> Option<u64> {
+    let path = location.split(['?', '#']).next()?;
+    path.trim_end_matches('/').rsplit('/').next()?.parse().ok()
+}
+
+/// Reads an answer body, refusing more than [`MAX_BODY_BYTES`] so a huge or endless answer
+/// cannot exhaust memory.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| ApiError::Unreachable {
+        reason: error::describe_transport(&e, timeout),
+    })? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn too_large() -> ApiError {
+    ApiError::BadResponse {
+        reason: format!("the answer is larger than {} MiB", MAX_BODY_BYTES >> 20),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_parsing() {
+        assert_eq!(
+            order_number_from_location("https://api.1nce.com/management-api/v1/orders/2000000026"),
+            Some(2000000026)
+        );
+        assert_eq!(order_number_from_location("/v1/orders/17/"), Some(17));
+        assert_eq!(order_number_from_location("/v1/orders/abc"), None);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn status_mapping() {
+        let h = HeaderMap::new();
+        let body = br#"{"statusCode":400,"errorCode":"BadRequest","message":"quantity\ntoo high"}"#;
+        assert_eq!(
+            status_error(StatusCode::BAD_REQUEST, &h, body, Effect::Read),
+            ApiError::Rejected {
+                status: 400,
+                code: Some("BadRequest".into()),
+                message: "quantity too high".into()
+            }
+        );
+        assert_eq!(
+            status_error(StatusCode::BAD_GATEWAY, &h, b"", Effect::Read),
+            ApiError::Upstream { status: 502 }
+        );
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, &h, b"", Effect::PlacesOrder),
+            ApiError::OutcomeUnknown { .. }
+        ));
+        assert_eq!(
+            status_error(StatusCode::NOT_FOUND, &h, b"", Effect::Read),
+            ApiError::NotFound
+        );
+    }
+}

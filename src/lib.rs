@@ -1,0 +1,25 @@
+//! # 1nce-mcp
+//!
+//! An MCP server that lets AI agents list, inspect and, only with a person's explicit approval,
+//! place orders with 1NCE, the IoT connectivity provider.
+//!
+//! Data flows one way and back: **transport → MCP tools → 1NCE client → HTTP → 1NCE (or the
+//! sandbox)**. Each layer knows only the one below it:
+//!
+//! - [`config`]: the command line and environment, validated once at start-up.
+//! - [`mcp`]: the MCP face. One file per tool, the confirmation tokens that stand between a
+//!   preview and a paid order, and the mapping of 1NCE errors to messages an agent can act on.
+//!   Knows the 1NCE models and errors, never HTTP.
+//! - [`api`]: the 1NCE Management API client. HTTP, OAuth2 client credentials, timeouts, error
+//!   statuses; knows nothing of MCP.
+//! - [`sandbox`]: a simulated 1NCE API served over real HTTP on loopback, seeded with realistic
+//!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
+//!   start their own and point the server at it exactly as they would at the real API.
+//!
+//! The binary (`src/main.rs`) wires these together and serves MCP on stdio. stdout carries
+//! protocol messages only; every log line goes to stderr through `tracing`.
+
+pub mod api;
+pub mod config;
+pub mod mcp;
+pub mod sandbox;
