@@ -1,0 +1,86 @@
+//! What tests see of and do to the traffic: recorded requests and injected faults.
+
+/// A request as the sandbox received it, kept so tests can assert on what a client sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Every header in arrival order; names are lower-case (HTTP/1 header names are case-insensitive).
+    pub headers: Vec<(String, String)>,
+    /// The body as text (lossy for non-UTF-8); empty when it exceeded the size limit.
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, when it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+/// A canned answer for the next `times` requests whose method and path match, served
+/// before authentication so it can imitate gateway errors (429, 503, …) for any caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Matched case-insensitively; `"*"` matches every method.
+    pub method: String,
+    /// Matched against the start of the request path, e.g. `/v1/orders`.
+    pub path_prefix: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// How many matching requests this fault answers before it is used up.
+    pub times: usize,
+}
+
+impl Fault {
+    /// A one-shot fault answering `status` with an empty body.
+    pub fn status(method: &str, path_prefix: &str, status: u16) -> Fault {
+        Fault {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            times: 1,
+        }
+    }
+
+    /// Adds a response header, e.g. `Retry-After`.
+    pub fn with_header(mut self, name: &str, value: &str) -> Fault {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the response body verbatim.
+    pub fn with_body(mut self, body: &str) -> Fault {
+        self.body = body.to_owned();
+        self
+    }
+
+    /// Sets a JSON response body and its `Content-Type`.
+    pub fn with_json(self, body: &serde_json::Value) -> Fault {
+        self.with_header("content-type", "application/json")
+            .with_body(&body.to_string())
+    }
+
+    /// Lets the fault answer `n` matching requests instead of one.
+    pub fn times(mut self, n: usize) -> Fault {
+        self.times = n;
+        self
+    }
+
+    pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method))
+            && path.starts_with(&self.path_prefix)
+    }
+}

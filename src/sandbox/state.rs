@@ -1,0 +1,154 @@
+//! The sandbox's mutable world: issued tokens, orders, recorded traffic and queued faults.
+//! It lives behind one `std::sync::Mutex`; handlers lock it briefly and never across `.await`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{SubsecRound, Utc};
+use rand::RngCore as _;
+
+use super::CreateResponse;
+use super::model::{DeliveryAddress, Order, OrderStatus, OrderType, OrderedProduct, Product};
+use super::recording::{Fault, RecordedRequest};
+use super::seed;
+
+/// Random bytes per token; base64url turns 2250 bytes into 3000 characters, the size
+/// 1NCE's tokens have, so clients are exercised with realistically long headers.
+const TOKEN_BYTES: usize = 2250;
+
+/// What the handlers share: fixed configuration plus the locked mutable state.
+pub(crate) struct Shared {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub default_delivery_addresses: usize,
+    pub products: Vec<Product>,
+    pub default_address: DeliveryAddress,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(base_url: String, options: &super::SandboxOptions) -> Shared {
+        let products = seed::products();
+        let orders: BTreeMap<u64, Order> = seed::orders(&base_url, &products)
+            .into_iter()
+            .map(|o| (o.order_number, o))
+            .collect();
+        let seeded = orders.len() as u64;
+        Shared {
+            base_url,
+            client_id: options.client_id.clone(),
+            client_secret: options.client_secret.clone(),
+            default_delivery_addresses: options.default_delivery_addresses,
+            products,
+            default_address: seed::default_address(),
+            state: Mutex::new(State {
+                requests: Vec::new(),
+                faults: VecDeque::new(),
+                tokens: HashMap::new(),
+                token_lifetime: options.token_lifetime,
+                create_response: options.create_response,
+                orders,
+                next_order_number: seed::FIRST_ORDER_NUMBER + seeded,
+                next_invoice_number: seed::FIRST_INVOICE_NUMBER + seeded,
+            }),
+        }
+    }
+
+    /// Locks the state. A panic elsewhere while holding the lock leaves data that is still
+    /// consistent enough for a simulator, so poisoning is ignored rather than propagated.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The validated content of a `POST /v1/orders`, ready to become an order.
+pub(crate) struct NewOrder {
+    pub products: Vec<OrderedProduct>,
+    pub delivery_address: Option<DeliveryAddress>,
+    pub customer_reference: Option<String>,
+    pub invoice_amount: String,
+}
+
+pub(crate) struct State {
+    pub requests: Vec<RecordedRequest>,
+    pub faults: VecDeque<Fault>,
+    /// Token → expiry; `None` when the lifetime is too long to represent.
+    tokens: HashMap<String, Option<Instant>>,
+    pub token_lifetime: Duration,
+    pub create_response: CreateResponse,
+    pub orders: BTreeMap<u64, Order>,
+    next_order_number: u64,
+    next_invoice_number: u64,
+}
+
+impl State {
+    /// Mints a fresh token valid for the current lifetime. Earlier tokens stay valid until
+    /// they expire, as at 1NCE; expired ones are forgotten here to bound memory.
+    pub(crate) fn issue_token(&mut self, now: Instant) -> (String, Duration) {
+        self.tokens
+            .retain(|_, expiry| expiry.is_none_or(|at| at > now));
+        let mut bytes = vec![0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = URL_SAFE_NO_PAD.encode(&bytes);
+        let lifetime = self.token_lifetime;
+        self.tokens.insert(token.clone(), now.checked_add(lifetime));
+        (token, lifetime)
+    }
+
+    pub(crate) fn token_is_valid(&self, token: &str, now: Instant) -> bool {
+        self.tokens
+            .get(token)
+            .is_some_and(|expiry| expiry.is_none_or(|at| at > now))
+    }
+
+    pub(crate) fn expire_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Removes one use from the first queued fault matching the request and returns it.
+    pub(crate) fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.times > 0 && f.matches(method, path))?;
+        let fault = self.faults.get_mut(index)?;
+        fault.times -= 1;
+        let answer = fault.clone();
+        if fault.times == 0 {
+            self.faults.remove(index);
+        }
+        Some(answer)
+    }
+
+    /// Turns a validated POST into a stored order: the next number and invoice, placed now,
+    /// in progress and without SIMs until it ships.
+    pub(crate) fn create_order(
+        &mut self,
+        new: NewOrder,
+        default_address: &DeliveryAddress,
+    ) -> Order {
+        let order = Order {
+            order_number: self.next_order_number,
+            order_type: OrderType::AdditionalOrder,
+            order_date: Utc::now().trunc_subsecs(0),
+            order_status: OrderStatus::InProgress,
+            invoice_number: self.next_invoice_number.to_string(),
+            invoice_amount: new.invoice_amount,
+            currency: "EUR",
+            shipping_address: new
+                .delivery_address
+                .unwrap_or_else(|| default_address.clone()),
+            sims: Vec::new(),
+            products: new.products,
+            customer_reference: new.customer_reference,
+        };
+        self.next_order_number += 1;
+        self.next_invoice_number += 1;
+        self.orders.insert(order.order_number, order.clone());
+        order
+    }
+}
