@@ -1,0 +1,219 @@
+//! Everything a user can set, from flags and environment, validated once at start-up.
+//!
+//! Each flag has an environment twin. The credentials are environment-only: a flag's value is
+//! visible to every user of the machine through `ps`.
+
+use std::time::Duration;
+
+use clap::Parser;
+use url::Url;
+
+use crate::api::{self, Credentials};
+
+const ENV_HELP: &str = "\
+ENVIRONMENT:
+  ONCE_CLIENT_ID        Client id of a 1NCE API user (required without --sandbox)
+  ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
+  RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
+  Every flag above can also be set through the variable shown in its [env: …] note.
+
+SAFETY:
+  create_order never places an order without a confirmation token issued by a preview of that
+  exact order, single-use and expiring (--confirmation-ttl). A POST is never retried.
+
+EXAMPLES:
+  1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
+  ONCE_CLIENT_ID=… ONCE_CLIENT_SECRET=… 1nce-mcp    serve MCP on stdio against the real 1NCE API";
+
+/// MCP server for the 1NCE Order Management API.
+///
+/// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
+/// stderr) with three tools: list_orders, get_order and create_order. create_order places real,
+/// paid orders that ship SIM cards, and only after a preview has been confirmed.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
+pub struct Cli {
+    /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
+    /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
+    /// and the credentials.
+    #[arg(long, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
+    pub sandbox: bool,
+
+    /// Base URL of the 1NCE Management API. Plain http is accepted for loopback addresses only.
+    #[arg(long, env = "ONCE_API_URL", value_name = "URL", default_value = api::DEFAULT_BASE_URL)]
+    pub api_url: Url,
+
+    /// How long an order preview's confirmation token stays valid, e.g. 90s, 10m, 1h (1 s to 24 h).
+    #[arg(long, env = "ONCE_CONFIRMATION_TTL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub confirmation_ttl: Duration,
+
+    /// Limit for connecting to 1NCE, e.g. 5s.
+    #[arg(long, env = "ONCE_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Limit for one whole request to 1NCE, e.g. 30s.
+    #[arg(long, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// Where the server gets its 1NCE from.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The real API (or whatever `--api-url` names), with these credentials.
+    Live { url: Url, credentials: Credentials },
+    /// The built-in sandbox, started by the binary.
+    Sandbox,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub upstream: Upstream,
+    pub confirmation_ttl: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Validates the command line, reading credentials through `env` (the process environment
+    /// in production, a map in tests).
+    pub fn from_cli(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let within = |name: &str, d: Duration, min: Duration, max: Duration| {
+            if d < min || d > max {
+                Err(format!(
+                    "--{name} must be between {} and {}, not {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                    humantime::format_duration(d)
+                ))
+            } else {
+                Ok(d)
+            }
+        };
+        let confirmation_ttl = within(
+            "confirmation-ttl",
+            cli.confirmation_ttl,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?;
+        let connect_timeout = within(
+            "connect-timeout",
+            cli.connect_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )?;
+        let request_timeout = within(
+            "request-timeout",
+            cli.request_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        let upstream = if cli.sandbox {
+            Upstream::Sandbox
+        } else {
+            let nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+            let (id, secret) = match (nonempty("ONCE_CLIENT_ID"), nonempty("ONCE_CLIENT_SECRET")) {
+                (Some(id), Some(secret)) => (id, secret),
+                (id, secret) => {
+                    let missing: Vec<&str> = [
+                        id.is_none().then_some("ONCE_CLIENT_ID"),
+                        secret.is_none().then_some("ONCE_CLIENT_SECRET"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    return Err(format!(
+                        "{} not set. Set ONCE_CLIENT_ID and ONCE_CLIENT_SECRET to the credentials of a 1NCE API user (1NCE portal → Organisation → API access), or run with --sandbox to try the server against a simulated 1NCE without an account",
+                        missing.join(" and ")
+                    ));
+                }
+            };
+            check_url(&cli.api_url)?;
+            Upstream::Live {
+                url: cli.api_url.clone(),
+                credentials: Credentials::new(id.trim(), secret.trim()),
+            }
+        };
+        Ok(Config {
+            upstream,
+            confirmation_ttl,
+            connect_timeout,
+            request_timeout,
+        })
+    }
+}
+
+/// Refuses URLs that would send credentials in clear text over a network.
+fn check_url(url: &Url) -> Result<(), String> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "ONCE_API_URL / --api-url {url} uses plain http, which would send the credentials unencrypted; use https (http is accepted for loopback addresses only)"
+        )),
+        _ => Err(format!(
+            "ONCE_API_URL / --api-url {url} is not an http(s) URL; the default is {}",
+            api::DEFAULT_BASE_URL
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{e}; write a duration such as 30s, 10m or 1h (a bare number means seconds)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("1nce-mcp").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn missing_credentials_name_the_variables_and_sandbox() {
+        let err = Config::from_cli(&cli(&[]), |_| None).unwrap_err();
+        assert!(
+            err.contains("ONCE_CLIENT_ID and ONCE_CLIENT_SECRET not set"),
+            "{err}"
+        );
+        assert!(err.contains("--sandbox"));
+        let err = Config::from_cli(&cli(&[]), |k| (k == "ONCE_CLIENT_ID").then(|| "x".into()))
+            .unwrap_err();
+        assert!(err.starts_with("ONCE_CLIENT_SECRET not set"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_needs_no_credentials() {
+        let c = Config::from_cli(&cli(&["--sandbox"]), |_| None).unwrap();
+        assert!(matches!(c.upstream, Upstream::Sandbox));
+        assert_eq!(c.confirmation_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn urls_and_durations_are_checked() {
+        let env = |_: &str| Some("v".to_owned());
+        assert!(Config::from_cli(&cli(&["--api-url", "http://127.0.0.1:9/x"]), env).is_ok());
+        let err = Config::from_cli(&cli(&["--api-url", "http://example.com"]), env).unwrap_err();
+        assert!(err.contains("plain http"));
+        let err = Config::from_cli(&cli(&["--confirmation-ttl", "25h"]), env).unwrap_err();
+        assert!(err.contains("between 1s and 1day"), "{err}");
+        assert_eq!(
+            cli(&["--request-timeout", "90"]).request_timeout,
+            Duration::from_secs(90)
+        );
+        assert!(Cli::try_parse_from(["1nce-mcp", "--connect-timeout", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The MCP face of the server: tools, their schemas, and the order confirmation flow.
+//!
+//! [`OrderServer`] is one `rmcp` server handler. Each tool lives in its own file with its own
+//! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
+//! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
+//! messages an agent can act on. Every result carries `structuredContent` matching the tool's
+//! output schema and a short text summary ([`Answer`]).
+
+mod confirm;
+mod create_order;
+mod get_order;
+mod list_orders;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::{ErrorData, ServerHandler, tool_handler};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::api::{ApiError, Client};
+pub use confirm::Confirmations;
+pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
+pub use get_order::GetOrderArgs;
+pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
+
+/// Settings of the MCP layer.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// How long an order preview's confirmation token stays valid.
+    pub confirmation_ttl: Duration,
+    /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
+    pub sandbox: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            confirmation_ttl: Duration::from_secs(600),
+            sandbox: false,
+        }
+    }
+}
+
+/// The MCP server: one per session, all sharing one [`Client`] and one [`Confirmations`].
+#[derive(Clone)]
+pub struct OrderServer {
+    client: Client,
+    confirmations: Arc<Confirmations>,
+    in_flight: InFlight,
+    sandbox: bool,
+    tool_router: ToolRouter<Self>,
+}
+
+impl OrderServer {
+    pub fn new(client: Client, options: ServerOptions) -> Self {
+        OrderServer {
+            client,
+            confirmations: Arc::new(Confirmations::new(options.confirmation_ttl)),
+            in_flight: InFlight::default(),
+            sandbox: options.sandbox,
+            tool_router: Self::list_orders_router()
+                + Self::get_order_router()
+                + Self::create_order_router(),
+        }
+    }
+
+    /// Counts order placements in progress, so shutdown can wait for them.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
+    }
+
+    /// The tools as listed to clients.
+    pub fn tools(&self) -> Vec<rmcp::model::Tool> {
+        self.tool_router.list_all()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for OrderServer {
+    fn get_info(&self) -> ServerConfig {
+        let mut instructions = String::from(
+            "Reads and places orders for 1NCE IoT SIM cards. list_orders and get_order only read. \
+             create_order places a real, paid order that ships hardware, in two steps: call it without \
+             confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
+             the user, and only after the user explicitly approves it call create_order again with the \
+             same arguments plus that confirmation_token. Never confirm without that approval.",
+        );
+        if self.sandbox {
+            instructions.push_str(
+                " This server runs against the built-in 1NCE sandbox: orders are simulated and nothing is charged or shipped.",
+            );
+        }
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                    .with_title("1NCE orders"),
+            )
+            .with_instructions(instructions)
+    }
+}
+
+/// A successful tool result: `data` becomes `structuredContent`, `summary` the text content.
+pub struct Answer<T> {
+    pub data: T,
+    pub summary: String,
+}
+
+impl<T: Serialize> IntoCallToolResult for Answer<T> {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
+        let value = serde_json::to_value(&self.data).map_err(|e| {
+            ErrorData::internal_error(format!("could not serialise the result: {e}"), None)
+        })?;
+        let mut result = CallToolResult::structured(value);
+        result.content = vec![ContentBlock::text(self.summary)];
+        Ok(result.into())
+    }
+}
+
+/// A tool error (`isError: true`) with a message for the agent.
+pub type ToolResult<T> = Result<Answer<T>, String>;
+
+/// Turns a 1NCE error into what the agent should read: what happened and what to do.
+pub fn tool_error(error: &ApiError) -> String {
+    match error {
+        ApiError::Authentication { .. } => format!(
+            "{error}. Check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET: they must belong to a 1NCE API user (1NCE portal → Organisation → API access). The user must fix this; retrying will not help."
+        ),
+        ApiError::Unauthorized | ApiError::Forbidden => {
+            format!("{error}. The user must fix this in the 1NCE portal; retrying will not help.")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Counts operations that must finish before the process exits.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    inner: Arc<InFlightInner>,
+}
+
+#[derive(Default)]
+struct InFlightInner {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    /// Marks one operation as running until the guard is dropped.
+    pub fn enter(&self) -> InFlightGuard {
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// How many operations are running.
+    pub fn count(&self) -> usize {
+        self.inner.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no operation is running.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Held while an operation runs; see [`InFlight::enter`].
+pub struct InFlightGuard {
+    inner: Arc<InFlightInner>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
