@@ -1,0 +1,167 @@
+//! Shared helpers for the end-to-end tests: a sandbox per test, the built binary spawned as an
+//! MCP server over stdio through rmcp's client, and small accessors for tool results.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+pub type McpClient = RunningService<RoleClient, ()>;
+
+/// A running server process and everything it wrote to stderr so far.
+pub struct Server {
+    pub client: McpClient,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// The server's stderr up to now.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Calls a tool and returns the raw result (tool errors are results, not `Err`).
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(
+            args.as_object()
+                .cloned()
+                .expect("tool arguments are a JSON object"),
+        );
+        self.client
+            .call_tool(params)
+            .await
+            .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+    }
+
+    /// Calls a tool that must succeed and returns its `structuredContent`.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let result = self.call(tool, args.clone()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} failed: {}",
+            text(&result)
+        );
+        result
+            .structured_content
+            .clone()
+            .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
+    }
+
+    /// Calls a tool that must fail with a tool error and returns the error text.
+    pub async fn err(&self, tool: &str, args: Value) -> String {
+        let result = self.call(tool, args.clone()).await;
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} should have failed but returned {}",
+            text(&result)
+        );
+        text(&result)
+    }
+
+    /// Ends the session and returns everything the server wrote to stderr.
+    pub async fn stop(self) -> String {
+        let stderr = self.stderr;
+        let _ = self.client.cancel().await;
+        // Give the process a moment to flush stderr after stdin closes.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stderr.lock().unwrap().clone()
+    }
+}
+
+/// All text content of a result, joined.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The built server binary.
+pub fn binary() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
+}
+
+/// A command for the server binary with a clean environment: no credentials or settings leak
+/// in from the machine running the tests.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ONCE_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// Spawns the server pointed at `sandbox` as if it were the real 1NCE API.
+pub async fn spawn_against(sandbox: &Sandbox, extra_args: &[&str]) -> Server {
+    let url = sandbox.base_url();
+    spawn(
+        extra_args,
+        &[
+            ("ONCE_API_URL", url.as_str()),
+            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
+            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+        ],
+    )
+    .await
+}
+
+/// Spawns the server binary with these arguments and environment and completes `initialize`.
+pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let cmd = command(args, env).configure(|_| {});
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the 1nce-mcp binary");
+    let captured = Arc::new(Mutex::new(String::new()));
+    if let Some(mut stderr) = stderr {
+        let sink = Arc::clone(&captured);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let client = ().serve(transport).await.expect("MCP initialize");
+    Server {
+        client,
+        stderr: captured,
+    }
+}
+
+/// Number of order POSTs the sandbox received.
+pub fn posts(sandbox: &Sandbox) -> usize {
+    sandbox.count("POST", "/v1/orders")
+}
+
+/// Number of requests of any kind to the order and product routes.
+pub fn api_requests(sandbox: &Sandbox) -> usize {
+    sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/"))
+        .count()
+}
