@@ -37,6 +37,8 @@ pub struct Confirmations {
 #[derive(Debug)]
 struct Entry {
     digest: [u8; 32],
+    /// The session the token was issued to; it cannot be redeemed from another.
+    scope: String,
     issued: Instant,
     expires: Instant,
     expires_at: DateTime<Utc>,
@@ -65,6 +67,10 @@ pub enum Refusal {
         "this confirmation_token was not issued by this server (or the server restarted since): nothing was ordered. Call create_order without confirmation_token for a new preview and show it to the user"
     )]
     Unknown,
+    #[error(
+        "this confirmation_token was issued to another MCP session and cannot be used in this one: nothing was ordered. Call create_order without confirmation_token for a new preview in this session"
+    )]
+    OtherSession,
     #[error(
         "this confirmation_token expired at {0}: nothing was ordered. Call create_order without confirmation_token for a new preview and get the user's approval again"
     )]
@@ -97,8 +103,9 @@ impl Confirmations {
         }
     }
 
-    /// Issues a token that confirms exactly `order`, valid for the configured time.
-    pub fn issue(&self, order: &NewOrder) -> Issued {
+    /// Issues a token that confirms exactly `order` within the session `scope`, valid for the
+    /// configured time.
+    pub fn issue(&self, order: &NewOrder, scope: &str) -> Issued {
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         let token: String = std::iter::once("ct_".to_owned())
@@ -122,6 +129,7 @@ impl Confirmations {
             token.clone(),
             Entry {
                 digest: digest(order),
+                scope: scope.to_owned(),
                 issued: now,
                 expires: now + self.ttl,
                 expires_at,
@@ -131,10 +139,19 @@ impl Confirmations {
         Issued { token, expires_at }
     }
 
-    /// Claims `token` for posting `order`. Only one caller can hold a token at a time.
-    pub fn redeem(self: &Arc<Self>, token: &str, order: &NewOrder) -> Result<Redemption, Refusal> {
+    /// Claims `token` for posting `order` from session `scope`. Only one caller can hold a token
+    /// at a time.
+    pub fn redeem(
+        self: &Arc<Self>,
+        token: &str,
+        order: &NewOrder,
+        scope: &str,
+    ) -> Result<Redemption, Refusal> {
         let mut entries = self.lock();
         let entry = entries.get_mut(token.trim()).ok_or(Refusal::Unknown)?;
+        if entry.scope != scope {
+            return Err(Refusal::OtherSession);
+        }
         match entry.state {
             State::Placed(n) => return Err(Refusal::AlreadyPlaced(n)),
             State::Posting => return Err(Refusal::InFlight),
@@ -239,39 +256,44 @@ mod tests {
     #[test]
     fn token_is_single_use_and_bound_to_content() {
         let store = Arc::new(Confirmations::new(Duration::from_secs(60)));
-        let issued = store.issue(&order(5));
+        let issued = store.issue(&order(5), "s");
         assert!(issued.token.starts_with("ct_") && issued.token.len() == 35);
         assert_eq!(
-            store.redeem(&issued.token, &order(6)).unwrap_err(),
+            store.redeem(&issued.token, &order(6), "s").unwrap_err(),
             Refusal::Mismatch
         );
-        let held = store.redeem(&issued.token, &order(5)).unwrap();
+        let held = store.redeem(&issued.token, &order(5), "s").unwrap();
         assert_eq!(
-            store.redeem(&issued.token, &order(5)).unwrap_err(),
+            store.redeem(&issued.token, &order(5), "s").unwrap_err(),
             Refusal::InFlight
         );
         held.placed(Some(42));
-        let err = store.redeem(&issued.token, &order(5)).unwrap_err();
+        let err = store.redeem(&issued.token, &order(5), "s").unwrap_err();
         assert_eq!(err, Refusal::AlreadyPlaced(Some(42)));
         assert!(err.to_string().contains("get_order 42"));
         assert_eq!(
-            store.redeem("ct_nope", &order(5)).unwrap_err(),
+            store.redeem("ct_nope", &order(5), "s").unwrap_err(),
             Refusal::Unknown
+        );
+        let other = store.issue(&order(5), "s");
+        assert_eq!(
+            store.redeem(&other.token, &order(5), "t").unwrap_err(),
+            Refusal::OtherSession
         );
     }
 
     #[test]
     fn failures_reopen_or_lock_the_token() {
         let store = Arc::new(Confirmations::new(Duration::from_secs(60)));
-        let issued = store.issue(&order(1));
+        let issued = store.issue(&order(1), "s");
         store
-            .redeem(&issued.token, &order(1))
+            .redeem(&issued.token, &order(1), "s")
             .unwrap()
             .nothing_placed();
-        let dropped = store.redeem(&issued.token, &order(1)).unwrap();
+        let dropped = store.redeem(&issued.token, &order(1), "s").unwrap();
         drop(dropped);
         assert_eq!(
-            store.redeem(&issued.token, &order(1)).unwrap_err(),
+            store.redeem(&issued.token, &order(1), "s").unwrap_err(),
             Refusal::OutcomeUnknown
         );
     }
@@ -279,9 +301,9 @@ mod tests {
     #[test]
     fn tokens_expire() {
         let store = Arc::new(Confirmations::new(Duration::ZERO));
-        let issued = store.issue(&order(1));
+        let issued = store.issue(&order(1), "s");
         assert!(matches!(
-            store.redeem(&issued.token, &order(1)),
+            store.redeem(&issued.token, &order(1), "s"),
             Err(Refusal::Expired(_))
         ));
     }

@@ -122,7 +122,7 @@ impl OrderServer {
             Some(token) => {
                 let redemption = self
                     .confirmations
-                    .redeem(token, &order)
+                    .redeem(token, &order, &self.session_scope)
                     .map_err(|refusal| format!("Refused: {refusal}."))?;
                 tracing::info!(products = ?order.products, "placing a confirmed 1NCE order");
                 // Detached so that cancelling this call cannot interrupt the POST or lose its record.
@@ -144,7 +144,7 @@ impl OrderServer {
 
 impl OrderServer {
     fn issue_preview(&self, order: &NewOrder, preview: OrderPreview) -> Answer<CreateOrderOutput> {
-        let issued = self.confirmations.issue(order);
+        let issued = self.confirmations.issue(order, &self.session_scope);
         let expires_at = issued
             .expires_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

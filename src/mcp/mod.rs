@@ -49,12 +49,18 @@ impl Default for ServerOptions {
     }
 }
 
+/// The confirmation scope of a process owned by one user (stdio).
+pub const LOCAL_SCOPE: &str = "local";
+
 /// The MCP server: one per session, all sharing one [`Client`] and one [`Confirmations`].
 #[derive(Clone)]
 pub struct OrderServer {
     client: Client,
     confirmations: Arc<Confirmations>,
     in_flight: InFlight,
+    /// Confirmation tokens are bound to this scope: one per MCP session where sessions are
+    /// separate (HTTP), one shared value where a single user owns the process (stdio).
+    session_scope: String,
     sandbox: bool,
     tool_router: ToolRouter<Self>,
 }
@@ -65,10 +71,20 @@ impl OrderServer {
             client,
             confirmations: Arc::new(Confirmations::new(options.confirmation_ttl)),
             in_flight: InFlight::default(),
+            session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
             tool_router: Self::list_orders_router()
                 + Self::get_order_router()
                 + Self::create_order_router(),
+        }
+    }
+
+    /// A server for a separate session that shares this one's client, confirmations and
+    /// in-flight count, with confirmation tokens bound to `scope`.
+    pub fn for_session(&self, scope: impl Into<String>) -> Self {
+        OrderServer {
+            session_scope: scope.into(),
+            ..self.clone()
         }
     }
 
