@@ -40,6 +40,9 @@ pub struct Fault {
     pub body: String,
     /// How many matching requests this fault answers before it is used up.
     pub times: usize,
+    /// When set, the request is first handled for real (a POST creates its order) and only its
+    /// answer is replaced: the "answer lost after the order was created" case.
+    pub after_handling: bool,
 }
 
 impl Fault {
@@ -52,6 +55,7 @@ impl Fault {
             headers: Vec::new(),
             body: String::new(),
             times: 1,
+            after_handling: false,
         }
     }
 
@@ -71,6 +75,13 @@ impl Fault {
     pub fn with_json(self, body: &serde_json::Value) -> Fault {
         self.with_header("content-type", "application/json")
             .with_body(&body.to_string())
+    }
+
+    /// Handles the request for real first and then answers with the fault instead, as when a
+    /// gateway loses the answer to a request the API did process.
+    pub fn after_handling(mut self) -> Fault {
+        self.after_handling = true;
+        self
     }
 
     /// Lets the fault answer `n` matching requests instead of one.

@@ -83,6 +83,15 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
                 state.take_fault(&method, &path)
             };
             match fault {
+                Some(fault) if fault.after_handling => {
+                    let request = Request::from_parts(parts, Body::from(bytes));
+                    let handled = next.run(request).await;
+                    tracing::debug!(
+                        status = handled.status().as_u16(),
+                        "sandbox answer replaced by a fault"
+                    );
+                    (fault_response(&fault), "fault after handling")
+                }
                 Some(fault) => (fault_response(&fault), "fault"),
                 None => {
                     let request = Request::from_parts(parts, Body::from(bytes));

@@ -938,3 +938,19 @@ fn handle_and_hooks_are_thread_safe() {
     assert_send_sync::<RecordedRequest>();
     assert_send_sync::<Fault>();
 }
+
+#[tokio::test]
+async fn a_fault_after_handling_creates_the_order_and_loses_the_answer() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let client = client();
+    let token = token(&sandbox, &client).await;
+    let before = sandbox.orders().len();
+    sandbox.inject(Fault::status("POST", "/v1/orders", 504).after_handling());
+    let body = json!({ "products": [{ "productId": 1001, "quantity": 2 }] });
+    let r = post_order(&sandbox, &client, &token, &body).await;
+    expect_empty(r, StatusCode::GATEWAY_TIMEOUT).await;
+    assert_eq!(sandbox.orders().len(), before + 1, "the order was created");
+    // The fault is used up: the next POST is answered normally.
+    let r = post_order(&sandbox, &client, &token, &body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
