@@ -253,7 +253,7 @@ async fn wrong_mismatched_and_expired_tokens_post_nothing() {
             with_token(order_args(), &json!("ct_00000000000000000000000000000000")),
         )
         .await;
-    assert!(text.contains("not issued by this server"), "{text}");
+    assert!(text.contains("is not valid"), "{text}");
 
     let preview = server.ok("create_order", order_args()).await;
     let token = preview["confirmation_token"].clone();
@@ -425,4 +425,36 @@ async fn missing_credentials_exit_non_zero_naming_the_variables() {
     for needle in ["ONCE_CLIENT_ID", "ONCE_CLIENT_SECRET", "--sandbox"] {
         assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_preview_survives_a_server_restart() {
+    let sandbox = sandbox().await;
+    let state = common::fresh_state_dir();
+    let url = sandbox.base_url();
+    let env = [
+        ("ONCE_API_URL", url.as_str()),
+        ("ONCE_CLIENT_ID", onence_mcp::sandbox::SANDBOX_CLIENT_ID),
+        (
+            "ONCE_CLIENT_SECRET",
+            onence_mcp::sandbox::SANDBOX_CLIENT_SECRET,
+        ),
+        ("ONCE_STATE_DIR", state.to_str().unwrap()),
+    ];
+    let first = spawn(&[], &env).await;
+    let preview = first.ok("create_order", order_args()).await;
+    first.stop().await;
+
+    let second = spawn(&[], &env).await;
+    let token = preview["confirmation_token"].clone();
+    let placed = second
+        .ok("create_order", with_token(order_args(), &token))
+        .await;
+    assert_eq!(placed["status"], "placed");
+    let text = second
+        .err("create_order", with_token(order_args(), &token))
+        .await;
+    assert!(text.contains("already used"), "{text}");
+    assert_eq!(posts(&sandbox), 1);
+    second.stop().await;
 }

@@ -13,7 +13,6 @@ mod list_orders;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
@@ -26,27 +25,16 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::api::{ApiError, Client};
-pub use confirm::Confirmations;
+pub use confirm::{Confirmations, Refusal};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 
 /// Settings of the MCP layer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// How long an order preview's confirmation token stays valid.
-    pub confirmation_ttl: Duration,
     /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
     pub sandbox: bool,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            confirmation_ttl: Duration::from_secs(600),
-            sandbox: false,
-        }
-    }
 }
 
 /// The confirmation scope of a process owned by one user (stdio).
@@ -66,17 +54,26 @@ pub struct OrderServer {
 }
 
 impl OrderServer {
-    pub fn new(client: Client, options: ServerOptions) -> Self {
+    pub fn new(client: Client, confirmations: Arc<Confirmations>, options: ServerOptions) -> Self {
         OrderServer {
             client,
-            confirmations: Arc::new(Confirmations::new(options.confirmation_ttl)),
+            confirmations,
             in_flight: InFlight::default(),
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
-            tool_router: Self::list_orders_router()
-                + Self::get_order_router()
-                + Self::create_order_router(),
+            tool_router: Self::router(),
         }
+    }
+
+    fn router() -> ToolRouter<Self> {
+        Self::list_orders_router() + Self::get_order_router() + Self::create_order_router()
+    }
+
+    /// The tools as `tools/list` shows them, without a running server.
+    pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
+        let mut tools = Self::router().list_all();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
     }
 
     /// A server for a separate session that shares this one's client, confirmations and

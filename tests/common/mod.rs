@@ -103,10 +103,21 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
+    // Each process gets its own state directory unless the test shares one on purpose.
+    cmd.env("ONCE_STATE_DIR", fresh_state_dir());
     for (key, value) in env {
         cmd.env(key, value);
     }
     cmd
+}
+
+/// A new, empty directory under Cargo's scratch space for integration tests.
+pub fn fresh_state_dir() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("state-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a state directory")
+        .keep()
 }
 
 /// Spawns the server pointed at `sandbox` as if it were the real 1NCE API.
