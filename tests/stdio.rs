@@ -458,3 +458,29 @@ async fn a_preview_survives_a_server_restart() {
     assert_eq!(posts(&sandbox), 1);
     second.stop().await;
 }
+
+#[tokio::test]
+async fn integers_sent_as_strings_are_accepted() {
+    // Some clients (the MCP Inspector's CLI among them) send typed-in numbers as strings.
+    let sandbox = sandbox().await;
+    let server = spawn_against(&sandbox, &[]).await;
+    let out = server
+        .ok("list_orders", json!({"page": "2", "page_size": "3"}))
+        .await;
+    assert_eq!(
+        (
+            out["page"].as_u64(),
+            out["orders"].as_array().unwrap().len()
+        ),
+        (Some(2), 3)
+    );
+    let order = server
+        .ok("get_order", json!({"order_number": "2000000002"}))
+        .await;
+    assert_eq!(order["order_number"], 2000000002u64);
+    let text = server
+        .err("get_order", json!({"order_number": "two"}))
+        .await;
+    assert!(text.contains("expected an integer"), "{text}");
+    server.stop().await;
+}

@@ -5,7 +5,6 @@
 //! task, so a client that cancels or disconnects mid-call cannot cut it off between the POST and
 //! the record of its outcome.
 
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -97,7 +96,8 @@ impl OrderServer {
         name = "create_order",
         title = "Order 1NCE SIM cards",
         description = "Place a real, paid 1NCE order that ships SIM cards. Two steps: without confirmation_token it only returns a preview and a token (nothing is ordered); show the preview to the user and, only after they explicitly approve, call again with the same arguments plus confirmation_token. The token is single-use and expires.",
-        output_schema = schema_for_output::<CreateOrderOutput>(),
+        input_schema = super::schema::input::<CreateOrderArgs>(),
+        output_schema = super::schema::output::<CreateOrderOutput>(),
         annotations(
             title = "Order 1NCE SIM cards",
             read_only_hint = false,

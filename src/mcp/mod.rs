@@ -10,6 +10,7 @@ mod confirm;
 mod create_order;
 mod get_order;
 mod list_orders;
+pub mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
