@@ -10,18 +10,23 @@ mod confirm;
 mod create_order;
 mod get_order;
 mod list_orders;
+mod prompts;
+pub mod resources;
 pub mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ContentBlock, Implementation, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig,
 };
-use rmcp::{ErrorData, ServerHandler, tool_handler};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -52,6 +57,7 @@ pub struct OrderServer {
     session_scope: String,
     sandbox: bool,
     tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
 }
 
 impl OrderServer {
@@ -63,6 +69,7 @@ impl OrderServer {
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
             tool_router: Self::router(),
+            prompt_router: Self::prompt_router(),
         }
     }
 
@@ -98,6 +105,7 @@ impl OrderServer {
 }
 
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for OrderServer {
     fn get_info(&self) -> ServerConfig {
         let mut instructions = String::from(
@@ -112,12 +120,44 @@ impl ServerHandler for OrderServer {
                 " This server runs against the built-in 1NCE sandbox: orders are simulated and nothing is charged or shipped.",
             );
         }
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-                    .with_title("1NCE orders"),
-            )
-            .with_instructions(instructions)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                .with_title("1NCE orders"),
+        )
+        .with_instructions(instructions)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(Vec::new()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read(&request.uri).await.map(Into::into)
     }
 }
 
