@@ -16,10 +16,16 @@
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
-//! The binary (`src/main.rs`) wires these together and serves MCP on stdio. stdout carries
-//! protocol messages only; every log line goes to stderr through `tracing`.
+//! - [`transport`]: MCP over the network (Streamable HTTP, legacy HTTP+SSE) on one listener,
+//!   behind `Host`/`Origin` checks and a bearer token; thin adapters around the same server,
+//!   one `OrderServer::for_session` per HTTP session.
+//!
+//! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
+//! `--http`. stdout carries protocol messages only; every log line goes to stderr through
+//! `tracing`.
 
 pub mod api;
 pub mod config;
 pub mod mcp;
 pub mod sandbox;
+pub mod transport;

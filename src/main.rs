@@ -1,5 +1,6 @@
 //! `1nce-mcp`: parse the command line, set up logging on stderr, connect to 1NCE (or start the
-//! sandbox), serve MCP on stdio, and on the way out let any order placement finish.
+//! sandbox), serve MCP on stdio or over HTTP (`--http`), and on the way out let any order
+//! placement finish.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Config, Upstream};
 use onence_mcp::mcp::{OrderServer, ServerOptions};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::transport;
 use rmcp::ServiceExt;
 use tracing_subscriber::EnvFilter;
 
@@ -89,17 +91,38 @@ async fn run(config: Config) -> Result<(), String> {
     let in_flight = server.in_flight();
 
     let version = env!("CARGO_PKG_VERSION");
-    if sandbox.is_some() {
+    if let Some(settings) = config.http.clone() {
+        let http = transport::http::bind(settings).await?;
+        let addr = http.local_addr()?;
+        let auth = if http.requires_token() {
+            "bearer token required"
+        } else {
+            "no token (loopback only)"
+        };
+        let against = if sandbox.is_some() {
+            format!(
+                "the built-in 1NCE SANDBOX at {url}: orders are simulated, nothing is charged or shipped"
+            )
+        } else {
+            format!("{url}: orders are REAL and paid")
+        };
         eprintln!(
-            "1nce-mcp {version} ready on stdio against the built-in 1NCE SANDBOX at {url}: orders are simulated, nothing is charged or shipped"
+            "1nce-mcp {version} ready on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse, health at /health; {auth}) against {against}"
         );
+        http.serve(server, shutdown_signal()).await?;
     } else {
-        eprintln!("1nce-mcp {version} ready on stdio against {url}: orders are REAL and paid");
-    }
+        if sandbox.is_some() {
+            eprintln!(
+                "1nce-mcp {version} ready on stdio against the built-in 1NCE SANDBOX at {url}: orders are simulated, nothing is charged or shipped"
+            );
+        } else {
+            eprintln!("1nce-mcp {version} ready on stdio against {url}: orders are REAL and paid");
+        }
 
-    tokio::select! {
-        served = serve_stdio(server) => served?,
-        signal = shutdown_signal() => tracing::info!("{signal}: shutting down"),
+        tokio::select! {
+            served = serve_stdio(server) => served?,
+            signal = shutdown_signal() => tracing::info!("{signal}: shutting down"),
+        }
     }
     // The stdio session is over; an order placement still running must reach its record.
     let grace = config.request_timeout + Duration::from_secs(5);
