@@ -30,7 +30,7 @@ EXAMPLES:
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
-/// stderr) with three tools: list_orders, get_order and create_order. create_order places real,
+/// stderr), or over HTTP with --http, with three tools: list_orders, get_order and create_order. create_order places real,
 /// paid orders that ship SIM cards, and only after a preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
