@@ -62,15 +62,6 @@ impl SseSessions {
         }
     }
 
-    /// How many sessions are open.
-    pub fn len(&self) -> usize {
-        self.sessions.lock().expect("sessions lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn forget(&self, id: &str) {
         self.sessions.lock().expect("sessions lock").remove(id);
     }
