@@ -370,3 +370,54 @@ async fn a_cancelled_call_stops_its_upstream_request_and_the_session_goes_on() {
         .await;
     assert_eq!(order["order_number"], 2000000003u64);
 }
+
+/// A 2026-07-28 stateless `tools/call`: no session, per-request metadata.
+async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "0"}}}});
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let text = response.text().await.unwrap();
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: ").filter(|d| d.starts_with('{')))
+        .unwrap_or(&text);
+    let message: Value = serde_json::from_str(json).unwrap();
+    message["result"].clone()
+}
+
+#[tokio::test]
+async fn stateless_requests_can_confirm_but_sessions_cannot_use_their_tokens() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let args = json!({"products": [{"product_id": 1001, "quantity": 2}]});
+    let preview = stateless_call(&server, "create_order", args.clone()).await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+
+    // A session cannot redeem a token previewed outside it.
+    let session = server.client(None).await;
+    let refused = session
+        .err("create_order", with_token(args.clone(), &token))
+        .await;
+    assert!(refused.contains("another MCP session"), "{refused}");
+    assert_eq!(common::posts(&sandbox), 0);
+
+    // A later stateless request can: there is no session to bind it to.
+    let placed = stateless_call(&server, "create_order", with_token(args, &token)).await;
+    assert_eq!(placed["structuredContent"]["status"], "placed", "{placed}");
+    assert_eq!(common::posts(&sandbox), 1);
+}

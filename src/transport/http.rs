@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -146,7 +146,12 @@ fn router(
     };
     let sessions_server = server.clone();
     let streamable = StreamableHttpService::new(
-        move || Ok(sessions_server.for_session(format!("http-{}", random_id()))),
+        move || {
+            let scope = CONFIRMATION_SCOPE
+                .try_with(Clone::clone)
+                .unwrap_or_else(|_| format!("http-{}", random_id()));
+            Ok(sessions_server.for_session(scope))
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -168,18 +173,56 @@ async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// Counts a Streamable HTTP POST as a call in flight until its response body is finished
-/// (the answer to a request is the end of that POST's response stream).
+tokio::task_local! {
+    /// The confirmation scope for a server rmcp creates while handling this request.
+    static CONFIRMATION_SCOPE: String;
+}
+
+/// The scope shared by 2026-07-28 stateless requests: they have no session to bind a token to,
+/// so, as on stdio, the token itself (unguessable, bound to the exact order, single-use,
+/// expiring) is the capability. Sessions never share it.
+const STATELESS_SCOPE: &str = "http-stateless";
+
+/// Counts a Streamable HTTP POST as a call in flight until its response body is finished (the
+/// answer to a request is the end of that POST's response stream), and decides the confirmation
+/// scope of the server rmcp may create for it: a new random one for an `initialize` (a new
+/// session), the shared stateless one for a request outside any session.
 async fn count_calls(State(calls): State<InFlight>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
     let guard = calls.enter();
-    let response = next.run(request).await;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large: request bodies are limited to 1 MiB",
+        )
+            .into_response();
+    };
+    let scope = if is_initialize(&body) {
+        format!("http-{}", random_id())
+    } else {
+        STATELESS_SCOPE.to_owned()
+    };
+    let request = Request::from_parts(parts, Body::from(body));
+    let response = CONFIRMATION_SCOPE.scope(scope, next.run(request)).await;
     let (parts, body) = response.into_parts();
     let body = body.into_data_stream().map(move |chunk| {
         let _held_until_the_body_ends = &guard;
         chunk
     });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Method>(body)
+        .ok()
+        .and_then(|m| m.method)
+        .is_some_and(|m| m == "initialize")
 }
