@@ -33,7 +33,7 @@ EXAMPLES:
 /// stderr), or over HTTP with --http, with three tools: list_orders, get_order and create_order. create_order places real,
 /// paid orders that ship SIM cards, and only after a preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
+#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
 pub struct Cli {
     /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
     /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
