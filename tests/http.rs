@@ -283,10 +283,11 @@ async fn status_codes_follow_the_transport_spec() {
     assert_eq!(sse_html.status(), 406);
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
-        "x".repeat(2 * 1024 * 1024)
+        "x".repeat(1024 * 1024 + 1024)
     );
     for path in ["/mcp", "/message?sessionId=0123456789abcdef"] {
-        let too_big = http
+        // A fresh connection each: the server answers before reading the whole body and closes.
+        let too_big = reqwest::Client::new()
             .post(server.url(path))
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
