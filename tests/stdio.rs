@@ -22,7 +22,7 @@ async fn lists_exactly_the_three_tools_with_annotations_and_object_output_schema
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["create_order", "get_order", "list_orders"])
+        BTreeSet::from(["create_order", "find_orders", "get_order", "list_orders"])
     );
     for tool in &tools {
         let a = tool.annotations.as_ref().expect("annotations");

@@ -8,6 +8,7 @@
 
 mod confirm;
 mod create_order;
+mod find_orders;
 mod get_order;
 mod list_orders;
 mod prompts;
@@ -33,6 +34,7 @@ use tokio::sync::Notify;
 use crate::api::{ApiError, Client};
 pub use confirm::{Confirmations, Refusal};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
+pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 
@@ -74,7 +76,10 @@ impl OrderServer {
     }
 
     fn router() -> ToolRouter<Self> {
-        Self::list_orders_router() + Self::get_order_router() + Self::create_order_router()
+        Self::list_orders_router()
+            + Self::get_order_router()
+            + Self::find_orders_router()
+            + Self::create_order_router()
     }
 
     /// The tools as `tools/list` shows them, without a running server.
@@ -109,7 +114,7 @@ impl OrderServer {
 impl ServerHandler for OrderServer {
     fn get_info(&self) -> ServerConfig {
         let mut instructions = String::from(
-            "Reads and places orders for 1NCE IoT SIM cards. list_orders and get_order only read. \
+            "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order and find_orders only read. \
              create_order places a real, paid order that ships hardware, in two steps: call it without \
              confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
              the user, and only after the user explicitly approves it call create_order again with the \
