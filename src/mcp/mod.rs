@@ -10,6 +10,7 @@ mod confirm;
 mod create_order;
 mod get_order;
 mod list_orders;
+mod waits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,6 +102,18 @@ impl OrderServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for OrderServer {
+    /// Routes the call to its tool, noting in the result any time it spent waiting for the
+    /// rate limit or for retries.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let (response, waits) = crate::api::pacing::observe(self.tool_router.call(call)).await;
+        Ok(waits::annotate(response?, &waits))
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut instructions = String::from(
             "Reads and places orders for 1NCE IoT SIM cards. list_orders and get_order only read. \
