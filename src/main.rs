@@ -77,6 +77,8 @@ async fn run(config: Config) -> Result<(), String> {
         credentials,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
+        retry: config.retry,
+        rate_limit: config.rate_limit,
     })
     .map_err(|e| e.to_string())?;
     let server = OrderServer::new(
