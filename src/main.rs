@@ -119,8 +119,10 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 async fn serve_stdio(server: OrderServer) -> Result<(), String> {
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout);
     let service = server
-        .serve(rmcp::transport::stdio())
+        .serve(onence_mcp::mcp::IgnoreBeforeInitialize::new(transport))
         .await
         .map_err(|e| format!("MCP session failed to start: {e}"))?;
     let reason = service

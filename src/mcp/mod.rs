@@ -10,6 +10,7 @@ mod confirm;
 mod create_order;
 mod get_order;
 mod list_orders;
+mod pre_init;
 mod waits;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use confirm::Confirmations;
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
+pub use pre_init::IgnoreBeforeInitialize;
 
 /// Settings of the MCP layer.
 #[derive(Debug, Clone)]
