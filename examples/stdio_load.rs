@@ -81,8 +81,14 @@ async fn main() {
     let checkpoint = (calls / 10).max(1);
     for i in 0..calls {
         let (tool, args) = match i % 3 {
-            0 => ("list_orders", json!({"page": 1 + (i / 3) % 3, "page_size": 10})),
-            1 => ("get_order", json!({"order_number": 2000000001 + (i % 25) as u64})),
+            0 => (
+                "list_orders",
+                json!({"page": 1 + (i / 3) % 3, "page_size": 10}),
+            ),
+            1 => (
+                "get_order",
+                json!({"order_number": 2000000001 + (i % 25) as u64}),
+            ),
             _ => (
                 "create_order",
                 json!({"products": [{"product_id": 1001, "quantity": 1 + i % 50}]}),

@@ -15,9 +15,7 @@ async fn a_thousand_sequential_calls_succeed_on_one_token() {
     let sandbox = Sandbox::start().await.unwrap();
     // The rate limit is a separate concern (tests/faults.rs); here it would only add waiting.
     let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
-    let numbers: Vec<u64> = server
-        .ok("list_orders", json!({"page_size": 10}))
-        .await["orders"]
+    let numbers: Vec<u64> = server.ok("list_orders", json!({"page_size": 10})).await["orders"]
         .as_array()
         .unwrap()
         .iter()
@@ -36,7 +34,9 @@ async fn a_thousand_sequential_calls_succeed_on_one_token() {
             }
             1 => {
                 let number = numbers[i % numbers.len()];
-                let order = server.ok("get_order", json!({"order_number": number})).await;
+                let order = server
+                    .ok("get_order", json!({"order_number": number}))
+                    .await;
                 assert_eq!(order["order_number"], number);
                 upstream_calls += 1;
             }
@@ -52,7 +52,11 @@ async fn a_thousand_sequential_calls_succeed_on_one_token() {
             }
         }
     }
-    assert_eq!(sandbox.count("POST", "/oauth/token"), 1, "one token for all");
+    assert_eq!(
+        sandbox.count("POST", "/oauth/token"),
+        1,
+        "one token for all"
+    );
     let api = sandbox
         .requests()
         .iter()
