@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use url::Url;
 
-use crate::api::{self, Credentials};
+use crate::api::{self, Credentials, RateLimit, RetryPolicy};
 
 const ENV_HELP: &str = "\
 ENVIRONMENT:
@@ -25,6 +25,13 @@ SAFETY:
 
 EXIT STATUS:
   0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run
+
+RETRIES AND RATE LIMIT:
+  Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
+  and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
+  within --retry-budget; then the tool error says when to try again. Requests to 1NCE are paced
+  by --rate-limit and --rate-burst (default: within 1NCE's documented 100 per 5 minutes); a call
+  that had to wait says so in its result.
 
 EXAMPLES:
   1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
@@ -115,6 +122,30 @@ pub struct Cli {
     /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
     #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How many times to repeat a read (never an order) after 429, 502, 503, 504 or a connection
+    /// failure, 0 to 10.
+    #[arg(long, global = true, env = "ONCE_MAX_RETRIES", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub max_retries: u32,
+
+    /// The most one tool call may spend waiting, between retries and for the rate limit
+    /// together, e.g. 30s; past it the call fails saying when to try again.
+    #[arg(long, global = true, env = "ONCE_RETRY_BUDGET", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub retry_budget: Duration,
+
+    /// Backoff before the first retry, doubling with each further one (with jitter, at most
+    /// 10 s), e.g. 500ms. A Retry-After from 1NCE takes precedence.
+    #[arg(long, global = true, env = "ONCE_RETRY_BACKOFF", value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Client-side limit on requests to 1NCE as REQUESTS/PERIOD, e.g. 90/5m or 10/1s, or "off".
+    /// The default stays within 1NCE's documented 100 requests per 5 minutes.
+    #[arg(long, global = true, env = "ONCE_RATE_LIMIT", value_name = "N/PERIOD", default_value = "90/5m", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimitSetting,
+
+    /// How many requests may go out back to back before --rate-limit spaces them, 1 to 1000.
+    #[arg(long, global = true, env = "ONCE_RATE_BURST", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate_burst: u32,
 }
 
 /// What to do instead of serving MCP.
@@ -138,6 +169,10 @@ pub enum Command {
     Tools,
 }
 
+/// `--rate-limit`: a limit, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSetting(pub Option<RateLimit>);
+
 /// Where the server gets its 1NCE from.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -158,6 +193,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Serve over HTTP with these settings; `None` serves stdio.
     pub http: Option<crate::transport::HttpSettings>,
+    pub retry: RetryPolicy,
+    /// `None` when `--rate-limit off`.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Config {
@@ -194,6 +232,26 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(600),
         )?;
+        let retry = RetryPolicy {
+            max_retries: cli.max_retries,
+            initial_backoff: within(
+                "retry-backoff",
+                cli.retry_backoff,
+                Duration::from_millis(1),
+                Duration::from_secs(60),
+            )?,
+            budget: within(
+                "retry-budget",
+                cli.retry_budget,
+                Duration::ZERO,
+                Duration::from_secs(600),
+            )?,
+            ..RetryPolicy::default()
+        };
+        let rate_limit = cli.rate_limit.0.map(|limit| RateLimit {
+            burst: cli.rate_burst,
+            ..limit
+        });
         let upstream = if cli.sandbox {
             Upstream::Sandbox
         } else {
@@ -234,6 +292,8 @@ impl Config {
             connect_timeout,
             request_timeout,
             http,
+            retry,
+            rate_limit,
         })
     }
 }
@@ -269,6 +329,14 @@ fn check_url(url: &Url) -> Result<(), String> {
             "ONCE_API_URL / --api-url {url} is not an http(s) URL; the default is {}",
             api::DEFAULT_BASE_URL
         )),
+    }
+}
+
+fn parse_rate_limit(s: &str) -> Result<RateLimitSetting, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        Ok(RateLimitSetting(None))
+    } else {
+        s.parse().map(|limit| RateLimitSetting(Some(limit)))
     }
 }
 
@@ -335,5 +403,59 @@ mod tests {
             Duration::from_secs(90)
         );
         assert!(Cli::try_parse_from(["1nce-mcp", "--connect-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn retry_and_rate_limit_flags() {
+        let c =
+            Config::from_cli(&cli(&["--sandbox"]), |k| (k == "HOME").then(|| "/h".into())).unwrap();
+        assert_eq!(c.retry.max_retries, 3);
+        assert_eq!(c.retry.budget, Duration::from_secs(30));
+        assert_eq!(c.rate_limit, Some(RateLimit::DEFAULT));
+        let c = Config::from_cli(
+            &cli(&[
+                "--sandbox",
+                "--max-retries",
+                "0",
+                "--retry-budget",
+                "5s",
+                "--retry-backoff",
+                "1ms",
+                "--rate-limit",
+                "10/1s",
+                "--rate-burst",
+                "20",
+            ]),
+            |k| (k == "HOME").then(|| "/h".into()),
+        )
+        .unwrap();
+        assert_eq!(c.retry.max_retries, 0);
+        assert_eq!(c.retry.budget, Duration::from_secs(5));
+        assert_eq!(c.retry.initial_backoff, Duration::from_millis(1));
+        let limit = c.rate_limit.unwrap();
+        assert_eq!(
+            (limit.requests, limit.per, limit.burst),
+            (10, Duration::from_secs(1), 20)
+        );
+        let off = Config::from_cli(&cli(&["--sandbox", "--rate-limit", "off"]), |k| {
+            (k == "HOME").then(|| "/h".into())
+        })
+        .unwrap();
+        assert_eq!(off.rate_limit, None);
+        for bad in [
+            &["--max-retries", "11"][..],
+            &["--rate-limit", "fast"],
+            &["--rate-burst", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("1nce-mcp").chain(bad.iter().copied()))
+                    .is_err()
+            );
+        }
+        let err = Config::from_cli(&cli(&["--sandbox", "--retry-budget", "1h"]), |k| {
+            (k == "HOME").then(|| "/h".into())
+        })
+        .unwrap_err();
+        assert!(err.contains("--retry-budget"), "{err}");
     }
 }

@@ -160,6 +160,8 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
         credentials,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
+        retry: config.retry,
+        rate_limit: config.rate_limit,
     })
     .map_err(|e| Exit::failure(e.to_string()))?;
     let confirmations =
@@ -190,8 +192,11 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
         }
     }
     let session = async {
+        let (stdin, stdout) = rmcp::transport::stdio();
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout);
+        // A notification sent before `initialize` would otherwise end the session.
         let service = server
-            .serve(rmcp::transport::stdio())
+            .serve(onence_mcp::mcp::IgnoreBeforeInitialize::new(transport))
             .await
             .map_err(|e| Exit::failure(format!("MCP session failed to start: {e}")))?;
         let reason = service

@@ -113,7 +113,10 @@ async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["create_order", "find_orders", "get_order", "list_orders"]);
+    assert_eq!(
+        names,
+        ["create_order", "find_orders", "get_order", "list_orders"]
+    );
 
     let listed = session
         .request(

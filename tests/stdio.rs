@@ -317,7 +317,8 @@ async fn delivery_address_and_a_200_answer_with_the_order() {
 #[tokio::test]
 async fn upstream_errors_become_actionable_tool_errors_and_the_server_keeps_serving() {
     let sandbox = sandbox().await;
-    let server = spawn_against(&sandbox, &[]).await;
+    // Without retries, each error reaches the agent as is (tests/faults.rs covers retrying).
+    let server = spawn_against(&sandbox, &["--max-retries", "0"]).await;
     let cases = [
         (
             Fault::status("GET", "/v1/orders", 429).with_header("Retry-After", "30"),

@@ -52,6 +52,26 @@ pub enum ApiError {
     /// 1NCE answered something this client cannot read.
     #[error("1NCE sent an unexpected answer: {reason}")]
     BadResponse { reason: String },
+    /// A repeatable request failed on every attempt the retry policy allowed.
+    #[error(
+        "1NCE did not answer successfully after {attempts} attempts in {:.1} s (last: {}); this is usually temporary, try again in {} s",
+        .elapsed.as_secs_f32(),
+        super::retry::brief(.last),
+        whole_secs(.retry_in)
+    )]
+    GaveUp {
+        attempts: u32,
+        elapsed: Duration,
+        last: Box<ApiError>,
+        retry_in: Duration,
+    },
+    /// The client-side rate limiter has no free slot soon enough; nothing was sent to 1NCE.
+    #[error(
+        "too many 1NCE requests in a short time: this server paces them to stay within 1NCE's rate limit ({limit}) and the next free slot is {} s away; nothing was sent, try again in {} s",
+        whole_secs(.retry_in),
+        whole_secs(.retry_in)
+    )]
+    Throttled { retry_in: Duration, limit: String },
 }
 
 impl ApiError {
@@ -69,6 +89,11 @@ fn code_suffix(code: &Option<String>) -> String {
     code.as_deref()
         .map(|c| format!(", {c}"))
         .unwrap_or_default()
+}
+
+/// Seconds rounded up, at least 1: "try again in 0 s" would invite a retry storm.
+fn whole_secs(d: &Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0).max(u64::from(d.is_zero()))
 }
 
 fn retry_hint(retry_after: &Option<Duration>) -> String {

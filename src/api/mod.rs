@@ -4,7 +4,9 @@
 //! - one shared, cached access token (see [`auth`]), renewed ahead of expiry and once after a 401;
 //! - connect and total timeouts on every request, no redirects followed (a redirected POST
 //!   could place an order twice), and answer bodies bounded in size;
-//! - 1NCE's answers turned into [`ApiError`] variants a caller can act on.
+//! - 1NCE's answers turned into [`ApiError`] variants a caller can act on;
+//! - an optional client-side rate limit ([`rate_limit`]) and retries of reads after transient
+//!   failures ([`retry`]), with the time waited reported on the side ([`pacing`]).
 //!
 //! The order POST is never retried, except after a 401, which proves 1NCE did not act on it.
 //! When its answer is lost or is a server error, the outcome is reported as unknown.
@@ -12,6 +14,9 @@
 pub mod auth;
 pub mod error;
 pub mod model;
+pub mod pacing;
+pub mod rate_limit;
+pub mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,8 @@ use reqwest::{Method, StatusCode};
 pub use auth::Credentials;
 pub use error::ApiError;
 use model::{CreatedOrder, ListOrdersQuery, NewOrder, Order, OrderPage};
+pub use rate_limit::RateLimit;
+pub use retry::RetryPolicy;
 
 /// 1NCE's production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.1nce.com/management-api";
@@ -38,6 +45,11 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit for a whole request, from sending to the end of the answer.
     pub request_timeout: Duration,
+    /// When to repeat a failed read; [`ClientConfig::new`] sets [`RetryPolicy::none`].
+    pub retry: RetryPolicy,
+    /// Client-side pacing of API requests; `None` (the default of [`ClientConfig::new`]) sends
+    /// at once. The binary sets [`RateLimit::DEFAULT`] unless told otherwise.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ClientConfig {
@@ -47,6 +59,8 @@ impl ClientConfig {
             credentials,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::none(),
+            rate_limit: None,
         }
     }
 }
@@ -63,6 +77,8 @@ struct Inner {
     base: url::Url,
     tokens: auth::TokenCache,
     request_timeout: Duration,
+    retry: RetryPolicy,
+    limiter: Option<rate_limit::RateLimiter>,
 }
 
 impl std::fmt::Debug for Client {
@@ -110,6 +126,8 @@ impl Client {
                 base,
                 tokens: auth::TokenCache::new(config.credentials, token_url),
                 request_timeout: config.request_timeout,
+                retry: config.retry,
+                limiter: config.rate_limit.map(rate_limit::RateLimiter::new),
             }),
         })
     }
@@ -183,7 +201,10 @@ impl Client {
         })
     }
 
-    /// Sends one request with the shared bearer token, renewing it once if 1NCE answers 401.
+    /// Sends a request and, after a transient failure (429, 502, 503, 504, no connection, a
+    /// timeout, a cut-off answer), repeats it as [`RetryPolicy`] allows, but only where that
+    /// cannot duplicate anything: a read always, an order only while it has not been sent (its
+    /// token request failed). Every wait is reported through [`pacing`].
     async fn send(
         &self,
         method: Method,
@@ -198,28 +219,102 @@ impl Client {
             .map_err(|e| ApiError::BadResponse {
                 reason: format!("invalid request path: {e}"),
             })?;
+        let policy = self.inner.retry;
+        let started = tokio::time::Instant::now();
+        let mut waited = Duration::ZERO;
+        let mut retries = 0;
+        loop {
+            let failure = match self
+                .attempt(&method, &url, path, effect, &build, &mut waited)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => failure,
+            };
+            let repeatable = effect == Effect::Read || !failure.sent;
+            if !repeatable || !retry::is_transient(&failure.error) {
+                return Err(failure.error);
+            }
+            match policy.next(retries, waited, failure.retry_after) {
+                Ok(delay) => {
+                    let reason = retry::brief(&failure.error);
+                    tracing::warn!(%method, path, reason, retry = retries + 1, delay_ms = delay.as_millis() as u64, "repeating a 1NCE request after a transient failure");
+                    pacing::record_retry(reason, delay);
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                    retries += 1;
+                }
+                // Not repeated at all: the error itself says what to do.
+                Err(_) if retries == 0 => return Err(failure.error),
+                Err(retry_in) => {
+                    tracing::warn!(%method, path, attempts = retries + 1, "giving up on a 1NCE request");
+                    return Err(ApiError::GaveUp {
+                        attempts: retries + 1,
+                        elapsed: started.elapsed(),
+                        last: Box::new(failure.error),
+                        retry_in,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for the rate limiter, then sends the request once with the shared bearer token,
+    /// renewing the token and resending once if 1NCE answers 401.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &url::Url,
+        path: &str,
+        effect: Effect,
+        build: &impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        waited: &mut Duration,
+    ) -> Result<Answer, Failure> {
         let timeout = self.inner.request_timeout;
+        let unsent = |error: ApiError| Failure {
+            retry_after: match &error {
+                ApiError::RateLimited { retry_after } => *retry_after,
+                _ => None,
+            },
+            error,
+            sent: false,
+        };
         for attempt in 0..2 {
-            let token = self.inner.tokens.token(&self.inner.http, timeout).await?;
+            let token = self
+                .inner
+                .tokens
+                .token(&self.inner.http, timeout)
+                .await
+                .map_err(unsent)?;
+            self.pace(waited).await.map_err(unsent)?;
             let started = tokio::time::Instant::now();
             let request = build(self.inner.http.request(method.clone(), url.clone()))
                 .bearer_auth(token.bearer())
                 .header(reqwest::header::ACCEPT, "application/json");
+            let sent = |error: ApiError, retry_after: Option<Duration>| Failure {
+                error,
+                sent: true,
+                retry_after,
+            };
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(e) => {
                     let reason = error::describe_transport(&e, timeout);
                     tracing::warn!(%method, path, reason, "1NCE request failed");
                     // A connection that was never made cannot have placed an order.
-                    return Err(if effect == Effect::PlacesOrder && !e.is_connect() {
-                        ApiError::OutcomeUnknown { reason }
-                    } else {
-                        ApiError::Unreachable { reason }
-                    });
+                    return Err(sent(
+                        if effect == Effect::PlacesOrder && !e.is_connect() {
+                            ApiError::OutcomeUnknown { reason }
+                        } else {
+                            ApiError::Unreachable { reason }
+                        },
+                        None,
+                    ));
                 }
             };
             let status = response.status();
             let headers = response.headers().clone();
+            let wait_hint = retry_after(&headers);
             tracing::debug!(%method, path, status = status.as_u16(), took_ms = started.elapsed().as_millis() as u64, "1NCE answered");
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 // The token expired early or was revoked; 1NCE did nothing with this request.
@@ -231,11 +326,14 @@ impl Client {
                 // The order was accepted; only its echo was lost.
                 Err(_) if effect == Effect::PlacesOrder && status.is_success() => Vec::new(),
                 Err(_) if effect == Effect::PlacesOrder => {
-                    return Err(ApiError::OutcomeUnknown {
-                        reason: format!("HTTP {} with a broken answer", status.as_u16()),
-                    });
+                    return Err(sent(
+                        ApiError::OutcomeUnknown {
+                            reason: format!("HTTP {} with a broken answer", status.as_u16()),
+                        },
+                        None,
+                    ));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(sent(e, wait_hint)),
             };
             if status.is_success() {
                 return Ok(Answer {
@@ -244,10 +342,57 @@ impl Client {
                     body,
                 });
             }
-            return Err(status_error(status, &headers, &body, effect));
+            return Err(sent(
+                status_error(status, &headers, &body, effect),
+                wait_hint,
+            ));
         }
-        Err(ApiError::Unauthorized)
+        Err(Failure {
+            error: ApiError::Unauthorized,
+            sent: true,
+            retry_after: None,
+        })
     }
+
+    /// Takes a slot from the rate limiter, sleeping until it is free, unless that would take
+    /// longer than what is left of the retry budget.
+    async fn pace(&self, waited: &mut Duration) -> Result<(), ApiError> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(());
+        };
+        let left = self.inner.retry.budget.saturating_sub(*waited);
+        match limiter.reserve(left) {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "pacing a 1NCE request to stay within the rate limit"
+                );
+                pacing::record_rate_limited(wait);
+                tokio::time::sleep(wait).await;
+                *waited += wait;
+                Ok(())
+            }
+            Err(retry_in) => {
+                tracing::warn!(
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "refusing a 1NCE request: the rate limit has no free slot soon enough"
+                );
+                Err(ApiError::Throttled {
+                    retry_in,
+                    limit: limiter.limit().to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Why one attempt failed, and whether the request went out (which forbids repeating an order).
+struct Failure {
+    error: ApiError,
+    sent: bool,
+    /// 1NCE's `Retry-After`, whatever the status.
+    retry_after: Option<Duration>,
 }
 
 /// A successful answer, body read in full.

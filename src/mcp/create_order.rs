@@ -128,11 +128,11 @@ impl OrderServer {
                 // Detached so that cancelling this call cannot interrupt the POST or lose its record.
                 let client = self.client.clone();
                 let guard = self.in_flight.enter();
-                let posting = tokio::spawn(async move {
+                let posting = tokio::spawn(crate::api::pacing::inherit(async move {
                     let outcome = place(&client, &order, redemption).await;
                     drop(guard);
                     outcome
-                });
+                }));
                 let outcome = posting.await.map_err(|_| {
                     "The order task failed unexpectedly; whether 1NCE received the order is unknown. Do not retry: check list_orders first.".to_owned()
                 })?;

@@ -11,9 +11,11 @@ mod create_order;
 mod find_orders;
 mod get_order;
 mod list_orders;
+mod pre_init;
 mod prompts;
 pub mod resources;
 pub mod schema;
+mod waits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +39,7 @@ pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPr
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
+pub use pre_init::IgnoreBeforeInitialize;
 
 /// Settings of the MCP layer.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +115,18 @@ impl OrderServer {
 #[tool_handler(router = self.tool_router)]
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for OrderServer {
+    /// Routes the call to its tool, noting in the result any time it spent waiting for the
+    /// rate limit or for retries.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let (response, waits) = crate::api::pacing::observe(self.tool_router.call(call)).await;
+        Ok(waits::annotate(response?, &waits))
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut instructions = String::from(
             "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order and find_orders only read. \

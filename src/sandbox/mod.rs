@@ -10,6 +10,7 @@
 //! benchmarks can all point a real client at it.
 
 mod create;
+mod faults;
 mod model;
 mod recording;
 mod routes;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use faults::FaultAction;
 pub use recording::{Fault, RecordedRequest};
 use state::Shared;
 
@@ -113,14 +115,15 @@ impl Sandbox {
         let listener = TcpListener::bind(options.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(format!("http://{addr}"), &options));
-        let app = routes::router(shared.clone());
+        let app = routes::router(shared.clone())
+            .into_make_service_with_connect_info::<faults::Connection>();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             // Either an explicit stop or the handle being dropped ends the wait.
             let signal = async {
                 let _ = stopped.await;
             };
-            if let Err(error) = axum::serve(listener, app)
+            if let Err(error) = axum::serve(faults::FaultListener(listener), app)
                 .with_graceful_shutdown(signal)
                 .await
             {

@@ -1,5 +1,9 @@
 //! What tests see of and do to the traffic: recorded requests and injected faults.
 
+use std::time::Duration;
+
+use super::faults::FaultAction;
+
 /// A request as the sandbox received it, kept so tests can assert on what a client sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
@@ -43,6 +47,10 @@ pub struct Fault {
     /// When set, the request is first handled for real (a POST creates its order) and only its
     /// answer is replaced: the "answer lost after the order was created" case.
     pub after_handling: bool,
+    /// What the fault does; [`FaultAction::Respond`] answers with `status`, `headers`, `body`.
+    pub action: FaultAction,
+    /// How long to wait before acting (and before handling, when `after_handling`).
+    pub delay: Duration,
 }
 
 impl Fault {
@@ -56,7 +64,65 @@ impl Fault {
             body: String::new(),
             times: 1,
             after_handling: false,
+            action: FaultAction::Respond,
+            delay: Duration::ZERO,
         }
+    }
+
+    fn acting(method: &str, path_prefix: &str, action: FaultAction) -> Fault {
+        Fault {
+            action,
+            ..Fault::status(method, path_prefix, 200)
+        }
+    }
+
+    /// Handles the request normally, but only after `delay`: a slow 1NCE.
+    pub fn delay(method: &str, path_prefix: &str, delay: Duration) -> Fault {
+        Fault::acting(method, path_prefix, FaultAction::PassThrough).with_delay(delay)
+    }
+
+    /// Closes the connection without an answer. With [`Fault::after_handling`] the request is
+    /// handled first (a POST creates its order), then the answer is lost.
+    pub fn drop_connection(method: &str, path_prefix: &str) -> Fault {
+        Fault::acting(method, path_prefix, FaultAction::DropConnection)
+    }
+
+    /// Answers 200 with half of `body`, then breaks the connection.
+    pub fn truncated(method: &str, path_prefix: &str, body: &str) -> Fault {
+        Fault::acting(method, path_prefix, FaultAction::Truncate).with_body(body)
+    }
+
+    /// Answers 200 with a complete body that is not JSON.
+    pub fn malformed_json(method: &str, path_prefix: &str) -> Fault {
+        Fault::status(method, path_prefix, 200)
+            .with_header("content-type", "application/json")
+            .with_body(r#"{"order_number": 2000000001, "order_status": "COMPLETED""#)
+    }
+
+    /// Answers 200 with a body of `bytes` bytes, streamed without a `Content-Length`.
+    pub fn oversized(method: &str, path_prefix: &str, bytes: u64) -> Fault {
+        Fault::acting(
+            method,
+            path_prefix,
+            FaultAction::Stream { bytes: Some(bytes) },
+        )
+    }
+
+    /// Answers 200 with a body that never ends.
+    pub fn endless(method: &str, path_prefix: &str) -> Fault {
+        Fault::acting(method, path_prefix, FaultAction::Stream { bytes: None })
+    }
+
+    /// Invalidates every token issued so far, then handles the request normally (which now
+    /// gets 401): a token that expired early.
+    pub fn expire_tokens(method: &str, path_prefix: &str) -> Fault {
+        Fault::acting(method, path_prefix, FaultAction::ExpireTokens)
+    }
+
+    /// Waits `delay` before acting.
+    pub fn with_delay(mut self, delay: Duration) -> Fault {
+        self.delay = delay;
+        self
     }
 
     /// Adds a response header, e.g. `Retry-After`.

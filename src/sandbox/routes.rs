@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::CreateResponse;
 use super::create::validate_order;
+use super::faults::{self, Connection, FaultAction};
 use super::model::Order;
 use super::recording::{Fault, RecordedRequest};
 use super::state::Shared;
@@ -82,20 +83,33 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
                 state.requests.push(recorded);
                 state.take_fault(&method, &path)
             };
+            let connection = parts.extensions.get::<ConnectInfo<Connection>>().cloned();
+            let request = Request::from_parts(parts, Body::from(bytes));
             match fault {
-                Some(fault) if fault.after_handling => {
-                    let request = Request::from_parts(parts, Body::from(bytes));
-                    let handled = next.run(request).await;
-                    tracing::debug!(
-                        status = handled.status().as_u16(),
-                        "sandbox answer replaced by a fault"
-                    );
-                    (fault_response(&fault), "fault after handling")
-                }
-                Some(fault) => (fault_response(&fault), "fault"),
-                None => {
-                    let request = Request::from_parts(parts, Body::from(bytes));
-                    (next.run(request).await, "route")
+                None => (next.run(request).await, "route"),
+                Some(fault) => {
+                    if !fault.delay.is_zero() {
+                        tokio::time::sleep(fault.delay).await;
+                    }
+                    match fault.action {
+                        FaultAction::PassThrough => (next.run(request).await, "delayed"),
+                        FaultAction::ExpireTokens => {
+                            shared.lock().expire_tokens();
+                            (next.run(request).await, "tokens expired")
+                        }
+                        _ if fault.after_handling => {
+                            let handled = next.run(request).await;
+                            tracing::debug!(
+                                status = handled.status().as_u16(),
+                                "sandbox answer replaced by a fault"
+                            );
+                            (
+                                fault_response(&fault, connection.as_ref()),
+                                "fault after handling",
+                            )
+                        }
+                        _ => (fault_response(&fault, connection.as_ref()), "fault"),
+                    }
                 }
             }
         }
@@ -106,7 +120,7 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
 
 /// Builds the canned answer of an injected fault. Headers that are not valid HTTP are
 /// skipped with a warning rather than failing the request.
-fn fault_response(fault: &Fault) -> Response {
+fn fault_response(fault: &Fault, connection: Option<&ConnectInfo<Connection>>) -> Response {
     let status = StatusCode::from_u16(fault.status).unwrap_or_else(|_| {
         tracing::warn!(
             status = fault.status,
@@ -114,7 +128,20 @@ fn fault_response(fault: &Fault) -> Response {
         );
         StatusCode::INTERNAL_SERVER_ERROR
     });
-    let mut response = (status, fault.body.clone()).into_response();
+    let mut response = match fault.action {
+        FaultAction::DropConnection => {
+            match connection {
+                Some(ConnectInfo(connection)) => connection.kill(),
+                None => tracing::warn!("no connection to drop; answering 500 instead"),
+            }
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        FaultAction::Truncate => return faults::truncated(status, &fault.body),
+        FaultAction::Stream { bytes } => return faults::streamed(bytes),
+        FaultAction::Respond | FaultAction::PassThrough | FaultAction::ExpireTokens => {
+            (status, fault.body.clone()).into_response()
+        }
+    };
     response.headers_mut().remove(CONTENT_TYPE);
     for (name, value) in &fault.headers {
         match (

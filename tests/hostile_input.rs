@@ -1,0 +1,432 @@
+//! Property tests over every tool's arguments, through an MCP client talking to the built binary.
+//!
+//! Invalid input (out-of-range and huge numbers, huge strings, wrong types, nulls where a value
+//! is required, unicode and control characters, unknown fields) must always come back as a tool
+//! error, never a protocol failure or a crash, and must never reach 1NCE: the sandbox behind the
+//! server records every request, and for invalid input it must record none. Arbitrary argument
+//! objects, valid or not, must never stop the server from serving.
+//!
+//! Case counts are modest so CI stays fast; set PROPTEST_CASES to run more.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Server, spawn_against, text};
+use onence_mcp::sandbox::Sandbox;
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Map, Value, json};
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+/// Strings meant to break things: control characters, bidi overrides, huge repeats, markup,
+/// escapes, and random unicode.
+fn hostile_string() -> BoxedStrategy<String> {
+    prop_oneof![
+        vec(any::<char>(), 0..40).prop_map(String::from_iter),
+        (any::<char>(), 1_000usize..120_000).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
+        prop::sample::select(vec![
+            "\u{0}",
+            "\u{1b}[2J\u{1b}[H",
+            "line\nbreak",
+            "\r\n\r\n",
+            "\u{202e}evil",
+            "\u{feff}",
+            "🦀🦀🦀",
+            "' OR 1=1 --",
+            "../../etc/passwd",
+            "{{7*7}}",
+            "%00%0a",
+            "\"}]}",
+            "\\u0000",
+            "    ",
+        ])
+        .prop_map(str::to_owned),
+    ]
+    .boxed()
+}
+
+/// Any JSON value, nested a few levels, with hostile strings and extreme numbers.
+fn any_json() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        hostile_string().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(Value::from),
+            btree_map("[a-z_]{1,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}
+
+/// A value that is not an integer: floats, non-numeric strings, booleans, arrays, objects.
+fn not_an_integer() -> BoxedStrategy<Value> {
+    prop_oneof![
+        // Integral floats such as 5.0 are integers in JSON Schema's sense and are accepted.
+        any::<f64>()
+            .prop_filter("finite, not integral", |f| f.is_finite()
+                && f.fract() != 0.0)
+            .prop_map(Value::from),
+        Just(json!(1.5)),
+        Just(json!(-0.25)),
+        Just(json!("5.5")),
+        Just(json!("five")),
+        // Not numeric strings: an integer written as a string may be accepted.
+        hostile_string()
+            .prop_filter("not an integer", |s| s.trim().parse::<i128>().is_err())
+            .prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        vec(any::<i64>(), 0..3).prop_map(Value::from),
+        Just(json!({"value": 1})),
+    ]
+    .boxed()
+}
+
+/// An integer outside `lo..=hi`, or something that is not an integer at all.
+fn bad_integer(lo: i64, hi: i64) -> BoxedStrategy<Value> {
+    let mut options = vec![
+        (i64::MIN..lo).prop_map(Value::from).boxed(),
+        ((i64::MAX as u64 + 1)..=u64::MAX)
+            .prop_map(Value::from)
+            .boxed(),
+        Just(json!(i64::MIN)).boxed(),
+        Just(json!(u64::MAX)).boxed(),
+        not_an_integer(),
+    ];
+    if hi < i64::MAX {
+        options.push((hi + 1..=i64::MAX).prop_map(Value::from).boxed());
+    }
+    proptest::strategy::Union::new(options).boxed()
+}
+
+/// A key that no tool accepts.
+fn unknown_key() -> impl Strategy<Value = String> {
+    "[a-zA-Z_]{1,20}".prop_filter("not a real argument", |k| {
+        ![
+            "page",
+            "page_size",
+            "sort",
+            "order_number",
+            "products",
+            "delivery_address",
+            "customer_reference",
+            "confirmation_token",
+        ]
+        .contains(&k.as_str())
+    })
+}
+
+/// Sets `key` in `args` to `value`.
+fn with(mut args: Value, key: &str, value: Value) -> Value {
+    args[key] = value;
+    args
+}
+
+/// list_orders arguments with exactly one thing wrong.
+fn invalid_list_orders() -> BoxedStrategy<Value> {
+    let valid = (
+        proptest::option::of(1i64..=1_000_000),
+        proptest::option::of(1i64..=10),
+    )
+        .prop_map(|(page, size)| {
+            let mut args = json!({});
+            if let Some(p) = page {
+                args["page"] = json!(p);
+            }
+            if let Some(s) = size {
+                args["page_size"] = json!(s);
+            }
+            args
+        });
+    let bad_sort = prop_oneof![
+        hostile_string().prop_map(|s| Value::from(format!("x{s}"))),
+        Just(json!("order_number,")),
+        Just(json!("ORDER_NUMBER")),
+        Just(json!("order_date, price")),
+        any::<i64>().prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        vec(hostile_string(), 0..3).prop_map(Value::from),
+        Just(json!({"by": "order_date"})),
+    ];
+    prop_oneof![
+        (valid.clone(), bad_integer(1, 1_000_000)).prop_map(|(a, v)| with(a, "page", v)),
+        (valid.clone(), bad_integer(1, 10)).prop_map(|(a, v)| with(a, "page_size", v)),
+        (valid.clone(), bad_sort).prop_map(|(a, v)| with(a, "sort", v)),
+        (valid, unknown_key(), any_json()).prop_map(|(a, k, v)| with(a, &k, v)),
+    ]
+    .boxed()
+}
+
+/// get_order arguments that name no valid order number.
+fn invalid_get_order() -> BoxedStrategy<Value> {
+    prop_oneof![
+        bad_integer(1, i64::MAX).prop_map(|v| json!({"order_number": v})),
+        Just(json!({"order_number": null})),
+        Just(json!({})),
+        (unknown_key(), any_json()).prop_map(|(k, v)| json!({"order_number": 2000000001, k: v})),
+        (unknown_key(), any_json()).prop_map(|(k, v)| json!({k: v})),
+    ]
+    .boxed()
+}
+
+fn valid_order() -> BoxedStrategy<Value> {
+    (1i64..=5000, 1i64..=1_000_000)
+        .prop_map(|(id, qty)| json!({"products": [{"product_id": id, "quantity": qty}]}))
+        .boxed()
+}
+
+/// create_order arguments with exactly one thing wrong, or a bogus confirmation token.
+fn invalid_create_order() -> BoxedStrategy<Value> {
+    let bad_line = prop_oneof![
+        bad_integer(1, i64::MAX).prop_map(|v| json!({"product_id": v, "quantity": 1})),
+        bad_integer(1, 1_000_000).prop_map(|v| json!({"product_id": 1001, "quantity": v})),
+        Just(json!({"product_id": 1001})),
+        Just(json!({"quantity": 1})),
+        Just(json!({"product_id": null, "quantity": 1})),
+        (unknown_key(), any_json())
+            .prop_map(|(k, v)| json!({"product_id": 1001, "quantity": 1, k: v})),
+        any_json().prop_filter("not an object", |v| !v.is_object()),
+    ];
+    let bad_products = prop_oneof![
+        Just(json!([])),
+        Just(Value::Null),
+        (51usize..200).prop_map(|n| Value::from(
+            (1..=n as i64)
+                .map(|id| json!({"product_id": id, "quantity": 1}))
+                .collect::<Vec<_>>()
+        )),
+        Just(json!([{"product_id": 7, "quantity": 1}, {"product_id": 7, "quantity": 2}])),
+        bad_line.prop_map(|l| json!([{"product_id": 1001, "quantity": 1}, l])),
+        any_json().prop_filter("not an array", |v| !v.is_array()),
+    ];
+    let address_field = prop::sample::select(vec![
+        "first_name",
+        "last_name",
+        "company",
+        "street",
+        "address_line2",
+        "house_number",
+        "zip",
+        "city",
+        "phone",
+    ]);
+    let bad_address = prop_oneof![
+        hostile_string()
+            .prop_filter("not a salutation", |s| s != "1" && s != "2")
+            .prop_map(|s| json!({"salutation": s})),
+        hostile_string()
+            .prop_filter("not two ASCII letters", |s| {
+                s.len() != 2 || !s.bytes().all(|b| b.is_ascii_alphabetic())
+            })
+            .prop_map(|s| json!({"country": s})),
+        (address_field.clone(), 201usize..5000).prop_map(|(f, n)| json!({f: "a".repeat(n)})),
+        (address_field.clone(), "[\u{0}-\u{1f}\u{7f}]")
+            .prop_map(|(f, c)| json!({f: format!("Haupt{c}straße")})),
+        (
+            address_field,
+            not_an_integer().prop_filter("not a string", |v| !v.is_string())
+        )
+            .prop_map(|(f, v)| json!({f: v})),
+        (unknown_key(), any_json()).prop_map(|(k, v)| json!({k: v})),
+        any_json().prop_filter("not an object or null", |v| !v.is_object() && !v.is_null()),
+    ];
+    let bad_reference = prop_oneof![
+        (101usize..100_000).prop_map(|n| Value::from("r".repeat(n))),
+        "[\u{0}-\u{1f}\u{7f}\u{80}-\u{9f}]".prop_map(|c| Value::from(format!("ref{c}no"))),
+        any_json().prop_filter("not a string or null", |v| !v.is_string() && !v.is_null()),
+    ];
+    let bogus_token = prop_oneof![
+        hostile_string().prop_filter("not blank", |s| !s.trim().is_empty()),
+        Just("ct_00000000000000000000000000000000".to_owned()),
+    ];
+    prop_oneof![
+        bad_products.prop_map(|p| json!({"products": p})),
+        (valid_order(), bad_address).prop_map(|(o, a)| with(o, "delivery_address", a)),
+        (valid_order(), bad_reference).prop_map(|(o, r)| with(o, "customer_reference", r)),
+        (valid_order(), bogus_token).prop_map(|(o, t)| with(o, "confirmation_token", t.into())),
+        (
+            valid_order(),
+            not_an_integer().prop_filter("not a string", |v| !v.is_string())
+        )
+            .prop_map(|(o, t)| with(o, "confirmation_token", t)),
+        (valid_order(), unknown_key(), any_json()).prop_map(|(o, k, v)| with(o, &k, v)),
+        Just(json!({})),
+    ]
+    .boxed()
+}
+
+/// Runs `strategy`'s cases against one server: each call must be a tool error and 1NCE must
+/// see nothing at all.
+fn refuse_all(tool: &'static str, strategy: BoxedStrategy<Value>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sandbox, server) = runtime.block_on(async {
+        let sandbox = Sandbox::start().await.unwrap();
+        let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
+        (sandbox, server)
+    });
+    let calls = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let outcome = runner.run(&strategy, |args| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        let result = runtime.block_on(call(&server, tool, &args))?;
+        let shown = text(&result);
+        prop_assert_eq!(
+            result.is_error,
+            Some(true),
+            "{} {} was accepted: {}",
+            tool,
+            args,
+            shown
+        );
+        prop_assert!(!shown.is_empty(), "an error without a message");
+        prop_assert!(
+            sandbox.requests().is_empty(),
+            "{} {} reached 1NCE: {:?}",
+            tool,
+            args,
+            sandbox
+                .requests()
+                .iter()
+                .map(|r| &r.path)
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{tool}: {e}");
+    }
+    assert!(calls.load(Ordering::Relaxed) >= cases() as usize);
+    // Still serving, and that call does reach 1NCE.
+    runtime.block_on(async {
+        server.ok("list_orders", json!({"page_size": 1})).await;
+        server.stop().await;
+    });
+    assert_eq!(sandbox.count("GET", "/v1/orders"), 1);
+}
+
+/// One tools/call; a protocol-level failure (the server died, or answered with a JSON-RPC error
+/// instead of a tool result) fails the case.
+async fn call(
+    server: &Server,
+    tool: &str,
+    args: &Value,
+) -> Result<rmcp::model::CallToolResult, TestCaseError> {
+    let Value::Object(map) = args else {
+        return Err(TestCaseError::fail("arguments must be an object"));
+    };
+    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map.clone());
+    server
+        .client
+        .call_tool(params)
+        .await
+        .map_err(|e| TestCaseError::fail(format!("{tool} {args}: protocol-level failure: {e}")))
+}
+
+#[test]
+fn list_orders_refuses_invalid_arguments_without_calling_1nce() {
+    refuse_all("list_orders", invalid_list_orders());
+}
+
+#[test]
+fn get_order_refuses_invalid_arguments_without_calling_1nce() {
+    refuse_all("get_order", invalid_get_order());
+}
+
+#[test]
+fn create_order_refuses_invalid_arguments_and_bogus_tokens_without_calling_1nce() {
+    refuse_all("create_order", invalid_create_order());
+}
+
+/// Any argument object at all, for any tool name (including unknown ones): the server answers
+/// every call (a result or a JSON-RPC error for an unknown tool) and keeps serving.
+#[test]
+fn arbitrary_arguments_never_stop_the_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (sandbox, server) = runtime.block_on(async {
+        let sandbox = Sandbox::start().await.unwrap();
+        let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
+        (sandbox, server)
+    });
+    let strategy = (
+        prop::sample::select(vec![
+            "list_orders",
+            "get_order",
+            "create_order",
+            "no_such_tool",
+        ]),
+        btree_map(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "page",
+                    "page_size",
+                    "sort",
+                    "order_number",
+                    "products",
+                    "delivery_address",
+                    "customer_reference",
+                    "confirmation_token",
+                ])
+                .prop_map(str::to_owned),
+                "[a-z_]{1,10}",
+            ],
+            any_json(),
+            0..5,
+        ),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(tool, args)| {
+            let params = CallToolRequestParams::new(tool.to_owned())
+                .with_arguments(args.into_iter().collect::<Map<String, Value>>());
+            match runtime.block_on(server.client.call_tool(params)) {
+                Ok(result) => prop_assert!(tool != "no_such_tool" && !result.content.is_empty()),
+                Err(e) => prop_assert!(
+                    tool == "no_such_tool",
+                    "{} failed at the protocol level: {}",
+                    tool,
+                    e
+                ),
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        server.ok("list_orders", json!({"page_size": 1})).await;
+        server.stop().await;
+    });
+    // No order could have been placed without a token from a preview.
+    assert_eq!(sandbox.count("POST", "/v1/orders"), 0);
+}

@@ -1,0 +1,244 @@
+//! A fuzz harness for the stdio transport, as a property test over raw lines (cargo-fuzz needs a
+//! nightly toolchain; this runs on stable, in `cargo test`).
+//!
+//! Each case starts the built binary and writes malformed frames to its stdin: random bytes
+//! (invalid UTF-8 included), truncated and deeply nested JSON, JSON that is not JSON-RPC,
+//! JSON-RPC with wrong types, batches, requests before `initialize`, and huge lines; before and
+//! after a proper `initialize`. The server must write nothing but JSON-RPC messages to stdout,
+//! stay alive, answer a final valid request, and exit cleanly when stdin closes, all within a
+//! bounded time (a hang fails the case instead of blocking the suite).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Generous: a case normally takes a fraction of a second; this only turns a hang into a failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+const FINAL_ID: u64 = 999_999;
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
+fn initialize() -> Vec<u8> {
+    json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fuzz","version":"0"}}})
+        .to_string()
+        .into_bytes()
+}
+
+fn valid_requests() -> Vec<Value> {
+    vec![
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_orders","arguments":{"page_size":1}}}),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_order","arguments":{"order_number":2000000001}}}),
+        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"create_order","arguments":{"products":[{"product_id":1001,"quantity":1}]}}}),
+        json!({"jsonrpc":"2.0","id":5,"method":"ping"}),
+    ]
+}
+
+/// One malformed frame, without its newline.
+fn frame() -> BoxedStrategy<Vec<u8>> {
+    let json_rpc_shaped = prop_oneof![
+        Just(json!({"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"})),
+        Just(json!({"jsonrpc":"2.0","id":1.5,"method":"tools/list"})),
+        Just(json!({"jsonrpc":"2.0","id":null,"method":"tools/call"})),
+        Just(json!({"jsonrpc":"1.0","id":1,"method":"tools/list"})),
+        Just(json!({"jsonrpc":"2.0","id":1,"method":42})),
+        Just(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":"list_orders"})),
+        Just(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_orders","arguments":[1,2]}})),
+        Just(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"order_number":"1e999"}}})),
+        Just(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":{"x":1}}})),
+        Just(json!({"jsonrpc":"2.0","id":1,"result":{}})),
+        Just(json!({"jsonrpc":"2.0","id":1,"error":{"code":"x"}})),
+        Just(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"nope"}})),
+        Just(json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
+        Just(json!({"jsonrpc":"2.0","method":"textDocument/didOpen","params":{}})),
+        Just(json!({"jsonrpc":"2.0","id":7,"method":"no/such/method"})),
+        Just(json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}])),
+        Just(json!([])),
+        (any::<i64>(), "[a-z/]{0,20}")
+            .prop_map(|(id, m)| json!({"jsonrpc":"2.0","id":id,"method":m})),
+    ]
+    .prop_map(|v| v.to_string().into_bytes());
+    prop_oneof![
+        // Random bytes, invalid UTF-8 included.
+        vec(any::<u8>(), 0..300).prop_map(|b| b.into_iter().filter(|c| *c != b'\n').collect()),
+        // Random text.
+        "\\PC{0,200}".prop_map(String::into_bytes),
+        // A valid message cut short.
+        (prop::sample::select(valid_requests()), 0.0f64..1.0).prop_map(|(v, cut)| {
+            let bytes = v.to_string().into_bytes();
+            let at = (bytes.len() as f64 * cut) as usize;
+            bytes[..at].to_vec()
+        }),
+        // Deep nesting, far past serde_json's recursion limit.
+        (100usize..100_000).prop_map(|n| [b"[".repeat(n), b"]".repeat(n)].concat()),
+        (100usize..10_000).prop_map(|n| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n)).into_bytes()),
+        // Huge lines: a long string inside a request, and junk.
+        (100_000usize..2_000_000).prop_map(|n| {
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{{\"name\":\"list_orders\",\"arguments\":{{\"sort\":\"{}\"}}}}}}",
+                "x".repeat(n)
+            )
+            .into_bytes()
+        }),
+        (100_000usize..2_000_000).prop_map(|n| vec![b'#'; n]),
+        // JSON that is not JSON-RPC.
+        prop_oneof![
+            Just("null"),
+            Just("true"),
+            Just("123456789012345678901234567890"),
+            Just("\"just a string\""),
+            Just("{}"),
+            Just("{\"jsonrpc\":\"2.0\"}"),
+            Just("\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1}"),
+        ]
+        .prop_map(|s| s.as_bytes().to_vec()),
+        json_rpc_shaped,
+        // Whitespace and carriage returns.
+        prop::sample::select(vec!["", " ", "\r", "\t\t", "\r\r\r"]).prop_map(|s| s.as_bytes().to_vec()),
+    ]
+    .boxed()
+}
+
+/// Runs one case: junk before `initialize`, junk after it, then a final valid call.
+async fn run_case(before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+    let mut child = common::command(&["--sandbox", "--rate-limit", "off"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+
+    // Writes everything in the background so that a full stdout pipe cannot deadlock the test.
+    let writer = tokio::spawn(async move {
+        let mut frames = before;
+        frames.push(initialize());
+        frames.push(
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"})
+                .to_string()
+                .into_bytes(),
+        );
+        frames.extend(after);
+        frames.push(json!({"jsonrpc":"2.0","id":FINAL_ID,"method":"tools/call","params":{"name":"list_orders","arguments":{"page_size":1}}}).to_string().into_bytes());
+        for mut frame in frames {
+            frame.push(b'\n');
+            if stdin.write_all(&frame).await.is_err() {
+                return None;
+            }
+        }
+        let _ = stdin.flush().await;
+        Some(stdin)
+    });
+
+    let mut lines = BufReader::new(stdout).lines();
+    let answered = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? else {
+                return Err("stdout closed: the server exited".to_owned());
+            };
+            let message: Value = serde_json::from_str(&line)
+                .map_err(|e| format!("non-JSON on stdout ({e}): {line:.200}"))?;
+            if message.get("jsonrpc") != Some(&json!("2.0")) {
+                return Err(format!("not JSON-RPC 2.0: {line:.200}"));
+            }
+            if message.get("id") == Some(&json!(FINAL_ID)) {
+                return Ok(message);
+            }
+        }
+    })
+    .await
+    .map_err(|_| TestCaseError::fail("no answer to the final request: the server hangs"))?
+    .map_err(TestCaseError::fail)?;
+    prop_assert_eq!(
+        answered["result"]["structuredContent"]["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{}",
+        answered
+    );
+
+    // Anything written after the answer must be JSON-RPC too. Keep reading while the process
+    // winds down, so that a full stdout pipe cannot hold it up.
+    let rest = tokio::spawn(async move {
+        let mut bad = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let is_json_rpc = serde_json::from_str::<Value>(&line)
+                .is_ok_and(|m| m.get("jsonrpc") == Some(&json!("2.0")));
+            if !is_json_rpc {
+                bad.push(line.chars().take(200).collect::<String>());
+            }
+        }
+        bad
+    });
+
+    // Closing stdin ends the session; the process exits on its own, successfully.
+    let stdin = writer.await.unwrap();
+    prop_assert!(stdin.is_some(), "the server stopped reading its stdin");
+    drop(stdin);
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .map_err(|_| TestCaseError::fail("the server did not exit after stdin closed"))?
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert!(status.success(), "exit status {}", status);
+    let bad = rest.await.unwrap();
+    prop_assert!(bad.is_empty(), "not JSON-RPC on stdout: {:?}", bad);
+    Ok(())
+}
+
+#[test]
+fn malformed_frames_never_crash_hang_or_pollute_stdout() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(vec(frame(), 0..6), vec(frame(), 0..6)),
+            |(before, after)| runtime.block_on(run_case(before, after)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A line past rmcp's 16 MiB frame limit is dropped without buffering it whole, and the session
+/// goes on.
+#[test]
+fn a_line_beyond_the_frame_limit_is_dropped_and_the_session_goes_on() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(run_case(
+            vec![vec![b'x'; 20 * 1024 * 1024]],
+            vec![
+                [
+                    b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\",\"params\":\"".as_slice(),
+                    &vec![b'y'; 18 * 1024 * 1024],
+                ]
+                .concat(),
+            ],
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
