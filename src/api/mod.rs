@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod model;
+pub mod products;
 
 use std::sync::Arc;
 use std::time::Duration;
