@@ -3,12 +3,16 @@
 //! Each flag has an environment twin. The credentials are environment-only: a flag's value is
 //! visible to every user of the machine through `ps`.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use url::Url;
 
+use crate::api::products::Cents;
 use crate::api::{self, Credentials};
+use crate::mcp::OrderLimits;
 
 const ENV_HELP: &str = "\
 ENVIRONMENT:
@@ -20,6 +24,12 @@ ENVIRONMENT:
 SAFETY:
   create_order never places an order without a confirmation token issued by a preview of that
   exact order, single-use and expiring (--confirmation-ttl). A POST is never retried.
+  Every preview is checked against the 1NCE product catalogue and the limits below, and priced.
+  When the MCP client can ask its user (elicitation), the user approves each order in a form;
+  --require-human-approval refuses orders from clients that cannot ask. --read-only removes
+  create_order altogether. Every preview, approval, POST and outcome is appended to the audit
+  log (default $XDG_STATE_HOME/1nce-mcp/audit.jsonl, else ~/.local/state/1nce-mcp/audit.jsonl);
+  an order whose record cannot be written is not placed.
 
 EXAMPLES:
   1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
@@ -28,8 +38,9 @@ EXAMPLES:
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
-/// stderr) with three tools: list_orders, get_order and create_order. create_order places real,
-/// paid orders that ship SIM cards, and only after a preview has been confirmed.
+/// stderr) with four tools: list_orders, get_order, list_products and create_order.
+/// create_order places real, paid orders that ship SIM cards, and only after a preview has been
+/// confirmed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
 pub struct Cli {
@@ -54,6 +65,34 @@ pub struct Cli {
     /// Limit for one whole request to 1NCE, e.g. 30s.
     #[arg(long, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Read-only: create_order is not offered at all (absent from tools/list); only list_orders,
+    /// get_order and list_products.
+    #[arg(long, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub read_only: bool,
+
+    /// Place an order only after the user approved it in the MCP client's own form
+    /// (elicitation); refuse orders from clients that cannot ask their user.
+    #[arg(long, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub require_human_approval: bool,
+
+    /// Most units one order may carry, summed over its lines.
+    #[arg(long, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_quantity: Option<u64>,
+
+    /// Highest one-time net value of one order, per currency, e.g. "500 EUR" or "EUR:500,USD:300".
+    /// Orders in a currency not named are refused.
+    #[arg(long, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
+    pub max_order_value: Option<BTreeMap<String, Cents>>,
+
+    /// The only product ids that may be ordered, e.g. "1001,1002".
+    #[arg(long, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
+    pub allowed_products: Option<BTreeSet<u64>>,
+
+    /// File the audit trail is appended to (JSON lines), or "off" to keep none. Default:
+    /// $XDG_STATE_HOME/1nce-mcp/audit.jsonl, else ~/.local/state/1nce-mcp/audit.jsonl.
+    #[arg(long, env = "ONCE_AUDIT_LOG", value_name = "PATH|off")]
+    pub audit_log: Option<String>,
 }
 
 /// Where the server gets its 1NCE from.
@@ -72,6 +111,14 @@ pub struct Config {
     pub confirmation_ttl: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// create_order is not offered.
+    pub read_only: bool,
+    /// Orders need approval through elicitation; clients without it cannot order.
+    pub require_human_approval: bool,
+    /// The operator's limits on every order.
+    pub limits: OrderLimits,
+    /// Where the audit trail goes; `None` when off (or read-only: nothing to audit).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -134,11 +181,30 @@ impl Config {
                 credentials: Credentials::new(id.trim(), secret.trim()),
             }
         };
+        let audit_log = match cli.audit_log.as_deref().map(str::trim) {
+            _ if cli.read_only => None,
+            Some(off) if off.eq_ignore_ascii_case("off") => None,
+            Some("") => return Err("--audit-log needs a file path, or \"off\"".to_owned()),
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(
+                crate::mcp::audit::default_path(|name| std::env::var(name).ok()).ok_or(
+                    "no state directory for the audit log (neither XDG_STATE_HOME nor HOME is set): pass --audit-log PATH, or --audit-log off to keep none",
+                )?,
+            ),
+        };
         Ok(Config {
             upstream,
             confirmation_ttl,
             connect_timeout,
             request_timeout,
+            read_only: cli.read_only,
+            require_human_approval: cli.require_human_approval,
+            limits: OrderLimits {
+                max_quantity: cli.max_quantity,
+                max_order_value: cli.max_order_value.clone(),
+                allowed_products: cli.allowed_products.clone(),
+            },
+            audit_log,
         })
     }
 }
@@ -215,5 +281,40 @@ mod tests {
             Duration::from_secs(90)
         );
         assert!(Cli::try_parse_from(["1nce-mcp", "--connect-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn safety_flags() {
+        let c = Config::from_cli(
+            &cli(&[
+                "--sandbox",
+                "--max-quantity",
+                "50",
+                "--max-order-value",
+                "EUR:500,USD:300",
+                "--allowed-products",
+                "1001,1002",
+                "--audit-log",
+                "/tmp/x/audit.jsonl",
+                "--require-human-approval",
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_quantity, Some(50));
+        assert_eq!(c.limits.max_order_value.unwrap()["USD"], Cents(30000));
+        assert_eq!(
+            c.limits.allowed_products,
+            Some(BTreeSet::from([1001, 1002]))
+        );
+        assert_eq!(c.audit_log, Some(PathBuf::from("/tmp/x/audit.jsonl")));
+        assert!(c.require_human_approval && !c.read_only);
+        let off = Config::from_cli(&cli(&["--sandbox", "--audit-log", "off"]), |_| None).unwrap();
+        assert_eq!(off.audit_log, None);
+        let ro = Config::from_cli(&cli(&["--sandbox", "--read-only"]), |_| None).unwrap();
+        assert!(ro.read_only && ro.audit_log.is_none());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--allowed-products", "x"]).is_err());
     }
 }

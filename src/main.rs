@@ -84,6 +84,10 @@ async fn run(config: Config) -> Result<(), String> {
         ServerOptions {
             confirmation_ttl: config.confirmation_ttl,
             sandbox: sandbox.is_some(),
+            read_only: config.read_only,
+            require_human_approval: config.require_human_approval,
+            limits: config.limits.clone(),
+            audit_log: config.audit_log.clone(),
         },
     );
     let in_flight = server.in_flight();

@@ -6,10 +6,15 @@
 //! messages an agent can act on. Every result carries `structuredContent` matching the tool's
 //! output schema and a short text summary ([`Answer`]).
 
+mod approval;
+pub mod audit;
+mod checks;
 mod confirm;
 mod create_order;
 mod get_order;
 mod list_orders;
+mod list_products;
+mod lost_answer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,11 +30,15 @@ use rmcp::{ErrorData, ServerHandler, tool_handler};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
+pub use audit::AuditLog;
+pub use checks::{Money, OrderLimits, PricedLine};
 pub use confirm::Confirmations;
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
+pub use list_products::ListProductsOutput;
 
 /// Settings of the MCP layer.
 #[derive(Debug, Clone)]
@@ -38,6 +47,14 @@ pub struct ServerOptions {
     pub confirmation_ttl: Duration,
     /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
     pub sandbox: bool,
+    /// Leave create_order out entirely.
+    pub read_only: bool,
+    /// Refuse to order unless the client can ask its user (elicitation).
+    pub require_human_approval: bool,
+    /// The operator's limits on every order.
+    pub limits: OrderLimits,
+    /// Where the audit trail goes; `None` keeps none.
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +62,10 @@ impl Default for ServerOptions {
         ServerOptions {
             confirmation_ttl: Duration::from_secs(600),
             sandbox: false,
+            read_only: false,
+            require_human_approval: false,
+            limits: OrderLimits::default(),
+            audit_log: None,
         }
     }
 }
@@ -62,20 +83,37 @@ pub struct OrderServer {
     /// separate (HTTP), one shared value where a single user owns the process (stdio).
     session_scope: String,
     sandbox: bool,
+    /// The 1NCE catalogue, cached for a few minutes, that previews are checked against.
+    catalogue: Catalogue,
+    limits: Arc<OrderLimits>,
+    audit: AuditLog,
+    read_only: bool,
+    require_human_approval: bool,
+    /// How long to wait for the user to answer an approval form.
+    approval_timeout: Duration,
     tool_router: ToolRouter<Self>,
 }
 
 impl OrderServer {
     pub fn new(client: Client, options: ServerOptions) -> Self {
+        let mut tool_router =
+            Self::list_orders_router() + Self::get_order_router() + Self::list_products_router();
+        if !options.read_only {
+            tool_router += Self::create_order_router();
+        }
         OrderServer {
+            catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
             client,
             confirmations: Arc::new(Confirmations::new(options.confirmation_ttl)),
             in_flight: InFlight::default(),
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
-            tool_router: Self::list_orders_router()
-                + Self::get_order_router()
-                + Self::create_order_router(),
+            limits: Arc::new(options.limits),
+            audit: AuditLog::new(options.audit_log),
+            read_only: options.read_only,
+            require_human_approval: options.require_human_approval,
+            approval_timeout: options.confirmation_ttl,
+            tool_router,
         }
     }
 
@@ -102,13 +140,36 @@ impl OrderServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for OrderServer {
     fn get_info(&self) -> ServerConfig {
-        let mut instructions = String::from(
-            "Reads and places orders for 1NCE IoT SIM cards. list_orders and get_order only read. \
+        let mut instructions = if self.read_only {
+            String::from(
+                "This server is READ-ONLY: it reads 1NCE orders and the product catalogue and cannot \
+                 place orders (create_order is not available). list_orders, get_order and \
+                 list_products only read.",
+            )
+        } else {
+            String::from(
+                "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order and \
+                 list_products only read. \
              create_order places a real, paid order that ships hardware, in two steps: call it without \
              confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
              the user, and only after the user explicitly approves it call create_order again with the \
              same arguments plus that confirmation_token. Never confirm without that approval.",
-        );
+            )
+        };
+        if !self.read_only {
+            if self.require_human_approval {
+                instructions.push_str(
+                    " Every order must also be approved by the user in this client's own approval form (elicitation); clients that cannot show one cannot order.",
+                );
+            } else {
+                instructions.push_str(
+                    " When this client can show the user a form (elicitation), the confirming call also asks the user to approve the order there.",
+                );
+            }
+            if let Some(limits) = self.limits.describe() {
+                instructions.push_str(&format!(" The operator allows {limits}."));
+            }
+        }
         if self.sandbox {
             instructions.push_str(
                 " This server runs against the built-in 1NCE sandbox: orders are simulated and nothing is charged or shipped.",
