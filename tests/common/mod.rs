@@ -93,8 +93,20 @@ pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
 }
 
+/// A fresh, empty directory of its own for one test, under the system's temp directory.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir =
+        std::env::temp_dir().join(format!("1nce-mcp-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
 /// A command for the server binary with a clean environment: no credentials or settings leak
-/// in from the machine running the tests.
+/// in from the machine running the tests, and the audit log goes to a temp dir of its own
+/// (never the real home directory) unless the test names one.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
     cmd.args(args);
@@ -102,6 +114,12 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         if key.starts_with("ONCE_") || key == "RUST_LOG" {
             cmd.env_remove(key);
         }
+    }
+    // A test that sets XDG_STATE_HOME itself checks the default location, in its own temp dir.
+    if !env.iter().any(|(key, _)| *key == "XDG_STATE_HOME") {
+        let state = temp_dir("state");
+        cmd.env("XDG_STATE_HOME", &state);
+        cmd.env("ONCE_AUDIT_LOG", state.join("audit.jsonl"));
     }
     for (key, value) in env {
         cmd.env(key, value);
@@ -125,6 +143,16 @@ pub async fn spawn_against(sandbox: &Sandbox, extra_args: &[&str]) -> Server {
 
 /// Spawns the server binary with these arguments and environment and completes `initialize`.
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let (transport, captured) = child(args, env);
+    let client = ().serve(transport).await.expect("MCP initialize");
+    Server {
+        client,
+        stderr: captured,
+    }
+}
+
+/// The server binary as a child process transport, its stderr collected in the background.
+pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Arc<Mutex<String>>) {
     let cmd = command(args, env).configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
@@ -145,11 +173,16 @@ pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
             }
         });
     }
-    let client = ().serve(transport).await.expect("MCP initialize");
-    Server {
-        client,
-        stderr: captured,
-    }
+    (transport, captured)
+}
+
+/// The environment that points the server at `sandbox` as if it were the real 1NCE API.
+pub fn sandbox_env(sandbox: &Sandbox) -> Vec<(&'static str, String)> {
+    vec![
+        ("ONCE_API_URL", sandbox.base_url()),
+        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID.to_owned()),
+        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET.to_owned()),
+    ]
 }
 
 /// Number of order POSTs the sandbox received.
