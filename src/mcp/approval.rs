@@ -13,9 +13,11 @@
 
 use std::time::Duration;
 
+use rand::RngCore;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
-    InputRequest, InputRequests, InputRequiredResult, ProtocolVersion,
+    InputRequest, InputRequests, InputRequiredResult, ProtocolVersion, RequestStateCodec,
+    SealOptions,
 };
 use rmcp::service::{ElicitationError, RequestContext};
 use rmcp::{RoleServer, elicit_safe};
@@ -55,6 +57,39 @@ impl Answer {
             Answer::Cancelled => "cancelled",
             Answer::Unanswered(_) => "no_answer",
         }
+    }
+}
+
+/// Seals the `requestState` of an approval question with a key only this process knows, so a
+/// retry can only carry an answer to a question this server asked, about this exact order, and
+/// not long ago.
+pub(super) struct StateSeal {
+    codec: RequestStateCodec,
+    ttl: Duration,
+}
+
+impl StateSeal {
+    pub(super) fn new(ttl: Duration) -> Self {
+        let mut key = vec![0u8; RequestStateCodec::MIN_KEY_LENGTH];
+        rand::rng().fill_bytes(&mut key);
+        StateSeal {
+            // The key is exactly the minimum length, so the length check cannot fail.
+            codec: RequestStateCodec::new_unchecked(key),
+            ttl,
+        }
+    }
+
+    /// The sealed state for a question about `subject` (the order and token it concerns).
+    pub(super) fn seal(&self, subject: &str) -> String {
+        self.codec
+            .seal_with(subject.as_bytes(), &SealOptions::new().ttl(self.ttl))
+    }
+
+    /// Whether `state` is a seal of this server over exactly `subject`, still fresh.
+    pub(super) fn opens_to(&self, state: Option<&str>, subject: &str) -> bool {
+        state
+            .and_then(|s| self.codec.open(s).ok())
+            .is_some_and(|payload| payload == subject.as_bytes())
     }
 }
 
@@ -187,6 +222,18 @@ mod tests {
             answer_from_responses(Some(&rmcp::model::InputResponses::new())),
             None
         );
+    }
+
+    #[test]
+    fn sealed_states_open_only_to_their_subject() {
+        let seal = StateSeal::new(Duration::from_secs(60));
+        let state = seal.seal("order-a");
+        assert!(seal.opens_to(Some(&state), "order-a"));
+        assert!(!seal.opens_to(Some(&state), "order-b"));
+        assert!(!seal.opens_to(Some("order-a"), "order-a"));
+        assert!(!seal.opens_to(None, "order-a"));
+        let other = StateSeal::new(Duration::from_secs(60));
+        assert!(!other.opens_to(Some(&state), "order-a"));
     }
 
     #[test]

@@ -180,10 +180,11 @@ impl OrderServer {
 
         let approved_by = if can_ask {
             let answer = if approval::stateless(&ctx) {
-                let expected = format!("approve:{}:{}", content_hash(&order), token_id(token));
+                let subject = format!("approve:{}:{}", content_hash(&order), token_id(token));
                 match approval::answer_from_responses(responses.as_ref()) {
-                    Some(answer) if state.as_deref() == Some(expected.as_str()) => answer,
+                    Some(answer) if self.state_seal.opens_to(state.as_deref(), &subject) => answer,
                     _ => {
+                        let expected = self.state_seal.seal(&subject);
                         let question =
                             approval::input_required(approval_message(&preview), expected)?;
                         return Ok(Reply::AskUser(question));

@@ -91,6 +91,8 @@ pub struct OrderServer {
     require_human_approval: bool,
     /// How long to wait for the user to answer an approval form.
     approval_timeout: Duration,
+    /// Seals the state of approval questions asked through input-required results.
+    state_seal: Arc<approval::StateSeal>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -113,6 +115,7 @@ impl OrderServer {
             read_only: options.read_only,
             require_human_approval: options.require_human_approval,
             approval_timeout: options.confirmation_ttl,
+            state_seal: Arc::new(approval::StateSeal::new(options.confirmation_ttl)),
             tool_router,
         }
     }
