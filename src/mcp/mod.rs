@@ -5,6 +5,13 @@
 //! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
 //! messages an agent can act on. Every result carries `structuredContent` matching the tool's
 //! output schema and a short text summary ([`Answer`]).
+//!
+//! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
+//! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
+//! person through the client's elicitation form, or an input-required result on stateless
+//! sessions), `audit` (a JSON line per step, written before the step is taken) and `lost_answer`
+//! (finding the order behind a POST whose answer was lost). `--read-only` leaves `create_order`
+//! out of the router altogether.
 
 mod approval;
 pub mod audit;
