@@ -24,7 +24,8 @@ ENVIRONMENT:
 SAFETY:
   create_order never places an order without a confirmation token issued by a preview of that
   exact order, single-use and expiring (--confirmation-ttl). A POST is never retried.
-  Every preview is checked against the 1NCE product catalogue and the limits below, and priced.
+  Every preview is checked against the 1NCE product catalogue and the operator's limits
+  (--max-quantity, --max-order-value, --allowed-products), and priced.
   When the MCP client can ask its user (elicitation), the user approves each order in a form;
   --require-human-approval refuses orders from clients that cannot ask. --read-only removes
   create_order altogether. Every preview, approval, POST and outcome is appended to the audit

@@ -175,7 +175,7 @@ impl OrderServer {
         // (session, expiry, content, state) and releasing it at once leaves it as it was.
         self.confirmations
             .redeem(token, &order, &self.session_scope)
-            .map_err(|refusal| format!("Refused: {refusal}."))?
+            .map_err(|refusal| self.refuse(&order, Some(token), format!("Refused: {refusal}.")))?
             .nothing_placed();
 
         let approved_by = if can_ask {
@@ -202,10 +202,12 @@ impl OrderServer {
             BY_TOKEN
         };
 
+        // Redeemed again only now: the person may have taken a while, and the token may have
+        // expired or been used by a parallel call meanwhile.
         let redemption = self
             .confirmations
             .redeem(token, &order, &self.session_scope)
-            .map_err(|refusal| format!("Refused: {refusal}."))?;
+            .map_err(|refusal| self.refuse(&order, Some(token), format!("Refused: {refusal}.")))?;
         if let Err(e) = self
             .audit
             .write(&Record::new(Event::Post, &order, Some(token)).approval(approved_by))
