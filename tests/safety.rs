@@ -340,6 +340,7 @@ async fn every_step_is_audited_without_secrets_or_personal_details() {
     );
     assert_eq!(lines[0]["token_id"], lines[3]["token_id"]);
     assert_eq!(lines[0]["content_hash"], lines[2]["content_hash"]);
+    assert_eq!(lines[0]["approval"], "confirmation_token");
     assert_eq!(lines[2]["approval"], "confirmation_token");
     assert_eq!(lines[3]["outcome"], "placed");
     assert_eq!(lines[3]["order_number"], number);

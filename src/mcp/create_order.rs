@@ -243,7 +243,13 @@ impl OrderServer {
         let issued = self.confirmations.issue(order, &self.session_scope);
         // Recorded before the token is shown: a token nobody can trace is never handed out.
         self.audit
-            .write(&Record::new(Event::Preview, order, Some(&issued.token)))
+            .write(
+                &Record::new(Event::Preview, order, Some(&issued.token)).approval(if can_ask {
+                    BY_FORM
+                } else {
+                    BY_TOKEN
+                }),
+            )
             .map_err(|e| format!("Refused: {e}. Nothing was ordered."))?;
         let expires_at = issued
             .expires_at
