@@ -440,3 +440,96 @@ async fn require_human_approval_refuses_clients_that_cannot_ask() {
     assert!(instructions.unwrap().contains("approval form"));
     server.stop().await;
 }
+
+/// A reverse proxy in front of `sandbox` that passes everything through, except that it
+/// forwards an order POST (so 1NCE creates the order) and then never answers it, as a gateway
+/// that hangs after the order was placed.
+async fn hanging_after_post(sandbox: &Sandbox) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+
+    let upstream = sandbox.base_url();
+    // reqwest is built without a bundled crypto provider; ring is the one this crate uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let http = http.clone();
+            let url = format!(
+                "{upstream}{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            async move {
+                let mut request = http.request(method.clone(), url).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        request = request.header(name, value);
+                    }
+                }
+                let answer = request.send().await.expect("the sandbox answers the proxy");
+                if method == Method::POST && uri.path() == "/v1/orders" {
+                    std::future::pending::<()>().await;
+                }
+                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                let mut out = HeaderMap::new();
+                for (name, value) in answer.headers() {
+                    if name != "content-length" && name != "transfer-encoding" {
+                        out.insert(name, value.clone());
+                    }
+                }
+                let body = answer.bytes().await.unwrap();
+                (status, out, body).into_response()
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
+    let sandbox = sandbox().await;
+    let proxy = hanging_after_post(&sandbox).await;
+    let log = temp_dir("timeout").join("audit.jsonl");
+    let server = common::spawn(
+        &[
+            "--request-timeout",
+            "1s",
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        &[
+            ("ONCE_API_URL", proxy.as_str()),
+            ("ONCE_CLIENT_ID", onence_mcp::sandbox::SANDBOX_CLIENT_ID),
+            (
+                "ONCE_CLIENT_SECRET",
+                onence_mcp::sandbox::SANDBOX_CLIENT_SECRET,
+            ),
+        ],
+    )
+    .await;
+    let args = json!({"products": [{"product_id": 1003, "quantity": 30}]});
+    let preview = server.ok("create_order", args.clone()).await;
+    let token = preview["confirmation_token"].clone();
+    let before = numbers(&sandbox);
+    let text = server
+        .err("create_order", with_token(args.clone(), &token))
+        .await;
+    let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
+    assert_eq!(created.len(), 1);
+    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
+    assert!(text.contains("no answer within"), "{text}");
+    assert!(
+        text.contains(&format!("Found it: order {}", created[0])),
+        "{text}"
+    );
+    let again = server.err("create_order", with_token(args, &token)).await;
+    assert!(again.contains("Do not order again"), "{again}");
+    assert_eq!(posts(&sandbox), 1);
+    server.stop().await;
+}
