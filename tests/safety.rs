@@ -533,3 +533,34 @@ async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
     assert_eq!(posts(&sandbox), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejection_is_audited_without_1nces_message_which_may_quote_the_address() {
+    let sandbox = sandbox().await;
+    let log = temp_dir("rejected").join("audit.jsonl");
+    let server = spawn_against(&sandbox, &["--audit-log", log.to_str().unwrap()]).await;
+    let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
+                      "delivery_address": {"street": "Geheimweg", "house_number": "7",
+                                           "city": "Köln", "country": "DE"}});
+    let preview = server.ok("create_order", args.clone()).await;
+    sandbox.inject(Fault::status("POST", "/v1/orders", 400).with_body(
+        r#"{"statusCode":400,"errorCode":"BadRequest","message":"street Geheimweg 7 is not deliverable"}"#,
+    ));
+    let text = server
+        .err(
+            "create_order",
+            with_token(args, &preview["confirmation_token"]),
+        )
+        .await;
+    // The agent is told exactly what 1NCE said; the audit trail keeps only status and code.
+    assert!(text.contains("Geheimweg 7 is not deliverable"), "{text}");
+    let lines = audit_lines(&log);
+    let outcome = lines.iter().find(|l| l["event"] == "outcome").unwrap();
+    assert_eq!(outcome["outcome"], "not_placed");
+    assert_eq!(
+        outcome["detail"],
+        "1NCE rejected the order (HTTP 400, BadRequest)"
+    );
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("Geheimweg"));
+    server.stop().await;
+}

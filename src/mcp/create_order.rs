@@ -410,7 +410,7 @@ async fn place(
         }
         Err(error) if error.nothing_happened() => {
             redemption.nothing_placed();
-            let _ = audit.write(&record("not_placed").detail(error.to_string()));
+            let _ = audit.write(&record("not_placed").detail(audit_reason(&error)));
             Err(format!(
                 "1NCE did not place the order: {}. Nothing was ordered; the confirmation_token stays valid until it expires, so after fixing the cause the same approved order can be confirmed again.",
                 tool_error(&error)
@@ -462,6 +462,26 @@ async fn place(
             }
             Err(text)
         }
+    }
+}
+
+/// Why 1NCE refused, for the audit trail: 1NCE's own message may quote the address back, so
+/// a rejection is reduced to its status and code.
+fn audit_reason(error: &ApiError) -> String {
+    match error {
+        ApiError::Rejected { status, code, .. } => format!(
+            "1NCE rejected the order (HTTP {status}{})",
+            code.as_deref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default()
+        ),
+        ApiError::Authentication { code, .. } => format!(
+            "1NCE refused the API credentials{}",
+            code.as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        ),
+        other => other.to_string(),
     }
 }
 
