@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use url::Url;
 
 use crate::api::products::Cents;
@@ -29,12 +29,17 @@ SAFETY:
   When the MCP client can ask its user (elicitation), the user approves each order in a form;
   --require-human-approval refuses orders from clients that cannot ask. --read-only removes
   create_order altogether. Every preview, approval, POST and outcome is appended to the audit
-  log (default $XDG_STATE_HOME/1nce-mcp/audit.jsonl, else ~/.local/state/1nce-mcp/audit.jsonl);
-  an order whose record cannot be written is not placed.
+  log (default audit.jsonl in the state directory, --audit-log to move it or turn it off); an
+  order whose record cannot be written is not placed.
+
+EXIT STATUS:
+  0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run
 
 EXAMPLES:
   1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
-  ONCE_CLIENT_ID=… ONCE_CLIENT_SECRET=… 1nce-mcp    serve MCP on stdio against the real 1NCE API";
+  ONCE_CLIENT_ID=… ONCE_CLIENT_SECRET=… 1nce-mcp    serve MCP on stdio against the real 1NCE API
+  1nce-mcp --sandbox call list_orders --args '{\"page_size\": 3}'    run one tool and exit
+  1nce-mcp tools                           print the tools and their schemas as JSON";
 
 /// MCP server for the 1NCE Order Management API.
 ///
@@ -45,55 +50,84 @@ EXAMPLES:
 #[derive(Debug, Clone, Parser)]
 #[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
     /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
     /// and the credentials.
-    #[arg(long, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
     pub sandbox: bool,
 
     /// Base URL of the 1NCE Management API. Plain http is accepted for loopback addresses only.
-    #[arg(long, env = "ONCE_API_URL", value_name = "URL", default_value = api::DEFAULT_BASE_URL)]
+    #[arg(long, global = true, env = "ONCE_API_URL", value_name = "URL", default_value = api::DEFAULT_BASE_URL)]
     pub api_url: Url,
 
     /// How long an order preview's confirmation token stays valid, e.g. 90s, 10m, 1h (1 s to 24 h).
-    #[arg(long, env = "ONCE_CONFIRMATION_TTL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "ONCE_CONFIRMATION_TTL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub confirmation_ttl: Duration,
 
     /// Limit for connecting to 1NCE, e.g. 5s.
-    #[arg(long, env = "ONCE_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "ONCE_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
     /// Limit for one whole request to 1NCE, e.g. 30s.
-    #[arg(long, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// Read-only: create_order is not offered at all (absent from tools/list); only list_orders,
     /// get_order and list_products.
-    #[arg(long, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
     pub read_only: bool,
 
     /// Place an order only after the user approved it in the MCP client's own form
     /// (elicitation); refuse orders from clients that cannot ask their user.
-    #[arg(long, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
     pub require_human_approval: bool,
 
     /// Most units one order may carry, summed over its lines.
-    #[arg(long, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_quantity: Option<u64>,
 
     /// Highest one-time net value of one order, per currency, e.g. "500 EUR" or "EUR:500,USD:300".
     /// Orders in a currency not named are refused.
-    #[arg(long, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
+    #[arg(long, global = true, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
     pub max_order_value: Option<BTreeMap<String, Cents>>,
 
     /// The only product ids that may be ordered, e.g. "1001,1002".
-    #[arg(long, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
+    #[arg(long, global = true, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
     pub allowed_products: Option<BTreeSet<u64>>,
 
     /// File the audit trail is appended to (JSON lines), or "off" to keep none. Default:
-    /// $XDG_STATE_HOME/1nce-mcp/audit.jsonl, else ~/.local/state/1nce-mcp/audit.jsonl.
-    #[arg(long, env = "ONCE_AUDIT_LOG", value_name = "PATH|off")]
+    /// audit.jsonl in the state directory (see --state-dir).
+    #[arg(long, global = true, env = "ONCE_AUDIT_LOG", value_name = "PATH|off")]
     pub audit_log: Option<String>,
+
+    /// Directory for the confirmation-token signing key and the record of used tokens
+    /// (created owner-only). Default: $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
+    #[arg(long, global = true, env = "ONCE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What to do instead of serving MCP.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run one tool through the server's own tool handler and exit (for scripts and Agent
+    /// Skills): structuredContent as JSON on stdout, the text summary on stderr. Exit status 0 on
+    /// success, 1 when the tool reports an error, 2 on bad usage.
+    Call {
+        /// The tool to run: list_orders, get_order or create_order.
+        tool: String,
+        /// The tool's arguments as a JSON object, e.g. '{"page": 2}'. Without --args or
+        /// --args-file they are read from stdin when it is not a terminal, else {} is used.
+        #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
+        args: Option<String>,
+        /// Read the tool's arguments (a JSON object) from this file; "-" reads stdin.
+        #[arg(long, value_name = "FILE")]
+        args_file: Option<PathBuf>,
+    },
+    /// Print the tools with their input and output schemas as JSON, as tools/list shows them.
+    Tools,
 }
 
 /// Where the server gets its 1NCE from.
@@ -109,6 +143,8 @@ pub enum Upstream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub upstream: Upstream,
+    /// Where confirmation tokens are signed and their use recorded.
+    pub state_dir: PathBuf,
     pub confirmation_ttl: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -182,19 +218,22 @@ impl Config {
                 credentials: Credentials::new(id.trim(), secret.trim()),
             }
         };
+        let state_dir = match &cli.state_dir {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(&env).ok_or(
+                "cannot tell where to keep state: set --state-dir or ONCE_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)",
+            )?,
+        };
         let audit_log = match cli.audit_log.as_deref().map(str::trim) {
             _ if cli.read_only => None,
             Some(off) if off.eq_ignore_ascii_case("off") => None,
             Some("") => return Err("--audit-log needs a file path, or \"off\"".to_owned()),
             Some(path) => Some(PathBuf::from(path)),
-            None => Some(
-                crate::mcp::audit::default_path(|name| std::env::var(name).ok()).ok_or(
-                    "no state directory for the audit log (neither XDG_STATE_HOME nor HOME is set): pass --audit-log PATH, or --audit-log off to keep none",
-                )?,
-            ),
+            None => Some(state_dir.join("audit.jsonl")),
         };
         Ok(Config {
             upstream,
+            state_dir,
             confirmation_ttl,
             connect_timeout,
             request_timeout,
@@ -208,6 +247,19 @@ impl Config {
             audit_log,
         })
     }
+}
+
+/// `$XDG_STATE_HOME/1nce-mcp`, else `~/.local/state/1nce-mcp` (on Windows `%LOCALAPPDATA%\1nce-mcp`).
+pub fn default_state_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let set = |name: &str| {
+        env(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from)
+    };
+    set("XDG_STATE_HOME")
+        .or_else(|| set("HOME").map(|home| home.join(".local").join("state")))
+        .or_else(|| set("LOCALAPPDATA"))
+        .map(|base| base.join("1nce-mcp"))
 }
 
 /// Refuses URLs that would send credentials in clear text over a network.
@@ -264,8 +316,20 @@ mod tests {
 
     #[test]
     fn sandbox_needs_no_credentials() {
-        let c = Config::from_cli(&cli(&["--sandbox"]), |_| None).unwrap();
+        let c = Config::from_cli(&cli(&["--sandbox"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
         assert!(matches!(c.upstream, Upstream::Sandbox));
+        assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/1nce-mcp"));
+        let err = Config::from_cli(&cli(&["--sandbox"]), |_| None).unwrap_err();
+        assert!(err.contains("--state-dir"), "{err}");
+        let c = Config::from_cli(
+            &cli(&["call", "list_orders", "--sandbox", "--state-dir", "/s"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/s"));
         assert_eq!(c.confirmation_ttl, Duration::from_secs(600));
     }
 
@@ -299,7 +363,7 @@ mod tests {
                 "/tmp/x/audit.jsonl",
                 "--require-human-approval",
             ]),
-            |_| None,
+            |k| (k == "HOME").then(|| "/home/u".into()),
         )
         .unwrap();
         assert_eq!(c.limits.max_quantity, Some(50));
@@ -310,9 +374,23 @@ mod tests {
         );
         assert_eq!(c.audit_log, Some(PathBuf::from("/tmp/x/audit.jsonl")));
         assert!(c.require_human_approval && !c.read_only);
-        let off = Config::from_cli(&cli(&["--sandbox", "--audit-log", "off"]), |_| None).unwrap();
+        let default = Config::from_cli(&cli(&["--sandbox"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
+        assert_eq!(
+            default.audit_log,
+            Some(PathBuf::from("/home/u/.local/state/1nce-mcp/audit.jsonl"))
+        );
+        let off = Config::from_cli(&cli(&["--sandbox", "--audit-log", "off"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
         assert_eq!(off.audit_log, None);
-        let ro = Config::from_cli(&cli(&["--sandbox", "--read-only"]), |_| None).unwrap();
+        let ro = Config::from_cli(&cli(&["--sandbox", "--read-only"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
         assert!(ro.read_only && ro.audit_log.is_none());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());

@@ -16,10 +16,14 @@
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
+//! - [`oneshot`]: `1nce-mcp call`, one tool call through an in-memory MCP session, so scripts
+//!   and Agent Skills get exactly the server's behaviour.
+//!
 //! The binary (`src/main.rs`) wires these together and serves MCP on stdio. stdout carries
 //! protocol messages only; every log line goes to stderr through `tracing`.
 
 pub mod api;
 pub mod config;
 pub mod mcp;
+pub mod oneshot;
 pub mod sandbox;

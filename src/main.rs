@@ -1,26 +1,61 @@
 //! `1nce-mcp`: parse the command line, set up logging on stderr, connect to 1NCE (or start the
-//! sandbox), serve MCP on stdio, and on the way out let any order placement finish.
+//! sandbox), then serve MCP on stdio or run one tool call; on the way out let any order
+//! placement finish.
 
+use std::io::{IsTerminal, Read};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use onence_mcp::api::{Client, ClientConfig, Credentials};
-use onence_mcp::config::{Cli, Config, Upstream};
-use onence_mcp::mcp::{OrderServer, ServerOptions};
+use onence_mcp::config::{Cli, Command, Config, Upstream};
+use onence_mcp::mcp::{Confirmations, OrderServer, ServerOptions};
+use onence_mcp::oneshot;
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use rmcp::ServiceExt;
+use rmcp::model::JsonObject;
 use tracing_subscriber::EnvFilter;
+
+/// The tool reported an error (`call`).
+const EXIT_TOOL_ERROR: u8 = 1;
+/// Bad usage or configuration.
+const EXIT_USAGE: u8 = 2;
+/// Could not run: the runtime, the sandbox, the state directory, a broken session.
+const EXIT_FAILURE: u8 = 3;
+
+/// A reason to stop, with the exit status that says which kind.
+struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl Exit {
+    fn usage(message: impl Into<String>) -> Self {
+        Exit {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+
+    fn failure(message: impl Into<String>) -> Self {
+        Exit {
+            code: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Some(Command::Tools) = cli.command {
+        return print_tools(cli.read_only);
+    }
     let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("1nce-mcp: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return exit(Exit::usage(message)),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,17 +63,49 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("1nce-mcp: could not start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return exit(Exit::failure(format!(
+                "could not start the async runtime: {e}"
+            )));
         }
     };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("1nce-mcp: {message}");
-            ExitCode::FAILURE
+    let outcome = runtime.block_on(async {
+        let (server, sandbox) = connect(&config).await?;
+        let in_flight = server.in_flight();
+        let outcome = match cli.command {
+            Some(Command::Call {
+                tool,
+                args,
+                args_file,
+            }) => {
+                let arguments = read_arguments(args.as_deref(), args_file.as_deref())?;
+                call(server, &tool, arguments).await
+            }
+            _ => serve_stdio(server, &config).await,
+        };
+        // An order placement still running must reach its record before the process ends.
+        if in_flight.count() > 0 {
+            tracing::info!("waiting for {} order placement(s) to finish", in_flight.count());
+            let grace = config.request_timeout + Duration::from_secs(5);
+            if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
+                return Err(Exit::failure(
+                    "an order placement did not finish in time; check list_orders before ordering again",
+                ));
+            }
         }
+        drop(sandbox);
+        outcome
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit(e),
     }
+}
+
+fn exit(e: Exit) -> ExitCode {
+    if !e.message.is_empty() {
+        eprintln!("1nce-mcp: {}", e.message);
+    }
+    ExitCode::from(e.code)
 }
 
 /// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
@@ -52,19 +119,35 @@ fn init_logging() {
         .init();
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    // Held until the end: dropping it stops the simulated 1NCE.
+fn print_tools(read_only: bool) -> ExitCode {
+    let tools = if read_only {
+        OrderServer::read_only_tool_definitions()
+    } else {
+        OrderServer::tool_definitions()
+    };
+    match serde_json::to_string_pretty(&tools) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => exit(Exit::failure(format!("could not serialise the tools: {e}"))),
+    }
+}
+
+/// Builds the server for the configured 1NCE: the real API, or a sandbox started here (the
+/// returned handle keeps it running).
+async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit> {
     let mut sandbox = None;
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
         Upstream::Sandbox => {
-            let started = Sandbox::start()
-                .await
-                .map_err(|e| format!("could not start the sandbox on 127.0.0.1: {e}"))?;
+            let started = Sandbox::start().await.map_err(|e| {
+                Exit::failure(format!("could not start the sandbox on 127.0.0.1: {e}"))
+            })?;
             let url = started
                 .base_url()
                 .parse()
-                .map_err(|e| format!("sandbox URL: {e}"))?;
+                .map_err(|e| Exit::failure(format!("sandbox URL: {e}")))?;
             sandbox = Some(started);
             (
                 url,
@@ -73,64 +156,142 @@ async fn run(config: Config) -> Result<(), String> {
         }
     };
     let client = Client::new(ClientConfig {
-        base_url: url.clone(),
+        base_url: url,
         credentials,
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Exit::failure(e.to_string()))?;
+    let confirmations =
+        Confirmations::open(&config.state_dir, config.confirmation_ttl).map_err(|e| {
+            Exit::failure(format!(
+                "could not use the state directory {} for confirmation tokens: {e}",
+                config.state_dir.display()
+            ))
+        })?;
     let server = OrderServer::new(
         client,
+        Arc::new(confirmations),
         ServerOptions {
-            confirmation_ttl: config.confirmation_ttl,
             sandbox: sandbox.is_some(),
             read_only: config.read_only,
             require_human_approval: config.require_human_approval,
             limits: config.limits.clone(),
             audit_log: config.audit_log.clone(),
+            approval_timeout: Some(config.confirmation_ttl),
         },
     );
-    let in_flight = server.in_flight();
+    Ok((server, sandbox))
+}
 
+async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
     let version = env!("CARGO_PKG_VERSION");
-    if sandbox.is_some() {
-        eprintln!(
-            "1nce-mcp {version} ready on stdio against the built-in 1NCE SANDBOX at {url}: orders are simulated, nothing is charged or shipped"
-        );
-    } else {
-        eprintln!("1nce-mcp {version} ready on stdio against {url}: orders are REAL and paid");
-    }
-
-    tokio::select! {
-        served = serve_stdio(server) => served?,
-        signal = shutdown_signal() => tracing::info!("{signal}: shutting down"),
-    }
-    // The stdio session is over; an order placement still running must reach its record.
-    let grace = config.request_timeout + Duration::from_secs(5);
-    if in_flight.count() > 0 {
-        tracing::info!(
-            "waiting for {} order placement(s) to finish",
-            in_flight.count()
-        );
-        if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
-            return Err("an order placement did not finish in time; check list_orders".into());
+    match &config.upstream {
+        Upstream::Sandbox => eprintln!(
+            "1nce-mcp {version} ready on stdio against the built-in 1NCE SANDBOX: orders are simulated, nothing is charged or shipped"
+        ),
+        Upstream::Live { url, .. } => {
+            eprintln!("1nce-mcp {version} ready on stdio against {url}: orders are REAL and paid")
         }
     }
-    drop(sandbox);
+    let session = async {
+        let service = server
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| Exit::failure(format!("MCP session failed to start: {e}")))?;
+        let reason = service
+            .waiting()
+            .await
+            .map_err(|e| Exit::failure(format!("MCP session failed: {e}")))?;
+        tracing::info!(?reason, "MCP session ended");
+        Ok(())
+    };
+    tokio::select! {
+        served = session => served,
+        signal = shutdown_signal() => {
+            tracing::info!("{signal}: shutting down");
+            Ok(())
+        }
+    }
+}
+
+/// `call`: the tool's structuredContent on stdout, its text on stderr, the exit status says
+/// whether the tool succeeded.
+async fn call(server: OrderServer, tool: &str, arguments: JsonObject) -> Result<(), Exit> {
+    let result = oneshot::call(server, tool, arguments)
+        .await
+        .map_err(|e| match e {
+            oneshot::CallError::UnknownTool { .. } => Exit::usage(e.to_string()),
+            oneshot::CallError::Session(_) => Exit::failure(e.to_string()),
+        })?;
+    let text: Vec<&str> = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.as_str()))
+        .collect();
+    if result.is_error == Some(true) {
+        return Err(Exit {
+            code: EXIT_TOOL_ERROR,
+            message: text.join("\n"),
+        });
+    }
+    let structured = result.structured_content.unwrap_or_default();
+    let json = serde_json::to_string_pretty(&structured)
+        .map_err(|e| Exit::failure(format!("could not serialise the result: {e}")))?;
+    println!("{json}");
+    for line in text {
+        eprintln!("{line}");
+    }
     Ok(())
 }
 
-async fn serve_stdio(server: OrderServer) -> Result<(), String> {
-    let service = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| format!("MCP session failed to start: {e}"))?;
-    let reason = service
-        .waiting()
-        .await
-        .map_err(|e| format!("MCP session failed: {e}"))?;
-    tracing::info!(?reason, "MCP session ended");
-    Ok(())
+/// The tool arguments from `--args`, `--args-file` or stdin (when piped), as a JSON object.
+fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObject, Exit> {
+    let (text, source) = match (args, file) {
+        (Some(json), _) => (json.to_owned(), "--args".to_owned()),
+        (None, Some(path)) if path == Path::new("-") => (read_stdin()?, "stdin".to_owned()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                Exit::usage(format!("cannot read --args-file {}: {e}", path.display()))
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) if std::io::stdin().is_terminal() => (String::new(), "stdin".to_owned()),
+        (None, None) => (read_stdin()?, "stdin".to_owned()),
+    };
+    if text.trim().is_empty() {
+        return Ok(JsonObject::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Exit::usage(format!(
+            "the tool arguments from {source} must be a JSON object such as {{\"page\": 1}}, not {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(Exit::usage(format!(
+            "the tool arguments from {source} are not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn read_stdin() -> Result<String, Exit> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| Exit::usage(format!("cannot read the tool arguments from stdin: {e}")))?;
+    Ok(text)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM, naming the signal.

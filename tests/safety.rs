@@ -203,6 +203,8 @@ async fn read_only_mode_does_not_offer_create_order_at_all() {
         !instructions.contains("confirmation_token"),
         "{instructions}"
     );
+    let prompts = server.client.list_all_prompts().await.unwrap();
+    assert!(prompts.is_empty(), "no reorder prompt: {prompts:?}");
     // Calling it anyway is refused by the protocol: there is no such tool.
     let call = rmcp::model::CallToolRequestParams::new("create_order").with_arguments(
         json!({"products": [{"product_id": 1001, "quantity": 1}]})
@@ -387,26 +389,33 @@ async fn the_audit_log_defaults_to_the_state_directory_and_can_be_turned_off() {
     let sandbox = sandbox().await;
     let args = json!({"products": [{"product_id": 1001, "quantity": 1}]});
     let env = common::sandbox_env(&sandbox);
-    let state = temp_dir("xdg");
+    let state = temp_dir("state-default");
     let mut with_state: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    with_state.push(("XDG_STATE_HOME", state.to_str().unwrap()));
+    with_state.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
 
     let server = common::spawn(&[], &with_state).await;
     server.ok("create_order", args.clone()).await;
     server.stop().await;
-    let lines = audit_lines(&state.join("1nce-mcp").join("audit.jsonl"));
+    let lines = audit_lines(&state.join("audit.jsonl"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["event"], "preview");
 
-    // `off` (here through the environment twin) keeps no file at all.
-    let off_state = temp_dir("xdg-off");
+    // `off` (here through the environment twin) keeps no audit file at all.
+    let off_state = temp_dir("state-off");
     let mut off: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    off.push(("XDG_STATE_HOME", off_state.to_str().unwrap()));
+    off.push(("ONCE_STATE_DIR", off_state.to_str().unwrap()));
     off.push(("ONCE_AUDIT_LOG", "off"));
     let server = common::spawn(&[], &off).await;
     server.ok("create_order", args).await;
     server.stop().await;
-    assert_eq!(std::fs::read_dir(&off_state).unwrap().count(), 0);
+    assert!(!off_state.join("audit.jsonl").exists());
+    assert!(
+        std::fs::read_dir(&off_state)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains("audit")),
+        "no audit file anywhere in the state directory"
+    );
 }
 
 #[tokio::test]

@@ -259,7 +259,7 @@ async fn wrong_mismatched_and_expired_tokens_post_nothing() {
             with_token(order_args(), &json!("ct_00000000000000000000000000000000")),
         )
         .await;
-    assert!(text.contains("not issued by this server"), "{text}");
+    assert!(text.contains("is not valid"), "{text}");
 
     let preview = server.ok("create_order", order_args()).await;
     let token = preview["confirmation_token"].clone();
@@ -431,4 +431,62 @@ async fn missing_credentials_exit_non_zero_naming_the_variables() {
     for needle in ["ONCE_CLIENT_ID", "ONCE_CLIENT_SECRET", "--sandbox"] {
         assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_preview_survives_a_server_restart() {
+    let sandbox = sandbox().await;
+    let state = common::fresh_state_dir();
+    let url = sandbox.base_url();
+    let env = [
+        ("ONCE_API_URL", url.as_str()),
+        ("ONCE_CLIENT_ID", onence_mcp::sandbox::SANDBOX_CLIENT_ID),
+        (
+            "ONCE_CLIENT_SECRET",
+            onence_mcp::sandbox::SANDBOX_CLIENT_SECRET,
+        ),
+        ("ONCE_STATE_DIR", state.to_str().unwrap()),
+    ];
+    let first = spawn(&[], &env).await;
+    let preview = first.ok("create_order", order_args()).await;
+    first.stop().await;
+
+    let second = spawn(&[], &env).await;
+    let token = preview["confirmation_token"].clone();
+    let placed = second
+        .ok("create_order", with_token(order_args(), &token))
+        .await;
+    assert_eq!(placed["status"], "placed");
+    let text = second
+        .err("create_order", with_token(order_args(), &token))
+        .await;
+    assert!(text.contains("already used"), "{text}");
+    assert_eq!(posts(&sandbox), 1);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn integers_sent_as_strings_are_accepted() {
+    // Some clients (the MCP Inspector's CLI among them) send typed-in numbers as strings.
+    let sandbox = sandbox().await;
+    let server = spawn_against(&sandbox, &[]).await;
+    let out = server
+        .ok("list_orders", json!({"page": "2", "page_size": "3"}))
+        .await;
+    assert_eq!(
+        (
+            out["page"].as_u64(),
+            out["orders"].as_array().unwrap().len()
+        ),
+        (Some(2), 3)
+    );
+    let order = server
+        .ok("get_order", json!({"order_number": "2000000002"}))
+        .await;
+    assert_eq!(order["order_number"], 2000000002u64);
+    let text = server
+        .err("get_order", json!({"order_number": "two"}))
+        .await;
+    assert!(text.contains("expected an integer"), "{text}");
+    server.stop().await;
 }

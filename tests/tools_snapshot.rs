@@ -4,7 +4,7 @@
 //! `tests/snapshots/tools_list.json`.
 
 use onence_mcp::api::{Client, ClientConfig, Credentials};
-use onence_mcp::mcp::{OrderServer, ServerOptions};
+use onence_mcp::mcp::{Confirmations, OrderServer, ServerOptions};
 use rmcp::ServiceExt;
 
 const SNAPSHOT: &str = concat!(
@@ -20,7 +20,10 @@ async fn tools_list_matches_the_snapshot() {
         Credentials::new("unused", "unused"),
     ))
     .unwrap();
-    let server = OrderServer::new(client, ServerOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let confirmations =
+        Confirmations::open(state.path(), std::time::Duration::from_secs(60)).unwrap();
+    let server = OrderServer::new(client, confirmations.into(), ServerOptions::default());
     let (server_io, client_io) = tokio::io::duplex(1 << 16);
     tokio::spawn(async move {
         if let Ok(running) = server.serve(server_io).await {
@@ -32,6 +35,11 @@ async fn tools_list_matches_the_snapshot() {
     tools.sort_by(|a, b| a.name.cmp(&b.name));
     let actual = serde_json::to_string_pretty(&tools).unwrap() + "\n";
     client.cancel().await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&tools).unwrap(),
+        serde_json::to_value(OrderServer::tool_definitions()).unwrap(),
+        "`1nce-mcp tools` prints what tools/list shows"
+    );
 
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(SNAPSHOT, &actual).unwrap();

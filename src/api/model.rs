@@ -238,9 +238,11 @@ impl fmt::Display for DeliveryAddress {
 #[serde(deny_unknown_fields)]
 pub struct ProductLine {
     /// Id of the product to order (see past orders or 1NCE's product list), e.g. 1001.
+    #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub product_id: i64,
     /// Quantity of this product to order, at least 1.
+    #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub quantity: i64,
 }
@@ -551,6 +553,37 @@ fn lenient_u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
         value => number_to_u64(&value).map(Some).ok_or_else(|| {
             serde::de::Error::custom(format!("expected a whole number, got {value}"))
         }),
+    }
+}
+
+/// Reads an integer argument given as a JSON integer, an integral float or a numeric string:
+/// some MCP clients send every argument a person typed as a string.
+fn integer_arg(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 2f64.powi(53))
+                .map(|f| f as i64)
+        }),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Deserializes a tool's integer argument leniently (see [`integer_arg`]).
+pub fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    integer_arg(&value)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {value}")))
+}
+
+/// Like [`lenient_i64`] for an optional argument; null counts as absent.
+pub fn lenient_i64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        value => integer_arg(&value)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {value}"))),
     }
 }
 

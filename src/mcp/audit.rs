@@ -208,21 +208,6 @@ fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// The default audit file: `$XDG_STATE_HOME/1nce-mcp/audit.jsonl`, else
-/// `~/.local/state/1nce-mcp/audit.jsonl` (also on macOS, which has no state directory of its
-/// own), or `%LOCALAPPDATA%\1nce-mcp\audit.jsonl` on Windows. `None` when no home is known.
-pub fn default_path(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let absolute = |name: &str| env(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    let base = absolute("XDG_STATE_HOME").or_else(|| {
-        if cfg!(windows) {
-            absolute("LOCALAPPDATA")
-        } else {
-            absolute("HOME").map(|home| home.join(".local").join("state"))
-        }
-    })?;
-    Some(base.join("1nce-mcp").join("audit.jsonl"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,28 +263,6 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn default_path_follows_xdg() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        if cfg!(unix) {
-            assert_eq!(
-                default_path(env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
-                Some(PathBuf::from("/s/1nce-mcp/audit.jsonl"))
-            );
-            assert_eq!(
-                default_path(env(&[("XDG_STATE_HOME", "relative"), ("HOME", "/h")])),
-                Some(PathBuf::from("/h/.local/state/1nce-mcp/audit.jsonl"))
-            );
-            assert_eq!(default_path(env(&[])), None);
-        }
     }
 
     #[test]

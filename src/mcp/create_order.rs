@@ -9,7 +9,6 @@
 //! taken.
 
 use chrono::Utc;
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::tool::{InputResponses, IntoCallToolResult, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResponse, InputRequiredResult};
@@ -121,7 +120,8 @@ impl OrderServer {
         name = "create_order",
         title = "Order 1NCE SIM cards",
         description = "Place a real, paid 1NCE order that ships SIM cards. Two steps: without confirmation_token it only checks the order against the 1NCE catalogue and limits and returns a priced preview and a token (nothing is ordered); show the preview to the user and, only after they explicitly approve, call again with the same arguments plus confirmation_token. The token is single-use and expires. If the client can show the user a form, the user is also asked there before anything is ordered.",
-        output_schema = schema_for_output::<CreateOrderOutput>(),
+        input_schema = super::schema::input::<CreateOrderArgs>(),
+        output_schema = super::schema::output::<CreateOrderOutput>(),
         annotations(
             title = "Order 1NCE SIM cards",
             read_only_hint = false,

@@ -1,6 +1,5 @@
 //! `get_order`: one order by its number.
 
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -8,13 +7,14 @@ use serde::Deserialize;
 
 use super::{Answer, OrderServer, ToolResult, list_orders::order_line, tool_error};
 use crate::api::ApiError;
-use crate::api::model::Order;
+use crate::api::model::{Order, lenient_i64};
 
 /// Arguments of `get_order`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetOrderArgs {
     /// Order number identifying one order, e.g. 2000000001 (see list_orders).
+    #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub order_number: i64,
 }
@@ -25,7 +25,8 @@ impl OrderServer {
         name = "get_order",
         title = "Get a 1NCE order",
         description = "Get one 1NCE order by its order number: type, status, date, invoice, shipping address, products and SIMs (ICCIDs). Read-only.",
-        output_schema = schema_for_output::<Order>(),
+        input_schema = super::schema::input::<GetOrderArgs>(),
+        output_schema = super::schema::output::<Order>(),
         annotations(
             title = "Get a 1NCE order",
             read_only_hint = true,

@@ -1,22 +1,23 @@
 //! `list_orders`: one page of the account's orders, with 1NCE's totals.
 
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Answer, OrderServer, ToolResult, tool_error};
-use crate::api::model::{ListOrdersQuery, Order};
+use crate::api::model::{ListOrdersQuery, Order, lenient_i64_opt};
 
 /// Arguments of `list_orders`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListOrdersArgs {
     /// Page of the order list to return, from 1 (default 1). The answer says whether more pages follow.
+    #[serde(default, deserialize_with = "lenient_i64_opt")]
     #[schemars(range(min = 1))]
     pub page: Option<i64>,
     /// Orders per page, 1 to 10 (default 10).
+    #[serde(default, deserialize_with = "lenient_i64_opt")]
     #[schemars(range(min = 1, max = 10))]
     pub page_size: Option<i64>,
     /// Comma-separated sort keys from order_number, order_status, order_date, e.g. "order_status,order_date" (default order_number).
@@ -48,7 +49,8 @@ impl OrderServer {
         name = "list_orders",
         title = "List 1NCE orders",
         description = "List the account's 1NCE orders, one page at a time (up to 10 per page), with number, type, status, date, invoice amount, products and SIMs. Read-only.",
-        output_schema = schema_for_output::<ListOrdersOutput>(),
+        input_schema = super::schema::input::<ListOrdersArgs>(),
+        output_schema = super::schema::output::<ListOrdersOutput>(),
         annotations(
             title = "List 1NCE orders",
             read_only_hint = true,

@@ -1,6 +1,5 @@
 //! `list_products`: what can be ordered, with quantity limits and prices.
 
-use rmcp::handler::server::common::schema_for_output;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -24,7 +23,7 @@ impl OrderServer {
         name = "list_products",
         title = "List 1NCE products",
         description = "List the 1NCE products that can be ordered: id (the product_id for create_order), name, package size, minimum and maximum quantity per order, one-time and recurring net charges. Read-only.",
-        output_schema = schema_for_output::<ListProductsOutput>(),
+        output_schema = super::schema::output::<ListProductsOutput>(),
         annotations(
             title = "List 1NCE products",
             read_only_hint = true,

@@ -22,18 +22,24 @@ mod get_order;
 mod list_orders;
 mod list_products;
 mod lost_answer;
+mod prompts;
+pub mod resources;
+pub mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ContentBlock, Implementation, ServerCapabilities,
-    ServerConfig,
+    CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig,
 };
-use rmcp::{ErrorData, ServerHandler, tool_handler};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -41,17 +47,15 @@ use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
 pub use audit::AuditLog;
 pub use checks::{Money, OrderLimits, PricedLine};
-pub use confirm::Confirmations;
+pub use confirm::{Confirmations, Refusal};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 pub use list_products::ListProductsOutput;
 
 /// Settings of the MCP layer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// How long an order preview's confirmation token stays valid.
-    pub confirmation_ttl: Duration,
     /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
     pub sandbox: bool,
     /// Leave create_order out entirely.
@@ -62,20 +66,13 @@ pub struct ServerOptions {
     pub limits: OrderLimits,
     /// Where the audit trail goes; `None` keeps none.
     pub audit_log: Option<std::path::PathBuf>,
+    /// How long to wait for the user to answer an approval form (default 10 minutes; the
+    /// binary uses the confirmation TTL).
+    pub approval_timeout: Option<Duration>,
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            confirmation_ttl: Duration::from_secs(600),
-            sandbox: false,
-            read_only: false,
-            require_human_approval: false,
-            limits: OrderLimits::default(),
-            audit_log: None,
-        }
-    }
-}
+/// How long the user has to answer an approval form unless told otherwise.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The confirmation scope of a process owned by one user (stdio).
 pub const LOCAL_SCOPE: &str = "local";
@@ -101,19 +98,20 @@ pub struct OrderServer {
     /// Seals the state of approval questions asked through input-required results.
     state_seal: Arc<approval::StateSeal>,
     tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
 }
 
 impl OrderServer {
-    pub fn new(client: Client, options: ServerOptions) -> Self {
-        let mut tool_router =
-            Self::list_orders_router() + Self::get_order_router() + Self::list_products_router();
+    pub fn new(client: Client, confirmations: Arc<Confirmations>, options: ServerOptions) -> Self {
+        let mut tool_router = Self::read_only_router();
         if !options.read_only {
             tool_router += Self::create_order_router();
         }
+        let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         OrderServer {
             catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
             client,
-            confirmations: Arc::new(Confirmations::new(options.confirmation_ttl)),
+            confirmations,
             in_flight: InFlight::default(),
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
@@ -121,10 +119,40 @@ impl OrderServer {
             audit: AuditLog::new(options.audit_log),
             read_only: options.read_only,
             require_human_approval: options.require_human_approval,
-            approval_timeout: options.confirmation_ttl,
-            state_seal: Arc::new(approval::StateSeal::new(options.confirmation_ttl)),
+            approval_timeout,
+            state_seal: Arc::new(approval::StateSeal::new(approval_timeout)),
             tool_router,
+            // The one prompt walks the agent through a reorder: nothing a read-only server offers.
+            prompt_router: if options.read_only {
+                PromptRouter::new()
+            } else {
+                Self::prompt_router()
+            },
         }
+    }
+
+    /// Every tool, as a server that may order lists them.
+    fn router() -> ToolRouter<Self> {
+        Self::read_only_router() + Self::create_order_router()
+    }
+
+    /// The tools that only read: all a `--read-only` server offers.
+    fn read_only_router() -> ToolRouter<Self> {
+        Self::list_orders_router() + Self::get_order_router() + Self::list_products_router()
+    }
+
+    /// The tools as `tools/list` shows them, without a running server.
+    pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
+        let mut tools = Self::router().list_all();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
+    }
+
+    /// The tools a `--read-only` server lists, without a running server.
+    pub fn read_only_tool_definitions() -> Vec<rmcp::model::Tool> {
+        let mut tools = Self::read_only_router().list_all();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
     }
 
     /// A server for a separate session that shares this one's client, confirmations and
@@ -148,6 +176,7 @@ impl OrderServer {
 }
 
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for OrderServer {
     fn get_info(&self) -> ServerConfig {
         let mut instructions = if self.read_only {
@@ -185,12 +214,44 @@ impl ServerHandler for OrderServer {
                 " This server runs against the built-in 1NCE sandbox: orders are simulated and nothing is charged or shipped.",
             );
         }
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-                    .with_title("1NCE orders"),
-            )
-            .with_instructions(instructions)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                .with_title("1NCE orders"),
+        )
+        .with_instructions(instructions)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(Vec::new()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read(&request.uri).await.map(Into::into)
     }
 }
 

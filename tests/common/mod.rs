@@ -93,20 +93,18 @@ pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
 }
 
-/// A fresh, empty directory of its own for one test, under the system's temp directory.
+/// A fresh, empty directory of its own for one test, under Cargo's scratch space.
 pub fn temp_dir(label: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir =
-        std::env::temp_dir().join(format!("1nce-mcp-test-{}-{label}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("{label}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a temp dir")
+        .keep()
 }
 
 /// A command for the server binary with a clean environment: no credentials or settings leak
-/// in from the machine running the tests, and the audit log goes to a temp dir of its own
-/// (never the real home directory) unless the test names one.
+/// in from the machine running the tests, and state (tokens, the audit log) goes to a temp dir
+/// of its own, never the real home directory.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
     cmd.args(args);
@@ -115,16 +113,25 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
-    // A test that sets XDG_STATE_HOME itself checks the default location, in its own temp dir.
-    if !env.iter().any(|(key, _)| *key == "XDG_STATE_HOME") {
-        let state = temp_dir("state");
-        cmd.env("XDG_STATE_HOME", &state);
-        cmd.env("ONCE_AUDIT_LOG", state.join("audit.jsonl"));
-    }
+    // Each process gets its own state directory (which also holds the audit log by default)
+    // unless the test shares one on purpose; XDG_STATE_HOME points into scratch space as well, so
+    // nothing a test runs can write into the real home directory.
+    let state = fresh_state_dir();
+    cmd.env("XDG_STATE_HOME", state.join("xdg"));
+    cmd.env("ONCE_STATE_DIR", &state);
     for (key, value) in env {
         cmd.env(key, value);
     }
     cmd
+}
+
+/// A new, empty directory under Cargo's scratch space for integration tests.
+pub fn fresh_state_dir() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("state-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a state directory")
+        .keep()
 }
 
 /// Spawns the server pointed at `sandbox` as if it were the real 1NCE API.

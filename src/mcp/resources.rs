@@ -1,0 +1,53 @@
+//! MCP resources: orders addressable as `1nce://orders/{order_number}`, for hosts that let a
+//! person attach an order to a conversation rather than have the agent call a tool.
+
+use rmcp::ErrorData;
+use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
+
+use super::OrderServer;
+use crate::api::ApiError;
+
+/// The URI template of one order.
+pub const ORDER_TEMPLATE: &str = "1nce://orders/{order_number}";
+const ORDER_PREFIX: &str = "1nce://orders/";
+
+/// The resource templates this server offers.
+pub fn templates() -> Vec<ResourceTemplate> {
+    vec![
+        ResourceTemplate::new(ORDER_TEMPLATE, "order")
+            .with_title("1NCE order")
+            .with_description(
+                "One order of the 1NCE account as JSON: type, status, date, invoice, shipping address, products and SIMs.",
+            )
+            .with_mime_type("application/json"),
+    ]
+}
+
+impl OrderServer {
+    /// Reads a resource by URI.
+    pub(super) async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+        let not_found = || {
+            ErrorData::resource_not_found(
+                format!("no such resource {uri:?}; orders are {ORDER_TEMPLATE}"),
+                None,
+            )
+        };
+        let number: u64 = uri
+            .strip_prefix(ORDER_PREFIX)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(not_found)?;
+        let order = self.client.get_order(number).await.map_err(|e| match e {
+            ApiError::NotFound => ErrorData::resource_not_found(
+                format!("no order {number} exists in this 1NCE account"),
+                None,
+            ),
+            e => ErrorData::internal_error(super::tool_error(&e), None),
+        })?;
+        let json = serde_json::to_string_pretty(&order)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(json, uri).with_mime_type("application/json"),
+        ]))
+    }
+}

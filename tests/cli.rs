@@ -1,0 +1,373 @@
+//! `1nce-mcp call` and `1nce-mcp tools`: one-shot tool calls from the shell, the way an Agent
+//! Skill runs them, against a sandbox the test controls. Confirmation tokens must cross the
+//! process boundary: a preview in one process, the confirmation in the next.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{command, fresh_state_dir, posts};
+use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs the binary once against `sandbox` with the given state directory.
+async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let url = sandbox.base_url();
+    let state = state.to_str().unwrap();
+    let mut cmd = command(
+        args,
+        &[
+            ("ONCE_API_URL", url.as_str()),
+            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
+            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+            ("ONCE_STATE_DIR", state),
+        ],
+    );
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const ORDER: &str =
+    r#"{"products": [{"product_id": 1001, "quantity": 4}], "customer_reference": "cli"}"#;
+
+fn confirm_args(token: &str) -> String {
+    let mut args: Value = serde_json::from_str(ORDER).unwrap();
+    args["confirmation_token"] = json!(token);
+    args.to_string()
+}
+
+#[tokio::test]
+async fn every_tool_runs_through_call_with_json_on_stdout() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+
+    let list = run(
+        &sandbox,
+        &state,
+        &["call", "list_orders", "--args", r#"{"page_size": 4}"#],
+        None,
+    )
+    .await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let page = list.json();
+    assert_eq!(page["orders"].as_array().unwrap().len(), 4);
+    assert!(
+        list.stderr.contains("Page 1 of 7"),
+        "summary on stderr: {}",
+        list.stderr
+    );
+
+    // Arguments from stdin and from a file work the same.
+    let number = page["orders"][2]["order_number"].as_u64().unwrap();
+    let get = run(
+        &sandbox,
+        &state,
+        &["call", "get_order"],
+        Some(&format!(r#"{{"order_number": {number}}}"#)),
+    )
+    .await;
+    assert_eq!(get.code, 0, "{}", get.stderr);
+    assert_eq!(get.json(), page["orders"][2]);
+    let file = state.join("args.json");
+    std::fs::write(&file, format!(r#"{{"order_number": {number}}}"#)).unwrap();
+    let from_file = run(
+        &sandbox,
+        &state,
+        &["call", "get_order", "--args-file", file.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(from_file.json(), page["orders"][2]);
+
+    // Preview in one process, confirmation in another.
+    let preview = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", ORDER],
+        None,
+    )
+    .await;
+    assert_eq!(preview.code, 0, "{}", preview.stderr);
+    let preview = preview.json();
+    assert_eq!(preview["status"], "confirmation_required");
+    assert_eq!(posts(&sandbox), 0);
+    let token = preview["confirmation_token"].as_str().unwrap();
+    let placed = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(token)],
+        None,
+    )
+    .await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let placed = placed.json();
+    assert_eq!(placed["status"], "placed");
+    assert_eq!(posts(&sandbox), 1);
+
+    // A third process: the token is spent and names the order.
+    let again = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(token)],
+        None,
+    )
+    .await;
+    assert_eq!(again.code, 1);
+    assert!(again.stdout.is_empty());
+    assert!(
+        again
+            .stderr
+            .contains(&format!("placed order {}", placed["order_number"])),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(posts(&sandbox), 1);
+}
+
+#[tokio::test]
+async fn exit_status_tells_tool_errors_from_bad_usage() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+    let missing = run(
+        &sandbox,
+        &state,
+        &["call", "get_order", "--args", r#"{"order_number": 77}"#],
+        None,
+    )
+    .await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stdout.is_empty());
+    assert!(
+        missing.stderr.contains("No order 77 exists"),
+        "{}",
+        missing.stderr
+    );
+
+    let invalid = run(
+        &sandbox,
+        &state,
+        &["call", "list_orders", "--args", r#"{"page_size": 50}"#],
+        None,
+    )
+    .await;
+    assert_eq!(invalid.code, 1, "invalid tool arguments are a tool error");
+    assert!(
+        invalid.stderr.contains("page_size must be"),
+        "{}",
+        invalid.stderr
+    );
+
+    for (args, needle) in [
+        (
+            vec!["call", "list_orders", "--args", "{not json"],
+            "not valid JSON",
+        ),
+        (
+            vec!["call", "list_orders", "--args", "[1]"],
+            "must be a JSON object",
+        ),
+        (
+            vec!["call", "delete_everything"],
+            "unknown tool \"delete_everything\"",
+        ),
+        (vec!["call"], "Usage"),
+        (
+            vec![
+                "call",
+                "list_orders",
+                "--args-file",
+                "/nonexistent/args.json",
+            ],
+            "cannot read --args-file",
+        ),
+    ] {
+        let out = run(&sandbox, &state, &args, None).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    assert!(
+        sandbox
+            .requests()
+            .iter()
+            .all(|r| r.path != "/v1/orders" || r.method == "GET")
+    );
+}
+
+#[tokio::test]
+async fn tools_prints_the_tool_list_with_schemas() {
+    let output = command(&["tools"], &[]).output().await.unwrap();
+    assert!(output.status.success());
+    let tools: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["create_order", "get_order", "list_orders", "list_products"]
+    );
+    for tool in tools.as_array().unwrap() {
+        assert_eq!(tool["inputSchema"]["type"], "object");
+        assert_eq!(tool["outputSchema"]["type"], "object");
+    }
+    // Read-only: what a read-only server lists, without create_order.
+    let output = command(&["--read-only", "tools"], &[])
+        .output()
+        .await
+        .unwrap();
+    let tools: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_order", "list_orders", "list_products"]);
+}
+
+#[tokio::test]
+async fn tampered_expired_and_mismatched_tokens_post_nothing() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+    let preview = run(
+        &sandbox,
+        &state,
+        &[
+            "--confirmation-ttl",
+            "2s",
+            "call",
+            "create_order",
+            "--args",
+            ORDER,
+        ],
+        None,
+    )
+    .await
+    .json();
+    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+
+    // One character changed anywhere breaks the signature.
+    let mut tampered = token.clone().into_bytes();
+    let i = tampered.len() / 3;
+    tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let out = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(&tampered)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("not valid"), "{}", out.stderr);
+
+    // Another state directory means another key.
+    let elsewhere = fresh_state_dir();
+    let out = run(
+        &sandbox,
+        &elsewhere,
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        None,
+    )
+    .await;
+    assert!(out.stderr.contains("not valid"), "{}", out.stderr);
+
+    let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
+    changed["products"][0]["quantity"] = json!(40);
+    let out = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &changed.to_string()],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("differs from the preview"),
+        "{}",
+        out.stderr
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let out = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("expired at"), "{}", out.stderr);
+    assert_eq!(posts(&sandbox), 0);
+}
+
+#[tokio::test]
+async fn two_concurrent_confirmations_place_exactly_one_order() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+    for _ in 0..3 {
+        let preview = run(
+            &sandbox,
+            &state,
+            &["call", "create_order", "--args", ORDER],
+            None,
+        )
+        .await
+        .json();
+        let args = confirm_args(preview["confirmation_token"].as_str().unwrap());
+        let argv = ["call", "create_order", "--args", args.as_str()];
+        let (a, b) = tokio::join!(
+            run(&sandbox, &state, &argv, None),
+            run(&sandbox, &state, &argv, None),
+        );
+        let mut codes = [a.code, b.code];
+        codes.sort();
+        assert_eq!(codes, [0, 1], "a: {}\nb: {}", a.stderr, b.stderr);
+        let loser = if a.code == 1 { &a } else { &b };
+        assert!(
+            loser.stderr.contains("being used by another call")
+                || loser.stderr.contains("already used"),
+            "{}",
+            loser.stderr
+        );
+    }
+    assert_eq!(posts(&sandbox), 3, "one POST per approved preview");
+}

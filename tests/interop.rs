@@ -1,0 +1,127 @@
+//! Independent MCP clients against the built binary: the official Python SDK and the MCP
+//! Inspector CLI. They find what rmcp-to-rmcp tests cannot: schemas another validator rejects,
+//! arguments another client encodes differently, revisions another SDK negotiates.
+//!
+//! The clients are installed by `scripts/interop-setup` (CI runs it; see `.ci/run`), which
+//! exports `ONCE_INTEROP_PYTHON` and `ONCE_INTEROP_INSPECTOR`. Without them these tests say so
+//! on stderr and pass, unless `ONCE_INTEROP_REQUIRED=1`, as in CI, makes a missing client a
+//! failure.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{binary, fresh_state_dir};
+use serde_json::Value;
+
+/// The installed client named by `var`, or `None` (after saying so) when it is not installed.
+fn client(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(path) if path.exists() => Some(path),
+        _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
+            panic!(
+                "{var} is not set to an installed client; run `eval \"$(scripts/interop-setup)\"`"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {var} not set; run `eval \"$(scripts/interop-setup)\"` to test with it"
+            );
+            None
+        }
+    }
+}
+
+fn server_args(state: &std::path::Path) -> Vec<String> {
+    vec![
+        binary().display().to_string(),
+        "--sandbox".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ]
+}
+
+async fn run(program: &PathBuf, args: &[String]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(program)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output(),
+    )
+    .await
+    .expect("the client finishes within 2 minutes")
+    .expect("the client runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn python_sdk_over_stdio_with_initialize_and_with_server_discover() {
+    let Some(python) = client("ONCE_INTEROP_PYTHON") else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_client.py"
+    );
+    for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let state = fresh_state_dir();
+        let mut args = vec![script.to_owned(), mode.to_owned(), "stdio".to_owned()];
+        args.extend(server_args(&state));
+        let (ok, stdout, stderr) = run(&python, &args).await;
+        assert!(ok, "python SDK ({mode}) failed:\n{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(report["protocol_version"], version, "{report}");
+        assert!(report["order_number"].as_u64().is_some());
+    }
+}
+
+#[tokio::test]
+async fn inspector_cli_lists_and_calls_every_tool_over_stdio() {
+    let Some(inspector) = client("ONCE_INTEROP_INSPECTOR") else {
+        return;
+    };
+    let state = fresh_state_dir();
+    let call = |method: &str, extra: &[&str]| {
+        let mut args = vec!["--cli".to_owned()];
+        args.extend(server_args(&state));
+        args.extend(["--method".to_owned(), method.to_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let (ok, stdout, stderr) = run(&inspector, &call("tools/list", &[])).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        !stderr.contains("unknown format") && !stderr.contains("strict mode"),
+        "the Inspector's schema compiler complained:\n{stderr}"
+    );
+    let tools: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 3);
+
+    let calls: [&[&str]; 3] = [
+        &["--tool-name", "list_orders", "--tool-arg", "page_size=2"],
+        &[
+            "--tool-name",
+            "get_order",
+            "--tool-arg",
+            "order_number=2000000001",
+        ],
+        &[
+            "--tool-name",
+            "create_order",
+            "--tool-arg",
+            r#"products=[{"product_id":1001,"quantity":1}]"#,
+        ],
+    ];
+    for extra in calls {
+        let (ok, stdout, stderr) = run(&inspector, &call("tools/call", extra)).await;
+        assert!(ok, "{extra:?}: {stderr}");
+        let result: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(result["isError"], false, "{extra:?}: {result}");
+        assert!(result["structuredContent"].is_object(), "{result}");
+    }
+}
