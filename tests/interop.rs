@@ -100,9 +100,10 @@ async fn inspector_cli_lists_and_calls_every_tool_over_stdio() {
         "the Inspector's schema compiler complained:\n{stderr}"
     );
     let tools: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(tools["tools"].as_array().unwrap().len(), 3);
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 4);
 
-    let calls: [&[&str]; 3] = [
+    let calls: [&[&str]; 4] = [
+        &["--tool-name", "list_products"],
         &["--tool-name", "list_orders", "--tool-arg", "page_size=2"],
         &[
             "--tool-name",
