@@ -18,6 +18,7 @@ const ENV_HELP: &str = "\
 ENVIRONMENT:
   ONCE_CLIENT_ID        Client id of a 1NCE API user (required without --sandbox)
   ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
+  ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file)
   RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
   Every flag above can also be set through the variable shown in its [env: …] note.
 
@@ -39,16 +40,18 @@ EXAMPLES:
   1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
   ONCE_CLIENT_ID=… ONCE_CLIENT_SECRET=… 1nce-mcp    serve MCP on stdio against the real 1NCE API
   1nce-mcp --sandbox call list_orders --args '{\"page_size\": 3}'    run one tool and exit
-  1nce-mcp tools                           print the tools and their schemas as JSON";
+  1nce-mcp tools                           print the tools and their schemas as JSON
+
+  1nce-mcp --sandbox --http 127.0.0.1:8080 serve MCP over HTTP on loopback (/mcp, /sse, /health)";
 
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
-/// stderr) with four tools: list_orders, get_order, list_products and create_order.
-/// create_order places real, paid orders that ship SIM cards, and only after a preview has been
-/// confirmed.
+/// stderr), or over HTTP with --http, with four tools: list_orders, get_order, list_products and
+/// create_order. create_order places real, paid orders that ship SIM cards, and only after a
+/// preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, RUST_LOG (see --help)")]
+#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -107,6 +110,50 @@ pub struct Cli {
     /// (created owner-only). Default: $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
     #[arg(long, global = true, env = "ONCE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Serve MCP over HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy
+    /// HTTP+SSE at /sse, health at /health. ADDR is IP:PORT, localhost:PORT or a bare PORT
+    /// (loopback). Port 0 picks a free port. A non-loopback address requires a bearer token.
+    #[arg(long, global = true, env = "ONCE_MCP_HTTP", value_name = "ADDR", value_parser = crate::transport::parse_listen_addr)]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// File holding the bearer token HTTP clients must send (Authorization: Bearer …). The
+    /// token can also come from the ONCE_MCP_HTTP_TOKEN variable; never from a flag value.
+    #[arg(
+        long,
+        global = true,
+        env = "ONCE_MCP_HTTP_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub http_token_file: Option<std::path::PathBuf>,
+
+    /// A browser Origin allowed to call the HTTP endpoints, e.g. https://agent.example.com
+    /// (repeatable; the variable takes a comma-separated list). Loopback origins are always
+    /// allowed; requests without an Origin header are not browser requests and pass.
+    #[arg(
+        long = "allowed-origin",
+        global = true,
+        env = "ONCE_MCP_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// A Host name (optionally with :PORT) clients may use to reach the HTTP server, e.g.
+    /// mcp.example.com (repeatable; comma-separated in the variable). Loopback names and the
+    /// bound IP are always allowed; "*" allows any Host (not recommended).
+    #[arg(
+        long = "allowed-host",
+        global = true,
+        env = "ONCE_MCP_ALLOWED_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
+    #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 /// What to do instead of serving MCP.
@@ -156,6 +203,8 @@ pub struct Config {
     pub limits: OrderLimits,
     /// Where the audit trail goes; `None` when off (or read-only: nothing to audit).
     pub audit_log: Option<PathBuf>,
+    /// Serve over HTTP with these settings; `None` serves stdio.
+    pub http: Option<crate::transport::HttpSettings>,
 }
 
 impl Config {
@@ -231,6 +280,7 @@ impl Config {
             Some(path) => Some(PathBuf::from(path)),
             None => Some(state_dir.join("audit.jsonl")),
         };
+        let http = crate::transport::HttpSettings::from_cli(cli, &env)?;
         Ok(Config {
             upstream,
             state_dir,
@@ -245,6 +295,7 @@ impl Config {
                 allowed_products: cli.allowed_products.clone(),
             },
             audit_log,
+            http,
         })
     }
 }

@@ -18,12 +18,17 @@
 //!
 //! - [`oneshot`]: `1nce-mcp call`, one tool call through an in-memory MCP session, so scripts
 //!   and Agent Skills get exactly the server's behaviour.
+//! - [`transport`]: MCP over the network (Streamable HTTP, legacy HTTP+SSE) on one listener,
+//!   behind `Host`/`Origin` checks and a bearer token; thin adapters around the same server,
+//!   one `OrderServer::for_session` per HTTP session.
 //!
-//! The binary (`src/main.rs`) wires these together and serves MCP on stdio. stdout carries
-//! protocol messages only; every log line goes to stderr through `tracing`.
+//! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
+//! `--http`. stdout carries protocol messages only; every log line goes to stderr through
+//! `tracing`.
 
 pub mod api;
 pub mod config;
 pub mod mcp;
 pub mod oneshot;
 pub mod sandbox;
+pub mod transport;

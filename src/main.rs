@@ -1,5 +1,6 @@
 //! `1nce-mcp`: parse the command line, set up logging on stderr, connect to 1NCE (or start the
-//! sandbox), then serve MCP on stdio or run one tool call; on the way out let any order
+//! sandbox), then serve MCP on stdio or over HTTP (`--http`), or run one tool call; on the way
+//! out let any order
 //! placement finish.
 
 use std::io::{IsTerminal, Read};
@@ -14,6 +15,7 @@ use onence_mcp::config::{Cli, Command, Config, Upstream};
 use onence_mcp::mcp::{Confirmations, OrderServer, ServerOptions};
 use onence_mcp::oneshot;
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::transport;
 use rmcp::ServiceExt;
 use rmcp::model::JsonObject;
 use tracing_subscriber::EnvFilter;
@@ -80,7 +82,10 @@ fn main() -> ExitCode {
                 let arguments = read_arguments(args.as_deref(), args_file.as_deref())?;
                 call(server, &tool, arguments).await
             }
-            _ => serve_stdio(server, &config).await,
+            _ => match config.http.clone() {
+                Some(settings) => serve_http(server, settings, &config).await,
+                None => serve_stdio(server, &config).await,
+            },
         };
         // An order placement still running must reach its record before the process ends.
         if in_flight.count() > 0 {
@@ -213,6 +218,36 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
             Ok(())
         }
     }
+}
+
+async fn serve_http(
+    server: OrderServer,
+    settings: transport::HttpSettings,
+    config: &Config,
+) -> Result<(), Exit> {
+    let http = transport::http::bind(settings)
+        .await
+        .map_err(Exit::failure)?;
+    let addr = http.local_addr().map_err(Exit::failure)?;
+    let auth = if http.requires_token() {
+        "bearer token required"
+    } else {
+        "no token (loopback only)"
+    };
+    let against = match &config.upstream {
+        Upstream::Sandbox => {
+            "the built-in 1NCE SANDBOX: orders are simulated, nothing is charged or shipped"
+                .to_owned()
+        }
+        Upstream::Live { url, .. } => format!("{url}: orders are REAL and paid"),
+    };
+    eprintln!(
+        "1nce-mcp {} ready on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse, health at /health; {auth}) against {against}",
+        env!("CARGO_PKG_VERSION")
+    );
+    http.serve(server, shutdown_signal())
+        .await
+        .map_err(Exit::failure)
 }
 
 /// `call`: the tool's structuredContent on stdout, its text on stderr, the exit status says

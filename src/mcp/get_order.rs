@@ -5,7 +5,10 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Answer, OrderServer, ToolResult, list_orders::order_line, tool_error};
+use tokio_util::sync::CancellationToken;
+
+use super::list_orders::{CANCELLED, order_line};
+use super::{Answer, OrderServer, ToolResult, tool_error};
 use crate::api::ApiError;
 use crate::api::model::{Order, lenient_i64};
 
@@ -35,7 +38,11 @@ impl OrderServer {
             open_world_hint = true
         )
     )]
-    pub async fn get_order(&self, Parameters(args): Parameters<GetOrderArgs>) -> ToolResult<Order> {
+    pub async fn get_order(
+        &self,
+        Parameters(args): Parameters<GetOrderArgs>,
+        cancelled: CancellationToken,
+    ) -> ToolResult<Order> {
         let number = u64::try_from(args.order_number)
             .ok()
             .filter(|n| *n >= 1)
@@ -45,11 +52,12 @@ impl OrderServer {
                     args.order_number
                 )
             })?;
-        let order = self
-            .client
-            .get_order(number)
-            .await
-            .map_err(|e| match e {
+        // A client that cancels or goes away stops the 1NCE request too (reads only).
+        let fetched = tokio::select! {
+            fetched = self.client.get_order(number) => fetched,
+            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
+        };
+        let order = fetched.map_err(|e| match e {
                 ApiError::NotFound => format!(
                     "No order {number} exists in this 1NCE account. list_orders shows the account's order numbers."
                 ),

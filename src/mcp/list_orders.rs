@@ -5,8 +5,13 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Answer, OrderServer, ToolResult, tool_error};
 use crate::api::model::{ListOrdersQuery, Order, lenient_i64_opt};
+
+/// The answer to a read the client cancelled (or abandoned) before 1NCE replied.
+pub(super) const CANCELLED: &str = "Cancelled before 1NCE answered; nothing was changed.";
 
 /// Arguments of `list_orders`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -62,14 +67,15 @@ impl OrderServer {
     pub async fn list_orders(
         &self,
         Parameters(args): Parameters<ListOrdersArgs>,
+        cancelled: CancellationToken,
     ) -> ToolResult<ListOrdersOutput> {
         let query = ListOrdersQuery::new(args.page, args.page_size, args.sort.as_deref())
             .map_err(|e| format!("Invalid arguments: {e}."))?;
-        let page = self
-            .client
-            .list_orders(&query)
-            .await
-            .map_err(|e| tool_error(&e))?;
+        // A client that cancels or goes away stops the 1NCE request too (reads only).
+        let page = tokio::select! {
+            page = self.client.list_orders(&query) => page.map_err(|e| tool_error(&e))?,
+            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
+        };
         let has_more = page.has_more();
         let output = ListOrdersOutput {
             page: page.page,

@@ -1,0 +1,287 @@
+//! Speed and memory of 1nce-mcp against the floor, the upstream request itself.
+//!
+//! Run with `cargo bench --bench mcp` (a release build). It starts a sandbox in this process and
+//! points the built binary at it over loopback, then reports:
+//! - spawn-to-initialize-response time of fresh stdio server processes (median and spread);
+//! - per-call latency p50/p99 of `get_order` and `list_orders` over stdio, next to the same 1NCE
+//!   request made directly with reqwest on a warm connection (the floor);
+//! - upstream requests per tool call in steady state;
+//! - peak resident memory idle and after 10,000 calls, and the binary's size.
+//!
+//! Counts can be lowered for a quick look: `BENCH_CALLS=2000 BENCH_SPAWNS=10 cargo bench --bench mcp`.
+//! The client side speaks raw JSON-RPC lines, so what is measured is the server, not a client SDK.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A server process spoken to in raw JSON-RPC lines.
+struct StdioServer {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    next_id: u64,
+}
+
+impl StdioServer {
+    fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> StdioServer {
+        let mut child = tokio::process::Command::new(BINARY)
+            .env_clear()
+            .env("ONCE_API_URL", sandbox.base_url())
+            .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
+            .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
+            .env("ONCE_STATE_DIR", state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the release binary");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        StdioServer {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            let line = self.lines.next_line().await.unwrap().expect("server alive");
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
+    async fn initialize(&mut self) {
+        let answer = self
+            .request(
+                "initialize",
+                json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "bench", "version": "0"}}),
+            )
+            .await;
+        assert!(answer["result"].is_object(), "{answer}");
+        self.stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await
+            .unwrap();
+    }
+
+    async fn call(&mut self, tool: &str, args: Value) {
+        let answer = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+
+    /// (current, peak) resident memory in KiB, from /proc.
+    fn memory_kib(&self) -> (u64, u64) {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        p50: at(0.5),
+        p99: at(0.99),
+        min: samples[0],
+        max: samples[samples.len() - 1],
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+async fn time_calls(server: &mut StdioServer, tool: &str, args: &Value, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        server.call(tool, args.clone()).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+/// The floor: the same 1NCE request straight from reqwest on a warm connection.
+async fn time_direct(sandbox: &Sandbox, path: &str, n: usize) -> Vec<Duration> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth/token", sandbox.base_url()))
+        .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let url = format!("{}{path}", sandbox.base_url());
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + 100 {
+        let started = Instant::now();
+        let body = http
+            .get(&url)
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        // Parse it, as the server must.
+        let _: Value = serde_json::from_slice(&body).unwrap();
+        if i >= 100 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples
+}
+
+#[tokio::main]
+async fn main() {
+    let calls = count("BENCH_CALLS", 10_000);
+    let spawns = count("BENCH_SPAWNS", 25);
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+
+    // Start-up: spawn to initialize response, fresh processes.
+    let mut startup = Vec::new();
+    for _ in 0..spawns {
+        let started = Instant::now();
+        let mut server = StdioServer::spawn(&sandbox, state.path());
+        server.initialize().await;
+        startup.push(started.elapsed());
+    }
+    let startup = stats(startup);
+
+    let mut server = StdioServer::spawn(&sandbox, state.path());
+    server.initialize().await;
+    let idle = server.memory_kib();
+    let get = json!({"order_number": 2000000007u64});
+    let list = json!({"page": 2, "page_size": 10});
+    // Warm up: token, connection, allocator.
+    time_calls(&mut server, "get_order", &get, 200).await;
+    sandbox.clear_requests();
+
+    let per_tool = calls / 2;
+    let get_stdio = stats(time_calls(&mut server, "get_order", &get, per_tool).await);
+    let upstream_get = sandbox.requests().len();
+    sandbox.clear_requests();
+    let list_stdio = stats(time_calls(&mut server, "list_orders", &list, per_tool).await);
+    let upstream_list = sandbox.requests().len();
+    sandbox.clear_requests();
+    let loaded = server.memory_kib();
+
+    let get_floor = stats(time_direct(&sandbox, "/v1/orders/2000000007", per_tool.min(5000)).await);
+    let list_floor = stats(
+        time_direct(
+            &sandbox,
+            "/v1/orders?page=2&pageSize=10",
+            per_tool.min(5000),
+        )
+        .await,
+    );
+    let size = std::fs::metadata(BINARY).map(|m| m.len()).unwrap_or(0);
+
+    println!(
+        "1nce-mcp benchmark ({} CPUs, release build, sandbox over loopback)",
+        num_cpus()
+    );
+    println!();
+    println!(
+        "start to initialize response ({spawns} processes): median {:.1} ms, min {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(startup.p50),
+        ms(startup.min),
+        ms(startup.p99),
+        ms(startup.max)
+    );
+    println!();
+    println!(
+        "| call ({per_tool} each) | stdio p50 | stdio p99 | direct p50 | direct p99 | MCP overhead p50 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (name, mcp, floor) in [
+        ("get_order", &get_stdio, &get_floor),
+        ("list_orders (10 orders)", &list_stdio, &list_floor),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            us(mcp.p50),
+            us(mcp.p99),
+            us(floor.p50),
+            us(floor.p99),
+            us(mcp.p50.saturating_sub(floor.p50))
+        );
+    }
+    println!();
+    println!(
+        "upstream requests per tool call: get_order {:.3}, list_orders {:.3}",
+        upstream_get as f64 / per_tool as f64,
+        upstream_list as f64 / per_tool as f64
+    );
+    println!(
+        "resident memory: idle {:.1} MB; after {} calls {:.1} MB (peak {:.1} MB)",
+        idle.0 as f64 / 1024.0,
+        per_tool * 2 + 200,
+        loaded.0 as f64 / 1024.0,
+        loaded.1 as f64 / 1024.0
+    );
+    println!("binary size: {:.1} MB ({BINARY})", size as f64 / 1e6);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

@@ -1,0 +1,342 @@
+//! The gate in front of every MCP endpoint: `Host` and `Origin` first (DNS-rebinding
+//! protection: a web page must not reach a server on this machine through a name it controls),
+//! then the bearer token.
+//!
+//! The token is kept only as its SHA-256 digest and compared digest to digest with
+//! `subtle`'s constant-time equality: comparing equal-length digests leaks neither the token's
+//! length nor how many leading bytes matched.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Checks `Host`, `Origin` and `Authorization` of each request.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token_digest: Option<[u8; 32]>,
+    /// `(host, port)`; a `None` port matches any port. Empty: any host.
+    allowed_hosts: Vec<(String, Option<u16>)>,
+    /// Normalised origins allowed besides loopback ones.
+    allowed_origins: Vec<String>,
+}
+
+impl Guard {
+    pub fn new(
+        token: Option<&SecretString>,
+        allowed_hosts: &[String],
+        allowed_origins: &[String],
+    ) -> Guard {
+        let allowed_hosts = allowed_hosts
+            .iter()
+            .filter_map(|h| parse_authority(h))
+            .collect();
+        Guard {
+            inner: Arc::new(Inner {
+                token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
+                allowed_hosts,
+                allowed_origins: allowed_origins.to_vec(),
+            }),
+        }
+    }
+
+    /// Whether a bearer token is required.
+    pub fn requires_token(&self) -> bool {
+        self.inner.token_digest.is_some()
+    }
+
+    /// `Err` with the response to send when the request must not go further.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        self.check_host(headers)?;
+        self.check_origin(headers)?;
+        self.check_token(headers)
+    }
+
+    fn check_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.inner.allowed_hosts.is_empty() {
+            return Ok(());
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let Some(host) = host else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: missing or unreadable Host header",
+            ));
+        };
+        let allowed = parse_authority(host).is_some_and(|(name, port)| {
+            self.inner
+                .allowed_hosts
+                .iter()
+                .any(|(a, p)| *a == name && p.is_none_or(|p| Some(p) == port))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            tracing::warn!(
+                host,
+                "refused a request for a Host this server does not serve"
+            );
+            Err(refuse(
+                StatusCode::FORBIDDEN,
+                "Forbidden: this server does not answer to that Host name (DNS-rebinding protection). If clients reach it under this name, start it with --allowed-host NAME",
+            ))
+        }
+    }
+
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        // No Origin: not a browser (or a same-origin GET), so no cross-site request.
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let allowed = origin
+            .to_str()
+            .ok()
+            .and_then(|o| normalize_origin(o).ok())
+            .is_some_and(|o| is_loopback_origin(&o) || self.inner.allowed_origins.contains(&o));
+        if allowed {
+            Ok(())
+        } else {
+            tracing::warn!(origin = ?origin, "refused a request from a foreign Origin");
+            Err(refuse(
+                StatusCode::FORBIDDEN,
+                "Forbidden: requests from this Origin are not allowed. To let a web client on that origin connect, start the server with --allowed-origin ORIGIN",
+            ))
+        }
+    }
+
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(expected) = &self.inner.token_digest else {
+            return Ok(());
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let Some(presented) = presented else {
+            return Err(unauthorized(
+                "Bearer realm=\"1nce-mcp\"",
+                "Unauthorized: send the server's token as `Authorization: Bearer <token>` (set on the server through ONCE_MCP_HTTP_TOKEN or --http-token-file)",
+            ));
+        };
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if bool::from(digest.ct_eq(expected)) {
+            Ok(())
+        } else {
+            tracing::warn!("refused a request with a wrong bearer token");
+            Err(unauthorized(
+                "Bearer realm=\"1nce-mcp\", error=\"invalid_token\"",
+                "Unauthorized: the bearer token is not this server's token",
+            ))
+        }
+    }
+}
+
+/// axum middleware running [`Guard::check`].
+pub async fn middleware(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    match guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// Why a request is turned away, and the response that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: &'static str,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<&'static str>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.message).into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Refusal {
+    Refusal {
+        status,
+        message,
+        challenge: None,
+    }
+}
+
+fn unauthorized(challenge: &'static str, message: &'static str) -> Refusal {
+    Refusal {
+        status: StatusCode::UNAUTHORIZED,
+        message,
+        challenge: Some(challenge),
+    }
+}
+
+/// `host[:port]` as lower-case host (IPv6 without brackets) and optional port.
+fn parse_authority(s: &str) -> Option<(String, Option<u16>)> {
+    let s = s.trim();
+    // A bare IPv6 address (`::1`) is not an authority, but is a fine allowed host.
+    if let Ok(std::net::IpAddr::V6(ip)) = s.parse() {
+        return Some((ip.to_string(), None));
+    }
+    let authority: axum::http::uri::Authority = s.parse().ok()?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    Some((host, authority.port_u16()))
+}
+
+/// `scheme://host[:port]` as browsers send it (lower-case, default port omitted), or `null`.
+pub fn normalize_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim();
+    if origin == "null" {
+        return Ok("null".to_owned());
+    }
+    let url = url::Url::parse(origin).map_err(|e| {
+        format!("origin {origin:?} is not valid ({e}); write it with its scheme, e.g. https://app.example.com or http://localhost:3000")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "origin {origin:?} needs an http or https scheme and a host, e.g. https://app.example.com"
+        ));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(format!(
+            "origin {origin:?} has a path; an origin is only scheme://host[:port]"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// Pages served from this machine's loopback addresses are as trusted as local processes.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Ok(url) = url::Url::parse(origin) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn loopback_guard(token: Option<&str>, origins: &[&str]) -> Guard {
+        let token = token.map(|t| SecretString::from(t.to_owned()));
+        let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+        Guard::new(token.as_ref(), &hosts, &origins)
+    }
+
+    fn status(result: Result<(), Refusal>) -> Option<StatusCode> {
+        result.err().map(|r| r.status)
+    }
+
+    #[test]
+    fn hosts_are_matched_by_name_with_any_port() {
+        let g = loopback_guard(None, &[]);
+        for host in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:9"] {
+            assert_eq!(status(g.check(&headers(&[("host", host)]))), None, "{host}");
+        }
+        for host in [
+            "evil.example:8080",
+            "127.0.0.2:8080",
+            "localhost.evil.example",
+        ] {
+            assert_eq!(
+                status(g.check(&headers(&[("host", host)]))),
+                Some(StatusCode::FORBIDDEN),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            status(g.check(&headers(&[]))),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn origins_must_be_loopback_or_listed() {
+        let g = loopback_guard(None, &["https://app.example.com"]);
+        let with = |o: &str| headers(&[("host", "127.0.0.1:1"), ("origin", o)]);
+        for ok in [
+            "http://localhost:6274",
+            "http://127.0.0.1:3000",
+            "https://app.example.com",
+            "https://APP.example.com:443",
+        ] {
+            assert_eq!(status(g.check(&with(ok))), None, "{ok}");
+        }
+        for bad in [
+            "https://evil.example",
+            "null",
+            "http://app.example.com",
+            "garbage",
+        ] {
+            assert_eq!(
+                status(g.check(&with(bad))),
+                Some(StatusCode::FORBIDDEN),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_required_when_configured() {
+        let token = "a-long-enough-test-token-1234";
+        let g = loopback_guard(Some(token), &[]);
+        let with = |auth: Option<&str>| {
+            let mut h = headers(&[("host", "localhost")]);
+            if let Some(a) = auth {
+                h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+            }
+            h
+        };
+        assert_eq!(
+            status(g.check(&with(Some(&format!("Bearer {token}"))))),
+            None
+        );
+        assert_eq!(
+            status(g.check(&with(Some(&format!("bearer {token}"))))),
+            None
+        );
+        for bad in [None, Some("Bearer nope"), Some(token), Some("Basic abc")] {
+            let refusal = g.check(&with(bad)).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::UNAUTHORIZED, "{bad:?}");
+            let response = refusal.into_response();
+            assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+        assert!(!loopback_guard(None, &[]).requires_token());
+    }
+}

@@ -1,0 +1,228 @@
+//! One HTTP listener for every network client:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/mcp` | Streamable HTTP (rmcp's `StreamableHttpService`, one session per `initialize`) |
+//! | `GET /sse`, `POST /message` | legacy HTTP+SSE ([`super::sse`]) |
+//! | `GET /health` | `{"status":"ok"}`, no token, nothing about the account |
+//!
+//! Every MCP path passes the [`Guard`] first; request bodies are limited to
+//! [`MAX_BODY_BYTES`]. Shutdown is one small idea in three steps: stop accepting, wait (up to
+//! the grace period) for the calls in flight, then close the sessions so their open streams end.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::guard::{self, Guard};
+use super::sse::{self, SseSessions};
+use super::{HttpSettings, random_id};
+use crate::mcp::{InFlight, OrderServer};
+
+/// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long open streams get to end after the sessions are closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// A bound, not yet serving, HTTP listener.
+pub struct HttpServer {
+    listener: TcpListener,
+    settings: HttpSettings,
+}
+
+/// Binds the listener, so the caller can report the real address (port 0 picks one).
+pub async fn bind(settings: HttpSettings) -> Result<HttpServer, String> {
+    let listener = TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("could not listen on {}: {e}", settings.addr))?;
+    Ok(HttpServer { listener, settings })
+}
+
+impl HttpServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, String> {
+        self.listener
+            .local_addr()
+            .map_err(|e| format!("could not read the bound address: {e}"))
+    }
+
+    /// Whether clients must send a bearer token.
+    pub fn requires_token(&self) -> bool {
+        self.settings.token.is_some()
+    }
+
+    /// Serves until `shutdown` resolves (to the name of what asked for it), then shuts down
+    /// gracefully: see the module docs.
+    pub async fn serve(
+        self,
+        server: OrderServer,
+        shutdown: impl Future<Output = &'static str>,
+    ) -> Result<(), String> {
+        let settings = self.settings;
+        let calls = InFlight::default();
+        let stop_accepting = CancellationToken::new();
+        let close_sessions = CancellationToken::new();
+        let app = router(&settings, server, calls.clone(), close_sessions.clone());
+
+        let stopped = stop_accepting.clone();
+        let mut serving = tokio::spawn(async move {
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+        });
+        let signal = tokio::select! {
+            signal = shutdown => signal,
+            result = &mut serving => {
+                return Err(match result {
+                    Ok(Ok(())) => "the HTTP server stopped unexpectedly".to_owned(),
+                    Ok(Err(e)) => format!("the HTTP server failed: {e}"),
+                    Err(e) => format!("the HTTP server task failed: {e}"),
+                });
+            }
+        };
+        tracing::info!("{signal}: shutting down, no longer accepting connections");
+        stop_accepting.cancel();
+        if calls.count() > 0 {
+            tracing::info!("waiting for {} call(s) in flight", calls.count());
+        }
+        if tokio::time::timeout(settings.shutdown_grace, calls.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} call(s) still running after {}; closing their sessions",
+                calls.count(),
+                humantime::format_duration(settings.shutdown_grace)
+            );
+        }
+        tracing::debug!("closing the sessions");
+        close_sessions.cancel();
+        if tokio::time::timeout(CLOSE_GRACE, &mut serving)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the sessions closed; dropping them");
+            serving.abort();
+        }
+        tracing::debug!("HTTP server stopped");
+        Ok(())
+    }
+}
+
+/// The whole application: MCP endpoints behind the guard, health outside it.
+fn router(
+    settings: &HttpSettings,
+    server: OrderServer,
+    calls: InFlight,
+    close_sessions: CancellationToken,
+) -> Router {
+    let guard = Guard::new(
+        settings.token.as_ref(),
+        &settings.allowed_hosts,
+        &settings.allowed_origins,
+    );
+    // rmcp checks Host on its own as well; give it the same list (empty means any).
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(close_sessions.child_token())
+        .with_max_request_body_bytes(MAX_BODY_BYTES);
+    config = if settings.allowed_hosts.is_empty() {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(settings.allowed_hosts.clone())
+    };
+    let sessions_server = server.clone();
+    let streamable = StreamableHttpService::new(
+        move || {
+            let scope = CONFIRMATION_SCOPE
+                .try_with(Clone::clone)
+                .unwrap_or_else(|_| format!("http-{}", random_id()));
+            Ok(sessions_server.for_session(scope))
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let sse = SseSessions::new(server, close_sessions.child_token(), calls.clone());
+
+    Router::new()
+        .route_service("/mcp", streamable)
+        .route_layer(middleware::from_fn_with_state(calls, count_calls))
+        .route("/sse", get(sse::open))
+        .route("/message", post(sse::message))
+        .with_state(sse)
+        .layer(middleware::from_fn_with_state(guard, guard::middleware))
+        .route("/health", get(health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// `GET /health`: the process serves. Says nothing about 1NCE or the account.
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+tokio::task_local! {
+    /// The confirmation scope for a server rmcp creates while handling this request.
+    static CONFIRMATION_SCOPE: String;
+}
+
+/// The scope shared by 2026-07-28 stateless requests: they have no session to bind a token to,
+/// so, as on stdio, the token itself (unguessable, bound to the exact order, single-use,
+/// expiring) is the capability. Sessions never share it.
+const STATELESS_SCOPE: &str = "http-stateless";
+
+/// Counts a Streamable HTTP POST as a call in flight until its response body is finished (the
+/// answer to a request is the end of that POST's response stream), and decides the confirmation
+/// scope of the server rmcp may create for it: a new random one for an `initialize` (a new
+/// session), the shared stateless one for a request outside any session.
+async fn count_calls(State(calls): State<InFlight>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let guard = calls.enter();
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large: request bodies are limited to 1 MiB",
+        )
+            .into_response();
+    };
+    let scope = if is_initialize(&body) {
+        format!("http-{}", random_id())
+    } else {
+        STATELESS_SCOPE.to_owned()
+    };
+    let request = Request::from_parts(parts, Body::from(body));
+    let response = CONFIRMATION_SCOPE.scope(scope, next.run(request)).await;
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held_until_the_body_ends = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Method>(body)
+        .ok()
+        .and_then(|m| m.method)
+        .is_some_and(|m| m == "initialize")
+}

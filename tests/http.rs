@@ -1,0 +1,432 @@
+//! End to end over HTTP: the built binary serves `--http 127.0.0.1:0` against a sandbox the
+//! test controls; rmcp's Streamable HTTP client and raw HTTP requests talk to it as clients do.
+
+mod common;
+mod net;
+
+use std::collections::BTreeMap;
+
+use net::{GatedProxy, HttpServer, TOKEN};
+use onence_mcp::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start().await.expect("start the sandbox")
+}
+
+fn order_args() -> Value {
+    json!({
+        "products": [{"product_id": 1001, "quantity": 5}, {"product_id": 1003, "quantity": 20}],
+        "customer_reference": "fleet-http"
+    })
+}
+
+fn with_token(mut args: Value, token: &Value) -> Value {
+    args["confirmation_token"] = token.clone();
+    args
+}
+
+#[tokio::test]
+async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let session = server.client(None).await;
+
+    let tools = session.client.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["create_order", "get_order", "list_orders", "list_products"]
+    );
+
+    let page = session.ok("list_orders", json!({"page_size": 4})).await;
+    assert_eq!(page["orders"].as_array().unwrap().len(), 4);
+    assert_eq!(page["total_count"], sandbox.orders().len());
+    let number = page["orders"][2]["order_number"].as_u64().unwrap();
+    let order = session
+        .ok("get_order", json!({"order_number": number}))
+        .await;
+    assert_eq!(order, page["orders"][2]);
+    let missing = session.err("get_order", json!({"order_number": 77})).await;
+    assert!(missing.contains("No order 77"), "{missing}");
+
+    let before = sandbox.orders().len();
+    let preview = session.ok("create_order", order_args()).await;
+    assert_eq!(preview["status"], "confirmation_required");
+    assert_eq!(common::posts(&sandbox), 0, "a preview posts nothing");
+    let token = preview["confirmation_token"].clone();
+    let placed = session
+        .ok("create_order", with_token(order_args(), &token))
+        .await;
+    assert_eq!(placed["status"], "placed");
+    let number = placed["order_number"].as_u64().unwrap();
+    assert_eq!(common::posts(&sandbox), 1);
+    assert_eq!(sandbox.orders().len(), before + 1);
+    let again = session
+        .err("create_order", with_token(order_args(), &token))
+        .await;
+    assert!(again.contains(&format!("placed order {number}")), "{again}");
+    assert_eq!(common::posts(&sandbox), 1);
+    session.client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_confirmation_token_from_one_session_is_refused_in_another() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let alice = server.client(None).await;
+    let bob = server.client(None).await;
+    let preview = alice.ok("create_order", order_args()).await;
+    let token = preview["confirmation_token"].clone();
+    let refused = bob
+        .err("create_order", with_token(order_args(), &token))
+        .await;
+    assert!(refused.contains("another MCP session"), "{refused}");
+    assert_eq!(common::posts(&sandbox), 0);
+    // The session it was issued to can still use it.
+    let placed = alice
+        .ok("create_order", with_token(order_args(), &token))
+        .await;
+    assert_eq!(placed["status"], "placed");
+    assert_eq!(common::posts(&sandbox), 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_sessions_share_one_upstream_token() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    // The answers of one session calling one at a time are the reference.
+    let numbers: Vec<u64> = sandbox
+        .orders()
+        .iter()
+        .map(|o| o["order_number"].as_u64().unwrap())
+        .collect();
+    let reference = server.client(None).await;
+    let mut expected = BTreeMap::new();
+    for &number in &numbers {
+        let order = reference
+            .ok("get_order", json!({"order_number": number}))
+            .await;
+        assert_eq!(order["order_number"], number);
+        expected.insert(number, order);
+    }
+    let server = &server;
+    let sessions = (0..50).map(|i| {
+        let expected = &expected;
+        let numbers = &numbers;
+        async move {
+            let session = server.client(None).await;
+            for round in 0..2 {
+                let page = 1 + (i + round) % 3;
+                let out = session
+                    .ok("list_orders", json!({"page": page, "page_size": 10}))
+                    .await;
+                let listed: Vec<u64> = out["orders"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["order_number"].as_u64().unwrap())
+                    .collect();
+                let want: Vec<u64> = numbers
+                    .iter()
+                    .skip((page - 1) * 10)
+                    .take(10)
+                    .copied()
+                    .collect();
+                assert_eq!(listed, want, "session {i} page {page}");
+                let number = numbers[(i * 7 + round) % numbers.len()];
+                let order = session
+                    .ok("get_order", json!({"order_number": number}))
+                    .await;
+                assert_eq!(order, expected[&number], "session {i} order {number}");
+            }
+            session.client.cancel().await.unwrap();
+        }
+    });
+    futures::future::join_all(sessions).await;
+    assert_eq!(
+        sandbox.count("POST", "/oauth/token"),
+        1,
+        "one token for all sessions"
+    );
+    assert_eq!(
+        sandbox.count("GET", "/v1/orders"),
+        numbers.len() + 50 * 4,
+        "every call reached 1NCE once"
+    );
+}
+
+#[tokio::test]
+async fn bearer_token_host_and_origin_are_enforced() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(
+        &sandbox.base_url(),
+        &["--allowed-origin", "https://agent.example.com"],
+        &[("ONCE_MCP_HTTP_TOKEN", TOKEN), ("RUST_LOG", "trace")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    let post = |auth: Option<&str>| {
+        let mut request = http
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request
+    };
+
+    let missing = post(None).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert!(
+        missing.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let wrong = post(Some("Bearer not-the-token-at-all-0000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let sse = http.get(server.url("/sse")).send().await.unwrap();
+    assert_eq!(sse.status(), 401, "the legacy endpoints are guarded too");
+
+    let bearer = format!("Bearer {TOKEN}");
+    let foreign_origin = post(Some(&bearer))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_origin.status(), 403);
+    let foreign_host = post(Some(&bearer))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_host.status(), 403);
+    let allowed_origin = post(Some(&bearer))
+        .header("origin", "https://agent.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed_origin.status(), 200);
+
+    // Health needs no token and says nothing about the account.
+    let health = http.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+
+    // The right token works end to end.
+    let session = server.client(Some(TOKEN)).await;
+    let page = session.ok("list_orders", json!({"page_size": 1})).await;
+    assert_eq!(page["orders"].as_array().unwrap().len(), 1);
+    session.client.cancel().await.unwrap();
+
+    let stderr = server.stderr();
+    assert!(stderr.contains("bearer token required"), "{stderr}");
+    assert!(
+        !stderr.contains(TOKEN),
+        "the bearer token leaked into the log"
+    );
+    assert!(
+        !stderr.contains(&TOKEN[..16]),
+        "part of the bearer token leaked"
+    );
+}
+
+#[tokio::test]
+async fn status_codes_follow_the_transport_spec() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let http = reqwest::Client::new();
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+
+    let unknown_session = http
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", "no-such-session")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_session.status(), 404);
+    let unknown_sse = http
+        .post(server.url("/message?sessionId=0123456789abcdef"))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_sse.status(), 404);
+    let put = http.put(server.url("/mcp")).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    let post_sse = http.post(server.url("/sse")).send().await.unwrap();
+    assert_eq!(post_sse.status(), 405);
+    let not_acceptable = http
+        .post(server.url("/mcp"))
+        .header("accept", "text/html")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_acceptable.status(), 406);
+    let sse_html = http
+        .get(server.url("/sse"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse_html.status(), 406);
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(1024 * 1024 + 1024)
+    );
+    for path in ["/mcp", "/message?sessionId=0123456789abcdef"] {
+        // A fresh connection each: the server answers before reading the whole body and closes.
+        let too_big = reqwest::Client::new()
+            .post(server.url(path))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(too_big.status(), 413, "{path}");
+    }
+    assert!(sandbox.requests().is_empty(), "nothing reached 1NCE");
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_without_a_token_is_refused() {
+    let output = common::command(
+        &["--sandbox", "--http", "0.0.0.0:0", "--allowed-host", "*"],
+        &[],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("without a bearer token") && stderr.contains("ONCE_MCP_HTTP_TOKEN"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
+    let sandbox = sandbox().await;
+    let proxy = GatedProxy::start(&sandbox.base_url()).await;
+    let mut server = HttpServer::against(&proxy.url, &[], &[("RUST_LOG", "info")]).await;
+    let alice = server.client(None).await;
+    let bob = server.client(None).await;
+    // The preview reads the product catalogue (cached afterwards): let it through, then hold
+    // everything again.
+    proxy.open();
+    let preview = alice.ok("create_order", order_args()).await;
+    proxy.close();
+    let token = preview["confirmation_token"].clone();
+    let before = sandbox.orders().len();
+    let seen = proxy.arrived();
+
+    let calls = async {
+        tokio::join!(
+            alice.ok("list_orders", json!({"page": 2, "page_size": 10})),
+            bob.ok("get_order", json!({"order_number": 2000000002u64})),
+            alice.ok("create_order", with_token(order_args(), &token)),
+        )
+    };
+    let interrupt = async {
+        proxy.wait_arrived(seen + 3).await;
+        server.terminate();
+        server.wait_for_stderr("SIGTERM: shutting down").await;
+        proxy.open();
+    };
+    let ((page, order, placed), ()) = tokio::join!(calls, interrupt);
+    assert_eq!(page["page"], 2);
+    assert_eq!(page["orders"].as_array().unwrap().len(), 10);
+    assert_eq!(order["order_number"], 2000000002u64);
+    assert_eq!(placed["status"], "placed");
+    assert_eq!(sandbox.orders().len(), before + 1, "the order reached 1NCE");
+    assert_eq!(server.exit_code().await, Some(0), "{}", server.stderr());
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stops_its_upstream_request_and_the_session_goes_on() {
+    let sandbox = sandbox().await;
+    let proxy = GatedProxy::start(&sandbox.base_url()).await;
+    let server = HttpServer::against(&proxy.url, &[], &[]).await;
+    let session = server.client(None).await;
+    // rmcp's client sends notifications/cancelled when a call's future is dropped.
+    tokio::select! {
+        result = session.call("get_order", json!({"order_number": 2000000003u64})) => {
+            panic!("answered while 1NCE was held: {result:?}")
+        }
+        () = proxy.wait_arrived(1) => {}
+    }
+    proxy.wait_abandoned(1).await;
+    proxy.open();
+    let order = session
+        .ok("get_order", json!({"order_number": 2000000003u64}))
+        .await;
+    assert_eq!(order["order_number"], 2000000003u64);
+}
+
+/// A 2026-07-28 stateless `tools/call`: no session, per-request metadata.
+async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "0"}}}});
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let text = response.text().await.unwrap();
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: ").filter(|d| d.starts_with('{')))
+        .unwrap_or(&text);
+    let message: Value = serde_json::from_str(json).unwrap();
+    message["result"].clone()
+}
+
+#[tokio::test]
+async fn stateless_requests_can_confirm_but_sessions_cannot_use_their_tokens() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let args = json!({"products": [{"product_id": 1001, "quantity": 2}]});
+    let preview = stateless_call(&server, "create_order", args.clone()).await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+
+    // A session cannot redeem a token previewed outside it.
+    let session = server.client(None).await;
+    let refused = session
+        .err("create_order", with_token(args.clone(), &token))
+        .await;
+    assert!(refused.contains("another MCP session"), "{refused}");
+    assert_eq!(common::posts(&sandbox), 0);
+
+    // A later stateless request can: there is no session to bind it to.
+    let placed = stateless_call(&server, "create_order", with_token(args, &token)).await;
+    assert_eq!(placed["structuredContent"]["status"], "placed", "{placed}");
+    assert_eq!(common::posts(&sandbox), 1);
+}

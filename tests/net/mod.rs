@@ -1,0 +1,402 @@
+//! Helpers for the HTTP tests: the built binary serving `--http 127.0.0.1:0` (its address read
+//! from the ready line on stderr), rmcp's Streamable HTTP client, a minimal SSE reader, and a
+//! gated proxy in front of the sandbox that holds 1NCE calls until the test lets them through.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::common;
+
+pub const TOKEN: &str = "test-bearer-token-7f3a9c2e5b1d4860";
+
+/// reqwest is built without a default TLS provider; the crate uses ring.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The binary serving HTTP, and everything it wrote to stderr so far.
+pub struct HttpServer {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stderr: Arc<Mutex<String>>,
+    stderr_grew: Arc<Notify>,
+}
+
+impl HttpServer {
+    /// Spawns the binary against `api_url` (a sandbox or proxy) with the sandbox credentials.
+    pub async fn against(api_url: &str, args: &[&str], env: &[(&str, &str)]) -> HttpServer {
+        let mut all_env = vec![
+            ("ONCE_API_URL", api_url),
+            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
+            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+        ];
+        all_env.extend_from_slice(env);
+        HttpServer::spawn(args, &all_env).await
+    }
+
+    /// Spawns the binary with `--http 127.0.0.1:0` plus `args` and waits for its ready line.
+    pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> HttpServer {
+        install_crypto();
+        let mut all_args = vec!["--http", "127.0.0.1:0"];
+        all_args.extend_from_slice(args);
+        let mut child = common::command(&all_args, env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the 1nce-mcp binary");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_grew = Arc::new(Notify::new());
+        let (ready_tx, ready_rx) = oneshot::channel::<String>();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        {
+            let stderr = Arc::clone(&stderr);
+            let grew = Arc::clone(&stderr_grew);
+            tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains(" ready on http://")
+                        && let Some(tx) = ready.take()
+                    {
+                        let _ = tx.send(line.clone());
+                    }
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                    grew.notify_waiters();
+                }
+            });
+        }
+        let ready = tokio::time::timeout(Duration::from_secs(30), ready_rx)
+            .await
+            .expect("a ready line within 30 s")
+            .unwrap_or_else(|_| panic!("the server exited before it was ready"));
+        let addr = ready
+            .split(" ready on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in the ready line");
+        HttpServer {
+            child,
+            base: format!("http://{addr}"),
+            stderr,
+            stderr_grew,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub async fn wait_for_stderr(&self, needle: &str) {
+        let wait = async {
+            loop {
+                let grew = self.stderr_grew.notified();
+                if self.stderr().contains(needle) {
+                    return;
+                }
+                grew.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} not in stderr: {}", self.stderr()));
+    }
+
+    /// An rmcp Streamable HTTP client session, initialised.
+    pub async fn client(&self, token: Option<&str>) -> McpSession {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url("/mcp"));
+        if let Some(token) = token {
+            config = config.auth_header(token);
+        }
+        let transport = StreamableHttpClientTransport::from_config(config);
+        McpSession {
+            client: ().serve(transport).await.expect("MCP initialize over HTTP"),
+        }
+    }
+
+    /// Sends SIGTERM, as a service manager would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the server exits within 60 s")
+            .unwrap()
+            .code()
+    }
+}
+
+/// One MCP client session.
+pub struct McpSession {
+    pub client: RunningService<RoleClient, ()>,
+}
+
+impl McpSession {
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        let params = CallToolRequestParams::new(tool.to_owned())
+            .with_arguments(args.as_object().cloned().expect("object arguments"));
+        self.client
+            .call_tool(params)
+            .await
+            .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+    }
+
+    /// A tool call that must succeed: its `structuredContent`.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let result = self.call(tool, args.clone()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} failed: {}",
+            common::text(&result)
+        );
+        result.structured_content.expect("structuredContent")
+    }
+
+    /// A tool call that must fail with a tool error: its text.
+    pub async fn err(&self, tool: &str, args: Value) -> String {
+        let result = self.call(tool, args.clone()).await;
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} should have failed: {}",
+            common::text(&result)
+        );
+        common::text(&result)
+    }
+}
+
+/// Reads server-sent events from a streaming response.
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One server-sent event.
+#[derive(Debug)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments such as keep-alives are skipped); `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event.event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if has_data {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        has_data = true;
+                    }
+                }
+                if has_data {
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .ok()??;
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+        }
+    }
+}
+
+/// A proxy in front of the sandbox that holds every request under `/v1/` until opened, and
+/// counts the held requests that arrived and that their client abandoned.
+pub struct GatedProxy {
+    pub url: String,
+    shared: Arc<ProxyShared>,
+}
+
+struct ProxyShared {
+    target: String,
+    http: reqwest::Client,
+    open: watch::Sender<bool>,
+    arrived: AtomicUsize,
+    abandoned: AtomicUsize,
+    changed: Notify,
+}
+
+impl GatedProxy {
+    pub async fn start(target: &str) -> GatedProxy {
+        install_crypto();
+        let shared = Arc::new(ProxyShared {
+            target: target.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            open: watch::channel(false).0,
+            arrived: AtomicUsize::new(0),
+            abandoned: AtomicUsize::new(0),
+            changed: Notify::new(),
+        });
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        GatedProxy { url, shared }
+    }
+
+    /// Lets every held and future request through.
+    pub fn open(&self) {
+        self.shared.open.send_replace(true);
+    }
+
+    /// Holds requests again from now on (those already let through go on).
+    pub fn close(&self) {
+        self.shared.open.send_replace(false);
+    }
+
+    /// How many requests have arrived at the gate so far, held or let through.
+    pub fn arrived(&self) -> usize {
+        self.shared.arrived.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` requests have arrived at the gate.
+    pub async fn wait_arrived(&self, n: usize) {
+        self.wait(|s| s.arrived.load(Ordering::SeqCst) >= n).await
+    }
+
+    /// Waits until `n` held requests were abandoned by their client.
+    pub async fn wait_abandoned(&self, n: usize) {
+        self.wait(|s| s.abandoned.load(Ordering::SeqCst) >= n).await
+    }
+
+    async fn wait(&self, done: impl Fn(&ProxyShared) -> bool) {
+        let wait = async {
+            loop {
+                let changed = self.shared.changed.notified();
+                if done(&self.shared) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("the proxy saw the expected requests within 30 s");
+    }
+}
+
+/// Counts a held request as abandoned if it is dropped before the gate opens.
+struct HeldRequest<'a> {
+    shared: &'a ProxyShared,
+    released: bool,
+}
+
+impl Drop for HeldRequest<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            self.shared.abandoned.fetch_add(1, Ordering::SeqCst);
+            self.shared.changed.notify_waiters();
+        }
+    }
+}
+
+async fn forward(State(shared): State<Arc<ProxyShared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    if parts.uri.path().starts_with("/v1/") {
+        let mut held = HeldRequest {
+            shared: &shared,
+            released: false,
+        };
+        shared.arrived.fetch_add(1, Ordering::SeqCst);
+        shared.changed.notify_waiters();
+        let mut open = shared.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+        held.released = true;
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut upstream = shared
+        .http
+        .request(parts.method.clone(), format!("{}{path}", shared.target))
+        .body(body);
+    for name in ["authorization", "content-type", "accept"] {
+        if let Some(value) = parts.headers.get(name) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(answer) = upstream.send().await else {
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body(Body::empty())
+            .unwrap();
+    };
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if name != "transfer-encoding" && name != "content-length" && name != "connection" {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -1,0 +1,230 @@
+//! The legacy HTTP+SSE transport (2024-11-05) spoken by a raw client: open `/sse`, read the
+//! `endpoint` event, POST JSON-RPC there, read the answers as `message` events.
+
+mod common;
+mod net;
+
+use std::collections::HashMap;
+
+use net::{GatedProxy, HttpServer, SseReader, TOKEN};
+use onence_mcp::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+/// A raw legacy-SSE session.
+struct LegacySession {
+    http: reqwest::Client,
+    events: SseReader,
+    post_url: String,
+    token: Option<&'static str>,
+    answers: HashMap<u64, Value>,
+}
+
+impl LegacySession {
+    async fn open(server: &HttpServer, token: Option<&'static str>) -> LegacySession {
+        let http = reqwest::Client::new();
+        let mut request = http
+            .get(server.url("/sse"))
+            .header("accept", "text/event-stream");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let mut events = SseReader::new(response);
+        let endpoint = events.next().await.expect("an endpoint event");
+        assert_eq!(endpoint.event, "endpoint");
+        assert!(
+            endpoint.data.starts_with("/message?sessionId="),
+            "{}",
+            endpoint.data
+        );
+        LegacySession {
+            http,
+            events,
+            post_url: server.url(&endpoint.data),
+            token,
+            answers: HashMap::new(),
+        }
+    }
+
+    async fn post(&self, message: Value) -> reqwest::StatusCode {
+        let mut request = self.http.post(&self.post_url).json(&message);
+        if let Some(token) = self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    /// POSTs a request (202) and reads `message` events until its answer arrives.
+    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
+        let status = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        assert_eq!(status, 202, "{method}");
+        while !self.answers.contains_key(&id) {
+            let event = self.events.next().await.expect("the stream stays open");
+            assert_eq!(event.event, "message", "{event:?}");
+            let message: Value = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(message["jsonrpc"], "2.0");
+            if let Some(answered) = message["id"].as_u64() {
+                self.answers.insert(answered, message);
+            }
+        }
+        self.answers.remove(&id).unwrap()
+    }
+
+    async fn initialize(&mut self) {
+        let init = self
+            .request(
+                1,
+                "initialize",
+                json!({"protocolVersion": "2024-11-05", "capabilities": {},
+                       "clientInfo": {"name": "raw-sse", "version": "0"}}),
+            )
+            .await;
+        assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+        assert_eq!(init["result"]["serverInfo"]["name"], "onence-mcp");
+        let status = self
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(status, 202);
+    }
+}
+
+#[tokio::test]
+async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let server =
+        HttpServer::against(&sandbox.base_url(), &[], &[("ONCE_MCP_HTTP_TOKEN", TOKEN)]).await;
+    let mut session = LegacySession::open(&server, Some(TOKEN)).await;
+    session.initialize().await;
+
+    let tools = session.request(2, "tools/list", json!({})).await;
+    let mut names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["create_order", "get_order", "list_orders", "list_products"]
+    );
+
+    let listed = session
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "list_orders", "arguments": {"page_size": 3}}),
+        )
+        .await;
+    let orders = &listed["result"]["structuredContent"]["orders"];
+    assert_eq!(orders.as_array().unwrap().len(), 3);
+    let number = orders[1]["order_number"].as_u64().unwrap();
+    let fetched = session
+        .request(
+            4,
+            "tools/call",
+            json!({"name": "get_order", "arguments": {"order_number": number}}),
+        )
+        .await;
+    assert_eq!(fetched["result"]["structuredContent"], orders[1]);
+
+    let args = json!({"products": [{"product_id": 1002, "quantity": 3}]});
+    let preview = session
+        .request(
+            5,
+            "tools/call",
+            json!({"name": "create_order", "arguments": args}),
+        )
+        .await;
+    let token = preview["result"]["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+    let mut confirmed = args.clone();
+    confirmed["confirmation_token"] = token;
+    let placed = session
+        .request(
+            6,
+            "tools/call",
+            json!({"name": "create_order", "arguments": confirmed}),
+        )
+        .await;
+    assert_eq!(
+        placed["result"]["structuredContent"]["status"], "placed",
+        "{placed}"
+    );
+    assert_eq!(common::posts(&sandbox), 1);
+
+    // A POST without the token is refused even with a valid session id.
+    let anonymous = reqwest::Client::new()
+        .post(&session.post_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn closing_the_stream_ends_the_session_and_cancels_its_upstream_call() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let proxy = GatedProxy::start(&sandbox.base_url()).await;
+    let server = HttpServer::against(&proxy.url, &[], &[]).await;
+    let mut session = LegacySession::open(&server, None).await;
+    session.initialize().await;
+    let status = session
+        .post(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "list_orders", "arguments": {}}}))
+        .await;
+    assert_eq!(status, 202);
+    proxy.wait_arrived(1).await;
+
+    // The client goes away mid-call: its upstream request is abandoned, not left running.
+    let LegacySession {
+        http,
+        events,
+        post_url,
+        ..
+    } = session;
+    drop(events);
+    proxy.wait_abandoned(1).await;
+
+    // And the session is gone.
+    let after = http
+        .post(&post_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 404);
+}
+
+#[tokio::test]
+async fn a_confirmation_token_cannot_cross_from_legacy_sse_to_streamable_http() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let mut legacy = LegacySession::open(&server, None).await;
+    legacy.initialize().await;
+    let args = json!({"products": [{"product_id": 1001, "quantity": 1}]});
+    let preview = legacy
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "create_order", "arguments": args}),
+        )
+        .await;
+    let mut confirmed = args;
+    confirmed["confirmation_token"] =
+        preview["result"]["structuredContent"]["confirmation_token"].clone();
+    let other = server.client(None).await;
+    let refused = other.err("create_order", confirmed).await;
+    assert!(refused.contains("another MCP session"), "{refused}");
+    assert_eq!(common::posts(&sandbox), 0);
+}
