@@ -3,8 +3,9 @@
 //! Run with `cargo bench --bench mcp` (a release build). It starts a sandbox in this process and
 //! points the built binary at it over loopback, then reports:
 //! - spawn-to-initialize-response time of fresh stdio server processes (median and spread);
-//! - per-call latency p50/p99 of `get_order` and `list_orders` over stdio, next to the same 1NCE
-//!   request made directly with reqwest on a warm connection (the floor);
+//! - per-call latency p50/p99 of `get_order` and `list_orders` over stdio and over Streamable
+//!   HTTP, next to the same 1NCE request made directly with reqwest on a warm connection (the
+//!   floor);
 //! - upstream requests per tool call in steady state;
 //! - peak resident memory idle and after 10,000 calls, and the binary's size.
 //!
@@ -115,6 +116,101 @@ impl StdioServer {
     }
 }
 
+/// A server process serving Streamable HTTP, spoken to with plain reqwest POSTs.
+struct HttpServer {
+    _child: Child,
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    next_id: u64,
+}
+
+impl HttpServer {
+    async fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> HttpServer {
+        let mut child = tokio::process::Command::new(BINARY)
+            .env_clear()
+            .env("ONCE_API_URL", sandbox.base_url())
+            .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
+            .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
+            .env("ONCE_STATE_DIR", state)
+            .args(["--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the release binary");
+        // The ready line names the bound address.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = stderr.next_line().await.unwrap().expect("a ready line");
+            if let Some(rest) = line.split("ready on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let http = reqwest::Client::new();
+        let url = format!("http://{addr}/mcp");
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "0"}}});
+        let response = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        response.bytes().await.unwrap();
+        let server = HttpServer {
+            _child: child,
+            http,
+            url,
+            session,
+            next_id: 1,
+        };
+        server
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        server
+    }
+
+    async fn post(&self, message: Value) -> String {
+        self.http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn call(&mut self, tool: &str, args: Value) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                         "params": {"name": tool, "arguments": args}}))
+            .await;
+        // An SSE stream or a JSON body: find the answer either way.
+        let answer: Value = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(str::trim).or(Some(l)))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no answer in {body}"));
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+    }
+}
+
 struct Stats {
     p50: Duration,
     p99: Duration,
@@ -147,9 +243,23 @@ async fn time_calls(server: &mut StdioServer, tool: &str, args: &Value, n: usize
     samples
 }
 
+async fn time_http_calls(
+    server: &mut HttpServer,
+    tool: &str,
+    args: &Value,
+    n: usize,
+) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        server.call(tool, args.clone()).await;
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
 /// The floor: the same 1NCE request straight from reqwest on a warm connection.
 async fn time_direct(sandbox: &Sandbox, path: &str, n: usize) -> Vec<Duration> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/oauth/token", sandbox.base_url()))
@@ -186,6 +296,7 @@ async fn time_direct(sandbox: &Sandbox, path: &str, n: usize) -> Vec<Duration> {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let calls = count("BENCH_CALLS", 10_000);
     let spawns = count("BENCH_SPAWNS", 25);
     let sandbox = Sandbox::start().await.unwrap();
@@ -219,6 +330,13 @@ async fn main() {
     sandbox.clear_requests();
     let loaded = server.memory_kib();
 
+    let http_calls = per_tool.min(5000);
+    let mut http = HttpServer::spawn(&sandbox, state.path()).await;
+    time_http_calls(&mut http, "get_order", &get, 200).await;
+    let get_http = stats(time_http_calls(&mut http, "get_order", &get, http_calls).await);
+    let list_http = stats(time_http_calls(&mut http, "list_orders", &list, http_calls).await);
+    sandbox.clear_requests();
+
     let get_floor = stats(time_direct(&sandbox, "/v1/orders/2000000007", per_tool.min(5000)).await);
     let list_floor = stats(
         time_direct(
@@ -244,22 +362,33 @@ async fn main() {
     );
     println!();
     println!(
-        "| call ({per_tool} each) | stdio p50 | stdio p99 | direct p50 | direct p99 | MCP overhead p50 |"
+        "| call | direct p50 | direct p99 | stdio p50 | stdio p99 | stdio overhead p50 | HTTP p50 | HTTP p99 | HTTP overhead p50 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (name, mcp, floor) in [
-        ("get_order", &get_stdio, &get_floor),
-        ("list_orders (10 orders)", &list_stdio, &list_floor),
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, stdio, http, floor) in [
+        ("get_order", &get_stdio, &get_http, &get_floor),
+        (
+            "list_orders (10 orders)",
+            &list_stdio,
+            &list_http,
+            &list_floor,
+        ),
     ] {
         println!(
-            "| {name} | {} | {} | {} | {} | {} |",
-            us(mcp.p50),
-            us(mcp.p99),
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
             us(floor.p50),
             us(floor.p99),
-            us(mcp.p50.saturating_sub(floor.p50))
+            us(stdio.p50),
+            us(stdio.p99),
+            us(stdio.p50.saturating_sub(floor.p50)),
+            us(http.p50),
+            us(http.p99),
+            us(http.p50.saturating_sub(floor.p50)),
         );
     }
+    println!(
+        "({per_tool} stdio calls and {http_calls} HTTP calls per tool, after 200 warm-up calls)"
+    );
     println!();
     println!(
         "upstream requests per tool call: get_order {:.3}, list_orders {:.3}",

@@ -8,10 +8,12 @@
 //! failure.
 
 mod common;
+mod net;
 
 use std::path::PathBuf;
 
 use common::{binary, fresh_state_dir};
+use net::HttpServer;
 use serde_json::Value;
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.
@@ -124,5 +126,69 @@ async fn inspector_cli_lists_and_calls_every_tool_over_stdio() {
         let result: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(result["isError"], false, "{extra:?}: {result}");
         assert!(result["structuredContent"].is_object(), "{result}");
+    }
+}
+
+#[tokio::test]
+async fn python_sdk_over_streamable_http_with_initialize_and_stateless() {
+    let Some(python) = client("ONCE_INTEROP_PYTHON") else {
+        return;
+    };
+    let server = HttpServer::spawn(&["--sandbox"], &[]).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_client.py"
+    );
+    for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let args = [script, mode, "http", &server.url("/mcp")].map(str::to_owned);
+        let (ok, stdout, stderr) = run(&python, &args).await;
+        assert!(
+            ok,
+            "python SDK over HTTP ({mode}) failed:\n{stdout}\n{stderr}"
+        );
+        let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(report["protocol_version"], version, "{report}");
+    }
+}
+
+#[tokio::test]
+async fn inspector_cli_over_streamable_http_and_legacy_sse() {
+    let Some(inspector) = client("ONCE_INTEROP_INSPECTOR") else {
+        return;
+    };
+    let server = HttpServer::spawn(&["--sandbox"], &[]).await;
+    for (path, transport) in [("/mcp", "http"), ("/sse", "sse")] {
+        let base = [
+            "--cli".to_owned(),
+            server.url(path),
+            "--transport".to_owned(),
+            transport.to_owned(),
+        ];
+        let mut list = base.to_vec();
+        list.extend(["--method", "tools/list"].map(str::to_owned));
+        let (ok, stdout, stderr) = run(&inspector, &list).await;
+        assert!(ok, "{transport}: {stderr}");
+        let tools: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(tools["tools"].as_array().unwrap().len(), 3, "{transport}");
+
+        let mut call = base.to_vec();
+        call.extend(
+            [
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "get_order",
+                "--tool-arg",
+                "order_number=2000000003",
+            ]
+            .map(str::to_owned),
+        );
+        let (ok, stdout, stderr) = run(&inspector, &call).await;
+        assert!(ok, "{transport}: {stderr}");
+        let result: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            result["structuredContent"]["order_number"], 2000000003u64,
+            "{transport}"
+        );
     }
 }

@@ -22,6 +22,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -79,8 +80,15 @@ impl HttpServer {
         let app = router(&settings, server, calls.clone(), close_sessions.clone());
 
         let stopped = stop_accepting.clone();
+        // Answers go out as several small writes (headers, then SSE events); with Nagle's
+        // algorithm on, each later write waits for the client's delayed ACK, about 40 ms a call.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let mut serving = tokio::spawn(async move {
-            axum::serve(self.listener, app)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stopped.cancelled().await })
                 .await
         });
