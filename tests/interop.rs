@@ -169,7 +169,7 @@ async fn inspector_cli_over_streamable_http_and_legacy_sse() {
         let (ok, stdout, stderr) = run(&inspector, &list).await;
         assert!(ok, "{transport}: {stderr}");
         let tools: Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(tools["tools"].as_array().unwrap().len(), 3, "{transport}");
+        assert_eq!(tools["tools"].as_array().unwrap().len(), 4, "{transport}");
 
         let mut call = base.to_vec();
         call.extend(
