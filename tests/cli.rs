@@ -242,7 +242,13 @@ async fn tools_prints_the_tool_list_with_schemas() {
         .collect();
     assert_eq!(
         names,
-        ["create_order", "get_order", "list_orders", "list_products"]
+        [
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ]
     );
     for tool in tools.as_array().unwrap() {
         assert_eq!(tool["inputSchema"]["type"], "object");
@@ -260,7 +266,10 @@ async fn tools_prints_the_tool_list_with_schemas() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["get_order", "list_orders", "list_products"]);
+    assert_eq!(
+        names,
+        ["find_orders", "get_order", "list_orders", "list_products"]
+    );
 }
 
 #[tokio::test]

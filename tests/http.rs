@@ -37,7 +37,13 @@ async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
     names.sort();
     assert_eq!(
         names,
-        ["create_order", "get_order", "list_orders", "list_products"]
+        [
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ]
     );
 
     let page = session.ok("list_orders", json!({"page_size": 4})).await;

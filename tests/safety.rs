@@ -183,7 +183,7 @@ async fn read_only_mode_does_not_offer_create_order_at_all() {
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["get_order", "list_orders", "list_products"])
+        BTreeSet::from(["find_orders", "get_order", "list_orders", "list_products"])
     );
     for tool in &tools {
         assert_eq!(

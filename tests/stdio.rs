@@ -22,7 +22,13 @@ async fn lists_exactly_the_four_tools_with_annotations_and_object_output_schemas
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["create_order", "get_order", "list_orders", "list_products"])
+        BTreeSet::from([
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ])
     );
     for tool in &tools {
         let a = tool.annotations.as_ref().expect("annotations");

@@ -18,6 +18,7 @@ pub mod audit;
 mod checks;
 mod confirm;
 mod create_order;
+mod find_orders;
 mod get_order;
 mod list_orders;
 mod list_products;
@@ -49,6 +50,7 @@ pub use audit::AuditLog;
 pub use checks::{Money, OrderLimits, PricedLine};
 pub use confirm::{Confirmations, Refusal};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
+pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 pub use list_products::ListProductsOutput;
@@ -138,7 +140,10 @@ impl OrderServer {
 
     /// The tools that only read: all a `--read-only` server offers.
     fn read_only_router() -> ToolRouter<Self> {
-        Self::list_orders_router() + Self::get_order_router() + Self::list_products_router()
+        Self::list_orders_router()
+            + Self::get_order_router()
+            + Self::find_orders_router()
+            + Self::list_products_router()
     }
 
     /// The tools as `tools/list` shows them, without a running server.
@@ -182,13 +187,13 @@ impl ServerHandler for OrderServer {
         let mut instructions = if self.read_only {
             String::from(
                 "This server is READ-ONLY: it reads 1NCE orders and the product catalogue and cannot \
-                 place orders (create_order is not available). list_orders, get_order and \
-                 list_products only read.",
+                 place orders (create_order is not available). list_orders, get_order, find_orders \
+                 and list_products only read.",
             )
         } else {
             String::from(
-                "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order and \
-                 list_products only read. \
+                "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order, find_orders \
+                 and list_products only read. \
              create_order places a real, paid order that ships hardware, in two steps: call it without \
              confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
              the user, and only after the user explicitly approves it call create_order again with the \

@@ -16,7 +16,7 @@ import sys
 
 from mcp import Client, StdioServerParameters
 
-EXPECTED_TOOLS = {"create_order", "get_order", "list_orders", "list_products"}
+EXPECTED_TOOLS = {"create_order", "find_orders", "get_order", "list_orders", "list_products"}
 
 
 def check(condition, message):

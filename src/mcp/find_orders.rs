@@ -1,0 +1,358 @@
+//! `find_orders`: search the whole order list, newest first, with progress notifications.
+//!
+//! 1NCE filters nothing server-side and sorts ascending only, so the search reads page 1 (by
+//! date) for the page count, then walks from the last page backwards: the newest orders come
+//! first and a search for recent orders stops early. It reads at most [`MAX_PAGES`] pages, to
+//! stay well inside 1NCE's rate limit, and says whether the whole list was searched. When the
+//! client sent a progress token, every page read is reported as progress.
+
+use chrono::NaiveDate;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ProgressNotificationParam, RequestMetaObject};
+use rmcp::{Peer, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::list_orders::{CANCELLED, order_line};
+use super::{Answer, OrderServer, ToolResult, tool_error};
+use crate::api::model::{ListOrdersQuery, MAX_PAGE_SIZE, Order, lenient_i64_opt};
+
+/// Most pages one search reads (10 orders each).
+pub const MAX_PAGES: u32 = 30;
+/// Most matches one search returns.
+const MAX_LIMIT: i64 = 50;
+
+/// Arguments of `find_orders`. Every filter given must match.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindOrdersArgs {
+    /// Only orders with this status, e.g. COMPLETED or IN_PROGRESS (case-insensitive).
+    pub status: Option<String>,
+    /// Only orders of this type: FIRST_ORDER, ADDITIONAL_ORDER, TOPUP, BULK_TOPUP or TARIFF_CHANGE.
+    pub order_type: Option<String>,
+    /// Only orders that contain this product id.
+    #[serde(default, deserialize_with = "lenient_i64_opt")]
+    #[schemars(range(min = 1))]
+    pub product_id: Option<i64>,
+    /// Only orders that include the SIM with this ICCID (the order that shipped it, and top-ups).
+    pub iccid: Option<String>,
+    /// Only orders whose customer reference contains this text (case-insensitive).
+    pub reference: Option<String>,
+    /// Only orders placed on or after this date, YYYY-MM-DD (UTC).
+    pub placed_from: Option<String>,
+    /// Only orders placed on or before this date, YYYY-MM-DD (UTC).
+    pub placed_until: Option<String>,
+    /// Most orders to return, 1 to 50 (default 20).
+    #[serde(default, deserialize_with = "lenient_i64_opt")]
+    #[schemars(range(min = 1, max = 50))]
+    pub limit: Option<i64>,
+}
+
+/// Orders that matched, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FindOrdersOutput {
+    /// Matching orders, newest first.
+    pub orders: Vec<Order>,
+    /// Pages of 10 orders read from 1NCE (one request each).
+    pub pages_read: u32,
+    /// Orders in the account, when 1NCE reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_count: Option<u64>,
+    /// Whether every order was searched (false: stopped at the limit or the page cap).
+    pub complete: bool,
+}
+
+/// The validated filters.
+struct Filter {
+    status: Option<String>,
+    order_type: Option<String>,
+    product_id: Option<u64>,
+    iccid: Option<String>,
+    reference: Option<String>,
+    from: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    limit: usize,
+}
+
+impl Filter {
+    fn new(args: FindOrdersArgs) -> Result<Filter, String> {
+        let text = |name: &str, value: Option<String>| -> Result<Option<String>, String> {
+            match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                Some(v) if v.chars().count() > 100 => {
+                    Err(format!("{name} must be at most 100 characters"))
+                }
+                v => Ok(v),
+            }
+        };
+        let date = |name: &str, value: Option<String>| -> Result<Option<NaiveDate>, String> {
+            value
+                .map(|v| {
+                    NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+                        .map_err(|_| format!("{name} must be a date like 2026-01-31, not {v:?}"))
+                })
+                .transpose()
+        };
+        let product_id = args
+            .product_id
+            .map(|id| {
+                u64::try_from(id)
+                    .ok()
+                    .filter(|id| *id >= 1)
+                    .ok_or(format!("product_id must be a positive integer, not {id}"))
+            })
+            .transpose()?;
+        let limit = match args.limit {
+            None => 20,
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => n as usize,
+            Some(n) => return Err(format!("limit must be from 1 to {MAX_LIMIT}, not {n}")),
+        };
+        let filter = Filter {
+            status: text("status", args.status)?,
+            order_type: text("order_type", args.order_type)?,
+            product_id,
+            iccid: text("iccid", args.iccid)?,
+            reference: text("reference", args.reference)?.map(|r| r.to_lowercase()),
+            from: date("placed_from", args.placed_from)?,
+            until: date("placed_until", args.placed_until)?,
+            limit,
+        };
+        if let (Some(from), Some(until)) = (filter.from, filter.until)
+            && from > until
+        {
+            return Err(format!(
+                "placed_from ({from}) is after placed_until ({until})"
+            ));
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, order: &Order) -> bool {
+        let same = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref()
+                .is_none_or(|w| have.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(w)))
+        };
+        let placed = order
+            .order_date
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.naive_utc().date());
+        let in_range = match (self.from.is_some() || self.until.is_some(), placed) {
+            (false, _) => true,
+            (true, None) => false,
+            (true, Some(day)) => {
+                self.from.is_none_or(|f| day >= f) && self.until.is_none_or(|u| day <= u)
+            }
+        };
+        same(&self.status, &order.order_status)
+            && same(&self.order_type, &order.order_type)
+            && self
+                .product_id
+                .is_none_or(|id| order.products.iter().any(|p| p.product_id == id))
+            && self.iccid.as_ref().is_none_or(|iccid| {
+                order
+                    .sims
+                    .iter()
+                    .any(|s| s.iccid.as_deref() == Some(iccid.as_str()))
+            })
+            && self.reference.as_ref().is_none_or(|r| {
+                order
+                    .customer_reference
+                    .as_ref()
+                    .is_some_and(|c| c.to_lowercase().contains(r))
+            })
+            && in_range
+    }
+
+    /// Whether an older page can still match: not once every order is before `placed_from`.
+    fn older_can_match(&self, oldest_on_page: Option<NaiveDate>) -> bool {
+        match (self.from, oldest_on_page) {
+            (Some(from), Some(day)) => day >= from,
+            _ => true,
+        }
+    }
+}
+
+#[tool_router(router = find_orders_router, vis = "pub(super)")]
+impl OrderServer {
+    #[tool(
+        name = "find_orders",
+        title = "Find 1NCE orders",
+        description = "Search all of the account's 1NCE orders, newest first, by status, type, product, SIM ICCID, reference or date range. Reads up to 30 pages from 1NCE and reports progress. Read-only.",
+        input_schema = super::schema::input::<FindOrdersArgs>(),
+        output_schema = super::schema::output::<FindOrdersOutput>(),
+        annotations(
+            title = "Find 1NCE orders",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    pub async fn find_orders(
+        &self,
+        Parameters(args): Parameters<FindOrdersArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+        cancelled: CancellationToken,
+    ) -> ToolResult<FindOrdersOutput> {
+        let filter = Filter::new(args).map_err(|e| format!("Invalid arguments: {e}."))?;
+        let progress = meta.get_progress_token();
+        let read = |page: u32| {
+            let query = ListOrdersQuery {
+                page,
+                page_size: MAX_PAGE_SIZE,
+                sort: vec![crate::api::model::SortKey::OrderDate],
+            };
+            let client = self.client.clone();
+            async move { client.list_orders(&query).await }
+        };
+        let first = tokio::select! {
+            page = read(1) => page.map_err(|e| tool_error(&e))?,
+            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
+        };
+        // Newest first: from the last page backwards when 1NCE says how many there are.
+        let pages: Vec<u32> = match first.total_pages {
+            Some(total) if total > 1 => {
+                let total = u32::try_from(total).unwrap_or(u32::MAX);
+                (1..=total).rev().collect()
+            }
+            Some(_) => vec![1],
+            None => (1..=MAX_PAGES).collect(),
+        };
+        let to_read = pages.len().min(MAX_PAGES as usize) as u32;
+        let total_count = first.total_count;
+        let first_total = first.total_pages;
+        let mut found: Vec<Order> = Vec::new();
+        let mut pages_read = 1;
+        let mut searched = 0;
+        let mut complete = false;
+        let mut first = Some(first);
+        for (i, &number) in pages.iter().enumerate() {
+            if searched == to_read {
+                break;
+            }
+            let page = match first.take_if(|p| p.page == number) {
+                Some(page) => page,
+                None => {
+                    pages_read += 1;
+                    tokio::select! {
+                        page = read(number) => page.map_err(|e| tool_error(&e))?,
+                        () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
+                    }
+                }
+            };
+            searched += 1;
+            if let Some(token) = &progress {
+                let _ = peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), f64::from(searched))
+                            .with_total(f64::from(to_read))
+                            .with_message(format!(
+                                "read page {number} of the order list ({} match so far)",
+                                found.len()
+                            )),
+                    )
+                    .await;
+            }
+            let oldest = page
+                .orders
+                .iter()
+                .filter_map(|o| o.order_date.as_deref())
+                .filter_map(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                .map(|d| d.naive_utc().date())
+                .min();
+            let mut matching: Vec<Order> = page
+                .orders
+                .iter()
+                .filter(|o| filter.matches(o))
+                .cloned()
+                .collect();
+            matching.reverse(); // each page is oldest first
+            found.extend(matching);
+            // Walking forward without a page count, a short page is the end of the list.
+            let short = first_total.is_none() && page.orders.len() < MAX_PAGE_SIZE as usize;
+            let last = i + 1 == pages.len() || short;
+            if found.len() >= filter.limit {
+                found.truncate(filter.limit);
+                complete = last;
+                break;
+            }
+            if last || !filter.older_can_match(oldest) {
+                complete = true;
+                break;
+            }
+        }
+        let output = FindOrdersOutput {
+            orders: found,
+            pages_read,
+            total_count,
+            complete,
+        };
+        let mut summary = format!(
+            "{} matching order(s), newest first ({} page(s) read{}).",
+            output.orders.len(),
+            output.pages_read,
+            if output.complete {
+                ", whole list searched"
+            } else {
+                "; the list was not searched to the end: narrow the filters or use list_orders"
+            }
+        );
+        for order in &output.orders {
+            summary.push_str("\n- ");
+            summary.push_str(&order_line(order));
+        }
+        Ok(Answer {
+            data: output,
+            summary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order(value: serde_json::Value) -> Order {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn filters_combine() {
+        let o = order(json!({
+            "order_number": 5, "order_status": "COMPLETED", "order_type": "TOPUP",
+            "order_date": "2025-03-04T10:00:00Z", "customer_reference": "Fleet-North",
+            "products": [{"product_id": 1004, "quantity": 1}],
+            "sims": [{"iccid": "8988280666000000031"}]
+        }));
+        let filter =
+            |args: serde_json::Value| Filter::new(serde_json::from_value(args).unwrap()).unwrap();
+        assert!(filter(json!({})).matches(&o));
+        assert!(filter(json!({"status": "completed", "reference": "north"})).matches(&o));
+        assert!(
+            filter(json!({"placed_from": "2025-03-04", "placed_until": "2025-03-04"})).matches(&o)
+        );
+        assert!(!filter(json!({"placed_from": "2025-03-05"})).matches(&o));
+        assert!(filter(json!({"iccid": "8988280666000000031", "product_id": 1004})).matches(&o));
+        assert!(!filter(json!({"product_id": 1001})).matches(&o));
+        assert!(!filter(json!({"order_type": "FIRST_ORDER"})).matches(&o));
+    }
+
+    #[test]
+    fn bad_filters_say_what_is_allowed() {
+        let err = |args: serde_json::Value| {
+            Filter::new(serde_json::from_value(args).unwrap())
+                .err()
+                .unwrap()
+        };
+        assert!(err(json!({"placed_from": "yesterday"})).contains("like 2026-01-31"));
+        assert!(err(json!({"limit": 0})).contains("from 1 to 50"));
+        assert!(
+            err(json!({"placed_from": "2026-02-01", "placed_until": "2026-01-01"}))
+                .contains("after")
+        );
+        assert!(err(json!({"product_id": -3})).contains("positive"));
+    }
+}
