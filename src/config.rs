@@ -3,13 +3,16 @@
 //! Each flag has an environment twin. The credentials are environment-only: a flag's value is
 //! visible to every user of the machine through `ps`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use url::Url;
 
+use crate::api::products::Cents;
 use crate::api::{self, Credentials, RateLimit, RetryPolicy};
+use crate::mcp::OrderLimits;
 
 const ENV_HELP: &str = "\
 ENVIRONMENT:
@@ -22,6 +25,13 @@ ENVIRONMENT:
 SAFETY:
   create_order never places an order without a confirmation token issued by a preview of that
   exact order, single-use and expiring (--confirmation-ttl). A POST is never retried.
+  Every preview is checked against the 1NCE product catalogue and the operator's limits
+  (--max-quantity, --max-order-value, --allowed-products), and priced.
+  When the MCP client can ask its user (elicitation), the user approves each order in a form;
+  --require-human-approval refuses orders from clients that cannot ask. --read-only removes
+  create_order altogether. Every preview, approval, POST and outcome is appended to the audit
+  log (default audit.jsonl in the state directory, --audit-log to move it or turn it off); an
+  order whose record cannot be written is not placed.
 
 EXIT STATUS:
   0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run
@@ -44,8 +54,9 @@ EXAMPLES:
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
-/// stderr), or over HTTP with --http, with three tools: list_orders, get_order and create_order. create_order places real,
-/// paid orders that ship SIM cards, and only after a preview has been confirmed.
+/// stderr), or over HTTP with --http, with four tools: list_orders, get_order, list_products and
+/// create_order. create_order places real, paid orders that ship SIM cards, and only after a
+/// preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
 pub struct Cli {
@@ -73,6 +84,34 @@ pub struct Cli {
     /// Limit for one whole request to 1NCE, e.g. 30s.
     #[arg(long, global = true, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Read-only: create_order is not offered at all (absent from tools/list); only list_orders,
+    /// get_order and list_products.
+    #[arg(long, global = true, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub read_only: bool,
+
+    /// Place an order only after the user approved it in the MCP client's own form
+    /// (elicitation); refuse orders from clients that cannot ask their user.
+    #[arg(long, global = true, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub require_human_approval: bool,
+
+    /// Most units one order may carry, summed over its lines.
+    #[arg(long, global = true, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_quantity: Option<u64>,
+
+    /// Highest one-time net value of one order, per currency, e.g. "500 EUR" or "EUR:500,USD:300".
+    /// Orders in a currency not named are refused.
+    #[arg(long, global = true, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
+    pub max_order_value: Option<BTreeMap<String, Cents>>,
+
+    /// The only product ids that may be ordered, e.g. "1001,1002".
+    #[arg(long, global = true, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
+    pub allowed_products: Option<BTreeSet<u64>>,
+
+    /// File the audit trail is appended to (JSON lines), or "off" to keep none. Default:
+    /// audit.jsonl in the state directory (see --state-dir).
+    #[arg(long, global = true, env = "ONCE_AUDIT_LOG", value_name = "PATH|off")]
+    pub audit_log: Option<String>,
 
     /// Directory for the confirmation-token signing key and the record of used tokens
     /// (created owner-only). Default: $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
@@ -191,6 +230,14 @@ pub struct Config {
     pub confirmation_ttl: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// create_order is not offered.
+    pub read_only: bool,
+    /// Orders need approval through elicitation; clients without it cannot order.
+    pub require_human_approval: bool,
+    /// The operator's limits on every order.
+    pub limits: OrderLimits,
+    /// Where the audit trail goes; `None` when off (or read-only: nothing to audit).
+    pub audit_log: Option<PathBuf>,
     /// Serve over HTTP with these settings; `None` serves stdio.
     pub http: Option<crate::transport::HttpSettings>,
     pub retry: RetryPolicy,
@@ -284,6 +331,13 @@ impl Config {
                 "cannot tell where to keep state: set --state-dir or ONCE_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)",
             )?,
         };
+        let audit_log = match cli.audit_log.as_deref().map(str::trim) {
+            _ if cli.read_only => None,
+            Some(off) if off.eq_ignore_ascii_case("off") => None,
+            Some("") => return Err("--audit-log needs a file path, or \"off\"".to_owned()),
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(state_dir.join("audit.jsonl")),
+        };
         let http = crate::transport::HttpSettings::from_cli(cli, &env)?;
         Ok(Config {
             upstream,
@@ -291,6 +345,14 @@ impl Config {
             confirmation_ttl,
             connect_timeout,
             request_timeout,
+            read_only: cli.read_only,
+            require_human_approval: cli.require_human_approval,
+            limits: OrderLimits {
+                max_quantity: cli.max_quantity,
+                max_order_value: cli.max_order_value.clone(),
+                allowed_products: cli.allowed_products.clone(),
+            },
+            audit_log,
             http,
             retry,
             rate_limit,
@@ -457,5 +519,54 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("--retry-budget"), "{err}");
+    }
+
+    #[test]
+    fn safety_flags() {
+        let c = Config::from_cli(
+            &cli(&[
+                "--sandbox",
+                "--max-quantity",
+                "50",
+                "--max-order-value",
+                "EUR:500,USD:300",
+                "--allowed-products",
+                "1001,1002",
+                "--audit-log",
+                "/tmp/x/audit.jsonl",
+                "--require-human-approval",
+            ]),
+            |k| (k == "HOME").then(|| "/home/u".into()),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_quantity, Some(50));
+        assert_eq!(c.limits.max_order_value.unwrap()["USD"], Cents(30000));
+        assert_eq!(
+            c.limits.allowed_products,
+            Some(BTreeSet::from([1001, 1002]))
+        );
+        assert_eq!(c.audit_log, Some(PathBuf::from("/tmp/x/audit.jsonl")));
+        assert!(c.require_human_approval && !c.read_only);
+        let default = Config::from_cli(&cli(&["--sandbox"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
+        assert_eq!(
+            default.audit_log,
+            Some(PathBuf::from("/home/u/.local/state/1nce-mcp/audit.jsonl"))
+        );
+        let off = Config::from_cli(&cli(&["--sandbox", "--audit-log", "off"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
+        assert_eq!(off.audit_log, None);
+        let ro = Config::from_cli(&cli(&["--sandbox", "--read-only"]), |k| {
+            (k == "HOME").then(|| "/home/u".into())
+        })
+        .unwrap();
+        assert!(ro.read_only && ro.audit_log.is_none());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--allowed-products", "x"]).is_err());
     }
 }

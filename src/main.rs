@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     if let Some(Command::Tools) = cli.command {
-        return print_tools();
+        return print_tools(cli.read_only);
     }
     let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
         Ok(config) => config,
@@ -124,8 +124,13 @@ fn init_logging() {
         .init();
 }
 
-fn print_tools() -> ExitCode {
-    match serde_json::to_string_pretty(&OrderServer::tool_definitions()) {
+fn print_tools(read_only: bool) -> ExitCode {
+    let tools = if read_only {
+        OrderServer::read_only_tool_definitions()
+    } else {
+        OrderServer::tool_definitions()
+    };
+    match serde_json::to_string_pretty(&tools) {
         Ok(json) => {
             println!("{json}");
             ExitCode::SUCCESS
@@ -176,6 +181,11 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
         Arc::new(confirmations),
         ServerOptions {
             sandbox: sandbox.is_some(),
+            read_only: config.read_only,
+            require_human_approval: config.require_human_approval,
+            limits: config.limits.clone(),
+            audit_log: config.audit_log.clone(),
+            approval_timeout: Some(config.confirmation_ttl),
         },
     );
     Ok((server, sandbox))

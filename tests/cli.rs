@@ -242,12 +242,34 @@ async fn tools_prints_the_tool_list_with_schemas() {
         .collect();
     assert_eq!(
         names,
-        ["create_order", "find_orders", "get_order", "list_orders"]
+        [
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ]
     );
     for tool in tools.as_array().unwrap() {
         assert_eq!(tool["inputSchema"]["type"], "object");
         assert_eq!(tool["outputSchema"]["type"], "object");
     }
+    // Read-only: what a read-only server lists, without create_order.
+    let output = command(&["--read-only", "tools"], &[])
+        .output()
+        .await
+        .unwrap();
+    let tools: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["find_orders", "get_order", "list_orders", "list_products"]
+    );
 }
 
 #[tokio::test]

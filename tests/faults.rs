@@ -158,10 +158,9 @@ async fn an_unreachable_1nce_is_retried_then_reported() {
     let err = server.err("list_orders", json!({})).await;
     assert!(err.contains("after 3 attempts"), "{err}");
     assert!(err.contains("could not connect"), "{err}");
-    // Previewing an order needs no 1NCE and still works; confirming it reports that nothing
-    // could have been ordered.
-    let args = approved(&server).await;
-    let err = server.err("create_order", args).await;
+    // Even a preview needs 1NCE (its product catalogue): it fails saying nothing was ordered.
+    let err = server.err("create_order", order_args()).await;
+    assert!(err.contains("product catalogue"), "{err}");
     assert!(err.contains("Nothing was ordered"), "{err}");
     server.stop().await;
 }
@@ -261,8 +260,8 @@ async fn a_failing_token_endpoint_is_retried_even_before_an_order_post() {
     assert!(shown.contains("1NCE answered 503"), "{shown}");
     assert_eq!(sandbox.count("POST", "/oauth/token"), 2);
 
-    sandbox.expire_tokens();
     let args = approved(&server).await;
+    sandbox.expire_tokens();
     let orders_before = sandbox.orders().len();
     // The cached token is refused (401, nothing created), and its renewal fails once.
     sandbox.inject(Fault::status("POST", "/oauth/token", 502));
@@ -282,10 +281,22 @@ async fn an_order_post_is_never_retried_whatever_goes_wrong() {
             Fault::status("POST", "/v1/orders", 429),
             "Nothing was ordered",
         ),
-        (Fault::status("POST", "/v1/orders", 502), "Do not retry"),
-        (Fault::status("POST", "/v1/orders", 503), "Do not retry"),
-        (Fault::status("POST", "/v1/orders", 504), "Do not retry"),
-        (Fault::drop_connection("POST", "/v1/orders"), "Do not retry"),
+        (
+            Fault::status("POST", "/v1/orders", 502),
+            "OUTCOME UNKNOWN: do not retry",
+        ),
+        (
+            Fault::status("POST", "/v1/orders", 503),
+            "OUTCOME UNKNOWN: do not retry",
+        ),
+        (
+            Fault::status("POST", "/v1/orders", 504),
+            "OUTCOME UNKNOWN: do not retry",
+        ),
+        (
+            Fault::drop_connection("POST", "/v1/orders"),
+            "OUTCOME UNKNOWN: do not retry",
+        ),
         (
             Fault::truncated("POST", "/v1/orders", r#"{"statusCode":500,"message":"x"}"#)
                 .with_delay(Duration::ZERO),
@@ -293,7 +304,7 @@ async fn an_order_post_is_never_retried_whatever_goes_wrong() {
         ),
         (
             Fault::delay("POST", "/v1/orders", Duration::from_secs(2)),
-            "Do not retry",
+            "OUTCOME UNKNOWN: do not retry",
         ),
     ];
     for (fault, needle) in faults {
@@ -328,11 +339,9 @@ async fn an_answer_lost_after_the_order_was_created_is_reported_and_never_repost
         let args = approved(&server).await;
         sandbox.inject(fault);
         let err = server.err("create_order", args.clone()).await;
-        assert!(err.contains("may or may not have been created"), "{err}");
-        assert!(
-            err.contains("check the newest orders with list_orders"),
-            "{err}"
-        );
+        assert!(err.contains("OUTCOME UNKNOWN: do not retry"), "{err}");
+        // The lookup finds it (within the same second it may also list the previous one).
+        assert!(err.contains("Found"), "the created order is found: {err}");
         assert_eq!(posts(&sandbox), posts_before + 1);
         // 1NCE did create it.
         assert_eq!(sandbox.orders().len(), orders_before + 1);
@@ -378,13 +387,15 @@ async fn the_rate_limiter_spaces_bursts_and_says_when_a_call_waited() {
             "--rate-limit",
             "1/1h",
             "--rate-burst",
-            "1",
+            "2",
             "--retry-budget",
             "5s",
         ],
     )
     .await;
+    // Two slots: one page of orders, and the catalogue read by the preview.
     list_ok(&server).await;
+    let args = approved(&server).await;
     let err = server
         .err("get_order", json!({"order_number": 2000000001}))
         .await;
@@ -394,7 +405,6 @@ async fn the_rate_limiter_spaces_bursts_and_says_when_a_call_waited() {
     );
     assert_eq!(sandbox.count("GET", "/v1/orders/"), 0);
     // An order is refused the same way, and its approval stays usable.
-    let args = approved(&server).await;
     let err = server.err("create_order", args).await;
     assert!(err.contains("Nothing was ordered"), "{err}");
     assert!(err.contains("stays valid"), "{err}");

@@ -27,7 +27,7 @@ fn with_token(mut args: Value, token: &Value) -> Value {
 }
 
 #[tokio::test]
-async fn streamable_http_serves_all_three_tools_and_the_confirmation_flow() {
+async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
     let sandbox = sandbox().await;
     let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
     let session = server.client(None).await;
@@ -37,7 +37,13 @@ async fn streamable_http_serves_all_three_tools_and_the_confirmation_flow() {
     names.sort();
     assert_eq!(
         names,
-        ["create_order", "find_orders", "get_order", "list_orders"]
+        [
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ]
     );
 
     let page = session.ok("list_orders", json!({"page_size": 4})).await;
@@ -329,9 +335,14 @@ async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
     let mut server = HttpServer::against(&proxy.url, &[], &[("RUST_LOG", "info")]).await;
     let alice = server.client(None).await;
     let bob = server.client(None).await;
+    // The preview reads the product catalogue (cached afterwards): let it through, then hold
+    // everything again.
+    proxy.open();
     let preview = alice.ok("create_order", order_args()).await;
+    proxy.close();
     let token = preview["confirmation_token"].clone();
     let before = sandbox.orders().len();
+    let seen = proxy.arrived();
 
     let calls = async {
         tokio::join!(
@@ -341,7 +352,7 @@ async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
         )
     };
     let interrupt = async {
-        proxy.wait_arrived(3).await;
+        proxy.wait_arrived(seen + 3).await;
         server.terminate();
         server.wait_for_stderr("SIGTERM: shutting down").await;
         proxy.open();

@@ -51,7 +51,7 @@ async fn stdout_carries_only_json_rpc_for_each_protocol_revision() {
             }
         }
         assert_eq!(answers[&1]["result"]["protocolVersion"], version);
-        assert_eq!(answers[&2]["result"]["tools"].as_array().unwrap().len(), 4);
+        assert_eq!(answers[&2]["result"]["tools"].as_array().unwrap().len(), 5);
         assert_eq!(
             answers[&3]["result"]["structuredContent"]["orders"]
                 .as_array()

@@ -102,9 +102,10 @@ async fn inspector_cli_lists_and_calls_every_tool_over_stdio() {
         "the Inspector's schema compiler complained:\n{stderr}"
     );
     let tools: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(tools["tools"].as_array().unwrap().len(), 4);
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 5);
 
-    let calls: [&[&str]; 3] = [
+    let calls: [&[&str]; 4] = [
+        &["--tool-name", "list_products"],
         &["--tool-name", "list_orders", "--tool-arg", "page_size=2"],
         &[
             "--tool-name",
@@ -168,7 +169,7 @@ async fn inspector_cli_over_streamable_http_and_legacy_sse() {
         let (ok, stdout, stderr) = run(&inspector, &list).await;
         assert!(ok, "{transport}: {stderr}");
         let tools: Value = serde_json::from_str(&stdout).unwrap();
-        assert_eq!(tools["tools"].as_array().unwrap().len(), 4, "{transport}");
+        assert_eq!(tools["tools"].as_array().unwrap().len(), 5, "{transport}");
 
         let mut call = base.to_vec();
         call.extend(

@@ -41,7 +41,7 @@ async fn a_thousand_sequential_calls_succeed_on_one_token() {
                 upstream_calls += 1;
             }
             _ => {
-                // A preview: validated and answered without 1NCE.
+                // A preview: checked against the product catalogue, read once and cached.
                 let preview = server
                     .ok(
                         "create_order",
@@ -62,7 +62,16 @@ async fn a_thousand_sequential_calls_succeed_on_one_token() {
         .iter()
         .filter(|r| r.path.starts_with("/v1/"))
         .count();
-    assert_eq!(api, upstream_calls, "one request per read, none repeated");
+    assert_eq!(
+        sandbox.count("GET", "/v1/products"),
+        1,
+        "the catalogue is read once"
+    );
+    assert_eq!(
+        api,
+        upstream_calls + 1,
+        "one request per read and one catalogue read, none repeated"
+    );
     assert_eq!(sandbox.count("POST", "/v1/orders"), 0);
     server.stop().await;
 }

@@ -115,7 +115,13 @@ async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
     names.sort();
     assert_eq!(
         names,
-        ["create_order", "find_orders", "get_order", "list_orders"]
+        [
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ]
     );
 
     let listed = session

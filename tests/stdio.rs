@@ -15,14 +15,20 @@ async fn sandbox() -> Sandbox {
 }
 
 #[tokio::test]
-async fn lists_exactly_the_three_tools_with_annotations_and_object_output_schemas() {
+async fn lists_exactly_the_four_tools_with_annotations_and_object_output_schemas() {
     let sandbox = sandbox().await;
     let server = spawn_against(&sandbox, &[]).await;
     let tools = server.client.list_all_tools().await.unwrap();
     let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["create_order", "find_orders", "get_order", "list_orders"])
+        BTreeSet::from([
+            "create_order",
+            "find_orders",
+            "get_order",
+            "list_orders",
+            "list_products"
+        ])
     );
     for tool in &tools {
         let a = tool.annotations.as_ref().expect("annotations");
@@ -189,7 +195,13 @@ async fn preview_then_confirm_places_exactly_one_order() {
     assert_eq!(preview["status"], "confirmation_required");
     assert_eq!(
         preview["preview"]["products"][1],
-        json!({"product_id": 1003, "quantity": 20})
+        json!({"product_id": 1003, "name": "1NCE IoT Chip SIM - MFF2", "quantity": 20,
+               "one_time_net": [{"amount": "240.00", "currency": "EUR"}],
+               "recurring_net_per_unit": []})
+    );
+    assert_eq!(
+        preview["preview"]["one_time_net_total"],
+        json!([{"amount": "290.00", "currency": "EUR"}])
     );
     assert_eq!(
         preview["preview"]["ships_to"],
@@ -373,7 +385,7 @@ async fn rejected_orders_keep_the_token_and_lost_answers_lock_it() {
     let text = server
         .err("create_order", with_token(order_args(), &token))
         .await;
-    assert!(text.contains("Do not retry"), "{text}");
+    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
     let text = server
         .err("create_order", with_token(order_args(), &token))
         .await;

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod model;
 pub mod pacing;
+pub mod products;
 pub mod rate_limit;
 pub mod retry;
 

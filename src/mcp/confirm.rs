@@ -152,6 +152,12 @@ impl Confirmations {
         }
     }
 
+    /// Checks that `token` could place `order` from session `scope` right now, without
+    /// claiming it: for refusing a bad token before any other work.
+    pub fn check(&self, token: &str, order: &NewOrder, scope: &str) -> Result<(), Refusal> {
+        self.usable(token, order, scope).map(|_| ())
+    }
+
     /// Claims `token` for posting `order` from session `scope`. Of any number of concurrent
     /// callers, in any number of processes, at most one gets the claim.
     pub fn redeem(
@@ -160,22 +166,7 @@ impl Confirmations {
         order: &NewOrder,
         scope: &str,
     ) -> Result<Redemption, Refusal> {
-        let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
-        if claims.scope != scope_hash(scope) {
-            return Err(Refusal::OtherSession);
-        }
-        let marker = self.used_dir.join(hex(&claims.id));
-        if let Some(state) = read_marker(&marker) {
-            return Err(state.refusal());
-        }
-        if unix_millis() >= claims.expires {
-            return Err(Refusal::Expired(
-                to_datetime(claims.expires).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ));
-        }
-        if claims.digest != digest(order) {
-            return Err(Refusal::Mismatch);
-        }
+        let marker = self.usable(token, order, scope)?;
         match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -198,6 +189,27 @@ impl Confirmations {
             marker,
             settled: false,
         })
+    }
+
+    /// Every check but the claim; returns the token's marker path.
+    fn usable(&self, token: &str, order: &NewOrder, scope: &str) -> Result<PathBuf, Refusal> {
+        let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
+        if claims.scope != scope_hash(scope) {
+            return Err(Refusal::OtherSession);
+        }
+        let marker = self.used_dir.join(hex(&claims.id));
+        if let Some(state) = read_marker(&marker) {
+            return Err(state.refusal());
+        }
+        if unix_millis() >= claims.expires {
+            return Err(Refusal::Expired(
+                to_datetime(claims.expires).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
+        if claims.digest != digest(order) {
+            return Err(Refusal::Mismatch);
+        }
+        Ok(marker)
     }
 
     fn mac(&self, payload: &[u8]) -> HmacSha256 {

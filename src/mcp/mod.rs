@@ -5,12 +5,24 @@
 //! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
 //! messages an agent can act on. Every result carries `structuredContent` matching the tool's
 //! output schema and a short text summary ([`Answer`]).
+//!
+//! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
+//! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
+//! person through the client's elicitation form, or an input-required result on stateless
+//! sessions), `audit` (a JSON line per step, written before the step is taken) and `lost_answer`
+//! (finding the order behind a POST whose answer was lost). `--read-only` leaves `create_order`
+//! out of the router altogether.
 
+mod approval;
+pub mod audit;
+mod checks;
 mod confirm;
 mod create_order;
 mod find_orders;
 mod get_order;
 mod list_orders;
+mod list_products;
+mod lost_answer;
 mod pre_init;
 mod prompts;
 pub mod resources;
@@ -19,6 +31,7 @@ mod waits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -33,12 +46,16 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
+pub use audit::AuditLog;
+pub use checks::{Money, OrderLimits, PricedLine};
 pub use confirm::{Confirmations, Refusal};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
+pub use list_products::ListProductsOutput;
 pub use pre_init::IgnoreBeforeInitialize;
 
 /// Settings of the MCP layer.
@@ -46,7 +63,21 @@ pub use pre_init::IgnoreBeforeInitialize;
 pub struct ServerOptions {
     /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
     pub sandbox: bool,
+    /// Leave create_order out entirely.
+    pub read_only: bool,
+    /// Refuse to order unless the client can ask its user (elicitation).
+    pub require_human_approval: bool,
+    /// The operator's limits on every order.
+    pub limits: OrderLimits,
+    /// Where the audit trail goes; `None` keeps none.
+    pub audit_log: Option<std::path::PathBuf>,
+    /// How long to wait for the user to answer an approval form (default 10 minutes; the
+    /// binary uses the confirmation TTL).
+    pub approval_timeout: Option<Duration>,
 }
+
+/// How long the user has to answer an approval form unless told otherwise.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The confirmation scope of a process owned by one user (stdio).
 pub const LOCAL_SCOPE: &str = "local";
@@ -61,33 +92,73 @@ pub struct OrderServer {
     /// separate (HTTP), one shared value where a single user owns the process (stdio).
     session_scope: String,
     sandbox: bool,
+    /// The 1NCE catalogue, cached for a few minutes, that previews are checked against.
+    catalogue: Catalogue,
+    limits: Arc<OrderLimits>,
+    audit: AuditLog,
+    read_only: bool,
+    require_human_approval: bool,
+    /// How long to wait for the user to answer an approval form.
+    approval_timeout: Duration,
+    /// Seals the state of approval questions asked through input-required results.
+    state_seal: Arc<approval::StateSeal>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
 
 impl OrderServer {
     pub fn new(client: Client, confirmations: Arc<Confirmations>, options: ServerOptions) -> Self {
+        let mut tool_router = Self::read_only_router();
+        if !options.read_only {
+            tool_router += Self::create_order_router();
+        }
+        let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         OrderServer {
+            catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
             client,
             confirmations,
             in_flight: InFlight::default(),
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
-            tool_router: Self::router(),
-            prompt_router: Self::prompt_router(),
+            limits: Arc::new(options.limits),
+            audit: AuditLog::new(options.audit_log),
+            read_only: options.read_only,
+            require_human_approval: options.require_human_approval,
+            approval_timeout,
+            state_seal: Arc::new(approval::StateSeal::new(approval_timeout)),
+            tool_router,
+            // The one prompt walks the agent through a reorder: nothing a read-only server offers.
+            prompt_router: if options.read_only {
+                PromptRouter::new()
+            } else {
+                Self::prompt_router()
+            },
         }
     }
 
+    /// Every tool, as a server that may order lists them.
     fn router() -> ToolRouter<Self> {
+        Self::read_only_router() + Self::create_order_router()
+    }
+
+    /// The tools that only read: all a `--read-only` server offers.
+    fn read_only_router() -> ToolRouter<Self> {
         Self::list_orders_router()
             + Self::get_order_router()
             + Self::find_orders_router()
-            + Self::create_order_router()
+            + Self::list_products_router()
     }
 
     /// The tools as `tools/list` shows them, without a running server.
     pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
         let mut tools = Self::router().list_all();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
+    }
+
+    /// The tools a `--read-only` server lists, without a running server.
+    pub fn read_only_tool_definitions() -> Vec<rmcp::model::Tool> {
+        let mut tools = Self::read_only_router().list_all();
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
     }
@@ -128,13 +199,36 @@ impl ServerHandler for OrderServer {
     }
 
     fn get_info(&self) -> ServerConfig {
-        let mut instructions = String::from(
-            "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order and find_orders only read. \
+        let mut instructions = if self.read_only {
+            String::from(
+                "This server is READ-ONLY: it reads 1NCE orders and the product catalogue and cannot \
+                 place orders (create_order is not available). list_orders, get_order, find_orders \
+                 and list_products only read.",
+            )
+        } else {
+            String::from(
+                "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order, find_orders \
+                 and list_products only read. \
              create_order places a real, paid order that ships hardware, in two steps: call it without \
              confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
              the user, and only after the user explicitly approves it call create_order again with the \
              same arguments plus that confirmation_token. Never confirm without that approval.",
-        );
+            )
+        };
+        if !self.read_only {
+            if self.require_human_approval {
+                instructions.push_str(
+                    " Every order must also be approved by the user in this client's own approval form (elicitation); clients that cannot show one cannot order.",
+                );
+            } else {
+                instructions.push_str(
+                    " When this client can show the user a form (elicitation), the confirming call also asks the user to approve the order there.",
+                );
+            }
+            if let Some(limits) = self.limits.describe() {
+                instructions.push_str(&format!(" The operator allows {limits}."));
+            }
+        }
         if self.sandbox {
             instructions.push_str(
                 " This server runs against the built-in 1NCE sandbox: orders are simulated and nothing is charged or shipped.",

@@ -93,8 +93,18 @@ pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
 }
 
+/// A fresh, empty directory of its own for one test, under Cargo's scratch space.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix(&format!("{label}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a temp dir")
+        .keep()
+}
+
 /// A command for the server binary with a clean environment: no credentials or settings leak
-/// in from the machine running the tests.
+/// in from the machine running the tests, and state (tokens, the audit log) goes to a temp dir
+/// of its own, never the real home directory.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
     cmd.args(args);
@@ -103,8 +113,12 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
-    // Each process gets its own state directory unless the test shares one on purpose.
-    cmd.env("ONCE_STATE_DIR", fresh_state_dir());
+    // Each process gets its own state directory (which also holds the audit log by default)
+    // unless the test shares one on purpose; XDG_STATE_HOME points into scratch space as well, so
+    // nothing a test runs can write into the real home directory.
+    let state = fresh_state_dir();
+    cmd.env("XDG_STATE_HOME", state.join("xdg"));
+    cmd.env("ONCE_STATE_DIR", &state);
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -136,6 +150,16 @@ pub async fn spawn_against(sandbox: &Sandbox, extra_args: &[&str]) -> Server {
 
 /// Spawns the server binary with these arguments and environment and completes `initialize`.
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let (transport, captured) = child(args, env);
+    let client = ().serve(transport).await.expect("MCP initialize");
+    Server {
+        client,
+        stderr: captured,
+    }
+}
+
+/// The server binary as a child process transport, its stderr collected in the background.
+pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Arc<Mutex<String>>) {
     let cmd = command(args, env).configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
@@ -156,11 +180,16 @@ pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
             }
         });
     }
-    let client = ().serve(transport).await.expect("MCP initialize");
-    Server {
-        client,
-        stderr: captured,
-    }
+    (transport, captured)
+}
+
+/// The environment that points the server at `sandbox` as if it were the real 1NCE API.
+pub fn sandbox_env(sandbox: &Sandbox) -> Vec<(&'static str, String)> {
+    vec![
+        ("ONCE_API_URL", sandbox.base_url()),
+        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID.to_owned()),
+        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET.to_owned()),
+    ]
 }
 
 /// Number of order POSTs the sandbox received.

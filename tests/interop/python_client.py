@@ -16,7 +16,7 @@ import sys
 
 from mcp import Client, StdioServerParameters
 
-EXPECTED_TOOLS = {"create_order", "find_orders", "get_order", "list_orders"}
+EXPECTED_TOOLS = {"create_order", "find_orders", "get_order", "list_orders", "list_products"}
 
 
 def check(condition, message):
@@ -44,6 +44,11 @@ async def exercise(target, mode):
 
         missing = await client.call_tool("get_order", {"order_number": 1})
         check(missing.is_error, "get_order of a missing order did not fail")
+
+        products = await client.call_tool("list_products", {})
+        check(not products.is_error, f"list_products failed: {products.content}")
+        ids = [p["id"] for p in products.structured_content["products"]]
+        check(1001 in ids, f"list_products gave {ids}")
 
         args = {"products": [{"product_id": 1001, "quantity": 2}], "customer_reference": "python-sdk"}
         preview = await client.call_tool("create_order", args)

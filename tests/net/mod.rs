@@ -300,6 +300,16 @@ impl GatedProxy {
         self.shared.open.send_replace(true);
     }
 
+    /// Holds requests again from now on (those already let through go on).
+    pub fn close(&self) {
+        self.shared.open.send_replace(false);
+    }
+
+    /// How many requests have arrived at the gate so far, held or let through.
+    pub fn arrived(&self) -> usize {
+        self.shared.arrived.load(Ordering::SeqCst)
+    }
+
     /// Waits until `n` requests have arrived at the gate.
     pub async fn wait_arrived(&self, n: usize) {
         self.wait(|s| s.arrived.load(Ordering::SeqCst) >= n).await

@@ -1,0 +1,286 @@
+//! The audit trail: every preview, approval, decline, order POST and outcome, one JSON line
+//! each, appended to a file and flushed to disk before the tool answers.
+//!
+//! A line that cannot be written stops the order: the caller treats a write failure like any
+//! other refusal, so no order is ever placed without its record. A line carries no secret (the
+//! confirmation token appears only as a hash prefix) and no personal detail beyond the delivery
+//! city and country.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::model::NewOrder;
+
+/// What happened, as written to the `event` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A preview passed every check and a confirmation token was issued.
+    Preview,
+    /// A preview or confirmation was refused before anything was posted.
+    Refused,
+    /// The person approved the order (through the client's elicitation form).
+    Approved,
+    /// The person declined the order.
+    Declined,
+    /// The person dismissed the question without answering.
+    Cancelled,
+    /// The order POST is about to be sent.
+    Post,
+    /// What became of a POST: placed, not placed, or unknown.
+    Outcome,
+}
+
+/// Where the audit lines go.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: Option<Arc<PathBuf>>,
+    /// Serialises writers within this process so lines never interleave.
+    lock: Arc<Mutex<()>>,
+}
+
+/// One audit line.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub time: String,
+    pub event: Event,
+    /// First 16 hex digits of SHA-256 of the confirmation token, never the token itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// SHA-256 of the validated order (products, address, reference), as the token binds it.
+    pub content_hash: String,
+    pub products: Vec<AuditLine>,
+    /// Where the order ships, reduced to city and country.
+    pub ships_to: String,
+    /// How the order was approved: `elicitation` or `confirmation_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'a str>,
+    /// Outcome or reason, e.g. `placed`, `not_placed`, `outcome_unknown`, `declined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a str>,
+    /// A short explanation (never personal details).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_number: Option<u64>,
+}
+
+/// A product line in the audit trail.
+#[derive(Debug, Serialize)]
+pub struct AuditLine {
+    pub product_id: u64,
+    pub quantity: u64,
+}
+
+impl<'a> Record<'a> {
+    /// A record of `event` about `order`, with the optional fields empty.
+    pub fn new(event: Event, order: &NewOrder, token: Option<&str>) -> Record<'a> {
+        Record {
+            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            event,
+            token_id: token.map(token_id),
+            content_hash: content_hash(order),
+            products: order
+                .products
+                .iter()
+                .map(|p| AuditLine {
+                    product_id: p.product_id,
+                    quantity: p.quantity,
+                })
+                .collect(),
+            ships_to: ships_to(order),
+            approval: None,
+            outcome: None,
+            detail: None,
+            order_number: None,
+        }
+    }
+
+    pub fn approval(mut self, how: &'a str) -> Self {
+        self.approval = Some(how);
+        self
+    }
+
+    pub fn outcome(mut self, outcome: &'a str) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn order_number(mut self, number: Option<u64>) -> Self {
+        self.order_number = number;
+        self
+    }
+}
+
+/// The token's public id: a hash prefix, enough to correlate lines, useless to redeem.
+pub fn token_id(token: &str) -> String {
+    let digest = Sha256::digest(token.trim().as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the validated order's canonical JSON, the same content a confirmation token binds.
+pub fn content_hash(order: &NewOrder) -> String {
+    let bytes = serde_json::to_vec(order).unwrap_or_default();
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// City and country of the delivery address, or that the account's default address is used.
+fn ships_to(order: &NewOrder) -> String {
+    match &order.delivery_address {
+        None => "account default address".to_owned(),
+        Some(a) => {
+            let parts: Vec<&str> = [a.city.as_deref(), a.country.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            if parts.is_empty() {
+                "address without city or country".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        }
+    }
+}
+
+impl AuditLog {
+    /// An audit log appending to `path`, or none at all (`--audit-log off`).
+    pub fn new(path: Option<PathBuf>) -> Self {
+        AuditLog {
+            path: path.map(Arc::new),
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The file lines go to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref().map(PathBuf::as_path)
+    }
+
+    /// Appends `record` as one line and flushes it to disk. `Err` is a message for the agent
+    /// that says the order was stopped because it could not be audited.
+    pub fn write(&self, record: &Record<'_>) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| format!("could not encode the audit record: {e}"))?;
+        line.push(b'\n');
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        append(path, &line).map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "could not write the audit log");
+            format!(
+                "the audit log {} could not be written ({e}), and this server places no order it cannot audit. The operator must fix the file or its directory (or choose another with --audit-log)",
+                path.display()
+            )
+        })
+    }
+}
+
+fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(line)?;
+    file.flush()?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::{DeliveryAddress, ProductLine};
+
+    #[test]
+    fn lines_hold_no_secrets_or_personal_details() {
+        let address = DeliveryAddress {
+            salutation: Some("2".into()),
+            first_name: Some("Erika".into()),
+            last_name: Some("Mustermann".into()),
+            street: Some("Hauptstraße".into()),
+            house_number: Some("5".into()),
+            zip: Some("20095".into()),
+            city: Some("Hamburg".into()),
+            country: Some("DE".into()),
+            phone: Some("+49 40 123".into()),
+            ..Default::default()
+        };
+        let order = NewOrder::new(
+            &[ProductLine {
+                product_id: 1001,
+                quantity: 3,
+            }],
+            Some(&address),
+            Some("ref"),
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("1nce-audit-{}", std::process::id()));
+        let path = dir.join("nested").join("audit.jsonl");
+        let log = AuditLog::new(Some(path.clone()));
+        let token = "ct_0123456789abcdef0123456789abcdef";
+        log.write(&Record::new(Event::Preview, &order, Some(token)))
+            .unwrap();
+        log.write(
+            &Record::new(Event::Outcome, &order, Some(token))
+                .outcome("placed")
+                .order_number(Some(7)),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"], "preview");
+        assert_eq!(lines[0]["ships_to"], "Hamburg, DE");
+        assert_eq!(lines[0]["products"][0]["quantity"], 3);
+        assert_eq!(lines[1]["order_number"], 7);
+        assert_eq!(lines[0]["token_id"], token_id(token));
+        for secret in [token, "Erika", "Mustermann", "Hauptstraße", "20095", "+49"] {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_log_is_an_error() {
+        let order = NewOrder::new(
+            &[ProductLine {
+                product_id: 1,
+                quantity: 1,
+            }],
+            None,
+            None,
+        )
+        .unwrap();
+        // A directory cannot be opened for appending.
+        let log = AuditLog::new(Some(std::env::temp_dir()));
+        let err = log
+            .write(&Record::new(Event::Preview, &order, None))
+            .unwrap_err();
+        assert!(err.contains("places no order it cannot audit"), "{err}");
+    }
+}
