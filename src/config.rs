@@ -34,7 +34,8 @@ SAFETY:
   order whose record cannot be written is not placed.
 
 EXIT STATUS:
-  0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run
+  0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run;
+  check: 4 credentials refused, 5 1NCE unreachable, 6 unexpected answers from 1NCE
 
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
@@ -206,6 +207,10 @@ pub enum Command {
     },
     /// Print the tools with their input and output schemas as JSON, as tools/list shows them.
     Tools,
+    /// Check the configuration against 1NCE: get an access token, read a page of orders and the
+    /// product list, and print a verdict. Exit status 0 ready, 2 bad configuration, 4
+    /// credentials refused, 5 1NCE unreachable, 6 unexpected answers. Works with --sandbox.
+    Check,
 }
 
 /// `--rate-limit`: a limit, or `off`.

@@ -16,6 +16,8 @@
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
+//! - [`check`]: `1nce-mcp check`, a verdict on credentials and reachability for a person or
+//!   a script.
 //! - [`oneshot`]: `1nce-mcp call`, one tool call through an in-memory MCP session, so scripts
 //!   and Agent Skills get exactly the server's behaviour.
 //! - [`transport`]: MCP over the network (Streamable HTTP, legacy HTTP+SSE) on one listener,
@@ -27,6 +29,7 @@
 //! `tracing`.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod mcp;
 pub mod oneshot;

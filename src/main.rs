@@ -82,6 +82,18 @@ fn main() -> ExitCode {
                 let arguments = read_arguments(args.as_deref(), args_file.as_deref())?;
                 call(server, &tool, arguments).await
             }
+            Some(Command::Check) => {
+                let verdict = onence_mcp::check::run(server.client(), &mut std::io::stdout())
+                    .await
+                    .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
+                match verdict.exit_code() {
+                    0 => Ok(()),
+                    code => Err(Exit {
+                        code,
+                        message: String::new(),
+                    }),
+                }
+            }
             _ => match config.http.clone() {
                 Some(settings) => serve_http(server, settings, &config).await,
                 None => serve_stdio(server, &config).await,

@@ -8,7 +8,7 @@ use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceCon
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn an_order_reads_as_a_resource() {
+async fn orders_and_products_read_as_resources() {
     let sandbox = Sandbox::start().await.unwrap();
     let server = spawn_against(&sandbox, &[]).await;
     let templates = server.client.list_all_resource_templates().await.unwrap();

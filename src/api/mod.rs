@@ -138,6 +138,16 @@ impl Client {
         &self.inner.base
     }
 
+    /// Makes sure a valid access token is at hand, fetching one if needed: proof that the
+    /// credentials work.
+    pub async fn authenticate(&self) -> Result<(), ApiError> {
+        self.inner
+            .tokens
+            .token(&self.inner.http, self.inner.request_timeout)
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /v1/orders`: one page of the account's orders.
     pub async fn list_orders(&self, query: &ListOrdersQuery) -> Result<OrderPage, ApiError> {
         let mut params = vec![

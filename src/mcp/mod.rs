@@ -172,6 +172,11 @@ impl OrderServer {
         }
     }
 
+    /// The 1NCE client all sessions share.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Counts order placements in progress, so shutdown can wait for them.
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.clone()
@@ -253,7 +258,7 @@ impl ServerHandler for OrderServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(Vec::new()))
+        Ok(ListResourcesResult::with_all_items(resources::resources()))
     }
 
     async fn list_resource_templates(

@@ -1,8 +1,9 @@
-//! MCP resources: orders addressable as `1nce://orders/{order_number}`, for hosts that let a
-//! person attach an order to a conversation rather than have the agent call a tool.
+//! MCP resources: orders addressable as `1nce://orders/{order_number}` and the product catalogue
+//! as `1nce://products`, for hosts that let a person attach them to a conversation rather than
+//! have the agent call a tool.
 
 use rmcp::ErrorData;
-use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
+use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use super::OrderServer;
 use crate::api::ApiError;
@@ -10,6 +11,21 @@ use crate::api::ApiError;
 /// The URI template of one order.
 pub const ORDER_TEMPLATE: &str = "1nce://orders/{order_number}";
 const ORDER_PREFIX: &str = "1nce://orders/";
+
+/// The product catalogue.
+pub const PRODUCTS: &str = "1nce://products";
+
+/// The fixed resources this server offers.
+pub fn resources() -> Vec<Resource> {
+    vec![
+        Resource::new(PRODUCTS, "products")
+            .with_title("1NCE products")
+            .with_description(
+                "Every product the account can order as JSON: id, name, package size, quantity limits and charges.",
+            )
+            .with_mime_type("application/json"),
+    ]
+}
 
 /// The resource templates this server offers.
 pub fn templates() -> Vec<ResourceTemplate> {
@@ -26,9 +42,21 @@ pub fn templates() -> Vec<ResourceTemplate> {
 impl OrderServer {
     /// Reads a resource by URI.
     pub(super) async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+        if uri == PRODUCTS {
+            let products = self
+                .catalogue
+                .products()
+                .await
+                .map_err(|e| ErrorData::internal_error(super::tool_error(&e), None))?;
+            let info: Vec<crate::api::products::ProductInfo> =
+                products.iter().map(Into::into).collect();
+            return json_contents(uri, &info);
+        }
         let not_found = || {
             ErrorData::resource_not_found(
-                format!("no such resource {uri:?}; orders are {ORDER_TEMPLATE}"),
+                format!(
+                    "no such resource {uri:?}; orders are {ORDER_TEMPLATE}, products {PRODUCTS}"
+                ),
                 None,
             )
         };
@@ -44,10 +72,17 @@ impl OrderServer {
             ),
             e => ErrorData::internal_error(super::tool_error(&e), None),
         })?;
-        let json = serde_json::to_string_pretty(&order)
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(json, uri).with_mime_type("application/json"),
-        ]))
+        json_contents(uri, &order)
     }
+}
+
+fn json_contents(
+    uri: &str,
+    value: &impl serde::Serialize,
+) -> Result<ReadResourceResult, ErrorData> {
+    let json = serde_json::to_string_pretty(value)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    Ok(ReadResourceResult::new(vec![
+        ResourceContents::text(json, uri).with_mime_type("application/json"),
+    ]))
 }

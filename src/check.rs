@@ -1,0 +1,138 @@
+//! `1nce-mcp check`: can this configuration reach 1NCE and do its work? For a person setting
+//! the server up, and for scripts (the exit status names the kind of problem).
+//!
+//! It gets an access token, reads one page of orders and the product list, exactly as the tools
+//! would, and prints one line per step and a verdict.
+
+use std::time::Instant;
+
+use crate::api::model::ListOrdersQuery;
+use crate::api::{ApiError, Client};
+
+/// What the check concluded, with its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every step worked.
+    Ready,
+    /// 1NCE refused the credentials or their permissions.
+    Refused,
+    /// 1NCE could not be reached or failed (network, timeout, 5xx, rate limit).
+    Unreachable,
+    /// 1NCE answered, but not as documented.
+    Unexpected,
+}
+
+impl Verdict {
+    /// The process exit status for this verdict.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Ready => 0,
+            Verdict::Refused => 4,
+            Verdict::Unreachable => 5,
+            Verdict::Unexpected => 6,
+        }
+    }
+
+    fn of(error: &ApiError) -> Verdict {
+        match error {
+            ApiError::Authentication { .. } | ApiError::Unauthorized | ApiError::Forbidden => {
+                Verdict::Refused
+            }
+            ApiError::Unreachable { .. }
+            | ApiError::Upstream { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::OutcomeUnknown { .. } => Verdict::Unreachable,
+            _ => Verdict::Unexpected,
+        }
+    }
+
+    fn says(self) -> &'static str {
+        match self {
+            Verdict::Ready => "ready: agents can list, search and order",
+            Verdict::Refused => {
+                "credentials refused: check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET (1NCE portal → Organisation → API access)"
+            }
+            Verdict::Unreachable => {
+                "1NCE unreachable: check the network, a proxy, ONCE_API_URL, or try again later"
+            }
+            Verdict::Unexpected => {
+                "1NCE answered unexpectedly: check ONCE_API_URL points at the Management API"
+            }
+        }
+    }
+}
+
+/// Runs the checks against `client`, writing one line per step to `out`.
+pub async fn run(client: &Client, out: &mut impl std::io::Write) -> std::io::Result<Verdict> {
+    writeln!(out, "1nce-mcp check against {}", client.base_url())?;
+    let mut verdict = Verdict::Ready;
+    let started = Instant::now();
+    let token = client.authenticate().await;
+    let took = started.elapsed().as_millis();
+    step(
+        out,
+        &mut verdict,
+        "access token",
+        token.map(|()| format!("obtained ({took} ms)")),
+    )?;
+
+    let query = ListOrdersQuery::new(Some(1), Some(1), None).expect("a valid query");
+    let started = Instant::now();
+    let orders = if verdict == Verdict::Ready {
+        Some(client.list_orders(&query).await.map(|page| {
+            let took = started.elapsed().as_millis();
+            match page.total_count {
+                Some(n) => format!("{n} order(s) in the account ({took} ms)"),
+                None => format!("readable ({took} ms)"),
+            }
+        }))
+    } else {
+        None
+    };
+    skip_or_step(out, &mut verdict, "orders", orders)?;
+
+    let started = Instant::now();
+    let products = if verdict == Verdict::Ready {
+        Some(client.list_products().await.map(|products| {
+            let took = started.elapsed().as_millis();
+            let ids: Vec<String> = products.iter().map(|p| p.id.to_string()).collect();
+            format!(
+                "{} orderable product(s): {} ({took} ms)",
+                products.len(),
+                ids.join(", ")
+            )
+        }))
+    } else {
+        None
+    };
+    skip_or_step(out, &mut verdict, "products", products)?;
+    writeln!(out, "verdict: {}", verdict.says())?;
+    Ok(verdict)
+}
+
+fn skip_or_step(
+    out: &mut impl std::io::Write,
+    verdict: &mut Verdict,
+    name: &str,
+    result: Option<Result<String, ApiError>>,
+) -> std::io::Result<()> {
+    match result {
+        Some(result) => step(out, verdict, name, result),
+        None => writeln!(out, "  skip  {name:<13} (an earlier step failed)"),
+    }
+}
+
+fn step(
+    out: &mut impl std::io::Write,
+    verdict: &mut Verdict,
+    name: &str,
+    result: Result<String, ApiError>,
+) -> std::io::Result<()> {
+    match result {
+        Ok(detail) => writeln!(out, "  ok    {name:<13} {detail}"),
+        Err(error) => {
+            *verdict = Verdict::of(&error);
+            writeln!(out, "  FAIL  {name:<13} {error}")
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `1nce-mcp check`: a verdict on credentials and reachability, with an exit status per kind of
+//! problem, against the built-in sandbox and against a sandbox the test breaks on purpose.
+
+mod common;
+
+use common::command;
+use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+
+async fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut all = vec!["check", "--max-retries", "0"];
+    all.extend_from_slice(args);
+    let out = command(&all, env).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ready_against_the_built_in_sandbox() {
+    let (code, report) = check(&["--sandbox"], &[]).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("ok    access token"), "{report}");
+    assert!(report.contains("25 order(s)"), "{report}");
+    assert!(report.contains("4 orderable product(s)"), "{report}");
+    assert!(report.contains("verdict: ready"), "{report}");
+}
+
+#[tokio::test]
+async fn each_kind_of_failure_has_its_exit_status() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = sandbox.base_url();
+    let env = |secret: &'static str| {
+        [
+            ("ONCE_API_URL", url.clone()),
+            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID.to_owned()),
+            ("ONCE_CLIENT_SECRET", secret.to_owned()),
+        ]
+    };
+    let wrong = env("wrong-secret");
+    let wrong = wrong.each_ref().map(|(k, v)| (*k, v.as_str()));
+    let (code, report) = check(&[], &wrong).await;
+    assert_eq!(code, 4, "{report}");
+    assert!(report.contains("credentials refused"), "{report}");
+    assert!(report.contains("skip  orders"), "{report}");
+    assert!(
+        !report.contains("wrong-secret"),
+        "the secret is never shown"
+    );
+
+    let right = env(SANDBOX_CLIENT_SECRET);
+    let right = right.each_ref().map(|(k, v)| (*k, v.as_str()));
+    sandbox.inject(Fault::status("GET", "/v1/orders", 200).with_body("{not json"));
+    let (code, report) = check(&[], &right).await;
+    assert_eq!(code, 6, "{report}");
+    assert!(report.contains("FAIL  orders"), "{report}");
+
+    sandbox.inject(Fault::status("GET", "/v1/products", 503));
+    let (code, report) = check(&[], &right).await;
+    assert_eq!(code, 5, "{report}");
+    assert!(report.contains("FAIL  products"), "{report}");
+
+    let (code, report) = check(&[], &right).await;
+    assert_eq!(code, 0, "{report}");
+}
