@@ -45,6 +45,8 @@ impl StdioServer {
             .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
             .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
             .env("ONCE_STATE_DIR", state)
+            // Measures the server, not the client-side pacing that keeps 1NCE from answering 429.
+            .args(["--rate-limit", "off"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -133,6 +135,8 @@ impl HttpServer {
             .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
             .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
             .env("ONCE_STATE_DIR", state)
+            // Measures the server, not the client-side pacing that keeps 1NCE from answering 429.
+            .args(["--rate-limit", "off"])
             .args(["--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
