@@ -30,42 +30,17 @@ impl Server {
 
     /// Calls a tool and returns the raw result (tool errors are results, not `Err`).
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
-        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(
-            args.as_object()
-                .cloned()
-                .expect("tool arguments are a JSON object"),
-        );
-        self.client
-            .call_tool(params)
-            .await
-            .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+        call_tool(&self.client, tool, args).await
     }
 
     /// Calls a tool that must succeed and returns its `structuredContent`.
     pub async fn ok(&self, tool: &str, args: Value) -> Value {
-        let result = self.call(tool, args.clone()).await;
-        assert_ne!(
-            result.is_error,
-            Some(true),
-            "{tool} {args} failed: {}",
-            text(&result)
-        );
-        result
-            .structured_content
-            .clone()
-            .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
+        expect_ok(&self.client, tool, args).await
     }
 
     /// Calls a tool that must fail with a tool error and returns the error text.
     pub async fn err(&self, tool: &str, args: Value) -> String {
-        let result = self.call(tool, args.clone()).await;
-        assert_eq!(
-            result.is_error,
-            Some(true),
-            "{tool} {args} should have failed but returned {}",
-            text(&result)
-        );
-        text(&result)
+        expect_err(&self.client, tool, args).await
     }
 
     /// Ends the session and returns everything the server wrote to stderr.
@@ -76,6 +51,46 @@ impl Server {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         stderr.lock().unwrap().clone()
     }
+}
+
+/// Calls a tool over any transport and returns the raw result (tool errors are results).
+pub async fn call_tool(client: &McpClient, tool: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(
+        args.as_object()
+            .cloned()
+            .expect("tool arguments are a JSON object"),
+    );
+    client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+}
+
+/// Calls a tool that must succeed and returns its `structuredContent`.
+pub async fn expect_ok(client: &McpClient, tool: &str, args: Value) -> Value {
+    let result = call_tool(client, tool, args.clone()).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} {args} failed: {}",
+        text(&result)
+    );
+    result
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
+}
+
+/// Calls a tool that must fail with a tool error and returns the error text.
+pub async fn expect_err(client: &McpClient, tool: &str, args: Value) -> String {
+    let result = call_tool(client, tool, args.clone()).await;
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {args} should have failed but returned {}",
+        text(&result)
+    );
+    text(&result)
 }
 
 /// All text content of a result, joined.

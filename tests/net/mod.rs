@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::CallToolResult;
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -167,36 +167,17 @@ pub struct McpSession {
 
 impl McpSession {
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
-        let params = CallToolRequestParams::new(tool.to_owned())
-            .with_arguments(args.as_object().cloned().expect("object arguments"));
-        self.client
-            .call_tool(params)
-            .await
-            .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+        common::call_tool(&self.client, tool, args).await
     }
 
     /// A tool call that must succeed: its `structuredContent`.
     pub async fn ok(&self, tool: &str, args: Value) -> Value {
-        let result = self.call(tool, args.clone()).await;
-        assert_ne!(
-            result.is_error,
-            Some(true),
-            "{tool} {args} failed: {}",
-            common::text(&result)
-        );
-        result.structured_content.expect("structuredContent")
+        common::expect_ok(&self.client, tool, args).await
     }
 
     /// A tool call that must fail with a tool error: its text.
     pub async fn err(&self, tool: &str, args: Value) -> String {
-        let result = self.call(tool, args.clone()).await;
-        assert_eq!(
-            result.is_error,
-            Some(true),
-            "{tool} {args} should have failed: {}",
-            common::text(&result)
-        );
-        common::text(&result)
+        common::expect_err(&self.client, tool, args).await
     }
 }
 
