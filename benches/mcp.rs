@@ -29,6 +29,20 @@ fn count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The release binary pointed at `sandbox` as if it were 1NCE, with nothing from this
+/// environment leaking in.
+fn server_command(sandbox: &Sandbox, state: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BINARY);
+    cmd.env_clear()
+        .env("ONCE_API_URL", sandbox.base_url())
+        .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
+        .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
+        .env("ONCE_STATE_DIR", state)
+        // Measures the server, not the client-side pacing that keeps 1NCE from answering 429.
+        .args(["--rate-limit", "off"]);
+    cmd
+}
+
 /// A server process spoken to in raw JSON-RPC lines.
 struct StdioServer {
     child: Child,
@@ -39,14 +53,7 @@ struct StdioServer {
 
 impl StdioServer {
     fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> StdioServer {
-        let mut child = tokio::process::Command::new(BINARY)
-            .env_clear()
-            .env("ONCE_API_URL", sandbox.base_url())
-            .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
-            .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
-            .env("ONCE_STATE_DIR", state)
-            // Measures the server, not the client-side pacing that keeps 1NCE from answering 429.
-            .args(["--rate-limit", "off"])
+        let mut child = server_command(sandbox, state)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -129,14 +136,7 @@ struct HttpServer {
 
 impl HttpServer {
     async fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> HttpServer {
-        let mut child = tokio::process::Command::new(BINARY)
-            .env_clear()
-            .env("ONCE_API_URL", sandbox.base_url())
-            .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
-            .env("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
-            .env("ONCE_STATE_DIR", state)
-            // Measures the server, not the client-side pacing that keeps 1NCE from answering 429.
-            .args(["--rate-limit", "off"])
+        let mut child = server_command(sandbox, state)
             .args(["--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

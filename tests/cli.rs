@@ -240,16 +240,7 @@ async fn tools_prints_the_tool_list_with_schemas() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "create_order",
-            "find_orders",
-            "get_order",
-            "list_orders",
-            "list_products"
-        ]
-    );
+    assert_eq!(names, common::ALL_TOOLS);
     for tool in tools.as_array().unwrap() {
         assert_eq!(tool["inputSchema"]["type"], "object");
         assert_eq!(tool["outputSchema"]["type"], "object");

@@ -35,16 +35,7 @@ async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
     let tools = session.client.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "create_order",
-            "find_orders",
-            "get_order",
-            "list_orders",
-            "list_products"
-        ]
-    );
+    assert_eq!(names, common::ALL_TOOLS);
 
     let page = session.ok("list_orders", json!({"page_size": 4})).await;
     assert_eq!(page["orders"].as_array().unwrap().len(), 4);

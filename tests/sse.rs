@@ -113,16 +113,7 @@ async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "create_order",
-            "find_orders",
-            "get_order",
-            "list_orders",
-            "list_products"
-        ]
-    );
+    assert_eq!(names, common::ALL_TOOLS);
 
     let listed = session
         .request(

@@ -16,6 +16,15 @@ use tokio::io::AsyncReadExt;
 
 pub type McpClient = RunningService<RoleClient, ()>;
 
+/// Every tool the server offers (without --read-only), sorted by name.
+pub const ALL_TOOLS: [&str; 5] = [
+    "create_order",
+    "find_orders",
+    "get_order",
+    "list_orders",
+    "list_products",
+];
+
 /// A running server process and everything it wrote to stderr so far.
 pub struct Server {
     pub client: McpClient,
