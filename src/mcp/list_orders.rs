@@ -94,22 +94,21 @@ impl OrderServer {
 }
 
 fn summarize(out: &ListOrdersOutput) -> String {
-    let of_pages = out
-        .total_pages
-        .map(|t| format!(" of {t}"))
-        .unwrap_or_default();
-    let of_total = out
-        .total_count
-        .map(|t| format!(" ({t} orders in total)"))
-        .unwrap_or_default();
-    let mut text = format!(
-        "Page {}{of_pages}: {} order(s){of_total}.",
-        out.page,
-        out.orders.len()
-    );
+    use std::fmt::Write;
+    // One buffer for the whole page: this runs on every call, ten orders at a time.
+    let mut text = String::with_capacity(64 + 160 * out.orders.len());
+    let _ = write!(text, "Page {}", out.page);
+    if let Some(total) = out.total_pages {
+        let _ = write!(text, " of {total}");
+    }
+    let _ = write!(text, ": {} order(s)", out.orders.len());
+    if let Some(total) = out.total_count {
+        let _ = write!(text, " ({total} orders in total)");
+    }
+    text.push('.');
     for order in &out.orders {
         text.push_str("\n- ");
-        text.push_str(&order_line(order));
+        write_order_line(&mut text, order);
     }
     text.push_str(if out.has_more {
         "\nMore orders follow: ask for the next page."
@@ -121,30 +120,112 @@ fn summarize(out: &ListOrdersOutput) -> String {
 
 /// One order in a line: number, type, status, date, amount and product lines.
 pub(super) fn order_line(order: &Order) -> String {
-    let number = order
-        .order_number
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| "?".to_owned());
-    let mut parts = vec![format!("order {number}")];
-    parts.extend(order.order_type.clone());
-    parts.extend(order.order_status.clone());
-    parts.extend(order.order_date.clone());
-    if let Some(amount) = &order.invoice_amount {
-        parts.push(format!(
-            "{amount} {}",
-            order.currency.as_deref().unwrap_or("")
-        ));
+    let mut line = String::with_capacity(160);
+    write_order_line(&mut line, order);
+    line
+}
+
+/// Appends [`order_line`]'s line to `out`: the parts that are present, joined by " · ".
+fn write_order_line(out: &mut String, order: &Order) {
+    use std::fmt::Write;
+    const SEPARATOR: &str = " · ";
+    match order.order_number {
+        Some(n) => {
+            let _ = write!(out, "order {n}");
+        }
+        None => out.push_str("order ?"),
     }
-    let products: Vec<String> = order
-        .products
-        .iter()
-        .map(|p| format!("{} × product {}", p.quantity, p.product_id))
-        .collect();
-    if !products.is_empty() {
-        parts.push(products.join(", "));
+    for part in [&order.order_type, &order.order_status, &order.order_date]
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(SEPARATOR);
+        out.push_str(part);
+    }
+    if let Some(amount) = &order.invoice_amount {
+        out.push_str(SEPARATOR);
+        out.push_str(amount);
+        if let Some(currency) = &order.currency {
+            out.push(' ');
+            out.push_str(currency);
+        }
+    }
+    for (i, p) in order.products.iter().enumerate() {
+        out.push_str(if i == 0 { SEPARATOR } else { ", " });
+        let _ = write!(out, "{} × product {}", p.quantity, p.product_id);
     }
     if !order.sims.is_empty() {
-        parts.push(format!("{} SIM(s)", order.sims.len()));
+        let _ = write!(out, "{SEPARATOR}{} SIM(s)", order.sims.len());
     }
-    parts.join(" · ").trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::{OrderedProduct, Sim};
+
+    fn order() -> Order {
+        serde_json::from_value(serde_json::json!({
+            "order_number": 2000000007u64, "order_type": "ADDITIONAL_ORDER",
+            "order_status": "COMPLETED", "order_date": "2024-08-23T11:12:00Z",
+            "invoice_amount": "53.55", "currency": "EUR",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn order_line_names_what_is_present() {
+        let mut full = order();
+        full.products = vec![
+            OrderedProduct {
+                product_id: 1002,
+                quantity: 3,
+            },
+            OrderedProduct {
+                product_id: 1001,
+                quantity: 1,
+            },
+        ];
+        full.sims = vec![
+            Sim {
+                iccid: None,
+                links: vec![]
+            };
+            3
+        ];
+        assert_eq!(
+            order_line(&full),
+            "order 2000000007 · ADDITIONAL_ORDER · COMPLETED · 2024-08-23T11:12:00Z · 53.55 EUR · 3 × product 1002, 1 × product 1001 · 3 SIM(s)"
+        );
+        let mut sparse = order();
+        sparse.order_number = None;
+        sparse.order_type = None;
+        sparse.currency = None;
+        assert_eq!(
+            order_line(&sparse),
+            "order ? · COMPLETED · 2024-08-23T11:12:00Z · 53.55"
+        );
+    }
+
+    #[test]
+    fn page_summary_has_totals_and_one_line_per_order() {
+        let out = ListOrdersOutput {
+            orders: vec![order(), order()],
+            page: 2,
+            page_size: 2,
+            total_pages: Some(3),
+            total_count: Some(6),
+            has_more: true,
+        };
+        let text = summarize(&out);
+        assert!(
+            text.starts_with("Page 2 of 3: 2 order(s) (6 orders in total).\n- order 2000000007 · "),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(
+            text.ends_with("\nMore orders follow: ask for the next page."),
+            "{text}"
+        );
+    }
 }

@@ -291,8 +291,10 @@ impl<T: Serialize> IntoCallToolResult for Answer<T> {
         let value = serde_json::to_value(&self.data).map_err(|e| {
             ErrorData::internal_error(format!("could not serialise the result: {e}"), None)
         })?;
-        let mut result = CallToolResult::structured(value);
-        result.content = vec![ContentBlock::text(self.summary)];
+        // Not `CallToolResult::structured`: it also prints the whole value as text, which the
+        // summary replaces, so that would be a serialisation thrown away on every call.
+        let mut result = CallToolResult::success(vec![ContentBlock::text(self.summary)]);
+        result.structured_content = Some(value);
         Ok(result.into())
     }
 }
