@@ -20,7 +20,13 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
+const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
+
+/// The server under test: the release build, or `BENCH_BINARY` (e.g. the `profiling` build, which
+/// keeps symbols for perf).
+fn binary() -> String {
+    std::env::var("BENCH_BINARY").unwrap_or_else(|_| BUILT_BINARY.to_owned())
+}
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -32,7 +38,7 @@ fn count(var: &str, default: usize) -> usize {
 /// The release binary pointed at `sandbox` as if it were 1NCE, with nothing from this
 /// environment leaking in.
 fn server_command(sandbox: &Sandbox, state: &std::path::Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BINARY);
+    let mut cmd = tokio::process::Command::new(binary());
     cmd.env_clear()
         .env("ONCE_API_URL", sandbox.base_url())
         .env("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID)
@@ -109,29 +115,51 @@ impl StdioServer {
         assert_eq!(answer["result"]["isError"], false, "{answer}");
     }
 
-    /// (current, peak) resident memory in KiB, from /proc.
-    fn memory_kib(&self) -> (u64, u64) {
-        let pid = self.child.id().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 }
 
-/// A server process serving Streamable HTTP, spoken to with plain reqwest POSTs.
+/// CPU time (user + system, all threads) process `pid` has used so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 per second).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// (current, peak) resident memory of process `pid` in KiB, from /proc.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A server process serving Streamable HTTP.
 struct HttpServer {
-    _child: Child,
-    http: reqwest::Client,
+    child: Child,
     url: String,
-    session: String,
-    next_id: u64,
 }
 
 impl HttpServer {
@@ -152,38 +180,61 @@ impl HttpServer {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
+        HttpServer {
+            child,
+            url: format!("http://{addr}/mcp"),
+        }
+    }
+
+    /// A new MCP session on its own connection, as a separate client would open it.
+    async fn session(&self) -> Result<HttpSession, String> {
         let http = reqwest::Client::new();
-        let url = format!("http://{addr}/mcp");
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "bench", "version": "0"}}});
         let response = http
-            .post(&url)
+            .post(&self.url)
             .header("accept", "application/json, text/event-stream")
             .json(&init)
             .send()
             .await
-            .unwrap();
-        let session = response.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
+            .map_err(|e| format!("initialize: {e}"))?;
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("initialize: no session id (HTTP {})", response.status()))?
             .to_owned();
-        response.bytes().await.unwrap();
-        let server = HttpServer {
-            _child: child,
+        response.bytes().await.map_err(|e| e.to_string())?;
+        let session = HttpSession {
             http,
-            url,
+            url: self.url.clone(),
             session,
             next_id: 1,
         };
-        server
+        session
             .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        server
+            .await?;
+        Ok(session)
     }
 
-    async fn post(&self, message: Value) -> String {
-        self.http
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+}
+
+/// One Streamable HTTP session, spoken to with plain reqwest POSTs.
+struct HttpSession {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    next_id: u64,
+}
+
+impl HttpSession {
+    async fn post(&self, message: Value) -> Result<String, String> {
+        let response = self
+            .http
             .post(&self.url)
             .header("accept", "application/json, text/event-stream")
             .header("mcp-session-id", &self.session)
@@ -191,27 +242,49 @@ impl HttpServer {
             .json(&message)
             .send()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        response.text().await.map_err(|e| e.to_string())
     }
 
-    async fn call(&mut self, tool: &str, args: Value) {
+    /// One tool call; an error if it failed in any way, the tool's own errors included.
+    async fn try_call(&mut self, tool: &str, args: Value) -> Result<(), String> {
         let id = self.next_id;
         self.next_id += 1;
         let body = self
             .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                          "params": {"name": tool, "arguments": args}}))
-            .await;
+            .await?;
         // An SSE stream or a JSON body: find the answer either way.
         let answer: Value = body
             .lines()
             .filter_map(|l| l.strip_prefix("data:").map(str::trim).or(Some(l)))
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .find(|m| m["id"] == id)
-            .unwrap_or_else(|| panic!("no answer in {body}"));
-        assert_eq!(answer["result"]["isError"], false, "{answer}");
+            .ok_or_else(|| format!("no answer in {body}"))?;
+        if answer["result"]["isError"] == false {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    }
+
+    async fn call(&mut self, tool: &str, args: Value) {
+        if let Err(e) = self.try_call(tool, args).await {
+            panic!("{tool}: {e}");
+        }
+    }
+
+    /// Ends the session, as a well-behaved client does.
+    async fn close(self) {
+        let _ = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", &self.session)
+            .send()
+            .await;
     }
 }
 
@@ -237,65 +310,194 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
-async fn time_calls(server: &mut StdioServer, tool: &str, args: &Value, n: usize) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        server.call(tool, args.clone()).await;
-        samples.push(started.elapsed());
-    }
-    samples
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
-async fn time_http_calls(
-    server: &mut HttpServer,
-    tool: &str,
-    args: &Value,
-    n: usize,
-) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        server.call(tool, args.clone()).await;
-        samples.push(started.elapsed());
-    }
-    samples
+/// The floor: the same 1NCE request straight from reqwest on a warm connection, its JSON body
+/// parsed (as a client of the MCP server parses the answer).
+struct Direct {
+    http: reqwest::Client,
+    bearer: String,
+    base: String,
 }
 
-/// The floor: the same 1NCE request straight from reqwest on a warm connection.
-async fn time_direct(sandbox: &Sandbox, path: &str, n: usize) -> Vec<Duration> {
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/oauth/token", sandbox.base_url()))
-        .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
-        .json(&json!({"grant_type": "client_credentials"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = token["access_token"].as_str().unwrap().to_owned();
-    let url = format!("{}{path}", sandbox.base_url());
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n + 100 {
-        let started = Instant::now();
-        let body = http
-            .get(&url)
-            .bearer_auth(&bearer)
+impl Direct {
+    async fn new(sandbox: &Sandbox) -> Direct {
+        let http = reqwest::Client::new();
+        let token: Value = http
+            .post(format!("{}/oauth/token", sandbox.base_url()))
+            .basic_auth(SANDBOX_CLIENT_ID, Some(SANDBOX_CLIENT_SECRET))
+            .json(&json!({"grant_type": "client_credentials"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Direct {
+            http,
+            bearer: token["access_token"].as_str().unwrap().to_owned(),
+            base: sandbox.base_url(),
+        }
+    }
+
+    async fn get(&self, path: &str) {
+        let body = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.bearer)
             .send()
             .await
             .unwrap()
             .bytes()
             .await
             .unwrap();
-        // Parse it, as the server must.
         let _: Value = serde_json::from_slice(&body).unwrap();
-        if i >= 100 {
-            samples.push(started.elapsed());
+    }
+}
+
+/// What one tool call is measured against: the tool, its arguments and the 1NCE request it makes.
+struct Case {
+    label: &'static str,
+    tool: &'static str,
+    args: Value,
+    path: &'static str,
+}
+
+/// Latency of `n` calls through the MCP server and of `n` direct requests, interleaved call by
+/// call (in alternating order) so both see the same machine: on a shared machine, two runs
+/// minutes apart differ by more than the overhead being measured.
+struct Paired {
+    mcp: Vec<Duration>,
+    direct: Vec<Duration>,
+}
+
+/// An MCP session a tool can be called through.
+trait Session {
+    async fn call(&mut self, tool: &str, args: Value);
+}
+
+impl Session for StdioServer {
+    async fn call(&mut self, tool: &str, args: Value) {
+        StdioServer::call(self, tool, args).await
+    }
+}
+
+impl Session for HttpSession {
+    async fn call(&mut self, tool: &str, args: Value) {
+        HttpSession::call(self, tool, args).await
+    }
+}
+
+async fn paired(direct: &Direct, case: &Case, n: usize, session: &mut impl Session) -> Paired {
+    let mut out = Paired {
+        mcp: Vec::with_capacity(n),
+        direct: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        for mcp_first in [i % 2 == 0, i % 2 == 1] {
+            let started = Instant::now();
+            if mcp_first {
+                session.call(case.tool, case.args.clone()).await;
+                out.mcp.push(started.elapsed());
+            } else {
+                direct.get(case.path).await;
+                out.direct.push(started.elapsed());
+            }
         }
     }
-    samples
+    out
+}
+
+/// Hundreds of Streamable HTTP sessions at once, each its own client and connection, calling
+/// tools concurrently: round after round, to show whether memory stays flat.
+async fn concurrent_http(sandbox: &Sandbox, state: &std::path::Path, cases: &[Case]) {
+    let sessions = count("BENCH_SESSIONS", 200);
+    let per_session = count("BENCH_SESSION_CALLS", 25);
+    let rounds = count("BENCH_ROUNDS", 10);
+    let server = HttpServer::spawn(sandbox, state).await;
+    let pid = server.pid();
+    let (idle, _) = memory_kib(pid);
+    println!();
+    println!(
+        "concurrent Streamable HTTP: {rounds} rounds of {sessions} sessions at once, each a separate client making {per_session} calls (get_order and list_orders in turn); server RSS idle {:.1} MB",
+        mb(idle)
+    );
+    println!();
+    println!(
+        "| round | calls | errors | wall time | calls/s | call p50 | call p99 | upstream requests per call | RSS after | peak RSS |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let server = std::sync::Arc::new(server);
+    let cases: std::sync::Arc<Vec<(&'static str, Value)>> =
+        std::sync::Arc::new(cases.iter().map(|c| (c.tool, c.args.clone())).collect());
+    let mut token_requests = 0;
+    for round in 1..=rounds {
+        sandbox.clear_requests();
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..sessions)
+            .map(|s| {
+                let server = server.clone();
+                let cases = cases.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(per_session);
+                    let mut errors = Vec::new();
+                    let mut session = match server.session().await {
+                        Ok(session) => session,
+                        Err(e) => return (latencies, vec![e; per_session]),
+                    };
+                    for i in 0..per_session {
+                        let (tool, args) = &cases[(s + i) % cases.len()];
+                        let t = Instant::now();
+                        match session.try_call(tool, args.clone()).await {
+                            Ok(()) => latencies.push(t.elapsed()),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    session.close().await;
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        let mut errors = Vec::new();
+        for task in tasks {
+            let (l, e) = task.await.expect("session task");
+            latencies.extend(l);
+            errors.extend(e);
+        }
+        let wall = started.elapsed();
+        let requests = sandbox.requests();
+        token_requests += requests
+            .iter()
+            .filter(|r| r.path.starts_with("/oauth"))
+            .count();
+        let calls = sessions * per_session;
+        let (rss, peak) = memory_kib(pid);
+        let latency = if latencies.is_empty() {
+            None
+        } else {
+            Some(stats(latencies))
+        };
+        println!(
+            "| {round} | {calls} | {} | {:.2} s | {:.0} | {} | {} | {:.3} | {:.1} MB | {:.1} MB |",
+            errors.len(),
+            wall.as_secs_f64(),
+            calls as f64 / wall.as_secs_f64(),
+            latency.as_ref().map(|l| us(l.p50)).unwrap_or_default(),
+            latency.as_ref().map(|l| us(l.p99)).unwrap_or_default(),
+            (requests.len() as f64) / calls as f64,
+            mb(rss),
+            mb(peak),
+        );
+        if let Some(first) = errors.first() {
+            println!("first error: {first}");
+        }
+    }
+    println!(
+        "(token requests to 1NCE over all {rounds} rounds: {token_requests}; sessions are closed with DELETE at the end of each)"
+    );
 }
 
 #[tokio::main]
@@ -305,6 +507,20 @@ async fn main() {
     let spawns = count("BENCH_SPAWNS", 25);
     let sandbox = Sandbox::start().await.unwrap();
     let state = tempfile::tempdir().unwrap();
+    let cases = [
+        Case {
+            label: "get_order",
+            tool: "get_order",
+            args: json!({"order_number": 2000000007u64}),
+            path: "/v1/orders/2000000007",
+        },
+        Case {
+            label: "list_orders (10 orders)",
+            tool: "list_orders",
+            args: json!({"page": 2, "page_size": 10}),
+            path: "/v1/orders?page=2&pageSize=10",
+        },
+    ];
 
     // Start-up: spawn to initialize response, fresh processes.
     let mut startup = Vec::new();
@@ -316,41 +532,48 @@ async fn main() {
     }
     let startup = stats(startup);
 
+    let direct = Direct::new(&sandbox).await;
     let mut server = StdioServer::spawn(&sandbox, state.path());
     server.initialize().await;
-    let idle = server.memory_kib();
-    let get = json!({"order_number": 2000000007u64});
-    let list = json!({"page": 2, "page_size": 10});
-    // Warm up: token, connection, allocator.
-    time_calls(&mut server, "get_order", &get, 200).await;
-    sandbox.clear_requests();
+    let pid = server.pid();
+    let idle = memory_kib(pid);
+    // Warm up: token, connections, allocators.
+    for _ in 0..200 {
+        server.call(cases[0].tool, cases[0].args.clone()).await;
+        direct.get(cases[0].path).await;
+    }
 
     let per_tool = calls / 2;
-    let get_stdio = stats(time_calls(&mut server, "get_order", &get, per_tool).await);
-    let upstream_get = sandbox.requests().len();
+    let mut stdio = Vec::new();
+    for case in &cases {
+        sandbox.clear_requests();
+        let cpu_before = cpu_time(pid);
+        let samples = paired(&direct, case, per_tool, &mut server).await;
+        let cpu = cpu_time(pid) - cpu_before;
+        // Every request the sandbox saw, less the direct ones.
+        let upstream = sandbox.requests().len() - per_tool;
+        stdio.push((samples, cpu, upstream));
+    }
     sandbox.clear_requests();
-    let list_stdio = stats(time_calls(&mut server, "list_orders", &list, per_tool).await);
-    let upstream_list = sandbox.requests().len();
-    sandbox.clear_requests();
-    let loaded = server.memory_kib();
+    let loaded = memory_kib(pid);
+    drop(server);
 
     let http_calls = per_tool.min(5000);
-    let mut http = HttpServer::spawn(&sandbox, state.path()).await;
-    time_http_calls(&mut http, "get_order", &get, 200).await;
-    let get_http = stats(time_http_calls(&mut http, "get_order", &get, http_calls).await);
-    let list_http = stats(time_http_calls(&mut http, "list_orders", &list, http_calls).await);
+    let http_server = HttpServer::spawn(&sandbox, state.path()).await;
+    let mut session = http_server.session().await.expect("an HTTP session");
+    for _ in 0..200 {
+        session.call(cases[0].tool, cases[0].args.clone()).await;
+    }
+    let mut http = Vec::new();
+    for case in &cases {
+        http.push(paired(&direct, case, http_calls, &mut session).await);
+    }
+    session.close().await;
+    drop(http_server);
     sandbox.clear_requests();
 
-    let get_floor = stats(time_direct(&sandbox, "/v1/orders/2000000007", per_tool.min(5000)).await);
-    let list_floor = stats(
-        time_direct(
-            &sandbox,
-            "/v1/orders?page=2&pageSize=10",
-            per_tool.min(5000),
-        )
-        .await,
-    );
-    let size = std::fs::metadata(BINARY).map(|m| m.len()).unwrap_or(0);
+    let binary = binary();
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
 
     println!(
         "1nce-mcp benchmark ({} CPUs, release build, sandbox over loopback)",
@@ -369,48 +592,46 @@ async fn main() {
         "| call | direct p50 | direct p99 | stdio p50 | stdio p99 | stdio overhead p50 | HTTP p50 | HTTP p99 | HTTP overhead p50 |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, stdio, http, floor) in [
-        ("get_order", &get_stdio, &get_http, &get_floor),
-        (
-            "list_orders (10 orders)",
-            &list_stdio,
-            &list_http,
-            &list_floor,
-        ),
-    ] {
+    for (case, ((stdio, _, _), http)) in cases.iter().zip(stdio.iter().zip(&http)) {
+        let floor = stats(stdio.direct.clone());
+        let over_stdio = stats(stdio.mcp.clone());
+        let http_floor = stats(http.direct.clone());
+        let over_http = stats(http.mcp.clone());
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            case.label,
             us(floor.p50),
             us(floor.p99),
-            us(stdio.p50),
-            us(stdio.p99),
-            us(stdio.p50.saturating_sub(floor.p50)),
-            us(http.p50),
-            us(http.p99),
-            us(http.p50.saturating_sub(floor.p50)),
+            us(over_stdio.p50),
+            us(over_stdio.p99),
+            us(over_stdio.p50.saturating_sub(floor.p50)),
+            us(over_http.p50),
+            us(over_http.p99),
+            us(over_http.p50.saturating_sub(http_floor.p50)),
         );
     }
     println!(
-        "({per_tool} stdio calls and {http_calls} HTTP calls per tool, after 200 warm-up calls)"
+        "({per_tool} stdio calls and {http_calls} HTTP calls per tool after 200 warm-up calls, each paired with a direct request)"
     );
     println!();
+    for (case, (_, cpu, upstream)) in cases.iter().zip(&stdio) {
+        println!(
+            "{}: {:.3} upstream requests per call, server CPU time {} per call",
+            case.label,
+            *upstream as f64 / per_tool as f64,
+            us(*cpu / per_tool as u32),
+        );
+    }
     println!(
-        "upstream requests per tool call: get_order {:.3}, list_orders {:.3}",
-        upstream_get as f64 / per_tool as f64,
-        upstream_list as f64 / per_tool as f64
-    );
-    println!(
-        "resident memory: idle {:.1} MB; after {} calls {:.1} MB (peak {:.1} MB)",
-        idle.0 as f64 / 1024.0,
+        "resident memory (stdio): idle {:.1} MB; after {} calls {:.1} MB (peak {:.1} MB)",
+        mb(idle.0),
         per_tool * 2 + 200,
-        loaded.0 as f64 / 1024.0,
-        loaded.1 as f64 / 1024.0
+        mb(loaded.0),
+        mb(loaded.1)
     );
-    println!("binary size: {:.1} MB ({BINARY})", size as f64 / 1e6);
-}
+    println!("binary size: {:.1} MB ({binary})", size as f64 / 1e6);
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    concurrent_http(&sandbox, state.path(), &cases).await;
 }
 
 fn num_cpus() -> usize {
