@@ -4,12 +4,15 @@
 //! points the built binary at it over loopback, then reports:
 //! - spawn-to-initialize-response time of fresh stdio server processes (median and spread);
 //! - per-call latency p50/p99 of `get_order` and `list_orders` over stdio and over Streamable
-//!   HTTP, next to the same 1NCE request made directly with reqwest on a warm connection (the
-//!   floor);
+//!   HTTP, each call paired with the same 1NCE request made directly with reqwest on a warm
+//!   connection (the floor), and the server's CPU time per call;
 //! - upstream requests per tool call in steady state;
-//! - peak resident memory idle and after 10,000 calls, and the binary's size.
+//! - peak resident memory idle and after 10,000 calls, and the binary's size;
+//! - rounds of hundreds of concurrent Streamable HTTP clients: errors, throughput, latency,
+//!   upstream requests per call and the server's memory after each round.
 //!
-//! Counts can be lowered for a quick look: `BENCH_CALLS=2000 BENCH_SPAWNS=10 cargo bench --bench mcp`.
+//! Counts can be lowered for a quick look: `BENCH_CALLS=2000 BENCH_SPAWNS=10 BENCH_ROUNDS=2 cargo bench --bench mcp`
+//! (also `BENCH_SESSIONS`, `BENCH_SESSION_CALLS`; `BENCH_BINARY` measures another build).
 //! The client side speaks raw JSON-RPC lines, so what is measured is the server, not a client SDK.
 
 use std::process::Stdio;
