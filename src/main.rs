@@ -219,9 +219,10 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
         }
     }
     let session = async {
-        // Pipes (how clients spawn stdio servers) are read and written on the I/O reactor, not
-        // through a blocking thread per message; anything else falls back to blocking stdio.
-        let (stdin, stdout) = rmcp::transport::stdio_pipes();
+        // Pipes and socket pairs (how clients spawn stdio servers) are read and written on the
+        // I/O reactor, not through a blocking thread per message.
+        let (stdin, stdout, mode) = transport::stdio::streams();
+        tracing::debug!(?mode, "stdio transport");
         let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout);
         // A notification sent before `initialize` would otherwise end the session.
         let service = server

@@ -1,6 +1,7 @@
-//! Network transports: thin adapters that carry MCP between HTTP clients and the same
-//! [`OrderServer`](crate::mcp::OrderServer) the stdio transport serves.
+//! Transports: thin adapters that carry MCP between clients and the
+//! [`OrderServer`](crate::mcp::OrderServer).
 //!
+//! - [`stdio`]: stdin and stdout, driven by the I/O reactor when they are pipes or Unix sockets.
 //! - [`http`]: one axum listener with Streamable HTTP at `/mcp`, legacy HTTP+SSE at `/sse` and
 //!   `/message`, and `/health`; graceful shutdown.
 //! - [`sse`]: the 2024-11-05 HTTP+SSE transport built on rmcp's generic `(Sink, Stream)`
@@ -15,6 +16,7 @@
 pub mod guard;
 pub mod http;
 pub mod sse;
+pub mod stdio;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
