@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, Lines};
+use tokio::process::Child;
 
 const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
 
@@ -55,12 +55,13 @@ fn server_command(sandbox: &Sandbox, state: &std::path::Path) -> tokio::process:
 /// A server process spoken to in raw JSON-RPC lines.
 struct StdioServer {
     child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    stdin: Box<dyn AsyncWrite + Unpin + Send>,
+    lines: Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>,
     next_id: u64,
 }
 
 impl StdioServer {
+    /// With pipes, as Python's and Rust's process APIs spawn a server.
     fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> StdioServer {
         let mut child = server_command(sandbox, state)
             .stdin(Stdio::piped())
@@ -69,12 +70,37 @@ impl StdioServer {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the release binary");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdin = Box::new(child.stdin.take().unwrap());
+        let stdout: Box<dyn AsyncRead + Unpin + Send> = Box::new(child.stdout.take().unwrap());
         StdioServer {
             child,
             stdin,
-            lines,
+            lines: BufReader::new(stdout).lines(),
+            next_id: 1,
+        }
+    }
+
+    /// With a Unix socket pair per stream, as Node.js (Claude Desktop, Claude Code, VS Code,
+    /// Cursor) spawns a server.
+    fn spawn_sockets(sandbox: &Sandbox, state: &std::path::Path) -> StdioServer {
+        let (ours_in, theirs_in) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (ours_out, theirs_out) = std::os::unix::net::UnixStream::pair().unwrap();
+        let child = server_command(sandbox, state)
+            .stdin(std::os::fd::OwnedFd::from(theirs_in))
+            .stdout(std::os::fd::OwnedFd::from(theirs_out))
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the release binary");
+        let tokio_stream = |s: std::os::unix::net::UnixStream| {
+            s.set_nonblocking(true).unwrap();
+            tokio::net::UnixStream::from_std(s).unwrap()
+        };
+        let stdout: Box<dyn AsyncRead + Unpin + Send> = Box::new(tokio_stream(ours_out));
+        StdioServer {
+            child,
+            stdin: Box::new(tokio_stream(ours_in)),
+            lines: BufReader::new(stdout).lines(),
             next_id: 1,
         }
     }
@@ -561,6 +587,18 @@ async fn main() {
     let loaded = memory_kib(pid);
     drop(server);
 
+    let mut server = StdioServer::spawn_sockets(&sandbox, state.path());
+    server.initialize().await;
+    for _ in 0..200 {
+        server.call(cases[0].tool, cases[0].args.clone()).await;
+    }
+    let mut sockets = Vec::new();
+    for case in &cases {
+        sockets.push(paired(&direct, case, per_tool.min(5000), &mut server).await);
+    }
+    drop(server);
+    sandbox.clear_requests();
+
     let http_calls = per_tool.min(5000);
     let http_server = HttpServer::spawn(&sandbox, state.path()).await;
     let mut session = http_server.session().await.expect("an HTTP session");
@@ -616,6 +654,23 @@ async fn main() {
     println!(
         "({per_tool} stdio calls and {http_calls} HTTP calls per tool after 200 warm-up calls, each paired with a direct request)"
     );
+    println!();
+    println!("stdio over Unix socket pairs, as Node.js hosts spawn a server:");
+    println!();
+    println!("| call | direct p50 | stdio p50 | stdio p99 | stdio overhead p50 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (case, run) in cases.iter().zip(&sockets) {
+        let floor = stats(run.direct.clone());
+        let over = stats(run.mcp.clone());
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            case.label,
+            us(floor.p50),
+            us(over.p50),
+            us(over.p99),
+            us(over.p50.saturating_sub(floor.p50)),
+        );
+    }
     println!();
     for (case, (_, cpu, upstream)) in cases.iter().zip(&stdio) {
         println!(
