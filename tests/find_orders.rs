@@ -76,6 +76,44 @@ async fn newest_first_and_stops_as_soon_as_it_can() {
     server.stop().await;
 }
 
+fn numbers(out: &Value) -> Vec<Value> {
+    out["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_number"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn without_page_counts_it_reads_forward_to_the_end_and_still_finds_the_newest() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let server = server(&sandbox).await;
+    let with_totals = server.ok("find_orders", json!({"limit": 4})).await;
+    let recent = server
+        .ok("find_orders", json!({"placed_from": "2025-01-01"}))
+        .await;
+    sandbox.clear_requests();
+
+    sandbox.set_list_totals(false);
+    let out = server.ok("find_orders", json!({"limit": 4})).await;
+    // Page 1 holds the oldest orders: only the whole list (3 pages, the last one short) says
+    // which are the newest, so nothing stops the walk early.
+    assert_eq!(numbers(&out), numbers(&with_totals));
+    assert_eq!(out["complete"], true);
+    assert_eq!(out["pages_read"], 3);
+    assert!(out.get("total_count").is_none(), "{out}");
+    assert_eq!(page_requests(&sandbox), 3);
+
+    // A date filter cannot stop it early either.
+    let forward = server
+        .ok("find_orders", json!({"placed_from": "2025-01-01"}))
+        .await;
+    assert_eq!(numbers(&forward), numbers(&recent));
+    assert_eq!(forward["complete"], true);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn finds_the_order_of_a_sim_and_by_date_range() {
     let sandbox = Sandbox::start().await.unwrap();

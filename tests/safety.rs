@@ -231,6 +231,32 @@ async fn read_only_mode_does_not_offer_create_order_at_all() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_is_found_when_1nce_sends_no_page_count() {
+    // Without X-Total-Pages the lookup must read forward from the oldest page to the end.
+    let sandbox = sandbox().await;
+    sandbox.set_list_totals(false);
+    let server = spawn_against(&sandbox, &[]).await;
+    let args = json!({"products": [{"product_id": 1002, "quantity": 6}]});
+    let preview = server.ok("create_order", args.clone()).await;
+    sandbox.inject(Fault::status("POST", "/v1/orders", 502).after_handling());
+    let before: BTreeSet<u64> = numbers(&sandbox);
+    let text = server
+        .err(
+            "create_order",
+            with_token(args, &preview["confirmation_token"]),
+        )
+        .await;
+    let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
+    assert_eq!(created.len(), 1, "the sandbox created the order");
+    assert!(
+        text.contains(&format!("Found it: order {}", created[0])),
+        "{text}"
+    );
+    assert_eq!(posts(&sandbox), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again() {
     let sandbox = sandbox().await;
     let dir = temp_dir("lost");

@@ -15,9 +15,12 @@ pub mod auth;
 pub mod error;
 pub mod model;
 pub mod pacing;
+mod page_walk;
 pub mod products;
 pub mod rate_limit;
 pub mod retry;
+
+pub use page_walk::PageWalk;
 
 use std::sync::Arc;
 use std::time::Duration;

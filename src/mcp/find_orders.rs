@@ -3,7 +3,8 @@
 //! 1NCE filters nothing server-side and sorts ascending only, so the search reads page 1 (by
 //! date) for the page count, then walks from the last page backwards: the newest orders come
 //! first and a search for recent orders stops early. It reads at most [`MAX_PAGES`] pages, to
-//! stay well inside 1NCE's rate limit, and says whether the whole list was searched. When the
+//! stay well inside 1NCE's rate limit, and says whether the whole list was searched. Without a
+//! page count it must read forward from page 1, oldest first, to the end of the list. When the
 //! client sent a progress token, every page read is reported as progress.
 
 use chrono::NaiveDate;
@@ -16,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::list_orders::{CANCELLED, order_line};
 use super::{Answer, OrderServer, ToolResult, tool_error};
-use crate::api::model::{ListOrdersQuery, MAX_PAGE_SIZE, Order, lenient_i64_opt};
+use crate::api::PageWalk;
+use crate::api::model::{Order, SortKey, lenient_i64_opt};
 
 /// Most pages one search reads (10 orders each).
 pub const MAX_PAGES: u32 = 30;
@@ -198,50 +200,22 @@ impl OrderServer {
     ) -> ToolResult<FindOrdersOutput> {
         let filter = Filter::new(args).map_err(|e| format!("Invalid arguments: {e}."))?;
         let progress = meta.get_progress_token();
-        let read = |page: u32| {
-            let query = ListOrdersQuery {
-                page,
-                page_size: MAX_PAGE_SIZE,
-                sort: vec![crate::api::model::SortKey::OrderDate],
-            };
-            let client = self.client.clone();
-            async move { client.list_orders(&query).await }
-        };
-        let first = tokio::select! {
-            page = read(1) => page.map_err(|e| tool_error(&e))?,
+        let started = PageWalk::start(&self.client, vec![SortKey::OrderDate], MAX_PAGES);
+        let mut walk = tokio::select! {
+            walk = started => walk.map_err(|e| tool_error(&e))?,
             () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
         };
-        // Newest first: from the last page backwards when 1NCE says how many there are.
-        let pages: Vec<u32> = match first.total_pages {
-            Some(total) if total > 1 => {
-                let total = u32::try_from(total).unwrap_or(u32::MAX);
-                (1..=total).rev().collect()
-            }
-            Some(_) => vec![1],
-            None => (1..=MAX_PAGES).collect(),
-        };
-        let to_read = pages.len().min(MAX_PAGES as usize) as u32;
-        let total_count = first.total_count;
-        let first_total = first.total_pages;
+        let to_read = walk.planned();
         let mut found: Vec<Order> = Vec::new();
-        let mut pages_read = 1;
         let mut searched = 0;
         let mut complete = false;
-        let mut first = Some(first);
-        for (i, &number) in pages.iter().enumerate() {
-            if searched == to_read {
-                break;
-            }
-            let page = match first.take_if(|p| p.page == number) {
-                Some(page) => page,
-                None => {
-                    pages_read += 1;
-                    tokio::select! {
-                        page = read(number) => page.map_err(|e| tool_error(&e))?,
-                        () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
-                    }
-                }
+        loop {
+            let next = tokio::select! {
+                next = walk.next() => next,
+                () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
             };
+            let Some(page) = next else { break };
+            let page = page.map_err(|e| tool_error(&e))?;
             searched += 1;
             if let Some(token) = &progress {
                 let _ = peer
@@ -249,7 +223,8 @@ impl OrderServer {
                         ProgressNotificationParam::new(token.clone(), f64::from(searched))
                             .with_total(f64::from(to_read))
                             .with_message(format!(
-                                "read page {number} of the order list ({} match so far)",
+                                "read page {} of the order list ({} match so far)",
+                                page.page,
                                 found.len()
                             )),
                     )
@@ -264,25 +239,35 @@ impl OrderServer {
                 .min();
             let mut matching: Vec<Order> = page
                 .orders
-                .iter()
+                .into_iter()
                 .filter(|o| filter.matches(o))
-                .cloned()
                 .collect();
             matching.reverse(); // each page is oldest first
+            if !walk.newest_first() {
+                // Oldest pages first (1NCE sent no page count): this page is newer than all
+                // before it, and only the end of the list says which orders are the newest.
+                matching.append(&mut found);
+                found = matching;
+                if walk.ended() {
+                    complete = true;
+                    break;
+                }
+                continue;
+            }
             found.extend(matching);
-            // Walking forward without a page count, a short page is the end of the list.
-            let short = first_total.is_none() && page.orders.len() < MAX_PAGE_SIZE as usize;
-            let last = i + 1 == pages.len() || short;
             if found.len() >= filter.limit {
                 found.truncate(filter.limit);
-                complete = last;
+                complete = walk.ended();
                 break;
             }
-            if last || !filter.older_can_match(oldest) {
+            if walk.ended() || !filter.older_can_match(oldest) {
                 complete = true;
                 break;
             }
         }
+        found.truncate(filter.limit);
+        let pages_read = walk.requests();
+        let total_count = walk.total_count();
         let output = FindOrdersOutput {
             orders: found,
             pages_read,

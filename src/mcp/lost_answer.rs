@@ -3,12 +3,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::api::model::{ListOrdersQuery, NewOrder, Order};
-use crate::api::{ApiError, Client};
+use crate::api::model::{NewOrder, Order, SortKey};
+use crate::api::{ApiError, Client, PageWalk};
 
-/// Most order pages read while looking; the newest orders are on the last pages.
-const MAX_PAGES: u32 = 5;
-const PAGE_SIZE: i64 = 10;
+/// Most order pages read while looking: ten orders each, newest first.
+const MAX_PAGES: u32 = 20;
 
 /// What the search found.
 #[derive(Debug)]
@@ -43,7 +42,8 @@ fn created(order: &Order) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-/// Reads the newest orders (sorted by date, last pages first) and returns those matching
+/// Reads the newest orders (sorted by date, newest page first when 1NCE reports the page count)
+/// and returns those matching
 /// `new` that were created at or after `sent_at` (to the second, as 1NCE dates are; an equal
 /// order placed earlier within the same second cannot be told apart).
 pub(super) async fn find(
@@ -54,55 +54,24 @@ pub(super) async fn find(
     // 1NCE dates have whole seconds: an order created after `sent_at` is dated no earlier than
     // the start of that second.
     let since = sent_at.trunc_subsecs(0);
-    let query = |page: i64| {
-        ListOrdersQuery::new(Some(page), Some(PAGE_SIZE), Some("order_date,order_number")).map_err(
-            |e| ApiError::BadResponse {
-                reason: e.to_string(),
-            },
-        )
-    };
-    let first = client.list_orders(&query(1)?).await?;
+    let sort = vec![SortKey::OrderDate, SortKey::OrderNumber];
+    let mut walk = PageWalk::start(client, sort, MAX_PAGES).await?;
     let mut orders = Vec::new();
     let mut complete = false;
-    match first.total_pages {
-        Some(total) if total > 1 => {
-            // Walk back from the last page while every order on it is recent.
-            let mut page = total as i64;
-            let mut read = 0;
-            loop {
-                let listed = client.list_orders(&query(page)?).await?;
-                read += 1;
-                let reached_older = listed
-                    .orders
-                    .iter()
-                    .any(|o| created(o).is_none_or(|d| d < since));
-                orders.extend(listed.orders);
-                if reached_older || page == 1 {
-                    complete = true;
-                    break;
-                }
-                if read >= MAX_PAGES {
-                    break;
-                }
-                page -= 1;
-            }
-        }
-        Some(_) => {
-            orders.extend(first.orders);
+    let newest_first = walk.newest_first();
+    while let Some(page) = walk.next().await {
+        let page = page?;
+        // Newest first, once a page holds an order from before the POST, so do all later ones.
+        // Oldest first, only the end of the list is the end of the search.
+        let reached_older = newest_first
+            && page
+                .orders
+                .iter()
+                .any(|o| created(o).is_none_or(|d| d < since));
+        orders.extend(page.orders);
+        if reached_older || walk.ended() {
             complete = true;
-        }
-        None => {
-            // No totals: walk forward; the newest orders come last.
-            let mut has_more = first.has_more();
-            orders.extend(first.orders);
-            let mut page = 1;
-            while has_more && page < MAX_PAGES as i64 * 4 {
-                page += 1;
-                let listed = client.list_orders(&query(page)?).await?;
-                has_more = listed.has_more();
-                orders.extend(listed.orders);
-            }
-            complete = !has_more;
+            break;
         }
     }
     let mut matching: Vec<Order> = orders

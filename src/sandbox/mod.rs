@@ -192,6 +192,12 @@ impl Sandbox {
         self.shared.lock().create_response = style;
     }
 
+    /// Whether the order list reports its totals (`X-Total-Pages`, `X-Total-Count`); on by
+    /// default. Without them a client can only walk forward until a short page.
+    pub fn set_list_totals(&self, on: bool) {
+        self.shared.lock().list_totals = on;
+    }
+
     /// Queues `fault` behind earlier ones; a fault with `times == 0` is ignored.
     pub fn inject(&self, fault: Fault) {
         if fault.times > 0 {

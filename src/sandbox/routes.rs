@@ -368,7 +368,7 @@ async fn list_orders(
         Ok(query) => query,
         Err(message) => return bad_request("BadRequest", message),
     };
-    let (page, total) = {
+    let (page, total, with_totals) = {
         let state = shared.lock();
         let mut orders: Vec<&Order> = state.orders.values().collect();
         // Stable sort over number order, so ties not settled by the keys stay by number.
@@ -387,16 +387,17 @@ async fn list_orders(
             .take(query.page_size)
             .cloned()
             .collect();
-        (page, state.orders.len())
+        (page, state.orders.len(), state.list_totals)
     };
-    let total_pages = total.div_ceil(query.page_size);
-    let headers = [
-        ("x-total-pages", total_pages.to_string()),
-        ("x-total-count", total.to_string()),
-        ("x-current-page", query.page.to_string()),
-        ("x-count-per-page", query.page_size.to_string()),
-    ];
-    (headers, Json(page)).into_response()
+    let mut response = Json(page).into_response();
+    let headers = response.headers_mut();
+    if with_totals {
+        headers.insert("x-total-pages", total.div_ceil(query.page_size).into());
+        headers.insert("x-total-count", total.into());
+    }
+    headers.insert("x-current-page", query.page.into());
+    headers.insert("x-count-per-page", query.page_size.into());
+    response
 }
 
 /// `GET /v1/orders/{order_number}`.

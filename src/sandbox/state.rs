@@ -51,6 +51,7 @@ impl Shared {
                 tokens: HashMap::new(),
                 token_lifetime: options.token_lifetime,
                 create_response: options.create_response,
+                list_totals: true,
                 orders,
                 next_order_number: seed::FIRST_ORDER_NUMBER + seeded,
                 next_invoice_number: seed::FIRST_INVOICE_NUMBER + seeded,
@@ -80,6 +81,8 @@ pub(crate) struct State {
     tokens: HashMap<String, Option<Instant>>,
     pub token_lifetime: Duration,
     pub create_response: CreateResponse,
+    /// Whether `GET /v1/orders` sends `X-Total-Pages` and `X-Total-Count`.
+    pub list_totals: bool,
     pub orders: BTreeMap<u64, Order>,
     next_order_number: u64,
     next_invoice_number: u64,
