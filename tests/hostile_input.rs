@@ -272,9 +272,9 @@ fn invalid_create_order() -> BoxedStrategy<Value> {
     .boxed()
 }
 
-/// Runs `strategy`'s cases against one server: each call must be a tool error and 1NCE must
-/// see nothing at all.
-fn refuse_all(tool: &'static str, strategy: BoxedStrategy<Value>) {
+/// A runtime for a property test's synchronous runner, a sandbox, and the server against it
+/// (unpaced, so hundreds of cases do not wait on the rate limiter).
+fn start() -> (tokio::runtime::Runtime, Sandbox, Server) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -285,6 +285,13 @@ fn refuse_all(tool: &'static str, strategy: BoxedStrategy<Value>) {
         let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
         (sandbox, server)
     });
+    (runtime, sandbox, server)
+}
+
+/// Runs `strategy`'s cases against one server: each call must be a tool error and 1NCE must
+/// see nothing at all.
+fn refuse_all(tool: &'static str, strategy: BoxedStrategy<Value>) {
+    let (runtime, sandbox, server) = start();
     let calls = AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config {
         cases: cases(),
@@ -366,16 +373,7 @@ fn create_order_refuses_invalid_arguments_and_bogus_tokens_without_calling_1nce(
 /// every call (a result or a JSON-RPC error for an unknown tool) and keeps serving.
 #[test]
 fn arbitrary_arguments_never_stop_the_server() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (sandbox, server) = runtime.block_on(async {
-        let sandbox = Sandbox::start().await.unwrap();
-        let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
-        (sandbox, server)
-    });
+    let (runtime, sandbox, server) = start();
     let strategy = (
         prop::sample::select(vec![
             "list_orders",
