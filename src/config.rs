@@ -135,9 +135,10 @@ pub struct Cli {
     )]
     pub http_token_file: Option<std::path::PathBuf>,
 
-    /// A browser Origin allowed to call the HTTP endpoints, e.g. https://agent.example.com
-    /// (repeatable; the variable takes a comma-separated list). Loopback origins are always
-    /// allowed; requests without an Origin header are not browser requests and pass.
+    /// A browser Origin allowed to call the HTTP endpoints, and sent CORS headers so a web
+    /// client there can, e.g. https://agent.example.com (repeatable; the variable takes a
+    /// comma-separated list). Loopback origins are always allowed (without CORS); requests
+    /// without an Origin header are not browser requests and pass.
     #[arg(
         long = "allowed-origin",
         global = true,

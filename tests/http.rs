@@ -240,6 +240,120 @@ async fn bearer_token_host_and_origin_are_enforced() {
     );
 }
 
+/// What a browser does for a web client on a listed origin: a preflight without the token, then
+/// the session's POSTs, each answer readable only with CORS headers naming that origin.
+#[tokio::test]
+async fn a_listed_origin_can_run_a_session_from_a_browser() {
+    const WEB_APP: &str = "https://agent.example.com";
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(
+        &sandbox.base_url(),
+        &["--allowed-origin", WEB_APP],
+        &[("ONCE_MCP_HTTP_TOKEN", TOKEN)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &str| {
+        http.request(reqwest::Method::OPTIONS, server.url("/mcp"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,mcp-protocol-version,mcp-session-id",
+            )
+            .send()
+    };
+    let allowed_origin = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    let ok = preflight(WEB_APP).await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(allowed_origin(&ok).as_deref(), Some(WEB_APP));
+    let headers = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(headers.contains("authorization") && headers.contains("mcp-session-id"));
+    let foreign = preflight("https://evil.example").await.unwrap();
+    assert_eq!(allowed_origin(&foreign), None);
+
+    let post = |message: Value, session: Option<&str>| {
+        let mut request = http
+            .post(server.url("/mcp"))
+            .header("origin", WEB_APP)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&message);
+        if let Some(id) = session {
+            request = request.header("mcp-session-id", id);
+        }
+        request.send()
+    };
+    let init = post(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"web","version":"0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    assert_eq!(allowed_origin(&init).as_deref(), Some(WEB_APP));
+    let exposed = init.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("mcp-session-id"), "{exposed}");
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = init.text().await.unwrap();
+    let notified = post(
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(notified.status(), 202);
+
+    let call = post(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+               "params":{"name":"list_orders","arguments":{"page_size":2}}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call.status(), 200);
+    assert_eq!(allowed_origin(&call).as_deref(), Some(WEB_APP));
+    let body = call.text().await.unwrap();
+    let answer: Value = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .find(|m: &Value| m["id"] == 2)
+        .unwrap_or_else(|| serde_json::from_str(&body).unwrap());
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["orders"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The preflight is answered without the token; a real request without it is still refused.
+    let no_token = http
+        .post(server.url("/mcp"))
+        .header("origin", WEB_APP)
+        .json(&json!({"jsonrpc":"2.0","id":3,"method":"ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+}
+
 #[tokio::test]
 async fn status_codes_follow_the_transport_spec() {
     let sandbox = sandbox().await;

@@ -6,9 +6,10 @@
 //! | `GET /sse`, `POST /message` | legacy HTTP+SSE ([`super::sse`]) |
 //! | `GET /health` | `{"status":"ok"}`, no token, nothing about the account |
 //!
-//! Every MCP path passes the [`Guard`] first; request bodies are limited to
-//! [`MAX_BODY_BYTES`]. Shutdown is one small idea in three steps: stop accepting, wait (up to
-//! the grace period) for the calls in flight, then close the sessions so their open streams end.
+//! Every MCP path passes the [`Guard`] first (after [`cors`], when origins are listed); request
+//! bodies are limited to [`MAX_BODY_BYTES`]. Shutdown is one small idea in three steps: stop
+//! accepting, wait (up to the grace period) for the calls in flight, then close the sessions so
+//! their open streams end.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::cors;
 use super::guard::{self, Guard};
 use super::sse::{self, SseSessions};
 use super::{HttpSettings, random_id};
@@ -165,7 +167,7 @@ fn router(
     );
     let sse = SseSessions::new(server, close_sessions.child_token(), calls.clone());
 
-    Router::new()
+    let app = Router::new()
         .route_service("/mcp", streamable)
         .route_layer(middleware::from_fn_with_state(calls, count_calls))
         .route("/sse", get(sse::open))
@@ -173,7 +175,12 @@ fn router(
         .with_state(sse)
         .layer(middleware::from_fn_with_state(guard, guard::middleware))
         .route("/health", get(health))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Outermost: a browser's preflight carries no token, so it is answered before the guard.
+    match cors::layer(&settings.allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.

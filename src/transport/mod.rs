@@ -8,11 +8,14 @@
 //!   transport, one pair per session.
 //! - [`guard`]: what every MCP request passes first: `Host` and `Origin` checks against DNS
 //!   rebinding, and the bearer token, compared in constant time.
+//! - [`cors`]: CORS headers for the origins listed with `--allowed-origin`, so web clients on
+//!   them can call the server from a browser.
 //!
 //! Each HTTP session gets `server.for_session(<random id>)`: all sessions share one 1NCE client
 //! (one token cache, one connection pool) and one confirmation store, and a confirmation token
 //! is bound to the session that previewed the order. Transports know MCP and HTTP, never 1NCE.
 
+pub mod cors;
 pub mod guard;
 pub mod http;
 pub mod sse;
