@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// How long a browser may reuse a preflight answer (Chromium caps it at two hours).
@@ -43,22 +43,21 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// Whether `headers` (of a response) let a browser page on `origin` read it.
-#[cfg(test)]
-fn readable_by(headers: &axum::http::HeaderMap, origin: &str) -> bool {
-    headers
-        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-        .is_some_and(|v| v == origin)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
-    use axum::http::{Request, StatusCode};
+    use axum::http::{HeaderMap, Request, StatusCode, header};
     use axum::routing::post;
     use tower::ServiceExt;
+
+    /// Whether `headers` (of a response) let a browser page on `origin` read it.
+    fn readable_by(headers: &HeaderMap, origin: &str) -> bool {
+        headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_some_and(|v| v == origin)
+    }
 
     const LISTED: &str = "https://agent.example.com";
 
