@@ -6,6 +6,7 @@
 //! - per-call latency p50/p99 of `get_order` and `list_orders` over stdio and over Streamable
 //!   HTTP, each call paired with the same 1NCE request made directly with reqwest on a warm
 //!   connection (the floor), and the server's CPU time per call;
+//! - the round trip of an MCP `ping` over stdio, the protocol's own share of the overhead;
 //! - upstream requests per tool call in steady state;
 //! - peak resident memory idle and after 10,000 calls, and the binary's size;
 //! - rounds of hundreds of concurrent Streamable HTTP clients: errors, throughput, latency,
@@ -585,6 +586,16 @@ async fn main() {
     }
     sandbox.clear_requests();
     let loaded = memory_kib(pid);
+    // The protocol's own round trip, with no tool and no 1NCE request: the part of the overhead
+    // that is two processes taking turns on a pipe and rmcp's request handling.
+    let mut pings = Vec::with_capacity(per_tool);
+    for _ in 0..per_tool {
+        let started = Instant::now();
+        let answer = server.request("ping", json!({})).await;
+        pings.push(started.elapsed());
+        assert!(answer["result"].is_object(), "{answer}");
+    }
+    let pings = stats(pings);
     drop(server);
 
     let mut server = StdioServer::spawn_sockets(&sandbox, state.path());
@@ -653,6 +664,11 @@ async fn main() {
     }
     println!(
         "({per_tool} stdio calls and {http_calls} HTTP calls per tool after 200 warm-up calls, each paired with a direct request)"
+    );
+    println!(
+        "MCP ping over stdio (no tool, no 1NCE request): p50 {}, p99 {}",
+        us(pings.p50),
+        us(pings.p99)
     );
     println!();
     println!("stdio over Unix socket pairs, as Node.js hosts spawn a server:");
