@@ -135,9 +135,9 @@ pub struct Cli {
     )]
     pub http_token_file: Option<std::path::PathBuf>,
 
-    /// A browser Origin allowed to call the HTTP endpoints, and sent CORS headers so a web
-    /// client there can, e.g. https://agent.example.com (repeatable; the variable takes a
-    /// comma-separated list). Loopback origins are always allowed (without CORS); requests
+    /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
+    /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a
+    /// comma-separated list). Loopback origins are always allowed, without CORS; requests
     /// without an Origin header are not browser requests and pass.
     #[arg(
         long = "allowed-origin",
