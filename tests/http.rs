@@ -261,6 +261,8 @@ async fn a_listed_origin_can_run_a_session_from_a_browser() {
                 "access-control-request-headers",
                 "authorization,content-type,mcp-protocol-version,mcp-session-id",
             )
+            // A public site calling a loopback server: Chromium's Private Network Access.
+            .header("access-control-request-private-network", "true")
             .send()
     };
     let allowed_origin = |r: &reqwest::Response| {
@@ -276,8 +278,15 @@ async fn a_listed_origin_can_run_a_session_from_a_browser() {
         .to_str()
         .unwrap();
     assert!(headers.contains("authorization") && headers.contains("mcp-session-id"));
+    assert_eq!(ok.headers()["access-control-allow-private-network"], "true");
     let foreign = preflight("https://evil.example").await.unwrap();
     assert_eq!(allowed_origin(&foreign), None);
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-private-network")
+            .is_none()
+    );
 
     let post = |message: Value, session: Option<&str>| {
         let mut request = http

@@ -4,15 +4,16 @@
 //! `OPTIONS` that carries no token, and lets the page read the answer (and the
 //! `Mcp-Session-Id` header that names its session) only if the server says so.
 //!
-//! Only listed origins get these headers. Loopback origins pass the [`Guard`](super::guard)
-//! but are not listed here: any page on the machine, from any local port, would otherwise be
-//! able to drive the server from the browser. The preflight is answered before the guard (it
-//! carries no token and no data); every real request still passes the guard.
+//! Only listed origins get these headers, including Chromium's Private Network Access consent
+//! for a public site calling a server on loopback. Loopback origins pass the
+//! [`Guard`](super::guard) but are not listed here: any page on the machine, from any local port,
+//! would otherwise be able to drive the server from the browser. The preflight is answered before
+//! the guard (it carries no token and no data); every real request still passes the guard.
 
 use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Method};
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, AllowPrivateNetwork, CorsLayer};
 
 /// How long a browser may reuse a preflight answer (Chromium caps it at two hours).
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -30,9 +31,15 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    let listed = origins.clone();
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
+            // A page on a public site calling a server on loopback or a private address: Chromium
+            // asks first (Private Network Access), and only a listed origin gets a yes.
+            .allow_private_network(AllowPrivateNetwork::predicate(move |origin, _| {
+                listed.contains(origin)
+            }))
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             // Whatever the client asks to send: the origin is trusted, the guard still checks the
             // token, and MCP clients add headers of their own (`Mcp-Protocol-Version`,
@@ -67,9 +74,12 @@ mod tests {
             .layer(layer(&[LISTED.to_owned()]).unwrap())
     }
 
+    const PRIVATE_NETWORK: &str = "access-control-allow-private-network";
+
     fn preflight(origin: &str) -> Request<Body> {
         Request::options("/mcp")
             .header(header::ORIGIN, origin)
+            .header("access-control-request-private-network", "true")
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
             .header(
                 header::ACCESS_CONTROL_REQUEST_HEADERS,
@@ -97,6 +107,7 @@ mod tests {
             .unwrap();
         assert!(allowed.contains("authorization") && allowed.contains("mcp-session-id"));
         assert_eq!(headers[header::ACCESS_CONTROL_MAX_AGE], "3600");
+        assert_eq!(headers[PRIVATE_NETWORK], "true");
 
         let post = Request::post("/mcp")
             .header(header::ORIGIN, LISTED)
@@ -115,6 +126,7 @@ mod tests {
         for origin in ["https://evil.example", "http://localhost:6274", "null"] {
             let answer = app().oneshot(preflight(origin)).await.unwrap();
             assert!(!readable_by(answer.headers(), origin), "{origin}");
+            assert!(answer.headers().get(PRIVATE_NETWORK).is_none(), "{origin}");
             assert!(
                 answer
                     .headers()
