@@ -6,7 +6,7 @@ mod net;
 
 use std::collections::BTreeMap;
 
-use net::{GatedProxy, HttpServer, TOKEN};
+use net::{GatedProxy, HttpServer, SseReader, TOKEN};
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
@@ -336,13 +336,15 @@ async fn a_listed_origin_can_run_a_session_from_a_browser() {
     .unwrap();
     assert_eq!(call.status(), 200);
     assert_eq!(allowed_origin(&call).as_deref(), Some(WEB_APP));
-    let body = call.text().await.unwrap();
-    let answer: Value = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .find(|m: &Value| m["id"] == 2)
-        .unwrap_or_else(|| serde_json::from_str(&body).unwrap());
+    let mut events = SseReader::new(call);
+    let answer: Value = loop {
+        let event = events.next().await.expect("the answer to the call");
+        if let Ok(message) = serde_json::from_str::<Value>(&event.data)
+            && message["id"] == 2
+        {
+            break message;
+        }
+    };
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     assert_eq!(
         answer["result"]["structuredContent"]["orders"]
