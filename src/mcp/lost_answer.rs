@@ -43,9 +43,8 @@ fn created(order: &Order) -> Option<DateTime<Utc>> {
 }
 
 /// Reads the newest orders (sorted by date, newest page first when 1NCE reports the page count)
-/// and returns those matching
-/// `new` that were created at or after `sent_at` (to the second, as 1NCE dates are; an equal
-/// order placed earlier within the same second cannot be told apart).
+/// and returns those matching `new` that were created at or after `sent_at` (to the second, as
+/// 1NCE dates are; an equal order placed earlier within the same second cannot be told apart).
 pub(super) async fn find(
     client: &Client,
     new: &NewOrder,
