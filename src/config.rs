@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::api::products::Cents;
 use crate::api::{self, Credentials, RateLimit, RetryPolicy};
-use crate::mcp::OrderLimits;
+use crate::orders::OrderLimits;
 
 const ENV_HELP: &str = "\
 ENVIRONMENT:

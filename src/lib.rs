@@ -33,5 +33,6 @@ pub mod check;
 pub mod config;
 pub mod mcp;
 pub mod oneshot;
+pub mod orders;
 pub mod sandbox;
 pub mod transport;

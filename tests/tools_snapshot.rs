@@ -4,7 +4,8 @@
 //! `tests/snapshots/tools_list.json`.
 
 use onence_mcp::api::{Client, ClientConfig, Credentials};
-use onence_mcp::mcp::{Confirmations, OrderServer, ServerOptions};
+use onence_mcp::mcp::{OrderServer, ServerOptions};
+use onence_mcp::orders::Confirmations;
 use rmcp::ServiceExt;
 
 const SNAPSHOT: &str = concat!(

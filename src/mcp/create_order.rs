@@ -18,12 +18,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::approval::{self, Answer as UserAnswer};
-use super::audit::{AuditLog, Event, Record, content_hash, token_id};
-use super::checks::{Money, PricedLine, PricedOrder, check_order};
-use super::confirm::Redemption;
-use super::{Answer, OrderServer, list_orders::order_line, lost_answer, tool_error};
+use super::{Answer, OrderServer, list_orders::order_line, tool_error};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::api::{ApiError, Client};
+use crate::orders::audit::{AuditLog, Event, Record, content_hash, token_id};
+use crate::orders::checks::{Money, PricedLine, PricedOrder, check_order};
+use crate::orders::lost_answer;
+use crate::orders::tokens::Redemption;
 
 /// What ships when no delivery address is given.
 const DEFAULT_ADDRESS: &str = "the account's default address";

@@ -14,15 +14,11 @@
 //! out of the router altogether.
 
 mod approval;
-pub mod audit;
-mod checks;
-mod confirm;
 mod create_order;
 mod find_orders;
 mod get_order;
 mod list_orders;
 mod list_products;
-mod lost_answer;
 mod pre_init;
 mod prompts;
 pub mod resources;
@@ -48,9 +44,7 @@ use tokio::sync::Notify;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
-pub use audit::AuditLog;
-pub use checks::{Money, OrderLimits, PricedLine};
-pub use confirm::{Confirmations, Refusal};
+use crate::orders::{AuditLog, Confirmations, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;

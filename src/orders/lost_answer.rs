@@ -11,7 +11,7 @@ const MAX_PAGES: u32 = 20;
 
 /// What the search found.
 #[derive(Debug)]
-pub(super) struct Found {
+pub struct Found {
     /// Orders that match and were created after the POST was sent.
     pub orders: Vec<Order>,
     /// Whether every order created since then was looked at.
@@ -45,7 +45,7 @@ fn created(order: &Order) -> Option<DateTime<Utc>> {
 /// Reads the newest orders (sorted by date, newest page first when 1NCE reports the page count)
 /// and returns those matching `new` that were created at or after `sent_at` (to the second, as
 /// 1NCE dates are; an equal order placed earlier within the same second cannot be told apart).
-pub(super) async fn find(
+pub async fn find(
     client: &Client,
     new: &NewOrder,
     sent_at: DateTime<Utc>,
