@@ -40,8 +40,7 @@ impl Verdict {
             }
             ApiError::Unreachable { .. }
             | ApiError::Upstream { .. }
-            | ApiError::RateLimited { .. }
-            | ApiError::OutcomeUnknown { .. } => Verdict::Unreachable,
+            | ApiError::RateLimited { .. } => Verdict::Unreachable,
             _ => Verdict::Unexpected,
         }
     }

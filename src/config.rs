@@ -115,7 +115,8 @@ pub struct Cli {
     pub audit_log: Option<String>,
 
     /// Directory for the confirmation-token signing key and the record of used tokens
-    /// (created owner-only). Default: $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
+    /// (created owner-only; --sandbox uses its subdirectory "sandbox"). Default:
+    /// $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
     #[arg(long, global = true, env = "ONCE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
@@ -337,6 +338,13 @@ impl Config {
                 "cannot tell where to keep state: set --state-dir or ONCE_STATE_DIR (neither XDG_STATE_HOME nor HOME is set)",
             )?,
         };
+        // The sandbox keeps state of its own (key, used tokens, audit trail), so nothing of a
+        // simulated order can ever confirm or be mistaken for a real one.
+        let state_dir = if cli.sandbox {
+            state_dir.join("sandbox")
+        } else {
+            state_dir
+        };
         let audit_log = match cli.audit_log.as_deref().map(str::trim) {
             _ if cli.read_only => None,
             Some(off) if off.eq_ignore_ascii_case("off") => None,
@@ -446,7 +454,10 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(c.upstream, Upstream::Sandbox));
-        assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/1nce-mcp"));
+        assert_eq!(
+            c.state_dir,
+            PathBuf::from("/home/u/.local/state/1nce-mcp/sandbox")
+        );
         let err = Config::from_cli(&cli(&["--sandbox"]), |_| None).unwrap_err();
         assert!(err.contains("--state-dir"), "{err}");
         let c = Config::from_cli(
@@ -454,7 +465,7 @@ mod tests {
             |_| None,
         )
         .unwrap();
-        assert_eq!(c.state_dir, PathBuf::from("/s"));
+        assert_eq!(c.state_dir, PathBuf::from("/s/sandbox"));
         assert_eq!(c.confirmation_ttl, Duration::from_secs(600));
     }
 
@@ -559,7 +570,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             default.audit_log,
-            Some(PathBuf::from("/home/u/.local/state/1nce-mcp/audit.jsonl"))
+            Some(PathBuf::from(
+                "/home/u/.local/state/1nce-mcp/sandbox/audit.jsonl"
+            ))
         );
         let off = Config::from_cli(&cli(&["--sandbox", "--audit-log", "off"]), |k| {
             (k == "HOME").then(|| "/home/u".into())

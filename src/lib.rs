@@ -36,3 +36,13 @@ pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
 pub mod transport;
+
+/// Lower-case hex of `bytes`: token ids, content hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

@@ -187,13 +187,16 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
         rate_limit: config.rate_limit,
     })
     .map_err(|e| Exit::failure(e.to_string()))?;
-    let confirmations =
-        Confirmations::open(&config.state_dir, config.confirmation_ttl).map_err(|e| {
+    let confirmations = Confirmations::open(&config.state_dir, config.confirmation_ttl)
+        .map_err(|e| {
             Exit::failure(format!(
                 "could not use the state directory {} for confirmation tokens: {e}",
                 config.state_dir.display()
             ))
-        })?;
+        })?
+        // A claimed token without an outcome after the longest a POST can take is one whose
+        // process died mid-POST.
+        .with_posting_grace(config.request_timeout + Duration::from_secs(60));
     let server = OrderServer::new(
         client,
         Arc::new(confirmations),

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use onence_mcp::api::model::{ListOrdersQuery, NewOrder, ProductLine};
-use onence_mcp::api::{ApiError, Client, ClientConfig, Credentials};
+use onence_mcp::api::{ApiError, Client, ClientConfig, Credentials, PostFailure};
+use onence_mcp::orders::post_answer::{PostAnswer, classify};
 use onence_mcp::sandbox::{
     CreateResponse, Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox,
 };
@@ -252,16 +253,27 @@ async fn create_reads_the_number_from_location_or_body_and_never_retries() {
     for status in [500, 502, 504] {
         sandbox.inject(Fault::status("POST", "/v1/orders", status));
         let err = client.create_order(&new_order()).await.unwrap_err();
-        assert!(matches!(err, ApiError::OutcomeUnknown { .. }), "{err:?}");
-        assert!(!err.nothing_happened());
+        assert!(
+            matches!(err, PostFailure::Answered { status: s, .. } if s == status),
+            "{err:?}"
+        );
+        assert!(matches!(classify(Err(err)), PostAnswer::Unknown(_)));
     }
     sandbox.inject(Fault::status("POST", "/v1/orders", 429));
     let err = client.create_order(&new_order()).await.unwrap_err();
-    assert!(err.nothing_happened());
+    assert!(matches!(classify(Err(err)), PostAnswer::NotProcessed(_)));
     assert_eq!(sandbox.count("POST", "/v1/orders"), 6, "one POST per call");
 
-    // A 401 proves nothing was created: renewed once and sent again.
+    // A 401 proves nothing was created, but the POST is never sent again within the call: one
+    // approval, one POST. The rejected access token is dropped, so the next call gets a new one.
     sandbox.expire_tokens();
+    let err = client.create_order(&new_order()).await.unwrap_err();
+    assert!(
+        matches!(err, PostFailure::Answered { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(matches!(classify(Err(err)), PostAnswer::NotProcessed(_)));
+    assert_eq!(sandbox.count("POST", "/v1/orders"), 7);
     client.create_order(&new_order()).await.unwrap();
     assert_eq!(sandbox.count("POST", "/v1/orders"), 8);
 }

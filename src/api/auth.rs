@@ -60,6 +60,8 @@ pub(crate) struct AccessToken {
     secret: SecretString,
     /// When to renew: somewhat before 1NCE's `expires_in`, so a token never expires in flight.
     renew_at: Instant,
+    /// When 1NCE stops accepting it.
+    expires_at: Instant,
 }
 
 impl AccessToken {
@@ -127,9 +129,23 @@ impl TokenCache {
         http: &reqwest::Client,
         timeout: Duration,
     ) -> Result<AccessToken, ApiError> {
+        self.token_lasting(http, timeout, Duration::ZERO).await
+    }
+
+    /// Like [`TokenCache::token`], but renews now unless the token stays valid for at least
+    /// `must_last`: the order POST is sent once and never again after a 401, so its token must
+    /// not run out while the request is on its way.
+    pub(crate) async fn token_lasting(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        must_last: Duration,
+    ) -> Result<AccessToken, ApiError> {
         let mut current = self.current.lock().await;
+        let now = Instant::now();
         if let Some(token) = current.as_ref()
-            && Instant::now() < token.renew_at
+            && now < token.renew_at
+            && token.expires_at.saturating_duration_since(now) >= must_last
         {
             return Ok(token.clone());
         }
@@ -194,6 +210,7 @@ impl TokenCache {
             return Ok(AccessToken {
                 secret: SecretString::from(parsed.access_token),
                 renew_at: started + lifetime.saturating_sub(margin),
+                expires_at: started + lifetime,
             });
         }
         let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
@@ -231,6 +248,7 @@ mod tests {
         let t = AccessToken {
             secret: SecretString::from("tok-abc".to_owned()),
             renew_at: Instant::now(),
+            expires_at: Instant::now(),
         };
         assert!(!format!("{t:?}").contains("tok-abc"));
     }

@@ -43,12 +43,6 @@ pub enum ApiError {
     /// No answer: DNS, connect, TLS or timeout, before the request could have been processed.
     #[error("1NCE is unreachable: {reason}")]
     Unreachable { reason: String },
-    /// An order POST was sent but its answer was lost or was a server error, so whether 1NCE
-    /// created the order is unknown. Never retry blindly.
-    #[error(
-        "the order request reached 1NCE but its answer was lost ({reason}); the order may or may not have been created. Do not retry: check the newest orders with list_orders first"
-    )]
-    OutcomeUnknown { reason: String },
     /// 1NCE answered something this client cannot read.
     #[error("1NCE sent an unexpected answer: {reason}")]
     BadResponse { reason: String },
@@ -75,13 +69,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// True when 1NCE certainly did not act on the request, so sending it again cannot duplicate
-    /// anything. Used to decide whether an order confirmation may be used again.
-    pub fn nothing_happened(&self) -> bool {
-        !matches!(
-            self,
-            ApiError::OutcomeUnknown { .. } | ApiError::BadResponse { .. }
-        )
+    /// The error with what to do about it, for an agent that must tell a person.
+    pub fn advice(&self) -> String {
+        match self {
+            ApiError::Authentication { .. } => format!(
+                "{self}. Check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET: they must belong to a 1NCE API user (1NCE portal → Organisation → API access). The user must fix this; retrying will not help."
+            ),
+            ApiError::Unauthorized | ApiError::Forbidden => format!(
+                "{self}. The user must fix this in the 1NCE portal; retrying will not help."
+            ),
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -113,7 +111,7 @@ pub(crate) fn describe_transport(err: &reqwest::Error, timeout: Duration) -> Str
     } else if err.is_body() || err.is_decode() {
         "the connection broke while reading the answer".to_owned()
     } else if err.is_request() {
-        "the request could not be sent".to_owned()
+        "the connection failed while the request was being sent".to_owned()
     } else {
         "the connection failed".to_owned()
     }
@@ -138,7 +136,5 @@ mod tests {
             e.to_string(),
             "1NCE rejected the request (400, BadRequest): quantity too high"
         );
-        assert!(!ApiError::OutcomeUnknown { reason: "x".into() }.nothing_happened());
-        assert!(ApiError::Upstream { status: 503 }.nothing_happened());
     }
 }

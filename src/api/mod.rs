@@ -8,8 +8,10 @@
 //! - an optional client-side rate limit ([`rate_limit`]) and retries of reads after transient
 //!   failures ([`retry`]), with the time waited reported on the side ([`pacing`]).
 //!
-//! The order POST is never retried, except after a 401, which proves 1NCE did not act on it.
-//! When its answer is lost or is a server error, the outcome is reported as unknown.
+//! The order POST is sent at most once per call, never repeated, not even after a 401: its
+//! access token is renewed beforehand when it would not outlast the request. What became of it
+//! is reported as plain facts ([`PostFailure`]: not sent, answered with a status, or no answer);
+//! what those facts mean for the order is decided by `crate::orders`, not here.
 
 pub mod auth;
 pub mod error;
@@ -31,6 +33,10 @@ use reqwest::{Method, StatusCode};
 pub use auth::Credentials;
 pub use error::ApiError;
 use model::{CreatedOrder, ListOrdersQuery, NewOrder, Order, OrderPage};
+
+/// How long an access token must stay valid beyond the request timeout before an order POST
+/// uses it.
+const POST_TOKEN_MARGIN: Duration = Duration::from_secs(10);
 pub use rate_limit::RateLimit;
 pub use retry::RetryPolicy;
 
@@ -141,6 +147,11 @@ impl Client {
         &self.inner.base
     }
 
+    /// The 1NCE API user this client acts as.
+    pub fn client_id(&self) -> &str {
+        self.inner.tokens.client_id()
+    }
+
     /// Makes sure a valid access token is at hand, fetching one if needed: proof that the
     /// credentials work.
     pub async fn authenticate(&self) -> Result<(), ApiError> {
@@ -192,14 +203,15 @@ impl Client {
         .json()
     }
 
-    /// `POST /v1/orders`: places a real, paid order. Sent once; see the module docs.
-    pub async fn create_order(&self, order: &NewOrder) -> Result<CreatedOrder, ApiError> {
+    /// `POST /v1/orders`: places a real, paid order. Sent at most once; see the module docs.
+    pub async fn create_order(&self, order: &NewOrder) -> Result<CreatedOrder, PostFailure> {
         let body = order.to_wire();
         let answer = self
             .send(Method::POST, "v1/orders", Effect::PlacesOrder, |r| {
                 r.json(&body)
             })
-            .await?;
+            .await
+            .map_err(Failure::into_post_failure)?;
         let from_location = answer
             .headers
             .get(LOCATION)
@@ -208,8 +220,9 @@ impl Client {
         // A 200 answer may carry the order; a 201 usually has no body at all.
         let order: Option<Order> = serde_json::from_slice(&answer.body).ok();
         let order_number = from_location.or(order.as_ref().and_then(|o| o.order_number));
-        tracing::info!(status = answer.status.as_u16(), order_number = ?order_number, "1NCE accepted the order");
+        tracing::info!(status = answer.status.as_u16(), order_number = ?order_number, "1NCE answered the order POST with a success status");
         Ok(CreatedOrder {
+            status: answer.status.as_u16(),
             order_number,
             order: order.filter(|o| o.order_number.is_some()),
         })
@@ -217,22 +230,21 @@ impl Client {
 
     /// Sends a request and, after a transient failure (429, 502, 503, 504, no connection, a
     /// timeout, a cut-off answer), repeats it as [`RetryPolicy`] allows, but only where that
-    /// cannot duplicate anything: a read always, an order only while it has not been sent (its
-    /// token request failed). Every wait is reported through [`pacing`].
+    /// cannot duplicate anything: a read always, an order only while nothing has left this
+    /// machine (its token request or the rate limiter failed). Every wait is reported through
+    /// [`pacing`].
     async fn send(
         &self,
         method: Method,
         path: &str,
         effect: Effect,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Result<Answer, ApiError> {
-        let url = self
-            .inner
-            .base
-            .join(path)
-            .map_err(|e| ApiError::BadResponse {
+    ) -> Result<Answer, Failure> {
+        let url = self.inner.base.join(path).map_err(|e| {
+            Failure::before_sending(ApiError::BadResponse {
                 reason: format!("invalid request path: {e}"),
-            })?;
+            })
+        })?;
         let policy = self.inner.retry;
         let started = tokio::time::Instant::now();
         let mut waited = Duration::ZERO;
@@ -245,9 +257,9 @@ impl Client {
                 Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
-            let repeatable = effect == Effect::Read || !failure.sent;
+            let repeatable = effect == Effect::Read || failure.stage == Stage::Preparing;
             if !repeatable || !retry::is_transient(&failure.error) {
-                return Err(failure.error);
+                return Err(failure);
             }
             match policy.next(retries, waited, failure.retry_after) {
                 Ok(delay) => {
@@ -259,22 +271,26 @@ impl Client {
                     retries += 1;
                 }
                 // Not repeated at all: the error itself says what to do.
-                Err(_) if retries == 0 => return Err(failure.error),
+                Err(_) if retries == 0 => return Err(failure),
                 Err(retry_in) => {
                     tracing::warn!(%method, path, attempts = retries + 1, "giving up on a 1NCE request");
-                    return Err(ApiError::GaveUp {
-                        attempts: retries + 1,
-                        elapsed: started.elapsed(),
-                        last: Box::new(failure.error),
-                        retry_in,
+                    return Err(Failure {
+                        error: ApiError::GaveUp {
+                            attempts: retries + 1,
+                            elapsed: started.elapsed(),
+                            last: Box::new(failure.error),
+                            retry_in,
+                        },
+                        ..failure
                     });
                 }
             }
         }
     }
 
-    /// Waits for the rate limiter, then sends the request once with the shared bearer token,
-    /// renewing the token and resending once if 1NCE answers 401.
+    /// Waits for the rate limiter, then sends the request once with the shared bearer token.
+    /// A read answered 401 is sent once more with a renewed token; an order never is (a 401
+    /// proves 1NCE did nothing, and the person's one approval allows one POST).
     async fn attempt(
         &self,
         method: &Method,
@@ -285,69 +301,63 @@ impl Client {
         waited: &mut Duration,
     ) -> Result<Answer, Failure> {
         let timeout = self.inner.request_timeout;
-        let unsent = |error: ApiError| Failure {
-            retry_after: match &error {
-                ApiError::RateLimited { retry_after } => *retry_after,
-                _ => None,
-            },
-            error,
-            sent: false,
+        let must_last = match effect {
+            Effect::Read => Duration::ZERO,
+            Effect::PlacesOrder => timeout + POST_TOKEN_MARGIN,
         };
         for attempt in 0..2 {
             let token = self
                 .inner
                 .tokens
-                .token(&self.inner.http, timeout)
+                .token_lasting(&self.inner.http, timeout, must_last)
                 .await
-                .map_err(unsent)?;
-            self.pace(waited).await.map_err(unsent)?;
+                .map_err(Failure::before_sending)?;
+            self.pace(waited).await.map_err(Failure::before_sending)?;
             let started = tokio::time::Instant::now();
             let request = build(self.inner.http.request(method.clone(), url.clone()))
                 .bearer_auth(token.bearer())
                 .header(reqwest::header::ACCEPT, "application/json");
-            let sent = |error: ApiError, retry_after: Option<Duration>| Failure {
-                error,
-                sent: true,
-                retry_after,
-            };
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(e) => {
                     let reason = error::describe_transport(&e, timeout);
                     tracing::warn!(%method, path, reason, "1NCE request failed");
-                    // A connection that was never made cannot have placed an order.
-                    return Err(sent(
-                        if effect == Effect::PlacesOrder && !e.is_connect() {
-                            ApiError::OutcomeUnknown { reason }
+                    return Err(Failure {
+                        error: ApiError::Unreachable { reason },
+                        // A connection that was never made carried nothing.
+                        stage: if e.is_connect() {
+                            Stage::Connecting
                         } else {
-                            ApiError::Unreachable { reason }
+                            Stage::Sent
                         },
-                        None,
-                    ));
+                        retry_after: None,
+                        answer: None,
+                    });
                 }
             };
             let status = response.status();
             let headers = response.headers().clone();
             let wait_hint = retry_after(&headers);
             tracing::debug!(%method, path, status = status.as_u16(), took_ms = started.elapsed().as_millis() as u64, "1NCE answered");
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+            if status == StatusCode::UNAUTHORIZED {
                 // The token expired early or was revoked; 1NCE did nothing with this request.
                 self.inner.tokens.invalidate(&token).await;
-                continue;
+                if attempt == 0 && effect == Effect::Read {
+                    continue;
+                }
             }
             let body = match read_body(response, timeout).await {
                 Ok(body) => body,
                 // The order was accepted; only its echo was lost.
                 Err(_) if effect == Effect::PlacesOrder && status.is_success() => Vec::new(),
-                Err(_) if effect == Effect::PlacesOrder => {
-                    return Err(sent(
-                        ApiError::OutcomeUnknown {
-                            reason: format!("HTTP {} with a broken answer", status.as_u16()),
-                        },
-                        None,
-                    ));
+                Err(e) => {
+                    return Err(Failure {
+                        error: e,
+                        stage: Stage::Sent,
+                        retry_after: wait_hint,
+                        answer: None,
+                    });
                 }
-                Err(e) => return Err(sent(e, wait_hint)),
             };
             if status.is_success() {
                 return Ok(Answer {
@@ -356,15 +366,25 @@ impl Client {
                     body,
                 });
             }
-            return Err(sent(
-                status_error(status, &headers, &body, effect),
-                wait_hint,
-            ));
+            let error = status_error(status, &headers, &body);
+            return Err(Failure {
+                answer: Some(Answered {
+                    status: status.as_u16(),
+                    error_body: is_error_body(&body),
+                }),
+                error,
+                stage: Stage::Sent,
+                retry_after: wait_hint,
+            });
         }
         Err(Failure {
             error: ApiError::Unauthorized,
-            sent: true,
+            stage: Stage::Sent,
             retry_after: None,
+            answer: Some(Answered {
+                status: 401,
+                error_body: false,
+            }),
         })
     }
 
@@ -401,12 +421,86 @@ impl Client {
     }
 }
 
-/// Why one attempt failed, and whether the request went out (which forbids repeating an order).
+/// How far a failed request got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Before anything left this machine: the token request, the rate limiter.
+    Preparing,
+    /// The connection to 1NCE was never established.
+    Connecting,
+    /// The request went out, in part or whole.
+    Sent,
+}
+
+/// Why one attempt failed, and how far the request got (which forbids repeating an order).
 struct Failure {
     error: ApiError,
-    sent: bool,
+    stage: Stage,
     /// 1NCE's `Retry-After`, whatever the status.
     retry_after: Option<Duration>,
+    /// The status line, when an answer came.
+    answer: Option<Answered>,
+}
+
+/// What an answer that was not a success said.
+#[derive(Clone, Copy, Debug)]
+struct Answered {
+    status: u16,
+    error_body: bool,
+}
+
+impl Failure {
+    fn before_sending(error: ApiError) -> Failure {
+        Failure {
+            retry_after: match &error {
+                ApiError::RateLimited { retry_after } => *retry_after,
+                _ => None,
+            },
+            error,
+            stage: Stage::Preparing,
+            answer: None,
+        }
+    }
+
+    fn into_post_failure(self) -> PostFailure {
+        match (self.stage, self.answer) {
+            (Stage::Preparing | Stage::Connecting, _) => PostFailure::NotSent(self.error),
+            (Stage::Sent, Some(answered)) => PostFailure::Answered {
+                status: answered.status,
+                error_body: answered.error_body,
+                error: self.error,
+            },
+            (Stage::Sent, None) => PostFailure::NoAnswer {
+                reason: match self.error {
+                    ApiError::Unreachable { reason } | ApiError::BadResponse { reason } => reason,
+                    other => other.to_string(),
+                },
+            },
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> ApiError {
+        failure.error
+    }
+}
+
+/// What became of an order POST that did not come back with a success status: facts about the
+/// exchange, for `crate::orders` to judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostFailure {
+    /// Nothing reached 1NCE: no access token, no rate-limit slot, or no connection.
+    NotSent(ApiError),
+    /// An answer came with this non-success status (from 1NCE, or from something in between).
+    Answered {
+        status: u16,
+        /// Whether the body is 1NCE's JSON error (`message` and/or `errorCode`).
+        error_body: bool,
+        error: ApiError,
+    },
+    /// The request went out and no complete answer came back: a timeout, a reset, a cut-off body.
+    NoAnswer { reason: String },
 }
 
 /// A successful answer, body read in full.
@@ -429,7 +523,7 @@ impl Answer {
 }
 
 /// Maps a non-success status to the error a caller can act on.
-fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8], effect: Effect) -> ApiError {
+fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
     let code = status.as_u16();
     match code {
         401 => ApiError::Unauthorized,
@@ -437,11 +531,6 @@ fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8], effect: Ef
         404 => ApiError::NotFound,
         429 => ApiError::RateLimited {
             retry_after: retry_after(headers),
-        },
-        // A gateway timeout or server error after an order POST says nothing about whether the
-        // order was created behind it.
-        408 | 500..=599 if effect == Effect::PlacesOrder => ApiError::OutcomeUnknown {
-            reason: format!("HTTP {code}"),
         },
         500..=599 => ApiError::Upstream { status: code },
         _ => {
@@ -470,6 +559,16 @@ fn status_error(status: StatusCode, headers: &HeaderMap, body: &[u8], effect: Ef
 }
 
 /// At most 300 characters of upstream text, without control characters.
+/// Whether `body` is 1NCE's JSON error: an object with a `message` or an `errorCode`.
+fn is_error_body(body: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    ["message", "errorCode", "error_code"]
+        .iter()
+        .any(|key| fields.get(*key).is_some_and(serde_json::Value::is_string))
+}
+
 fn snippet(text: &str) -> String {
     let cleaned: String = text
         .chars()
@@ -585,23 +684,23 @@ mod tests {
         let h = HeaderMap::new();
         let body = br#"{"statusCode":400,"errorCode":"BadRequest","message":"quantity\ntoo high"}"#;
         assert_eq!(
-            status_error(StatusCode::BAD_REQUEST, &h, body, Effect::Read),
+            status_error(StatusCode::BAD_REQUEST, &h, body),
             ApiError::Rejected {
                 status: 400,
                 code: Some("BadRequest".into()),
                 message: "quantity too high".into()
             }
         );
+        assert!(is_error_body(body));
+        assert!(!is_error_body(b"<html>Bad Request</html>"));
+        assert!(!is_error_body(b"{}"));
+        assert!(!is_error_body(b"[\"message\"]"));
         assert_eq!(
-            status_error(StatusCode::BAD_GATEWAY, &h, b"", Effect::Read),
+            status_error(StatusCode::BAD_GATEWAY, &h, b""),
             ApiError::Upstream { status: 502 }
         );
-        assert!(matches!(
-            status_error(StatusCode::BAD_GATEWAY, &h, b"", Effect::PlacesOrder),
-            ApiError::OutcomeUnknown { .. }
-        ));
         assert_eq!(
-            status_error(StatusCode::NOT_FOUND, &h, b"", Effect::Read),
+            status_error(StatusCode::NOT_FOUND, &h, b""),
             ApiError::NotFound
         );
     }

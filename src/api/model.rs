@@ -502,6 +502,8 @@ impl OrderPage {
 /// What 1NCE told us after accepting a new order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatedOrder {
+    /// The success status 1NCE answered with.
+    pub status: u16,
     /// The new order's number, from the `Location` header or the response body. `None` when 1NCE
     /// accepted the order but named neither.
     pub order_number: Option<u64>,

@@ -170,8 +170,5 @@ mod tests {
         assert!(is_transient(&ApiError::Unreachable { reason: "x".into() }));
         assert!(!is_transient(&ApiError::NotFound));
         assert!(!is_transient(&ApiError::BadResponse { reason: "x".into() }));
-        assert!(!is_transient(&ApiError::OutcomeUnknown {
-            reason: "x".into()
-        }));
     }
 }

@@ -24,6 +24,8 @@ use rmcp::{RoleServer, elicit_safe};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::orders::PersonAnswer;
+
 /// Key of our question in an input-required result and in the client's answers.
 pub(super) const INPUT_KEY: &str = "approve_order";
 
@@ -37,28 +39,6 @@ pub struct OrderApproval {
 }
 
 elicit_safe!(OrderApproval);
-
-/// What the person said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Answer {
-    Approved,
-    Declined,
-    Cancelled,
-    /// No usable answer (the request failed, timed out, or came back malformed).
-    Unanswered(String),
-}
-
-impl Answer {
-    /// Audit outcome name.
-    pub(super) fn as_str(&self) -> &'static str {
-        match self {
-            Answer::Approved => "approved",
-            Answer::Declined => "declined",
-            Answer::Cancelled => "cancelled",
-            Answer::Unanswered(_) => "no_answer",
-        }
-    }
-}
 
 /// Seals the `requestState` of an approval question with a key only this process knows, so a
 /// retry can only carry an answer to a question this server asked, about this exact order, and
@@ -107,20 +87,24 @@ pub(super) fn stateless(ctx: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
 }
 
-fn answer_of(result: ElicitResult) -> Answer {
+fn answer_of(result: ElicitResult) -> PersonAnswer {
     match result.action {
         ElicitationAction::Accept => {
             match result.content.map(serde_json::from_value::<OrderApproval>) {
-                Some(Ok(OrderApproval { approve: true })) => Answer::Approved,
-                Some(Ok(OrderApproval { approve: false })) => Answer::Declined,
-                Some(Err(e)) => Answer::Unanswered(format!("the form came back malformed ({e})")),
-                None => Answer::Unanswered("the form came back empty".to_owned()),
+                Some(Ok(OrderApproval { approve: true })) => PersonAnswer::Approved,
+                Some(Ok(OrderApproval { approve: false })) => PersonAnswer::Declined,
+                Some(Err(e)) => {
+                    PersonAnswer::NoAnswer(format!("the form came back malformed ({e})"))
+                }
+                None => PersonAnswer::NoAnswer("the form came back empty".to_owned()),
             }
         }
-        ElicitationAction::Decline => Answer::Declined,
-        ElicitationAction::Cancel => Answer::Cancelled,
+        ElicitationAction::Decline => PersonAnswer::Declined,
+        ElicitationAction::Cancel => PersonAnswer::Cancelled,
         // A future kind of answer is not an approval.
-        _ => Answer::Unanswered("the client gave an answer this server does not know".to_owned()),
+        _ => {
+            PersonAnswer::NoAnswer("the client gave an answer this server does not know".to_owned())
+        }
     }
 }
 
@@ -129,26 +113,26 @@ pub(super) async fn ask(
     ctx: &RequestContext<RoleServer>,
     message: String,
     timeout: Duration,
-) -> Answer {
+) -> PersonAnswer {
     match ctx
         .peer
         .elicit_with_timeout::<OrderApproval>(message, Some(timeout))
         .await
     {
-        Ok(Some(OrderApproval { approve: true })) => Answer::Approved,
-        Ok(Some(OrderApproval { approve: false })) => Answer::Declined,
+        Ok(Some(OrderApproval { approve: true })) => PersonAnswer::Approved,
+        Ok(Some(OrderApproval { approve: false })) => PersonAnswer::Declined,
         Ok(None) | Err(ElicitationError::NoContent) => {
-            Answer::Unanswered("the form came back empty".to_owned())
+            PersonAnswer::NoAnswer("the form came back empty".to_owned())
         }
-        Err(ElicitationError::UserDeclined) => Answer::Declined,
-        Err(ElicitationError::UserCancelled) => Answer::Cancelled,
+        Err(ElicitationError::UserDeclined) => PersonAnswer::Declined,
+        Err(ElicitationError::UserCancelled) => PersonAnswer::Cancelled,
         Err(ElicitationError::ParseError { error, .. }) => {
-            Answer::Unanswered(format!("the form came back malformed ({error})"))
+            PersonAnswer::NoAnswer(format!("the form came back malformed ({error})"))
         }
         Err(ElicitationError::CapabilityNotSupported) => {
-            Answer::Unanswered("the client cannot show an approval form".to_owned())
+            PersonAnswer::NoAnswer("the client cannot show an approval form".to_owned())
         }
-        Err(other) => Answer::Unanswered(format!("the approval request failed ({other})")),
+        Err(other) => PersonAnswer::NoAnswer(format!("the approval request failed ({other})")),
     }
 }
 
@@ -178,11 +162,11 @@ pub(super) fn input_required(
 /// no answer to our question (so the question must be asked).
 pub(super) fn answer_from_responses(
     responses: Option<&rmcp::model::InputResponses>,
-) -> Option<Answer> {
+) -> Option<PersonAnswer> {
     let value = responses?.get(INPUT_KEY)?.clone();
     Some(match serde_json::from_value::<ElicitResult>(value) {
         Ok(result) => answer_of(result),
-        Err(e) => Answer::Unanswered(format!("the answer is not an elicitation result ({e})")),
+        Err(e) => PersonAnswer::NoAnswer(format!("the answer is not an elicitation result ({e})")),
     })
 }
 
@@ -200,23 +184,26 @@ mod tests {
         };
         assert_eq!(
             answer(json!({"action": "accept", "content": {"approve": true}})),
-            Answer::Approved
+            PersonAnswer::Approved
         );
         assert_eq!(
             answer(json!({"action": "accept", "content": {"approve": false}})),
-            Answer::Declined
+            PersonAnswer::Declined
         );
         assert!(matches!(
             answer(json!({"action": "accept"})),
-            Answer::Unanswered(_)
+            PersonAnswer::NoAnswer(_)
         ));
         assert!(matches!(
             answer(json!({"action": "accept", "content": {"approve": "yes"}})),
-            Answer::Unanswered(_)
+            PersonAnswer::NoAnswer(_)
         ));
-        assert_eq!(answer(json!({"action": "decline"})), Answer::Declined);
-        assert_eq!(answer(json!({"action": "cancel"})), Answer::Cancelled);
-        assert!(matches!(answer(json!("approve")), Answer::Unanswered(_)));
+        assert_eq!(answer(json!({"action": "decline"})), PersonAnswer::Declined);
+        assert_eq!(answer(json!({"action": "cancel"})), PersonAnswer::Cancelled);
+        assert!(matches!(
+            answer(json!("approve")),
+            PersonAnswer::NoAnswer(_)
+        ));
         assert_eq!(answer_from_responses(None), None);
         assert_eq!(
             answer_from_responses(Some(&rmcp::model::InputResponses::new())),

@@ -1,14 +1,14 @@
 //! `create_order`: preview, then, with the user's approval, place a real order.
 //!
-//! Without `confirmation_token` nothing is sent to 1NCE: the order is checked against the 1NCE
-//! catalogue and the operator's limits, priced, and answered with a preview and a token bound to
-//! exactly that order. With the token, and (when the client can ask its user) the user's approval
-//! in the client's own form, the order is posted once. The POST runs in its own task, so a client
-//! that cancels or disconnects mid-call cannot cut it off between the POST and the record of its
-//! outcome. Every step is written to the audit log first; a step that cannot be audited is not
-//! taken.
+//! A thin face over [`crate::orders::Desk`], which holds every rule of the order path. This file
+//! adds what is MCP's: the arguments and result schemas, asking the person in the client's own
+//! form (elicitation, or an input-required result on stateless sessions), running the POST in
+//! a task of its own so that a client that cancels or disconnects mid-call cannot cut it off
+//! between the POST and the record of its outcome, and the rendering of previews and answers.
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::SecondsFormat;
 use rmcp::handler::server::tool::{InputResponses, IntoCallToolResult, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResponse, InputRequiredResult};
@@ -17,20 +17,16 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::approval::{self, Answer as UserAnswer};
-use super::{Answer, OrderServer, list_orders::order_line, tool_error};
+use super::{Answer, OrderServer, approval, list_orders::order_line};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
-use crate::api::{ApiError, Client};
-use crate::orders::audit::{AuditLog, Event, Record, content_hash, token_id};
-use crate::orders::checks::{Money, PricedLine, PricedOrder, check_order};
-use crate::orders::lost_answer;
-use crate::orders::tokens::Redemption;
+use crate::orders::audit::{content_hash, token_id};
+use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
+use crate::orders::desk::{Placed, PreviewIssued, Request};
+use crate::orders::single_use::{Use, UseState};
+use crate::orders::{Approval, OrderError};
 
 /// What ships when no delivery address is given.
 const DEFAULT_ADDRESS: &str = "the account's default address";
-/// How the approval was given, in the audit trail.
-const BY_FORM: &str = "elicitation";
-const BY_TOKEN: &str = "confirmation_token";
 
 /// Arguments of `create_order`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -87,9 +83,12 @@ pub struct CreateOrderOutput {
     /// When the token expires (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    /// How the order gets approved: "approval_form" (the client asks the user in its own form when the token is used) or "confirmation_token" (the agent must ask the user).
+    /// How the order gets approved: "approval_form" (the client asks the user in its own form when the token is used; nothing is ordered without it) or "confirmation_token" (the agent must ask the user).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<String>,
+    pub approval: Option<Approval>,
+    /// Identical orders (same products, quantities, address and reference) sent from this server in the last 24 hours: check them before ordering again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identical_recent: Vec<RecentOrder>,
     /// Number of the new order (status placed), when 1NCE reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_number: Option<u64>,
@@ -98,6 +97,18 @@ pub struct CreateOrderOutput {
     pub order: Option<Order>,
     /// What to do next.
     pub next_step: String,
+}
+
+/// An identical order sent earlier.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RecentOrder {
+    /// Its number, when 1NCE reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_number: Option<u64>,
+    /// "placed", or "outcome_unknown" when its answer was lost.
+    pub outcome: String,
+    /// When it was sent (RFC 3339, UTC).
+    pub at: String,
 }
 
 /// A finished answer, or (stateless sessions) a question for the user first.
@@ -138,205 +149,173 @@ impl OrderServer {
         RequestState(state): RequestState,
         InputResponses(responses): InputResponses,
     ) -> Result<Reply, String> {
-        let order = NewOrder::new(
-            &args.products,
-            args.delivery_address.as_ref(),
-            args.customer_reference.as_deref(),
-        )
-        .map_err(|e| format!("Invalid arguments: {e}. Nothing was ordered."))?;
-        let token = args
-            .confirmation_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        // A token that cannot be used is refused before anything is asked of 1NCE or anyone.
-        if let Some(token) = token {
-            self.confirmations
-                .check(token, &order, &self.session_scope)
-                .map_err(|refusal| {
-                    self.refuse(&order, Some(token), format!("Refused: {refusal}."))
-                })?;
-        }
-        let catalogue = self.catalogue.products().await.map_err(|e| {
-            format!(
-                "Could not read the 1NCE product catalogue to check the order: {}. Nothing was ordered.",
-                tool_error(&e)
-            )
-        })?;
-        let priced = check_order(&order, &catalogue, &self.limits)
-            .map_err(|why| self.refuse(&order, token, why))?;
         let can_ask = approval::client_can_ask(&ctx);
-        if self.require_human_approval && !can_ask {
-            return Err(self.refuse(
-                &order,
-                token,
-                "Refused: this server requires each order to be approved by a person in the MCP client's own approval form (--require-human-approval), and this client cannot show one (it does not declare the elicitation capability). Nothing was ordered. Use an MCP client that supports elicitation, or ask the server's operator to run it without --require-human-approval".to_owned(),
-            ));
-        }
-        let preview = preview(&order, &priced);
-        let Some(token) = token else {
-            return self
-                .issue_preview(&order, preview, can_ask)
-                .map(|a| Reply::Done(Box::new(a)));
+        let checked = self
+            .desk
+            .check(Request {
+                products: &args.products,
+                delivery_address: args.delivery_address.as_ref(),
+                customer_reference: args.customer_reference.as_deref(),
+                confirmation_token: args.confirmation_token.as_deref(),
+                scope: &self.session_scope,
+                can_ask,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let preview = preview(&checked.order, &checked.priced);
+        let Some(token) = checked.token().map(str::to_owned) else {
+            let issued = self
+                .desk
+                .preview(&checked, can_ask)
+                .map_err(|e| e.to_string())?;
+            return Ok(Reply::Done(Box::new(preview_answer(preview, issued))));
         };
 
-        let approved_by = if can_ask {
+        let approval = if can_ask {
+            let question = approval_message(
+                &preview,
+                &self
+                    .desk
+                    .confirmations
+                    .recent_identical(&checked.order, std::time::Duration::from_secs(24 * 3600)),
+            );
             let answer = if approval::stateless(&ctx) {
-                let subject = format!("approve:{}:{}", content_hash(&order), token_id(token));
+                let subject = format!(
+                    "approve:{}:{}",
+                    content_hash(&checked.order),
+                    token_id(&token)
+                );
                 match approval::answer_from_responses(responses.as_ref()) {
                     Some(answer) if self.state_seal.opens_to(state.as_deref(), &subject) => answer,
                     _ => {
                         let expected = self.state_seal.seal(&subject);
-                        let question =
-                            approval::input_required(approval_message(&preview), expected)?;
+                        let question = approval::input_required(question, expected)?;
                         return Ok(Reply::AskUser(question));
                     }
                 }
             } else {
-                approval::ask(&ctx, approval_message(&preview), self.approval_timeout).await
+                approval::ask(&ctx, question, self.approval_timeout).await
             };
-            self.record_answer(&order, token, &answer)?;
-            if answer != UserAnswer::Approved {
-                return Err(not_approved(&answer));
-            }
-            BY_FORM
+            self.desk
+                .answered(&checked, &answer)
+                .map_err(|e| e.to_string())?;
+            Approval::ApprovalForm
         } else {
-            BY_TOKEN
+            Approval::ConfirmationToken
         };
 
-        // Redeemed again only now: the person may have taken a while, and the token may have
-        // expired or been used by a parallel call meanwhile.
-        let redemption = self
-            .confirmations
-            .redeem(token, &order, &self.session_scope)
-            .map_err(|refusal| self.refuse(&order, Some(token), format!("Refused: {refusal}.")))?;
-        if let Err(e) = self
-            .audit
-            .write(&Record::new(Event::Post, &order, Some(token)).approval(approved_by))
-        {
-            redemption.nothing_placed();
-            return Err(format!("Refused: {e}. Nothing was ordered."));
-        }
-        tracing::info!(products = ?order.products, approved_by, "placing a confirmed 1NCE order");
         // Detached so that cancelling this call cannot interrupt the POST or lose its record.
-        let client = self.client.clone();
-        let audit = self.audit.clone();
-        let token_id = token_id(token);
+        let desk = Arc::clone(&self.desk);
         let guard = self.in_flight.enter();
         // The task carries the call's pacing record, so waits inside it reach the answer too.
         let posting = tokio::spawn(crate::api::pacing::inherit(async move {
-            let outcome = place(&client, &audit, &order, &token_id, redemption).await;
+            let outcome = desk.place(checked, approval).await;
             drop(guard);
             outcome
         }));
         let outcome = posting.await.map_err(|_| {
-            "The order task failed unexpectedly; whether 1NCE received the order is unknown. Do not retry: check list_orders first.".to_owned()
+            "OUTCOME UNKNOWN: the order task failed unexpectedly, so whether 1NCE received the order is unknown. Do not order again: look for it with list_orders (sort order_date) first.".to_owned()
         })?;
-        outcome.map(|placed| Reply::Done(Box::new(placed_answer(preview, placed))))
+        outcome
+            .map(|placed| Reply::Done(Box::new(placed_answer(preview, placed))))
+            .map_err(|e: OrderError| e.to_string())
     }
 }
 
-impl OrderServer {
-    fn issue_preview(
-        &self,
-        order: &NewOrder,
-        preview: OrderPreview,
-        can_ask: bool,
-    ) -> Result<Answer<CreateOrderOutput>, String> {
-        let issued = self.confirmations.issue(order, &self.session_scope);
-        // Recorded before the token is shown: a token nobody can trace is never handed out.
-        self.audit
-            .write(
-                &Record::new(Event::Preview, order, Some(&issued.token)).approval(if can_ask {
-                    BY_FORM
-                } else {
-                    BY_TOKEN
-                }),
-            )
-            .map_err(|e| format!("Refused: {e}. Nothing was ordered."))?;
-        let expires_at = issued
-            .expires_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let next_step = if can_ask {
-            format!(
-                "Nothing has been ordered. Show this preview to the user. If they want to go ahead, call create_order again with the same products, delivery_address and customer_reference plus confirmation_token \"{}\" before {expires_at}: the user will then be asked to approve the order in this client's approval form, and nothing is ordered unless they approve there.",
-                issued.token
-            )
-        } else {
-            format!(
-                "Nothing has been ordered. Show this preview to the user. Only if they explicitly approve it, call create_order again with the same products, delivery_address and customer_reference plus confirmation_token \"{}\" before {expires_at}.",
-                issued.token
-            )
-        };
-        let summary = format!(
-            "CONFIRMATION REQUIRED. Preview: {}. {next_step}",
-            describe(&preview)
-        );
-        Ok(Answer {
-            data: CreateOrderOutput {
-                status: CreateStatus::ConfirmationRequired,
-                preview,
-                confirmation_token: Some(issued.token),
-                expires_at: Some(expires_at),
-                approval: Some(if can_ask { "approval_form" } else { BY_TOKEN }.to_owned()),
-                order_number: None,
-                order: None,
-                next_step,
-            },
-            summary,
-        })
-    }
-
-    /// Audits a refusal (best effort: nothing is ordered either way) and returns its message.
-    fn refuse(&self, order: &NewOrder, token: Option<&str>, why: String) -> String {
-        let _ = self.audit.write(
-            &Record::new(Event::Refused, order, token)
-                .outcome("refused")
-                .detail(why.clone()),
-        );
-        why
-    }
-
-    /// Audits the user's answer; an answer that cannot be recorded stops the order.
-    fn record_answer(
-        &self,
-        order: &NewOrder,
-        token: &str,
-        answer: &UserAnswer,
-    ) -> Result<(), String> {
-        let event = match answer {
-            UserAnswer::Approved => Event::Approved,
-            UserAnswer::Declined => Event::Declined,
-            UserAnswer::Cancelled | UserAnswer::Unanswered(_) => Event::Cancelled,
-        };
-        let mut record = Record::new(event, order, Some(token))
-            .approval(BY_FORM)
-            .outcome(answer.as_str());
-        if let UserAnswer::Unanswered(why) = answer {
-            record = record.detail(why.clone());
-        }
-        self.audit
-            .write(&record)
-            .map_err(|e| format!("Refused: {e}. Nothing was ordered."))
-    }
-}
-
-fn not_approved(answer: &UserAnswer) -> String {
-    let what = match answer {
-        UserAnswer::Declined => "The user declined this order in the approval form".to_owned(),
-        UserAnswer::Cancelled => {
-            "The user closed the approval form without approving this order".to_owned()
-        }
-        UserAnswer::Unanswered(why) => format!("The user's approval could not be obtained: {why}"),
-        UserAnswer::Approved => unreachable!("not_approved is only called without approval"),
+/// The preview's answer: the priced order, the token, and how to go on.
+fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> Answer<CreateOrderOutput> {
+    let PreviewIssued {
+        issued,
+        approval,
+        identical,
+    } = issued;
+    let expires_at = issued.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let mut next_step = match approval {
+        Approval::ApprovalForm => format!(
+            "Nothing has been ordered. Show this preview to the user. If they want to go ahead, call create_order again with the same products, delivery_address and customer_reference plus confirmation_token \"{}\" before {expires_at}: the user will then be asked to approve the order in this client's approval form, and nothing is ordered unless they approve there.",
+            issued.token
+        ),
+        Approval::ConfirmationToken => format!(
+            "Nothing has been ordered. Show this preview to the user. Only if they explicitly approve it, call create_order again with the same products, delivery_address and customer_reference plus confirmation_token \"{}\" before {expires_at}.",
+            issued.token
+        ),
     };
-    format!(
-        "{what}. Nothing was ordered and nothing was sent to 1NCE. Do not ask again unless the user asks you to."
-    )
+    if let Some(warning) = identical_warning(&identical) {
+        next_step = format!("{warning} {next_step}");
+    }
+    let summary = format!(
+        "CONFIRMATION REQUIRED. Preview: {}. {next_step}",
+        describe(&preview)
+    );
+    Answer {
+        data: CreateOrderOutput {
+            status: CreateStatus::ConfirmationRequired,
+            preview,
+            confirmation_token: Some(issued.token),
+            expires_at: Some(expires_at),
+            approval: Some(approval),
+            identical_recent: identical.iter().map(recent_order).collect(),
+            order_number: None,
+            order: None,
+            next_step,
+        },
+        summary,
+    }
 }
 
-/// The text of the approval form: the whole preview with prices.
-fn approval_message(preview: &OrderPreview) -> String {
+fn recent_order(record: &Use) -> RecentOrder {
+    let (order_number, outcome) = match record.state {
+        UseState::Placed { order_number } => (order_number, "placed"),
+        _ => (None, "outcome_unknown"),
+    };
+    RecentOrder {
+        order_number,
+        outcome: outcome.to_owned(),
+        at: record.at().to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+/// A warning about identical orders sent recently, for the preview and the approval form.
+fn identical_warning(identical: &[Use]) -> Option<String> {
+    if identical.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = identical
+        .iter()
+        .map(|r| {
+            let at = r.at().to_rfc3339_opts(SecondsFormat::Secs, true);
+            match r.state {
+                UseState::Placed {
+                    order_number: Some(n),
+                } => format!("order {n} placed at {at}"),
+                UseState::Placed { order_number: None } => format!("an order placed at {at}"),
+                _ => format!("an order sent at {at} whose outcome is unknown"),
+            }
+        })
+        .collect();
+    Some(format!(
+        "WARNING: an identical order (same products, quantities, address and reference) was sent from this server in the last 24 hours: {}. Make sure the user wants another one; check it with get_order or list_orders first.",
+        list.join("; ")
+    ))
+}
+
+/// Makes a value safe to show inside one line: anything invisible or line-breaking (already
+/// refused in arguments; this guards text from 1NCE's catalogue too) becomes U+FFFD.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || invisible(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The text of the approval form: the whole preview with prices. Every free-text value is
+/// quoted, on a line that starts with its label, so none can pass for a line of the form.
+fn approval_message(preview: &OrderPreview, identical: &[Use]) -> String {
     let mut text = String::from(
         "Approve this REAL, PAID 1NCE order? It ships SIM cards and is charged to the account.\n",
     );
@@ -344,7 +323,7 @@ fn approval_message(preview: &OrderPreview) -> String {
         text.push_str(&format!(
             "\n- {} × {} (product {}): {}",
             line.quantity,
-            line.name,
+            one_line(&line.name),
             line.product_id,
             money(&line.one_time_net, "no one-time charge")
         ));
@@ -358,139 +337,35 @@ fn approval_message(preview: &OrderPreview) -> String {
     text.push_str(&format!(
         "\n\nOne-time total: {} net (plus VAT)\nShips to: {}",
         money(&preview.one_time_net_total, "0.00"),
-        preview.ships_to
+        quoted_address(preview)
     ));
     if let Some(reference) = &preview.customer_reference {
-        text.push_str(&format!("\nReference: {reference}"));
+        text.push_str(&format!("\nReference: \"{}\"", one_line(reference)));
+    }
+    if let Some(warning) = identical_warning(identical) {
+        text.push_str(&format!("\n\n{warning}"));
     }
     text
 }
 
-fn money(list: &[Money], none: &str) -> String {
-    if list.is_empty() {
-        return none.to_owned();
-    }
-    list.iter()
-        .map(|m| format!("{} {}", m.amount, m.currency))
-        .collect::<Vec<_>>()
-        .join(" + ")
+/// Format characters and line separators (Unicode Cf, Zl, Zp) that matter for display.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
-/// A placed order: its number and, when it could be read back, the order.
-type Placed = (Option<u64>, Option<Order>);
-
-/// Posts the order once, settles the confirmation and audits the outcome. On success, reads the
-/// new order back when its number is known (a failed read-back does not undo the success). When
-/// the answer was lost, looks for an order created by this POST without ever posting again.
-async fn place(
-    client: &Client,
-    audit: &AuditLog,
-    order: &NewOrder,
-    token_id: &str,
-    redemption: Redemption,
-) -> Result<Placed, String> {
-    let record = |outcome: &'static str| {
-        let mut r = Record::new(Event::Outcome, order, None).outcome(outcome);
-        r.token_id = Some(token_id.to_owned());
-        r
-    };
-    let sent_at = Utc::now();
-    match client.create_order(order).await {
-        Ok(created) => {
-            redemption.placed(created.order_number);
-            tracing::info!(order_number = ?created.order_number, "1NCE order placed");
-            let audited = audit.write(&record("placed").order_number(created.order_number));
-            let read_back = match (created.order, created.order_number) {
-                (Some(order), _) => Some(order),
-                (None, Some(number)) => client.get_order(number).await.ok(),
-                (None, None) => None,
-            };
-            if let Err(e) = audited {
-                // The order exists; saying so matters more than the missing line.
-                tracing::error!("order placed but its outcome could not be audited: {e}");
-            }
-            Ok((created.order_number, read_back))
-        }
-        Err(error) if error.nothing_happened() => {
-            redemption.nothing_placed();
-            let _ = audit.write(&record("not_placed").detail(audit_reason(&error)));
-            Err(format!(
-                "1NCE did not place the order: {}. Nothing was ordered; the confirmation_token stays valid until it expires, so after fixing the cause the same approved order can be confirmed again.",
-                tool_error(&error)
-            ))
-        }
-        Err(error) => {
-            redemption.outcome_unknown();
-            tracing::error!(error = %error, "the outcome of an order POST is unknown");
-            let reason = match &error {
-                ApiError::OutcomeUnknown { reason } => reason.clone(),
-                other => other.to_string(),
-            };
-            let _ = audit.write(&record("outcome_unknown").detail(reason.clone()));
-            let mut text = format!(
-                "OUTCOME UNKNOWN: do not retry. The order was sent to 1NCE but its answer was lost ({reason}), so it may or may not have been placed; the confirmation_token can never place it again."
-            );
-            match lost_answer::find(client, order, sent_at).await {
-                Ok(found) => {
-                    let numbers: Vec<u64> =
-                        found.orders.iter().filter_map(|o| o.order_number).collect();
-                    let _ = audit.write(
-                        &record("lookup")
-                            .order_number(numbers.first().copied())
-                            .detail(format!("matching orders created since the POST: {numbers:?}")),
-                    );
-                    match found.orders.as_slice() {
-                        [] if found.complete => text.push_str(
-                            " No order with these products and quantities was created since the POST was sent, so it was most likely not placed. Tell the user; check list_orders again in a few minutes before ordering anew, and only with their approval.",
-                        ),
-                        [] => text.push_str(
-                            " No matching order was found among the newest orders, but not every order could be checked. Check list_orders (sort order_date) before ordering anew.",
-                        ),
-                        [one] => text.push_str(&format!(
-                            " Found it: order {} has the same products and quantities and was created after the POST was sent ({}). It was most likely placed; look it up with get_order instead of ordering again.",
-                            one.order_number.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-                            order_line(one)
-                        )),
-                        many => text.push_str(&format!(
-                            " Found {} orders with the same products and quantities created since the POST was sent: {}. Look them up with get_order instead of ordering again.",
-                            many.len(),
-                            numbers.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-                        )),
-                    }
-                }
-                Err(e) => text.push_str(&format!(
-                    " Looking for the order failed too ({}): check list_orders (sort order_date) before doing anything else.",
-                    tool_error(&e)
-                )),
-            }
-            Err(text)
-        }
-    }
-}
-
-/// Why 1NCE refused, for the audit trail: 1NCE's own message may quote the address back, so
-/// a rejection is reduced to its status and code.
-fn audit_reason(error: &ApiError) -> String {
-    match error {
-        ApiError::Rejected { status, code, .. } => format!(
-            "1NCE rejected the order (HTTP {status}{})",
-            code.as_deref()
-                .map(|c| format!(", {c}"))
-                .unwrap_or_default()
-        ),
-        ApiError::Authentication { code, .. } => format!(
-            "1NCE refused the API credentials{}",
-            code.as_deref()
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default()
-        ),
-        other => other.to_string(),
+fn quoted_address(preview: &OrderPreview) -> String {
+    match &preview.delivery_address {
+        Some(_) => format!("\"{}\"", one_line(&preview.ships_to)),
+        None => preview.ships_to.clone(),
     }
 }
 
 fn placed_answer(
     preview: OrderPreview,
-    (order_number, order): Placed,
+    Placed {
+        order_number,
+        order,
+    }: Placed,
 ) -> Answer<CreateOrderOutput> {
     let next_step = match order_number {
         Some(n) => format!("The order is placed. Follow its status with get_order {n}."),
@@ -507,6 +382,7 @@ fn placed_answer(
             confirmation_token: None,
             expires_at: None,
             approval: None,
+            identical_recent: Vec::new(),
             order_number,
             order,
             next_step,
@@ -548,10 +424,10 @@ fn describe(preview: &OrderPreview) -> String {
         "{}; one-time total {} net; ships to {}",
         lines.join(", "),
         money(&preview.one_time_net_total, "0.00"),
-        preview.ships_to
+        quoted_address(preview)
     );
     if let Some(reference) = &preview.customer_reference {
-        text.push_str(&format!("; reference {reference:?}"));
+        text.push_str(&format!("; reference \"{}\"", one_line(reference)));
     }
     text
 }

@@ -34,6 +34,7 @@ impl OrderServer {
     )]
     pub async fn list_products(&self) -> ToolResult<ListProductsOutput> {
         let products = self
+            .desk
             .catalogue
             .products()
             .await

@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
-use crate::orders::{AuditLog, Confirmations, OrderLimits};
+use crate::orders::{Account, AuditLog, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
@@ -76,20 +76,18 @@ const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The confirmation scope of a process owned by one user (stdio).
 pub const LOCAL_SCOPE: &str = "local";
 
-/// The MCP server: one per session, all sharing one [`Client`] and one [`Confirmations`].
+/// The MCP server: one per session, all sharing one [`Client`] and one order [`Desk`].
 #[derive(Clone)]
 pub struct OrderServer {
     client: Client,
-    confirmations: Arc<Confirmations>,
+    /// The order path, with every rule of the order promise.
+    desk: Arc<Desk>,
     in_flight: InFlight,
     /// Confirmation tokens are bound to this scope: one per MCP session where sessions are
     /// separate (HTTP), one shared value where a single user owns the process (stdio).
     session_scope: String,
     sandbox: bool,
-    /// The 1NCE catalogue, cached for a few minutes, that previews are checked against.
-    catalogue: Catalogue,
     limits: Arc<OrderLimits>,
-    audit: AuditLog,
     read_only: bool,
     require_human_approval: bool,
     /// How long to wait for the user to answer an approval form.
@@ -107,15 +105,32 @@ impl OrderServer {
             tool_router += Self::create_order_router();
         }
         let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
-        OrderServer {
-            catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
-            client,
+        let limits = Arc::new(options.limits);
+        let (environment, account) = if options.sandbox {
+            (Environment::Sandbox, Account::sandbox(client.client_id()))
+        } else {
+            (
+                Environment::Live,
+                Account::live(client.base_url().as_str(), client.client_id()),
+            )
+        };
+        let desk = Desk {
+            client: client.clone(),
             confirmations,
+            audit: Arc::new(AuditLog::new(options.audit_log)),
+            environment,
+            account,
+            catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
+            limits: Arc::clone(&limits),
+            require_form: options.require_human_approval,
+        };
+        OrderServer {
+            client,
+            desk: Arc::new(desk),
             in_flight: InFlight::default(),
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
-            limits: Arc::new(options.limits),
-            audit: AuditLog::new(options.audit_log),
+            limits,
             read_only: options.read_only,
             require_human_approval: options.require_human_approval,
             approval_timeout,
@@ -298,15 +313,7 @@ pub type ToolResult<T> = Result<Answer<T>, String>;
 
 /// Turns a 1NCE error into what the agent should read: what happened and what to do.
 pub fn tool_error(error: &ApiError) -> String {
-    match error {
-        ApiError::Authentication { .. } => format!(
-            "{error}. Check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET: they must belong to a 1NCE API user (1NCE portal → Organisation → API access). The user must fix this; retrying will not help."
-        ),
-        ApiError::Unauthorized | ApiError::Forbidden => {
-            format!("{error}. The user must fix this in the 1NCE portal; retrying will not help.")
-        }
-        _ => error.to_string(),
-    }
+    error.advice()
 }
 
 /// Counts operations that must finish before the process exits.

@@ -44,6 +44,7 @@ impl OrderServer {
     pub(super) async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
         if uri == PRODUCTS {
             let products = self
+                .desk
                 .catalogue
                 .products()
                 .await

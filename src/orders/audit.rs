@@ -4,7 +4,7 @@
 //! A line that cannot be written stops the order: the caller treats a write failure like any
 //! other refusal, so no order is ever placed without its record. A line carries no secret (the
 //! confirmation token appears only as a hash prefix) and no personal detail beyond the delivery
-//! city and country.
+//! city and country. [`AuditTrail`] is the contract; [`AuditLog`] keeps it in a file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::consent::Approval;
 use crate::api::model::NewOrder;
 
 /// What happened, as written to the `event` field.
@@ -24,19 +25,53 @@ pub enum Event {
     Preview,
     /// A preview or confirmation was refused before anything was posted.
     Refused,
-    /// The person approved the order (through the client's elicitation form).
+    /// The person approved the order (through the client's approval form).
     Approved,
     /// The person declined the order.
     Declined,
-    /// The person dismissed the question without answering.
+    /// The person dismissed the question, or gave no usable answer.
     Cancelled,
     /// The order POST is about to be sent.
     Post,
-    /// What became of a POST: placed, not placed, or unknown.
+    /// What became of a POST, or of a search for the order behind a lost answer.
     Outcome,
 }
 
-/// Where the audit lines go.
+/// The `outcome` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Refused,
+    Approved,
+    Declined,
+    Cancelled,
+    NoAnswer,
+    /// 1NCE created the order.
+    Placed,
+    /// 1NCE processed nothing; the token stays usable.
+    NotPlaced,
+    /// The order may or may not exist; the token is spent.
+    OutcomeUnknown,
+    /// The search for the order behind an unknown outcome.
+    Lookup,
+}
+
+/// Where the orders of this server go: the real 1NCE API or the built-in sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Live,
+    Sandbox,
+}
+
+/// Somewhere audit records are kept, in order, durably.
+pub trait AuditTrail: Send + Sync + std::fmt::Debug {
+    /// Appends `record`. `Err` is a message for the agent that says the order was stopped
+    /// because it could not be audited.
+    fn append(&self, record: &Record) -> Result<(), String>;
+}
+
+/// The audit trail in a JSON-lines file.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     path: Option<Arc<PathBuf>>,
@@ -46,9 +81,11 @@ pub struct AuditLog {
 
 /// One audit line.
 #[derive(Debug, Serialize)]
-pub struct Record<'a> {
+pub struct Record {
     pub time: String,
     pub event: Event,
+    /// `live` or `sandbox`.
+    pub environment: Environment,
     /// First 16 hex digits of SHA-256 of the confirmation token, never the token itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
@@ -57,12 +94,11 @@ pub struct Record<'a> {
     pub products: Vec<AuditLine>,
     /// Where the order ships, reduced to city and country.
     pub ships_to: String,
-    /// How the order was approved: `elicitation` or `confirmation_token`.
+    /// How the order is approved: `approval_form` or `confirmation_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<&'a str>,
-    /// Outcome or reason, e.g. `placed`, `not_placed`, `outcome_unknown`, `declined`.
+    pub approval: Option<Approval>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'a str>,
+    pub outcome: Option<AuditOutcome>,
     /// A short explanation (never personal details).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -77,12 +113,18 @@ pub struct AuditLine {
     pub quantity: u64,
 }
 
-impl<'a> Record<'a> {
-    /// A record of `event` about `order`, with the optional fields empty.
-    pub fn new(event: Event, order: &NewOrder, token: Option<&str>) -> Record<'a> {
+impl Record {
+    /// A record of `event` about `order` in `environment`, with the optional fields empty.
+    pub fn new(
+        event: Event,
+        environment: Environment,
+        order: &NewOrder,
+        token: Option<&str>,
+    ) -> Record {
         Record {
             time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             event,
+            environment,
             token_id: token.map(token_id),
             content_hash: content_hash(order),
             products: order
@@ -101,12 +143,12 @@ impl<'a> Record<'a> {
         }
     }
 
-    pub fn approval(mut self, how: &'a str) -> Self {
+    pub fn approval(mut self, how: Approval) -> Self {
         self.approval = Some(how);
         self
     }
 
-    pub fn outcome(mut self, outcome: &'a str) -> Self {
+    pub fn outcome(mut self, outcome: AuditOutcome) -> Self {
         self.outcome = Some(outcome);
         self
     }
@@ -124,17 +166,12 @@ impl<'a> Record<'a> {
 
 /// The token's public id: a hash prefix, enough to correlate lines, useless to redeem.
 pub fn token_id(token: &str) -> String {
-    let digest = Sha256::digest(token.trim().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::hex(&Sha256::digest(token.trim().as_bytes())[..8])
 }
 
-/// SHA-256 of the validated order's canonical JSON, the same content a confirmation token binds.
+/// The order's digest ([`super::tokens::digest`]) in hex.
 pub fn content_hash(order: &NewOrder) -> String {
-    let bytes = serde_json::to_vec(order).unwrap_or_default();
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&super::tokens::digest(order))
 }
 
 /// City and country of the delivery address, or that the account's default address is used.
@@ -170,10 +207,11 @@ impl AuditLog {
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref().map(PathBuf::as_path)
     }
+}
 
-    /// Appends `record` as one line and flushes it to disk. `Err` is a message for the agent
-    /// that says the order was stopped because it could not be audited.
-    pub fn write(&self, record: &Record<'_>) -> Result<(), String> {
+impl AuditTrail for AuditLog {
+    /// Appends `record` as one line and flushes it to disk.
+    fn append(&self, record: &Record) -> Result<(), String> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -240,11 +278,16 @@ mod tests {
         let path = dir.join("nested").join("audit.jsonl");
         let log = AuditLog::new(Some(path.clone()));
         let token = "ct_0123456789abcdef0123456789abcdef";
-        log.write(&Record::new(Event::Preview, &order, Some(token)))
-            .unwrap();
-        log.write(
-            &Record::new(Event::Outcome, &order, Some(token))
-                .outcome("placed")
+        log.append(&Record::new(
+            Event::Preview,
+            Environment::Sandbox,
+            &order,
+            Some(token),
+        ))
+        .unwrap();
+        log.append(
+            &Record::new(Event::Outcome, Environment::Sandbox, &order, Some(token))
+                .outcome(AuditOutcome::Placed)
                 .order_number(Some(7)),
         )
         .unwrap();
@@ -256,6 +299,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "preview");
         assert_eq!(lines[0]["ships_to"], "Hamburg, DE");
+        assert_eq!(lines[0]["environment"], "sandbox");
         assert_eq!(lines[0]["products"][0]["quantity"], 3);
         assert_eq!(lines[1]["order_number"], 7);
         assert_eq!(lines[0]["token_id"], token_id(token));
@@ -279,7 +323,12 @@ mod tests {
         // A directory cannot be opened for appending.
         let log = AuditLog::new(Some(std::env::temp_dir()));
         let err = log
-            .write(&Record::new(Event::Preview, &order, None))
+            .append(&Record::new(
+                Event::Preview,
+                Environment::Live,
+                &order,
+                None,
+            ))
             .unwrap_err();
         assert!(err.contains("places no order it cannot audit"), "{err}");
     }

@@ -146,6 +146,17 @@ impl PricedOrder {
     }
 }
 
+/// Amounts for people: "120.00 EUR + 5.00 USD", or `none` when there are none.
+pub fn money(list: &[Money], none: &str) -> String {
+    if list.is_empty() {
+        return none.to_owned();
+    }
+    list.iter()
+        .map(|m| format!("{} {}", m.amount, m.currency))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 fn money_list(map: &BTreeMap<String, Cents>) -> Vec<Money> {
     map.iter()
         .map(|(currency, cents)| Money {

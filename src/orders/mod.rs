@@ -1,16 +1,33 @@
 //! The order promise: nothing is ordered that a person did not approve, at the price they saw,
 //! and nothing is ever ordered twice.
 //!
-//! This module holds every rule behind that promise and knows nothing of MCP: the confirmation
-//! tokens ([`tokens`]), the audit trail ([`audit`]), the catalogue and limit checks ([`checks`])
-//! and the search for an order whose answer was lost ([`lost_answer`]). The `create_order` tool
-//! is a thin face over it.
+//! This module holds every rule behind that promise and knows nothing of MCP:
+//! - [`desk`]: the path from a tool's arguments to a placed order, and every way it stops;
+//! - [`tokens`]: confirmation tokens bound to the order, its price, the account, the session
+//!   and the approval the preview promised;
+//! - [`single_use`]: the store that lets each token drive at most one POST, across processes;
+//! - [`post_answer`]: what an answer to the order POST proves, the one rule that may reopen a
+//!   token;
+//! - [`audit`]: a record of every step, written before the step is taken;
+//! - [`checks`]: the 1NCE catalogue and the operator's limits, prices in cents;
+//! - [`lost_answer`]: the search for an order whose answer was lost;
+//! - [`consent`]: how a person approves, and what they answered;
+//! - [`clock`]: the time, injected.
+//!
+//! The `create_order` tool (`crate::mcp`) is a thin face over [`desk::Desk`].
 
 pub mod audit;
 pub mod checks;
+pub mod clock;
+pub mod consent;
+pub mod desk;
 pub mod lost_answer;
+pub mod post_answer;
+pub mod single_use;
 pub mod tokens;
 
-pub use audit::AuditLog;
+pub use audit::{AuditLog, AuditTrail, Environment};
 pub use checks::{Money, OrderLimits, PricedLine, PricedOrder};
-pub use tokens::{Confirmations, Refusal};
+pub use consent::{Approval, PersonAnswer};
+pub use desk::{Desk, OrderError, Stop};
+pub use tokens::{Account, Confirmations, Refusal};

@@ -1,62 +1,110 @@
-//! Confirmation tokens: the step between an order preview and a real, paid order.
+//! Confirmation tokens: the signed step between an order preview and a real, paid order.
 //!
-//! A token is self-contained and signed, so it survives the process that issued it: a preview
-//! made by one `1nce-mcp call` (or before a server restart) can be confirmed by the next. It
-//! carries a random id, its expiry, a hash of the session scope and the SHA-256 of the exact
-//! validated order, signed with HMAC-SHA256 under a key kept in the state directory (owner-only
-//! permissions). Any change to the token breaks the signature.
+//! A token is self-contained and signed with HMAC-SHA256 under a key kept in the state
+//! directory (owner-only), so it survives the process that issued it: a preview made by one
+//! `1nce-mcp call` can be confirmed by the next. Any change to a token breaks its signature.
+//! A token binds, and [`Confirmations::check`] refuses any difference in:
+//! - **the order**: SHA-256 of the exact validated order (products, address, reference);
+//! - **the price**: SHA-256 of the priced lines and totals the person saw; the one-time totals
+//!   ride along in the token so a refusal can name both prices;
+//! - **the account and environment**: the 1NCE API base URL (or "the sandbox") and client id,
+//!   hashed, so a sandbox preview never places a real order and one account's preview never
+//!   orders on another;
+//! - **the session**: one scope per HTTP session, one for a process a single user owns;
+//! - **the approval**: a token whose preview promised the client's own approval form, or was
+//!   made under `--require-human-approval`, places an order only after an approval in such a
+//!   form, wherever it is redeemed;
+//! - **an expiry**.
 //!
-//! Single use across processes rests on the file system: redeeming atomically creates a marker
-//! file named after the token id (`create_new`, so of two concurrent redeemers exactly one wins).
-//! The marker then records the outcome of the POST:
-//! - placed: the token is spent for good and remembers the order number, so a second use is
-//!   refused with that number;
-//! - refused by 1NCE in a way that proves nothing was created (400, 401, 403, 429, no
-//!   connection): the marker is removed and the token opens again until it expires, since the
-//!   person approved exactly this content and nothing happened;
-//! - anything else, including the call being dropped or the process dying mid-POST: the marker
-//!   stays "posting" or becomes "unknown", and the token can never drive another POST.
+//! Single use rests on a [`SingleUse`] store: redeeming claims the token's id, and the record
+//! then says what became of it (see [`Redemption`]). A person's "no" is recorded there too, so
+//! no process sharing the store can use the token after it.
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::checks::{PricedOrder, money};
+use super::clock::{Clock, SystemClock};
+use super::consent::NotApproved;
+use super::post_answer::{Created, NotProcessed, Unknown};
+use super::single_use::{MarkerFiles, SingleUse, Use, UseState};
 use crate::api::model::NewOrder;
+use crate::hex;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Prefix of every token, so a person can tell one from other strings.
 const PREFIX: &str = "ct_";
 /// Layout version of the signed payload.
-const VERSION: u8 = 1;
-/// version(1) + id(16) + expiry in Unix milliseconds(8) + scope hash(16) + order digest(32).
-const PAYLOAD_LEN: usize = 1 + 16 + 8 + 16 + 32;
-/// How long used-token markers are kept after their token expired. Past expiry a token is
-/// refused anyway, so this only keeps the "already placed order N" answer precise for a while.
+const VERSION: u8 = 2;
+/// version(1) + id(16) + expiry ms(8) + scope(16) + account(16) + flags(1) + order(32) +
+/// prices(32) + totals length(1); the totals text follows.
+const FIXED_LEN: usize = 1 + 16 + 8 + 16 + 16 + 1 + 32 + 32 + 1;
+/// Flag bit: only an approval in the client's form places this order.
+const NEEDS_FORM: u8 = 1;
+/// How long token records are kept after their token expired. Past expiry a token is refused
+/// anyway, so this keeps "already placed order N" precise and identical orders findable.
 const REMEMBER_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a POST may stay unrecorded before its outcome counts as unknown, unless told.
+const DEFAULT_POSTING_GRACE: Duration = Duration::from_secs(120);
 
-/// Issues and redeems confirmation tokens.
+/// The 1NCE account and environment an order goes to, as a token binds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Account([u8; 16]);
+
+impl Account {
+    /// The real API (or any API at `base_url`) as the API user `client_id`.
+    pub fn live(base_url: &str, client_id: &str) -> Account {
+        Account(hash16(&format!("live\n{base_url}\n{client_id}")))
+    }
+
+    /// The built-in sandbox, wherever it happens to listen.
+    pub fn sandbox(client_id: &str) -> Account {
+        Account(hash16(&format!("sandbox\n{client_id}")))
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Account({})", hex(&self.0[..4]))
+    }
+}
+
+/// Everything a token is bound to, as of the call that presents it.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub order: &'a NewOrder,
+    /// The order priced now; `None` checks everything but the price.
+    pub priced: Option<&'a PricedOrder>,
+    pub scope: &'a str,
+    pub account: Account,
+}
+
+/// Issues, checks and redeems confirmation tokens.
 pub struct Confirmations {
     ttl: Duration,
     key: [u8; 32],
-    used_dir: PathBuf,
+    store: Arc<dyn SingleUse>,
+    clock: Arc<dyn Clock>,
+    posting_grace: Duration,
 }
 
 impl fmt::Debug for Confirmations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Confirmations")
             .field("ttl", &self.ttl)
-            .field("used_dir", &self.used_dir)
+            .field("store", &self.store)
             .field("key", &"[redacted]")
             .finish()
     }
@@ -69,6 +117,28 @@ pub struct Issued {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The verified contents of a token.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    id: [u8; 16],
+    expires: i64,
+    scope: [u8; 16],
+    account: Account,
+    /// Only an approval in the client's own form places this order.
+    pub needs_form: bool,
+    order: [u8; 32],
+    prices: [u8; 32],
+    /// The one-time net totals the person saw, as shown.
+    pub totals: String,
+}
+
+impl Claims {
+    /// The id the single-use store knows this token by.
+    pub fn id(&self) -> String {
+        hex(&self.id)
+    }
+}
+
 /// Why a token cannot be used. The messages tell the agent exactly what to do instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -76,6 +146,10 @@ pub enum Refusal {
         "this confirmation_token is not valid (malformed, altered, or signed with another key): nothing was ordered. Call create_order without confirmation_token for a new preview and show it to the user"
     )]
     Invalid,
+    #[error(
+        "this confirmation_token was issued for another 1NCE account or environment (the sandbox and the real API never share tokens): nothing was ordered. Call create_order without confirmation_token for a preview here and get the user's approval for it"
+    )]
+    OtherAccount,
     #[error(
         "this confirmation_token was issued to another MCP session and cannot be used in this one: nothing was ordered. Call create_order without confirmation_token for a new preview in this session"
     )]
@@ -89,31 +163,34 @@ pub enum Refusal {
     )]
     Mismatch,
     #[error(
+        "the price changed since the preview: the user approved a one-time total of {then} net, and the 1NCE catalogue now prices this order at {now} net{}. Nothing was ordered. Call create_order without confirmation_token for a preview at the current price and get the user's approval for it",
+        if .then == .now { " (other charges of its products changed)" } else { "" }
+    )]
+    PriceChanged { then: String, now: String },
+    #[error(
         "this confirmation_token was already used and placed order {}: nothing more was ordered.{}",
         .0.map(|n| n.to_string()).unwrap_or_else(|| "(number not reported)".to_owned()),
-        .0.map(|n| format!(" Look it up with get_order {n}.")).unwrap_or_default()
+        .0.map(|n| format!(" Look it up with get_order {n}")).unwrap_or_default()
     )]
     AlreadyPlaced(Option<u64>),
     #[error(
-        "this confirmation_token is being used by another call right now: nothing more was ordered"
+        "this confirmation_token is being used by another call right now: nothing more was ordered. Wait for that call's answer"
     )]
     InFlight,
     #[error(
-        "this confirmation_token was already used, and whether that order reached 1NCE is unknown. Do not order again: look for it with list_orders (sort order_date) first"
+        "this confirmation_token was already used at {}, and whether that order reached 1NCE is unknown. Do not order again",
+        .since.to_rfc3339_opts(SecondsFormat::Secs, true)
     )]
-    OutcomeUnknown,
+    OutcomeUnknown { since: DateTime<Utc> },
+    #[error(
+        "the person {}; this confirmation_token can never place it. Nothing was ordered. A new preview is needed, and only if the user asks for the order again",
+        .0.what()
+    )]
+    NotApproved(NotApproved),
     #[error(
         "the use of this confirmation_token could not be recorded ({0}), so nothing was ordered. Check that the state directory is writable"
     )]
     Storage(String),
-}
-
-/// The decoded, verified contents of a token.
-struct Claims {
-    id: [u8; 16],
-    expires: u64,
-    scope: [u8; 16],
-    digest: [u8; 32],
 }
 
 impl Confirmations {
@@ -124,92 +201,179 @@ impl Confirmations {
         let used_dir = state_dir.join("used-tokens");
         create_private_dir(&used_dir)?;
         let key = load_or_create_key(&state_dir.join("confirmation.key"))?;
-        Ok(Confirmations { ttl, key, used_dir })
+        Ok(Confirmations {
+            ttl,
+            key,
+            store: Arc::new(MarkerFiles::new(&used_dir)),
+            clock: Arc::new(SystemClock),
+            posting_grace: DEFAULT_POSTING_GRACE,
+        })
     }
 
-    /// Issues a token that confirms exactly `order` within the session `scope`, valid for the
-    /// configured time.
-    pub fn issue(&self, order: &NewOrder, scope: &str) -> Issued {
+    /// Reads the time from `clock` instead of the system.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long a claimed token may stay without an outcome before that outcome counts as
+    /// unknown: the longest a POST can take (the request timeout) plus a margin.
+    pub fn with_posting_grace(mut self, grace: Duration) -> Self {
+        self.posting_grace = grace;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Issues a token that confirms exactly `binding`, valid for the configured time.
+    pub fn issue(&self, binding: &Binding<'_>, needs_form: bool) -> Issued {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
-        let now = unix_millis();
-        let expires = now.saturating_add(self.ttl.as_millis().try_into().unwrap_or(u64::MAX));
-        let mut payload = Vec::with_capacity(PAYLOAD_LEN);
+        let now = self.clock.now();
+        let expires = now
+            .timestamp_millis()
+            .saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let prices = binding.priced.map(price_digest).unwrap_or_default();
+        let totals = binding
+            .priced
+            .map(|p| truncate_utf8(&money(&p.totals_for_people(), "0.00"), 255))
+            .unwrap_or_default();
+        let mut payload = Vec::with_capacity(FIXED_LEN + totals.len());
         payload.push(VERSION);
         payload.extend_from_slice(&id);
         payload.extend_from_slice(&expires.to_be_bytes());
-        payload.extend_from_slice(&scope_hash(scope));
-        payload.extend_from_slice(&digest(order));
+        payload.extend_from_slice(&hash16(binding.scope));
+        payload.extend_from_slice(&binding.account.0);
+        payload.push(if needs_form { NEEDS_FORM } else { 0 });
+        payload.extend_from_slice(&digest(binding.order));
+        payload.extend_from_slice(&prices);
+        payload.push(totals.len() as u8);
+        payload.extend_from_slice(totals.as_bytes());
         let signature = self.mac(&payload).finalize().into_bytes();
-        self.forget_old_markers(now);
+        self.store.forget_before(
+            now - chrono::Duration::from_std(self.ttl + REMEMBER_FOR)
+                .unwrap_or(chrono::Duration::MAX),
+        );
         Issued {
             token: format!(
                 "{PREFIX}{}.{}",
                 URL_SAFE_NO_PAD.encode(&payload),
                 URL_SAFE_NO_PAD.encode(signature)
             ),
-            expires_at: to_datetime(expires),
+            expires_at: DateTime::from_timestamp_millis(expires)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         }
     }
 
-    /// Checks that `token` could place `order` from session `scope` right now, without
-    /// claiming it: for refusing a bad token before any other work.
-    pub fn check(&self, token: &str, order: &NewOrder, scope: &str) -> Result<(), Refusal> {
-        self.usable(token, order, scope).map(|_| ())
-    }
-
-    /// Claims `token` for posting `order` from session `scope`. Of any number of concurrent
-    /// callers, in any number of processes, at most one gets the claim.
-    pub fn redeem(
-        self: &Arc<Self>,
-        token: &str,
-        order: &NewOrder,
-        scope: &str,
-    ) -> Result<Redemption, Refusal> {
-        let marker = self.usable(token, order, scope)?;
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&marker)
-        {
-            Ok(mut file) => {
-                file.write_all(Marker::Posting.line().as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| Refusal::Storage(e.to_string()))?;
-            }
-            // Another caller claimed it between our check and now.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(read_marker(&marker)
-                    .map(Marker::refusal)
-                    .unwrap_or(Refusal::InFlight));
-            }
-            Err(e) => return Err(Refusal::Storage(e.to_string())),
-        }
-        Ok(Redemption {
-            marker,
-            settled: false,
-        })
-    }
-
-    /// Every check but the claim; returns the token's marker path.
-    fn usable(&self, token: &str, order: &NewOrder, scope: &str) -> Result<PathBuf, Refusal> {
+    /// Checks that `token` could place the order of `binding` right now, without claiming it.
+    /// Signature, account and session come first, then what the store says of the token, its
+    /// expiry, and last the order and its price.
+    pub fn check(&self, token: &str, binding: &Binding<'_>) -> Result<Claims, Refusal> {
         let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
-        if claims.scope != scope_hash(scope) {
+        if claims.account != binding.account {
+            return Err(Refusal::OtherAccount);
+        }
+        if claims.scope != hash16(binding.scope) {
             return Err(Refusal::OtherSession);
         }
-        let marker = self.used_dir.join(hex(&claims.id));
-        if let Some(state) = read_marker(&marker) {
-            return Err(state.refusal());
+        let recorded = self
+            .store
+            .get(&claims.id())
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        if let Some(record) = recorded {
+            return Err(self.refusal(&record));
         }
-        if unix_millis() >= claims.expires {
+        if self.clock.now().timestamp_millis() >= claims.expires {
             return Err(Refusal::Expired(
-                to_datetime(claims.expires).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                DateTime::from_timestamp_millis(claims.expires)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(SecondsFormat::Secs, true),
             ));
         }
-        if claims.digest != digest(order) {
+        if claims.order != digest(binding.order) {
             return Err(Refusal::Mismatch);
         }
-        Ok(marker)
+        if let Some(priced) = binding.priced
+            && claims.prices != price_digest(priced)
+        {
+            return Err(Refusal::PriceChanged {
+                then: claims.totals.clone(),
+                now: money(&priced.totals_for_people(), "0.00"),
+            });
+        }
+        Ok(claims)
+    }
+
+    /// Claims `token` for posting the order of `binding`. Of any number of concurrent callers,
+    /// in any number of processes sharing the store, at most one gets the claim.
+    pub fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
+        let claims = self.check(token, binding)?;
+        let id = claims.id();
+        let content = content_id(binding.order);
+        let first = Use {
+            state: UseState::Posting,
+            at: self.clock.now().timestamp_millis(),
+            content: content.clone(),
+        };
+        match self.store.claim(&id, &first) {
+            Ok(Ok(())) => Ok(Redemption {
+                store: Arc::clone(&self.store),
+                clock: Arc::clone(&self.clock),
+                id,
+                content,
+                settled: false,
+            }),
+            Ok(Err(existing)) => Err(self.refusal(&existing)),
+            Err(e) => Err(Refusal::Storage(e.to_string())),
+        }
+    }
+
+    /// Ends `claims`' token after the person did not approve, for every process sharing the
+    /// store. A token already claimed keeps its record.
+    pub fn end_unapproved(
+        &self,
+        claims: &Claims,
+        order: &NewOrder,
+        answer: NotApproved,
+    ) -> io::Result<()> {
+        let record = Use {
+            state: UseState::NotApproved { answer },
+            at: self.clock.now().timestamp_millis(),
+            content: content_id(order),
+        };
+        self.store.claim(&claims.id(), &record).map(|_| ())
+    }
+
+    /// Orders with the same content placed (or of unknown outcome) from this store within
+    /// `within`, oldest first.
+    pub fn recent_identical(&self, order: &NewOrder, within: Duration) -> Vec<Use> {
+        let since =
+            self.clock.now() - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+        self.store
+            .recent(&content_id(order), since)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !matches!(r.state, UseState::NotApproved { .. }))
+            .collect()
+    }
+
+    fn refusal(&self, record: &Use) -> Refusal {
+        match record.state {
+            UseState::Posting => {
+                let age = self.clock.now().timestamp_millis() - record.at;
+                if age > i64::try_from(self.posting_grace.as_millis()).unwrap_or(i64::MAX) {
+                    // The process that claimed it died mid-POST, or could not record the end.
+                    Refusal::OutcomeUnknown { since: record.at() }
+                } else {
+                    Refusal::InFlight
+                }
+            }
+            UseState::Placed { order_number } => Refusal::AlreadyPlaced(order_number),
+            UseState::Unknown => Refusal::OutcomeUnknown { since: record.at() },
+            UseState::NotApproved { answer } => Refusal::NotApproved(answer),
+        }
     }
 
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
@@ -224,78 +388,69 @@ impl Confirmations {
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         self.mac(&payload).verify_slice(&signature).ok()?;
-        if payload.len() != PAYLOAD_LEN || payload[0] != VERSION {
+        if payload.len() < FIXED_LEN || payload[0] != VERSION {
             return None;
         }
-        let mut claims = Claims {
-            id: [0; 16],
-            expires: 0,
-            scope: [0; 16],
-            digest: [0; 32],
-        };
-        claims.id.copy_from_slice(&payload[1..17]);
-        claims.expires = u64::from_be_bytes(payload[17..25].try_into().ok()?);
-        claims.scope.copy_from_slice(&payload[25..41]);
-        claims.digest.copy_from_slice(&payload[41..73]);
-        Some(claims)
-    }
-
-    /// Removes markers old enough that their tokens expired long ago. Best effort.
-    fn forget_old_markers(&self, now_millis: u64) {
-        let now = now_millis / 1000;
-        let Ok(entries) = fs::read_dir(&self.used_dir) else {
-            return;
-        };
-        let horizon = self.ttl + REMEMBER_FOR;
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .is_some_and(|t| now.saturating_sub(t.as_secs()) > horizon.as_secs());
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
+        let totals_len = usize::from(payload[FIXED_LEN - 1]);
+        if payload.len() != FIXED_LEN + totals_len {
+            return None;
         }
+        let take = |from: usize, to: usize| &payload[from..to];
+        Some(Claims {
+            id: take(1, 17).try_into().ok()?,
+            expires: i64::from_be_bytes(take(17, 25).try_into().ok()?),
+            scope: take(25, 41).try_into().ok()?,
+            account: Account(take(41, 57).try_into().ok()?),
+            needs_form: payload[57] & NEEDS_FORM != 0,
+            order: take(58, 90).try_into().ok()?,
+            prices: take(90, 122).try_into().ok()?,
+            totals: String::from_utf8(payload[FIXED_LEN..].to_vec()).ok()?,
+        })
     }
 }
 
-/// A claimed token. Settle it with the POST's outcome; dropping it unsettled (the call was
-/// cancelled mid-POST) records the outcome as unknown.
+/// A claimed token. Settle it with what the POST's answer means; dropping it unsettled (the
+/// call's task died mid-POST) records the outcome as unknown.
 #[derive(Debug)]
 pub struct Redemption {
-    marker: PathBuf,
+    store: Arc<dyn SingleUse>,
+    clock: Arc<dyn Clock>,
+    id: String,
+    content: String,
     settled: bool,
 }
 
 impl Redemption {
-    /// 1NCE accepted the order.
-    pub fn placed(mut self, order_number: Option<u64>) {
-        self.settle(Marker::Placed(order_number));
+    /// 1NCE created the order: the token is spent for good and remembers the number.
+    pub fn placed(mut self, created: &Created) {
+        self.settle(UseState::Placed {
+            order_number: created.order_number,
+        });
     }
 
-    /// 1NCE certainly created nothing: the token may be used again until it expires.
-    pub fn nothing_placed(mut self) {
+    /// 1NCE certainly processed nothing: the token may be used again until it expires. Only
+    /// a [`NotProcessed`] opens it, and only [`super::post_answer`] makes one.
+    pub fn release(mut self, _proof: &NotProcessed) {
         self.settled = true;
-        if let Err(e) = fs::remove_file(&self.marker) {
+        if let Err(e) = self.store.release(&self.id) {
             // Fails closed: the token stays spent, which is safe, only less convenient.
             tracing::warn!(error = %e, "could not reopen a confirmation token");
         }
     }
 
-    /// Whether 1NCE created the order is unknown: the token is never usable again.
-    pub fn outcome_unknown(mut self) {
-        self.settle(Marker::Unknown);
+    /// Whether 1NCE created the order is unknown: the token can never drive another POST.
+    pub fn unknown(mut self, _why: &Unknown) {
+        self.settle(UseState::Unknown);
     }
 
-    fn settle(&mut self, marker: Marker) {
+    fn settle(&mut self, state: UseState) {
         self.settled = true;
-        // Written beside and renamed over, so a reader never sees half a line. If this fails
-        // the marker still says "posting", which refuses reuse just the same.
-        let tmp = self.marker.with_extension("tmp");
-        let written = fs::write(&tmp, marker.line()).and_then(|()| fs::rename(&tmp, &self.marker));
-        if let Err(e) = written {
+        let record = Use {
+            state,
+            at: self.clock.now().timestamp_millis(),
+            content: self.content.clone(),
+        };
+        if let Err(e) = self.store.settle(&self.id, &record) {
             tracing::warn!(error = %e, "could not record a confirmation token's outcome");
         }
     }
@@ -304,80 +459,48 @@ impl Redemption {
 impl Drop for Redemption {
     fn drop(&mut self) {
         if !self.settled {
-            self.settle(Marker::Unknown);
+            self.settle(UseState::Unknown);
         }
     }
-}
-
-/// What a used-token marker file says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Marker {
-    Posting,
-    Placed(Option<u64>),
-    Unknown,
-}
-
-impl Marker {
-    fn line(self) -> String {
-        match self {
-            Marker::Posting => "posting\n".to_owned(),
-            Marker::Placed(Some(n)) => format!("placed {n}\n"),
-            Marker::Placed(None) => "placed\n".to_owned(),
-            Marker::Unknown => "unknown\n".to_owned(),
-        }
-    }
-
-    fn parse(text: &str) -> Marker {
-        let mut words = text.split_whitespace();
-        match words.next() {
-            Some("placed") => Marker::Placed(words.next().and_then(|n| n.parse().ok())),
-            Some("unknown") => Marker::Unknown,
-            // "posting", or a marker cut short by a crash: either way a POST may be under way
-            // or may have happened.
-            _ => Marker::Posting,
-        }
-    }
-
-    fn refusal(self) -> Refusal {
-        match self {
-            Marker::Posting => Refusal::InFlight,
-            Marker::Placed(n) => Refusal::AlreadyPlaced(n),
-            Marker::Unknown => Refusal::OutcomeUnknown,
-        }
-    }
-}
-
-fn read_marker(path: &Path) -> Option<Marker> {
-    fs::read_to_string(path).ok().map(|t| Marker::parse(&t))
 }
 
 /// SHA-256 of the validated order's canonical JSON (fixed field order, absent fields as null).
+/// The one definition of "the same order": tokens, the audit trail and the search for
+/// identical orders all use it.
 pub fn digest(order: &NewOrder) -> [u8; 32] {
     let bytes = serde_json::to_vec(order).unwrap_or_default();
     Sha256::digest(bytes).into()
 }
 
-fn scope_hash(scope: &str) -> [u8; 16] {
-    let full = Sha256::digest(scope.as_bytes());
+/// The order's content id for the single-use store: the digest's first 16 bytes in hex.
+fn content_id(order: &NewOrder) -> String {
+    hex(&digest(order)[..16])
+}
+
+/// SHA-256 of the priced lines and totals: what the person saw the order cost.
+fn price_digest(priced: &PricedOrder) -> [u8; 32] {
+    let lines = serde_json::to_vec(&priced.lines).unwrap_or_default();
+    let totals = serde_json::to_vec(&priced.totals_for_people()).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update((lines.len() as u64).to_be_bytes());
+    hasher.update(&lines);
+    hasher.update(&totals);
+    hasher.finalize().into()
+}
+
+fn hash16(text: &str) -> [u8; 16] {
+    let full = Sha256::digest(text.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn to_datetime(millis: u64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(i64::try_from(millis).unwrap_or(i64::MAX / 2))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+fn truncate_utf8(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Creates `dir` (and parents) readable by the owner only.
@@ -460,6 +583,9 @@ fn check_private(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::api::model::ProductLine;
+    use crate::api::products::{Cents, Charge, Product};
+    use crate::orders::checks::{OrderLimits, check_order};
+    use crate::orders::clock::ManualClock;
 
     fn order(quantity: i64) -> NewOrder {
         NewOrder::new(
@@ -473,108 +599,316 @@ mod tests {
         .unwrap()
     }
 
-    fn store(dir: &Path, ttl: Duration) -> Arc<Confirmations> {
-        Arc::new(Confirmations::open(dir, ttl).unwrap())
+    /// `order` priced at `cents` per unit.
+    fn priced(order: &NewOrder, cents: i64) -> PricedOrder {
+        let product = Product {
+            id: 1001,
+            name: "SIM".into(),
+            material: None,
+            package_size: Some(1),
+            min_quantity: 1,
+            max_quantity: Some(1000),
+            max_quantity_per_customer: None,
+            min_contract_duration: None,
+            one_time_charges: vec![Charge {
+                name: "provisionCharge".into(),
+                amount_net: Cents(cents),
+                currency: "EUR".into(),
+            }],
+            recurring_charges: vec![],
+        };
+        check_order(order, &[product], &OrderLimits::default()).unwrap()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        store: Confirmations,
+    }
+
+    fn fixture(ttl: Duration) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = Confirmations::open(dir.path(), ttl)
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_posting_grace(Duration::from_secs(90));
+        Fixture {
+            _dir: dir,
+            clock,
+            store,
+        }
+    }
+
+    fn live() -> Account {
+        Account::live("https://api.1nce.com/management-api/", "id")
+    }
+
+    fn binding<'a>(order: &'a NewOrder, priced: &'a PricedOrder, scope: &'a str) -> Binding<'a> {
+        Binding {
+            order,
+            priced: Some(priced),
+            scope,
+            account: live(),
+        }
+    }
+
+    fn created(n: u64) -> Created {
+        Created {
+            order_number: Some(n),
+            order: None,
+        }
     }
 
     #[test]
-    fn token_is_single_use_and_bound_to_content_and_session() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        let issued = store.issue(&order(5), "s");
+    fn a_token_is_single_use_and_bound_to_order_session_and_account() {
+        let f = fixture(Duration::from_secs(60));
+        let (five, six) = (order(5), order(6));
+        let (p5, p6) = (priced(&five, 100), priced(&six, 100));
+        let issued = f.store.issue(&binding(&five, &p5, "s"), false);
         assert!(issued.token.starts_with("ct_"));
+        let t = issued.token.as_str();
         assert_eq!(
-            store.redeem(&issued.token, &order(6), "s").unwrap_err(),
+            f.store.redeem(t, &binding(&six, &p6, "s")).unwrap_err(),
             Refusal::Mismatch
         );
         assert_eq!(
-            store.redeem(&issued.token, &order(5), "t").unwrap_err(),
+            f.store.redeem(t, &binding(&five, &p5, "t")).unwrap_err(),
             Refusal::OtherSession
         );
-        let held = store.redeem(&issued.token, &order(5), "s").unwrap();
+        for account in [
+            Account::sandbox("id"),
+            Account::live("https://other.example/", "id"),
+            Account::live("https://api.1nce.com/management-api/", "other"),
+        ] {
+            let elsewhere = Binding {
+                account,
+                ..binding(&five, &p5, "s")
+            };
+            assert_eq!(
+                f.store.redeem(t, &elsewhere).unwrap_err(),
+                Refusal::OtherAccount
+            );
+        }
+        let held = f.store.redeem(t, &binding(&five, &p5, "s")).unwrap();
         assert_eq!(
-            store.redeem(&issued.token, &order(5), "s").unwrap_err(),
+            f.store.redeem(t, &binding(&five, &p5, "s")).unwrap_err(),
             Refusal::InFlight
         );
-        held.placed(Some(42));
-        let err = store.redeem(&issued.token, &order(5), "s").unwrap_err();
+        held.placed(&created(42));
+        let err = f.store.redeem(t, &binding(&five, &p5, "s")).unwrap_err();
         assert_eq!(err, Refusal::AlreadyPlaced(Some(42)));
         assert!(err.to_string().contains("get_order 42"));
     }
 
     #[test]
+    fn a_changed_price_is_refused_naming_both_prices() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(10);
+        let issued = f.store.issue(&binding(&o, &priced(&o, 10_000), "s"), false);
+        let now = priced(&o, 45_000);
+        let err = f
+            .store
+            .check(&issued.token, &binding(&o, &now, "s"))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::PriceChanged {
+                then: "1000.00 EUR".into(),
+                now: "4500.00 EUR".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("1000.00 EUR") && text.contains("4500.00 EUR"),
+            "{text}"
+        );
+        // Without a price (before the catalogue is read) everything else still checks.
+        let unpriced = Binding {
+            priced: None,
+            ..binding(&o, &now, "s")
+        };
+        assert!(f.store.check(&issued.token, &unpriced).is_ok());
+    }
+
+    #[test]
+    fn the_approval_the_preview_promised_is_carried() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(1);
+        let p = priced(&o, 100);
+        let form = f.store.issue(&binding(&o, &p, "s"), true);
+        let plain = f.store.issue(&binding(&o, &p, "s"), false);
+        assert!(
+            f.store
+                .check(&form.token, &binding(&o, &p, "s"))
+                .unwrap()
+                .needs_form
+        );
+        assert!(
+            !f.store
+                .check(&plain.token, &binding(&o, &p, "s"))
+                .unwrap()
+                .needs_form
+        );
+    }
+
+    #[test]
+    fn expiry_follows_the_injected_clock() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(1);
+        let p = priced(&o, 100);
+        let issued = f.store.issue(&binding(&o, &p, "s"), false);
+        f.clock.advance(Duration::from_secs(59));
+        assert!(f.store.check(&issued.token, &binding(&o, &p, "s")).is_ok());
+        f.clock.advance(Duration::from_secs(1));
+        assert!(matches!(
+            f.store.redeem(&issued.token, &binding(&o, &p, "s")),
+            Err(Refusal::Expired(_))
+        ));
+    }
+
+    #[test]
     fn tokens_survive_a_restart_and_tampering_breaks_them() {
         let dir = tempfile::tempdir().unwrap();
-        let issued = store(dir.path(), Duration::from_secs(60)).issue(&order(1), "s");
+        let o = order(1);
+        let p = priced(&o, 100);
+        let ttl = Duration::from_secs(60);
+        let issued = Confirmations::open(dir.path(), ttl)
+            .unwrap()
+            .issue(&binding(&o, &p, "s"), false);
         // A new process opens the same state directory.
-        let again = store(dir.path(), Duration::from_secs(60));
+        let again = Confirmations::open(dir.path(), ttl).unwrap();
         let mut tampered = issued.token.clone().into_bytes();
         let i = tampered.len() / 2;
         tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         for bad in [tampered.as_str(), "ct_", "nonsense", ""] {
             assert_eq!(
-                again.redeem(bad, &order(1), "s").unwrap_err(),
+                again.redeem(bad, &binding(&o, &p, "s")).unwrap_err(),
                 Refusal::Invalid
             );
         }
         // Another key (another state directory) does not accept it either.
         let other = tempfile::tempdir().unwrap();
         assert_eq!(
-            store(other.path(), Duration::from_secs(60))
-                .redeem(&issued.token, &order(1), "s")
+            Confirmations::open(other.path(), ttl)
+                .unwrap()
+                .redeem(&issued.token, &binding(&o, &p, "s"))
                 .unwrap_err(),
             Refusal::Invalid
         );
         again
-            .redeem(&issued.token, &order(1), "s")
+            .redeem(&issued.token, &binding(&o, &p, "s"))
             .unwrap()
-            .placed(None);
+            .placed(&created(1));
     }
 
     #[test]
-    fn failures_reopen_or_lock_the_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        let issued = store.issue(&order(1), "s");
-        store
-            .redeem(&issued.token, &order(1), "s")
+    fn only_proof_of_nothing_processed_reopens_a_token() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let issued = f.store.issue(&b, false);
+        let proof = NotProcessed::never_sent(crate::api::ApiError::Forbidden);
+        f.store.redeem(&issued.token, &b).unwrap().release(&proof);
+        f.store
+            .redeem(&issued.token, &b)
             .unwrap()
-            .nothing_placed();
-        let dropped = store.redeem(&issued.token, &order(1), "s").unwrap();
-        drop(dropped);
-        assert_eq!(
-            store.redeem(&issued.token, &order(1), "s").unwrap_err(),
-            Refusal::OutcomeUnknown
-        );
-    }
-
-    #[test]
-    fn tokens_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(1));
-        let issued = store.issue(&order(1), "s");
-        std::thread::sleep(Duration::from_millis(1100));
+            .unknown(&Unknown {
+                reason: "HTTP 409".into(),
+            });
         assert!(matches!(
-            store.redeem(&issued.token, &order(1), "s"),
-            Err(Refusal::Expired(_))
+            f.store.redeem(&issued.token, &b).unwrap_err(),
+            Refusal::OutcomeUnknown { .. }
+        ));
+        // A call dropped mid-POST is an unknown outcome too.
+        let second = f.store.issue(&b, false);
+        drop(f.store.redeem(&second.token, &b).unwrap());
+        assert!(matches!(
+            f.store.redeem(&second.token, &b).unwrap_err(),
+            Refusal::OutcomeUnknown { .. }
         ));
     }
 
     #[test]
+    fn a_posting_record_older_than_the_grace_is_an_unknown_outcome() {
+        let f = fixture(Duration::from_secs(600));
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let issued = f.store.issue(&b, false);
+        // The process dies mid-POST: the claim is never settled.
+        std::mem::forget(f.store.redeem(&issued.token, &b).unwrap());
+        assert_eq!(
+            f.store.check(&issued.token, &b).unwrap_err(),
+            Refusal::InFlight
+        );
+        f.clock.advance(Duration::from_secs(91));
+        let err = f.store.check(&issued.token, &b).unwrap_err();
+        assert!(matches!(err, Refusal::OutcomeUnknown { .. }), "{err:?}");
+        assert!(err.to_string().contains("Do not order again"), "{err}");
+    }
+
+    #[test]
+    fn a_person_s_no_ends_the_token_and_identical_orders_are_found() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(3);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let declined = f.store.issue(&b, true);
+        let claims = f.store.check(&declined.token, &b).unwrap();
+        f.store
+            .end_unapproved(&claims, &o, NotApproved::Declined)
+            .unwrap();
+        let err = f.store.redeem(&declined.token, &b).unwrap_err();
+        assert_eq!(err, Refusal::NotApproved(NotApproved::Declined));
+        assert!(err.to_string().contains("new preview"), "{err}");
+        // Declined orders are not "identical orders placed".
+        assert!(
+            f.store
+                .recent_identical(&o, Duration::from_secs(3600))
+                .is_empty()
+        );
+        let placed = f.store.issue(&b, false);
+        f.store
+            .redeem(&placed.token, &b)
+            .unwrap()
+            .placed(&created(77));
+        let recent = f.store.recent_identical(&o, Duration::from_secs(3600));
+        assert_eq!(recent.len(), 1);
+        assert_eq!(
+            recent[0].state,
+            UseState::Placed {
+                order_number: Some(77)
+            }
+        );
+        assert!(
+            f.store
+                .recent_identical(&order(4), Duration::from_secs(3600))
+                .is_empty()
+        );
+        f.clock.advance(Duration::from_secs(3601));
+        assert!(
+            f.store
+                .recent_identical(&o, Duration::from_secs(3600))
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn concurrent_redeemers_get_one_claim() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path(), Duration::from_secs(60));
-        let issued = store.issue(&order(3), "s");
+        let f = fixture(Duration::from_secs(60));
+        let o = order(3);
+        let p = priced(&o, 100);
+        let issued = f.store.issue(&binding(&o, &p, "s"), false);
         let winners: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
-                    let store = Arc::clone(&store);
-                    let token = issued.token.clone();
-                    s.spawn(move || {
-                        store
-                            .redeem(&token, &order(3), "s")
-                            .map(|r| r.placed(Some(7)))
+                    s.spawn(|| {
+                        f.store
+                            .redeem(&issued.token, &binding(&o, &p, "s"))
+                            .map(|r| r.placed(&created(7)))
                             .is_ok() as usize
                     })
                 })
@@ -590,7 +924,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        store(&state, Duration::from_secs(60));
+        Confirmations::open(&state, Duration::from_secs(60)).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&state.join("confirmation.key")), 0o600);

@@ -1,0 +1,586 @@
+//! The order path, from a tool's arguments to a placed order: check, preview, the person's
+//! answer, and the one POST. Every step is audited before it is taken, and every way it can
+//! end without an order is a [`Stop`] with its one message.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::audit::{AuditOutcome, AuditTrail, Environment, Event, Record};
+use super::checks::{OrderLimits, PricedOrder, check_order};
+use super::consent::{Approval, NotApproved, PersonAnswer};
+use super::lost_answer::{self, Found};
+use super::post_answer::{NotProcessed, PostAnswer, classify};
+use super::single_use::Use;
+use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal};
+use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
+use crate::api::products::Catalogue;
+use crate::api::{ApiError, Client};
+
+/// How far back a preview looks for identical orders.
+const IDENTICAL_WITHIN: Duration = Duration::from_secs(24 * 3600);
+/// How long after an unknown outcome to look for the order again.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// Everything an order is checked against, shared by all sessions of a server.
+pub struct Desk {
+    pub client: Client,
+    pub confirmations: Arc<Confirmations>,
+    pub audit: Arc<dyn AuditTrail>,
+    pub environment: Environment,
+    pub account: Account,
+    pub catalogue: Catalogue,
+    pub limits: Arc<OrderLimits>,
+    /// `--require-human-approval`: every order needs an approval in the client's form.
+    pub require_form: bool,
+}
+
+impl fmt::Debug for Desk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Desk")
+            .field("client", &self.client)
+            .field("environment", &self.environment)
+            .field("account", &self.account)
+            .field("require_form", &self.require_form)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an agent asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub products: &'a [ProductLine],
+    pub delivery_address: Option<&'a DeliveryAddress>,
+    pub customer_reference: Option<&'a str>,
+    pub confirmation_token: Option<&'a str>,
+    /// The session the token is (to be) bound to.
+    pub scope: &'a str,
+    /// Whether the client can show its user an approval form.
+    pub can_ask: bool,
+}
+
+/// An order that passed every check of this call, priced.
+#[derive(Debug)]
+pub struct Checked {
+    pub order: NewOrder,
+    pub priced: PricedOrder,
+    scope: String,
+    token: Option<(String, Claims)>,
+}
+
+impl Checked {
+    /// The token this call confirms with, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(|(t, _)| t.as_str())
+    }
+}
+
+/// A preview's token and what the person should know besides the order.
+#[derive(Debug)]
+pub struct PreviewIssued {
+    pub issued: Issued,
+    pub approval: Approval,
+    /// Identical orders placed (or of unknown outcome) from this state in the last 24 hours.
+    pub identical: Vec<Use>,
+}
+
+/// A placed order: its number and, when it could be read, the order.
+#[derive(Debug)]
+pub struct Placed {
+    pub order_number: Option<u64>,
+    pub order: Option<Order>,
+}
+
+/// Why `create_order` placed nothing: certainly nothing ([`Stop`]), or perhaps something
+/// ([`UnknownOutcome`]).
+#[derive(Debug)]
+pub enum OrderError {
+    Stopped(Stop),
+    Unknown(UnknownOutcome),
+}
+
+impl From<Stop> for OrderError {
+    fn from(stop: Stop) -> Self {
+        OrderError::Stopped(stop)
+    }
+}
+
+impl fmt::Display for OrderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderError::Stopped(stop) => stop.fmt(f),
+            OrderError::Unknown(unknown) => unknown.fmt(f),
+        }
+    }
+}
+
+/// Every way `create_order` ends with certainly nothing ordered by this call.
+#[derive(Debug)]
+pub enum Stop {
+    /// The arguments break a rule of the 1NCE API.
+    Invalid(String),
+    /// The confirmation token cannot be used.
+    Token(Refusal),
+    /// The catalogue, needed to check and price the order, could not be read.
+    Catalogue(ApiError),
+    /// The catalogue or the operator's limits refuse the order (the message is complete).
+    Checks(String),
+    /// An approval in the client's own form is required, and this client cannot show one.
+    FormRequired { by_token: bool },
+    /// The person did not approve.
+    NotApproved(NotApproved, Option<String>),
+    /// A step could not be audited.
+    Unaudited(String),
+    /// 1NCE refused before processing anything.
+    NotProcessed(NotProcessed),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Invalid(why) => write!(f, "Invalid arguments: {why}. Nothing was ordered."),
+            Stop::Token(refusal) => write!(f, "Refused: {refusal}."),
+            Stop::Catalogue(e) => write!(
+                f,
+                "Could not read the 1NCE product catalogue to check the order: {}. Nothing was ordered.",
+                e.advice()
+            ),
+            Stop::Checks(why) => f.write_str(why),
+            Stop::FormRequired { by_token: false } => f.write_str(
+                "Refused: this server requires each order to be approved by a person in the MCP client's own approval form (--require-human-approval), and this client cannot show one (it does not declare the elicitation capability). Nothing was ordered. Use an MCP client that supports elicitation, or ask the server's operator to run it without --require-human-approval",
+            ),
+            Stop::FormRequired { by_token: true } => f.write_str(
+                "Refused: this order's preview promised that the user approves it in the MCP client's own approval form, and this client cannot show one. Nothing was ordered. Confirm it from a client that can show the form, or call create_order without confirmation_token for a preview here and get the user's approval for it",
+            ),
+            Stop::NotApproved(answer, detail) => {
+                let mut what = match answer {
+                    NotApproved::Declined => {
+                        "The user declined this order in the approval form".to_owned()
+                    }
+                    NotApproved::Cancelled => {
+                        "The user closed the approval form without approving this order".to_owned()
+                    }
+                    NotApproved::NoAnswer => "The user's approval could not be obtained".to_owned(),
+                };
+                if let Some(detail) = detail {
+                    what.push_str(&format!(" ({detail})"));
+                }
+                write!(
+                    f,
+                    "{what}. Nothing was ordered and nothing was sent to 1NCE; this confirmation_token can never place the order. Do not ask again unless the user asks you to; a new preview is needed then."
+                )
+            }
+            Stop::Unaudited(why) => write!(f, "Refused: {why}. Nothing was ordered."),
+            Stop::NotProcessed(np) => write!(
+                f,
+                "1NCE did not place the order: {}. Nothing was ordered; the confirmation_token stays valid until it expires, so after fixing the cause the same approved order can be confirmed again.",
+                np.error().advice()
+            ),
+        }
+    }
+}
+
+/// An order that may or may not exist: what is known, and what the search for it found.
+#[derive(Debug)]
+pub struct UnknownOutcome {
+    /// Why the outcome is unknown.
+    pub reason: String,
+    /// When the POST was sent.
+    pub since: DateTime<Utc>,
+    /// Whether this call sent it (or an earlier use of the same token did).
+    pub this_call: bool,
+    /// What the search for the order found, or why it failed.
+    pub lookup: Result<Found, String>,
+    /// The time of this report.
+    pub now: DateTime<Utc>,
+}
+
+impl UnknownOutcome {
+    /// The numbers of the matching orders found.
+    pub fn found_numbers(&self) -> Vec<u64> {
+        match &self.lookup {
+            Ok(found) => found.orders.iter().filter_map(|o| o.order_number).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn look_again_at(&self) -> String {
+        let at = (self.since + chrono::Duration::from_std(LOOK_AGAIN_AFTER).unwrap_or_default())
+            .max(self.now);
+        at.format("%H:%M UTC").to_string()
+    }
+}
+
+impl fmt::Display for UnknownOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sent = self.since.to_rfc3339_opts(SecondsFormat::Secs, true);
+        if self.this_call {
+            write!(
+                f,
+                "OUTCOME UNKNOWN: do not order again. The order was sent to 1NCE at {sent}, but {}, so it may or may not have been placed; the confirmation_token can never place it again.",
+                self.reason
+            )?;
+        } else {
+            write!(
+                f,
+                "OUTCOME UNKNOWN: nothing was sent now, and do not order again. This confirmation_token was used at {sent} and whether that order reached 1NCE is unknown ({}); the token can never place it again.",
+                self.reason
+            )?;
+        }
+        let then = self.look_again_at();
+        match &self.lookup {
+            Ok(found) => match found.orders.as_slice() {
+                [] if found.complete => write!(
+                    f,
+                    " No order with these products and quantities has appeared at 1NCE since then, but 1NCE may still be processing it. Tell the user the outcome is unknown and look again after {then} with find_orders or list_orders (sort order_date)."
+                ),
+                [] => write!(
+                    f,
+                    " No matching order was found among the newest orders, but not all of them could be checked. Tell the user the outcome is unknown and look with list_orders (sort order_date), again after {then}."
+                ),
+                [one] => write!(
+                    f,
+                    " Found it: order {} has the same products and quantities and was created after the POST was sent ({}). It was most likely placed: look it up with get_order instead of ordering again.",
+                    number(one),
+                    brief(one)
+                ),
+                many => write!(
+                    f,
+                    " Found {} orders with the same products and quantities created since the POST was sent: {}. Look them up with get_order instead of ordering again.",
+                    many.len(),
+                    many.iter().map(number).collect::<Vec<_>>().join(", ")
+                ),
+            },
+            Err(e) => write!(
+                f,
+                " Looking for the order failed too ({e}). Tell the user the outcome is unknown and look with list_orders (sort order_date) after {then}."
+            ),
+        }
+    }
+}
+
+fn number(order: &Order) -> String {
+    order
+        .order_number
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "(no number)".to_owned())
+}
+
+fn brief(order: &Order) -> String {
+    let mut parts = Vec::new();
+    if let Some(status) = &order.order_status {
+        parts.push(status.clone());
+    }
+    if let Some(date) = &order.order_date {
+        parts.push(date.clone());
+    }
+    if parts.is_empty() {
+        "no status reported".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl Desk {
+    fn record(&self, event: Event, order: &NewOrder, token: Option<&str>) -> Record {
+        Record::new(event, self.environment, order, token)
+    }
+
+    /// Audits a refusal (best effort: nothing is ordered either way) and returns it.
+    fn refuse(&self, order: &NewOrder, token: Option<&str>, stop: Stop) -> OrderError {
+        let _ = self.audit.append(
+            &self
+                .record(Event::Refused, order, token)
+                .outcome(AuditOutcome::Refused)
+                .detail(stop.to_string()),
+        );
+        OrderError::Stopped(stop)
+    }
+
+    /// A token refusal; one that says an earlier POST's outcome is unknown comes with a
+    /// search for that order.
+    async fn refused_token(&self, order: &NewOrder, token: &str, refusal: Refusal) -> OrderError {
+        match refusal {
+            Refusal::OutcomeUnknown { since } => {
+                let outcome = self
+                    .unknown(order, Some(token), since, false, refusal.to_string())
+                    .await;
+                OrderError::Unknown(outcome)
+            }
+            other => self.refuse(order, Some(token), Stop::Token(other)),
+        }
+    }
+
+    fn binding<'a>(
+        &self,
+        order: &'a NewOrder,
+        priced: Option<&'a PricedOrder>,
+        scope: &'a str,
+    ) -> Binding<'a> {
+        Binding {
+            order,
+            priced,
+            scope,
+            account: self.account,
+        }
+    }
+
+    /// Validates, checks the token (if any) and the order against the catalogue and the
+    /// limits, and prices it. Nothing is sent to 1NCE but the catalogue read.
+    pub async fn check(&self, request: Request<'_>) -> Result<Checked, OrderError> {
+        let order = NewOrder::new(
+            request.products,
+            request.delivery_address,
+            request.customer_reference,
+        )
+        .map_err(|e| Stop::Invalid(e.to_string()))?;
+        let token = request
+            .confirmation_token
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        // A token that cannot be used is refused before anything is asked of 1NCE or anyone.
+        if let Some(token) = token
+            && let Err(refusal) = self
+                .confirmations
+                .check(token, &self.binding(&order, None, request.scope))
+        {
+            return Err(self.refused_token(&order, token, refusal).await);
+        }
+        let catalogue = self.catalogue.products().await.map_err(Stop::Catalogue)?;
+        let priced = check_order(&order, &catalogue, &self.limits)
+            .map_err(|why| self.refuse(&order, token, Stop::Checks(why)))?;
+        if self.require_form && !request.can_ask {
+            return Err(self.refuse(&order, token, Stop::FormRequired { by_token: false }));
+        }
+        let token = match token {
+            None => None,
+            Some(token) => {
+                let claims = match self
+                    .confirmations
+                    .check(token, &self.binding(&order, Some(&priced), request.scope))
+                {
+                    Ok(claims) => claims,
+                    Err(refusal) => return Err(self.refused_token(&order, token, refusal).await),
+                };
+                if claims.needs_form && !request.can_ask {
+                    return Err(self.refuse(
+                        &order,
+                        Some(token),
+                        Stop::FormRequired { by_token: true },
+                    ));
+                }
+                Some((token.to_owned(), claims))
+            }
+        };
+        Ok(Checked {
+            order,
+            priced,
+            scope: request.scope.to_owned(),
+            token,
+        })
+    }
+
+    /// Issues a token for a checked order and audits the preview. The token requires an
+    /// approval in the client's form whenever the client can show one (the preview promises
+    /// it) or the server requires one.
+    pub fn preview(&self, checked: &Checked, can_ask: bool) -> Result<PreviewIssued, OrderError> {
+        let needs_form = can_ask || self.require_form;
+        let approval = if needs_form {
+            Approval::ApprovalForm
+        } else {
+            Approval::ConfirmationToken
+        };
+        let issued = self.confirmations.issue(
+            &self.binding(&checked.order, Some(&checked.priced), &checked.scope),
+            needs_form,
+        );
+        // Recorded before the token is shown: a token nobody can trace is never handed out.
+        self.audit
+            .append(
+                &self
+                    .record(Event::Preview, &checked.order, Some(&issued.token))
+                    .approval(approval),
+            )
+            .map_err(Stop::Unaudited)?;
+        let identical = self
+            .confirmations
+            .recent_identical(&checked.order, IDENTICAL_WITHIN);
+        Ok(PreviewIssued {
+            issued,
+            approval,
+            identical,
+        })
+    }
+
+    /// Audits the person's answer; anything but an approval ends the token for every process
+    /// sharing the state, and stops the order.
+    pub fn answered(&self, checked: &Checked, answer: &PersonAnswer) -> Result<(), OrderError> {
+        let (token, claims) = checked
+            .token
+            .as_ref()
+            .map(|(t, c)| (t.as_str(), c))
+            .ok_or_else(|| Stop::Unaudited("no confirmation token to answer for".to_owned()))?;
+        let (event, outcome, detail) = match answer {
+            PersonAnswer::Approved => (Event::Approved, AuditOutcome::Approved, None),
+            PersonAnswer::Declined => (Event::Declined, AuditOutcome::Declined, None),
+            PersonAnswer::Cancelled => (Event::Cancelled, AuditOutcome::Cancelled, None),
+            PersonAnswer::NoAnswer(why) => {
+                (Event::Cancelled, AuditOutcome::NoAnswer, Some(why.clone()))
+            }
+        };
+        let mut record = self
+            .record(event, &checked.order, Some(token))
+            .approval(Approval::ApprovalForm)
+            .outcome(outcome);
+        if let Some(detail) = &detail {
+            record = record.detail(detail.clone());
+        }
+        let audited = self.audit.append(&record);
+        if let Some(not) = answer.not_approved() {
+            if let Err(e) = self
+                .confirmations
+                .end_unapproved(claims, &checked.order, not)
+            {
+                tracing::warn!(error = %e, "could not record that the person did not approve");
+            }
+            return Err(Stop::NotApproved(not, detail).into());
+        }
+        audited.map_err(|e| Stop::Unaudited(e).into())
+    }
+
+    /// Claims the token and sends the order once, then settles the token by what 1NCE's
+    /// answer proves and audits the outcome. Run it where the caller's cancellation cannot
+    /// cut it off between the POST and the record of its outcome.
+    pub async fn place(&self, checked: Checked, approval: Approval) -> Result<Placed, OrderError> {
+        let Some((token, _)) = &checked.token else {
+            return Err(Stop::Token(Refusal::Invalid).into());
+        };
+        let order = &checked.order;
+        // Redeemed only now: the person may have taken a while, and the token may have expired,
+        // been declined or been used by a parallel call meanwhile.
+        let redemption = match self.confirmations.redeem(
+            token,
+            &self.binding(order, Some(&checked.priced), &checked.scope),
+        ) {
+            Ok(r) => r,
+            Err(refusal) => return Err(self.refused_token(order, token, refusal).await),
+        };
+        if let Err(e) = self.audit.append(
+            &self
+                .record(Event::Post, order, Some(token))
+                .approval(approval),
+        ) {
+            redemption.release(&NotProcessed::never_sent(ApiError::BadResponse {
+                reason: "the audit record could not be written".to_owned(),
+            }));
+            return Err(Stop::Unaudited(e).into());
+        }
+        tracing::info!(products = ?order.products, approval = approval.as_str(), "placing a confirmed 1NCE order");
+        let sent_at = self.confirmations.now();
+        let outcome = self
+            .record(Event::Outcome, order, Some(token))
+            .approval(approval);
+        match classify(self.client.create_order(order).await) {
+            PostAnswer::Created(created) => {
+                redemption.placed(&created);
+                tracing::info!(order_number = ?created.order_number, "1NCE order placed");
+                let audited = self.audit.append(
+                    &outcome
+                        .outcome(AuditOutcome::Placed)
+                        .order_number(created.order_number),
+                );
+                if let Err(e) = audited {
+                    // The order exists; saying so matters more than the missing line.
+                    tracing::error!("order placed but its outcome could not be audited: {e}");
+                }
+                let order = match (created.order, created.order_number) {
+                    (Some(order), _) => Some(*order),
+                    (None, Some(number)) => self.client.get_order(number).await.ok(),
+                    (None, None) => None,
+                };
+                Ok(Placed {
+                    order_number: created.order_number,
+                    order,
+                })
+            }
+            PostAnswer::NotProcessed(proof) => {
+                redemption.release(&proof);
+                let _ = self.audit.append(
+                    &outcome
+                        .outcome(AuditOutcome::NotPlaced)
+                        .detail(audit_reason(proof.error())),
+                );
+                Err(Stop::NotProcessed(proof).into())
+            }
+            PostAnswer::Unknown(unknown) => {
+                redemption.unknown(&unknown);
+                tracing::error!(reason = %unknown.reason, "the outcome of an order POST is unknown");
+                let _ = self.audit.append(
+                    &outcome
+                        .outcome(AuditOutcome::OutcomeUnknown)
+                        .detail(unknown.reason.clone()),
+                );
+                Err(OrderError::Unknown(
+                    self.unknown(order, Some(token), sent_at, true, unknown.reason)
+                        .await,
+                ))
+            }
+        }
+    }
+
+    /// Looks for the order behind an unknown outcome, without ever posting, and audits what
+    /// it found.
+    async fn unknown(
+        &self,
+        order: &NewOrder,
+        token: Option<&str>,
+        since: DateTime<Utc>,
+        this_call: bool,
+        reason: String,
+    ) -> UnknownOutcome {
+        let lookup = lost_answer::find(&self.client, order, since)
+            .await
+            .map_err(|e| e.advice());
+        let report = UnknownOutcome {
+            reason,
+            since,
+            this_call,
+            lookup,
+            now: self.confirmations.now(),
+        };
+        let numbers = report.found_numbers();
+        let _ = self.audit.append(
+            &self
+                .record(Event::Outcome, order, token)
+                .outcome(AuditOutcome::Lookup)
+                .order_number(numbers.first().copied())
+                .detail(match &report.lookup {
+                    Ok(_) => format!("matching orders created since the POST: {numbers:?}"),
+                    Err(_) => "the search for the order failed".to_owned(),
+                }),
+        );
+        report
+    }
+}
+
+/// Why 1NCE refused, for the audit trail: 1NCE's own message may quote the address back, so
+/// a rejection is reduced to its status and code.
+fn audit_reason(error: &ApiError) -> String {
+    match error {
+        ApiError::Rejected { status, code, .. } => format!(
+            "1NCE rejected the order (HTTP {status}{})",
+            code.as_deref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default()
+        ),
+        ApiError::Authentication { code, .. } => format!(
+            "1NCE refused the API credentials{}",
+            code.as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}
