@@ -31,6 +31,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::private_fs;
 use crate::api::model::NewOrder;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -120,10 +121,12 @@ impl Confirmations {
     /// Opens the token store in `state_dir`, creating the directory (owner-only) and the
     /// signing key on first use.
     pub fn open(state_dir: &Path, ttl: Duration) -> io::Result<Confirmations> {
-        create_private_dir(state_dir)?;
+        private_fs::ensure_private_dir(state_dir)?;
         let used_dir = state_dir.join("used-tokens");
-        create_private_dir(&used_dir)?;
-        let key = load_or_create_key(&state_dir.join("confirmation.key"))?;
+        private_fs::ensure_private_dir(&used_dir)?;
+        let key_path = state_dir.join("confirmation.key");
+        private_fs::check_private_file(&key_path)?;
+        let key = load_or_create_key(&key_path)?;
         Ok(Confirmations { ttl, key, used_dir })
     }
 
@@ -167,11 +170,7 @@ impl Confirmations {
         scope: &str,
     ) -> Result<Redemption, Refusal> {
         let marker = self.usable(token, order, scope)?;
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&marker)
-        {
+        match private_fs::create_new_private(&marker) {
             Ok(mut file) => {
                 file.write_all(Marker::Posting.line().as_bytes())
                     .and_then(|()| file.sync_all())
@@ -293,9 +292,7 @@ impl Redemption {
         self.settled = true;
         // Written beside and renamed over, so a reader never sees half a line. If this fails
         // the marker still says "posting", which refuses reuse just the same.
-        let tmp = self.marker.with_extension("tmp");
-        let written = fs::write(&tmp, marker.line()).and_then(|()| fs::rename(&tmp, &self.marker));
-        if let Err(e) = written {
+        if let Err(e) = private_fs::replace_private(&self.marker, marker.line().as_bytes()) {
             tracing::warn!(error = %e, "could not record a confirmation token's outcome");
         }
     }
@@ -378,18 +375,6 @@ fn unix_millis() -> u64 {
 fn to_datetime(millis: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(i64::try_from(millis).unwrap_or(i64::MAX / 2))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// Creates `dir` (and parents) readable by the owner only.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 /// Reads the signing key, creating it atomically if it does not exist yet: the key is written
