@@ -14,7 +14,7 @@ use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Command, Config, Upstream};
 use onence_mcp::mcp::{OrderServer, ServerOptions};
 use onence_mcp::oneshot;
-use onence_mcp::orders::Confirmations;
+use onence_mcp::orders::{Confirmations, private_fs};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use onence_mcp::transport;
 use rmcp::ServiceExt;
@@ -23,7 +23,7 @@ use tracing_subscriber::EnvFilter;
 
 /// The tool reported an error (`call`).
 const EXIT_TOOL_ERROR: u8 = 1;
-/// Bad usage or configuration.
+/// Bad usage or configuration, including a state directory or audit log open to other users.
 const EXIT_USAGE: u8 = 2;
 /// Could not run: the runtime, the sandbox, the state directory, a broken session.
 const EXIT_FAILURE: u8 = 3;
@@ -60,6 +60,11 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(message) => return exit(Exit::usage(message)),
     };
+    // Before anything runs: a state directory or audit log that other users could write (or
+    // that is a symbolic link) is a configuration to fix, not one to use as found.
+    if let Err(message) = private_fs::check_state(&config.state_dir, config.audit_log.as_deref()) {
+        return exit(Exit::usage(message));
+    }
     // One stdio session is a conversation of one client: a single-threaded runtime answers it
     // without handing each message between worker threads (a futex wake per hop, measured by
     // `cargo bench --bench mcp`). Many HTTP sessions at once use every core.

@@ -397,8 +397,11 @@ async fn every_step_is_audited_without_secrets_or_personal_details() {
 async fn an_unwritable_audit_log_stops_the_order() {
     let sandbox = sandbox().await;
     let dir = temp_dir("unwritable");
-    // A directory where the file should be: every append fails.
-    let server = spawn_against(&sandbox, &["--audit-log", dir.to_str().unwrap()]).await;
+    let log = dir.join("audit.jsonl");
+    let server = spawn_against(&sandbox, &["--audit-log", log.to_str().unwrap()]).await;
+    // A directory where the file should be, put there after start-up (which would refuse it):
+    // every append fails.
+    std::fs::create_dir(&log).unwrap();
     let args = json!({"products": [{"product_id": 1001, "quantity": 1}]});
     let text = server.err("create_order", args).await;
     assert!(text.contains("places no order it cannot audit"), "{text}");

@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::consent::Approval;
+use super::private_fs;
 use crate::api::model::NewOrder;
 
 /// What happened, as written to the `event` field.
@@ -229,18 +230,13 @@ impl AuditTrail for AuditLog {
     }
 }
 
+/// Appends to a private file (see [`private_fs::open_append_private`]): created `0600` in a
+/// directory created `0700`, never through a symbolic link, refused if others may write it.
 fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        private_fs::create_dirs_private(dir)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = private_fs::open_append_private(path)?;
     file.write_all(line)?;
     file.flush()?;
     file.sync_data()

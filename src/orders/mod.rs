@@ -12,6 +12,8 @@
 //! - [`checks`]: the 1NCE catalogue and the operator's limits, prices in cents;
 //! - [`lost_answer`]: the search for an order whose answer was lost;
 //! - [`consent`]: how a person approves, and what they answered;
+//! - [`private_fs`]: the file-system rules that keep the state directory and the audit log
+//!   private;
 //! - [`clock`]: the time, injected.
 //!
 //! The `create_order` tool (`crate::mcp`) is a thin face over [`desk::Desk`].
@@ -23,6 +25,7 @@ pub mod consent;
 pub mod desk;
 pub mod lost_answer;
 pub mod post_answer;
+pub mod private_fs;
 pub mod single_use;
 pub mod tokens;
 

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::consent::NotApproved;
+use super::private_fs::{create_new_private as new_private_file, replace_private};
 
 /// What became of a token, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,35 +180,6 @@ impl SingleUse for MarkerFiles {
             if modified_millis(&entry.path()) < before {
                 let _ = fs::remove_file(entry.path());
             }
-        }
-    }
-}
-
-/// Creates `path`, which must not exist, readable by the owner only, never through a link.
-fn new_private_file(path: &Path) -> io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Replaces `path` with `bytes` through a private temporary file and a rename.
-fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let written = new_private_file(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    match written.and_then(|()| fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
         }
     }
 }

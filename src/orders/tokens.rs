@@ -38,6 +38,7 @@ use super::checks::{PricedOrder, money};
 use super::clock::{Clock, SystemClock};
 use super::consent::NotApproved;
 use super::post_answer::{Created, NotProcessed, Unknown};
+use super::private_fs;
 use super::single_use::{MarkerFiles, SingleUse, Use, UseState};
 use crate::api::model::NewOrder;
 use crate::hex;
@@ -197,10 +198,12 @@ impl Confirmations {
     /// Opens the token store in `state_dir`, creating the directory (owner-only) and the
     /// signing key on first use.
     pub fn open(state_dir: &Path, ttl: Duration) -> io::Result<Confirmations> {
-        create_private_dir(state_dir)?;
+        private_fs::ensure_private_dir(state_dir)?;
         let used_dir = state_dir.join("used-tokens");
-        create_private_dir(&used_dir)?;
-        let key = load_or_create_key(&state_dir.join("confirmation.key"))?;
+        private_fs::ensure_private_dir(&used_dir)?;
+        let key_path = state_dir.join("confirmation.key");
+        private_fs::check_private_file(&key_path)?;
+        let key = load_or_create_key(&key_path)?;
         Ok(Confirmations {
             ttl,
             key,
@@ -501,18 +504,6 @@ fn truncate_utf8(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
-}
-
-/// Creates `dir` (and parents) readable by the owner only.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 /// Reads the signing key, creating it atomically if it does not exist yet: the key is written
