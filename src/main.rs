@@ -62,7 +62,16 @@ fn main() -> ExitCode {
     };
     // Before anything runs: a state directory or audit log that other users could write (or
     // that is a symbolic link) is a configuration to fix, not one to use as found.
-    if let Err(message) = private_fs::check_state(&config.state_dir, config.audit_log.as_deref()) {
+    // The sandbox's state lives inside the live one's, so that directory is checked too.
+    let sandbox_parent = matches!(config.upstream, Upstream::Sandbox)
+        .then(|| config.state_dir.parent())
+        .flatten();
+    let checked = match sandbox_parent {
+        Some(parent) => private_fs::check_state(parent, None),
+        None => Ok(()),
+    }
+    .and_then(|()| private_fs::check_state(&config.state_dir, config.audit_log.as_deref()));
+    if let Err(message) = checked {
         return exit(Exit::usage(message));
     }
     // One stdio session is a conversation of one client: a single-threaded runtime answers it

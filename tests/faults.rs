@@ -242,9 +242,15 @@ async fn a_token_expired_early_is_renewed_once_for_reads_and_orders() {
     let orders_before = sandbox.orders().len();
     let args = approved(&server).await;
     sandbox.inject(Fault::expire_tokens("POST", "/v1/orders"));
+    // One approval, one POST: a 401 is reported, never answered by a second POST in the call.
+    let refused = server.err("create_order", args.clone()).await;
+    assert!(refused.contains("401"), "{refused}");
+    assert!(refused.contains("stays valid"), "{refused}");
+    assert_eq!(posts(&sandbox), 1);
+    assert_eq!(sandbox.orders().len(), orders_before);
+    // The 401 proved nothing was created, so the same token confirms it, with a new access token.
     let placed = server.ok("create_order", args).await;
     assert_eq!(placed["status"], "placed");
-    // The 401 proved the first POST did nothing; the resend placed exactly one order.
     assert_eq!(posts(&sandbox), 2);
     assert_eq!(sandbox.orders().len(), orders_before + 1);
     assert_eq!(sandbox.count("POST", "/oauth/token"), 3);
@@ -261,10 +267,18 @@ async fn a_failing_token_endpoint_is_retried_even_before_an_order_post() {
     assert_eq!(sandbox.count("POST", "/oauth/token"), 2);
 
     let args = approved(&server).await;
-    sandbox.expire_tokens();
     let orders_before = sandbox.orders().len();
-    // The cached token is refused (401, nothing created), and its renewal fails once.
+    // The token request before the order POST fails once: nothing has been sent, so it is
+    // repeated, and the order goes out once.
     sandbox.inject(Fault::status("POST", "/oauth/token", 502));
+    sandbox.expire_tokens();
+    let refused = server.err("create_order", args.clone()).await;
+    assert!(refused.contains("401"), "{refused}");
+    assert_eq!(
+        posts(&sandbox),
+        1,
+        "the cached token is refused once: no resend"
+    );
     let placed = server.ok("create_order", args).await;
     assert_eq!(placed["status"], "placed");
     assert_eq!(sandbox.orders().len(), orders_before + 1);
@@ -283,19 +297,19 @@ async fn an_order_post_is_never_retried_whatever_goes_wrong() {
         ),
         (
             Fault::status("POST", "/v1/orders", 502),
-            "OUTCOME UNKNOWN: do not retry",
+            "OUTCOME UNKNOWN: do not order again",
         ),
         (
             Fault::status("POST", "/v1/orders", 503),
-            "OUTCOME UNKNOWN: do not retry",
+            "OUTCOME UNKNOWN: do not order again",
         ),
         (
             Fault::status("POST", "/v1/orders", 504),
-            "OUTCOME UNKNOWN: do not retry",
+            "OUTCOME UNKNOWN: do not order again",
         ),
         (
             Fault::drop_connection("POST", "/v1/orders"),
-            "OUTCOME UNKNOWN: do not retry",
+            "OUTCOME UNKNOWN: do not order again",
         ),
         (
             Fault::truncated("POST", "/v1/orders", r#"{"statusCode":500,"message":"x"}"#)
@@ -304,7 +318,7 @@ async fn an_order_post_is_never_retried_whatever_goes_wrong() {
         ),
         (
             Fault::delay("POST", "/v1/orders", Duration::from_secs(2)),
-            "OUTCOME UNKNOWN: do not retry",
+            "OUTCOME UNKNOWN: do not order again",
         ),
     ];
     for (fault, needle) in faults {
@@ -339,7 +353,7 @@ async fn an_answer_lost_after_the_order_was_created_is_reported_and_never_repost
         let args = approved(&server).await;
         sandbox.inject(fault);
         let err = server.err("create_order", args.clone()).await;
-        assert!(err.contains("OUTCOME UNKNOWN: do not retry"), "{err}");
+        assert!(err.contains("OUTCOME UNKNOWN: do not order again"), "{err}");
         // The lookup finds it (within the same second it may also list the previous one).
         assert!(err.contains("Found"), "the created order is found: {err}");
         assert_eq!(posts(&sandbox), posts_before + 1);

@@ -274,7 +274,10 @@ async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again()
         .await;
     let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
     assert_eq!(created.len(), 1, "the sandbox created the order");
-    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
+    assert!(
+        text.contains("OUTCOME UNKNOWN: do not order again"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("Found it: order {}", created[0])),
         "{text}"
@@ -296,13 +299,17 @@ async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again()
             with_token(args.clone(), &preview["confirmation_token"]),
         )
         .await;
-    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
     assert!(
-        text.contains(
-            "No order with these products and quantities was created since the POST was sent"
-        ),
+        text.contains("OUTCOME UNKNOWN: do not order again"),
         "{text}"
     );
+    assert!(
+        text.contains("No order with these products and quantities has appeared at 1NCE"),
+        "{text}"
+    );
+    // Never "most likely not placed": 1NCE may still be processing it.
+    assert!(text.contains("look again after"), "{text}");
+    assert!(!text.contains("not placed"), "{text}");
     assert_eq!(posts(&sandbox), 2);
 
     let lines = audit_lines(&log);
@@ -560,7 +567,10 @@ async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
         .await;
     let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
     assert_eq!(created.len(), 1);
-    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
+    assert!(
+        text.contains("OUTCOME UNKNOWN: do not order again"),
+        "{text}"
+    );
     assert!(text.contains("no answer within"), "{text}");
     assert!(
         text.contains(&format!("Found it: order {}", created[0])),

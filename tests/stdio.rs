@@ -385,7 +385,10 @@ async fn rejected_orders_keep_the_token_and_lost_answers_lock_it() {
     let text = server
         .err("create_order", with_token(order_args(), &token))
         .await;
-    assert!(text.contains("OUTCOME UNKNOWN: do not retry"), "{text}");
+    assert!(
+        text.contains("OUTCOME UNKNOWN: do not order again"),
+        "{text}"
+    );
     let text = server
         .err("create_order", with_token(order_args(), &token))
         .await;

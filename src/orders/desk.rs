@@ -145,7 +145,7 @@ impl fmt::Display for Stop {
             Stop::Catalogue(e) => write!(
                 f,
                 "Could not read the 1NCE product catalogue to check the order: {}. Nothing was ordered.",
-                e.advice()
+                e.advice().trim_end_matches('.')
             ),
             Stop::Checks(why) => f.write_str(why),
             Stop::FormRequired { by_token: false } => f.write_str(
@@ -173,10 +173,13 @@ impl fmt::Display for Stop {
                 )
             }
             Stop::Unaudited(why) => write!(f, "Refused: {why}. Nothing was ordered."),
+            Stop::NotProcessed(np) if matches!(np.error(), ApiError::Unauthorized) => f.write_str(
+                "1NCE did not place the order: it refused this server's access token (401 Unauthorized; the token may have expired early or been revoked). Nothing was ordered, and the order was not sent a second time on its own: one approval, one POST. The confirmation_token stays valid until it expires, and the next call uses a new access token, so the same approved order can be confirmed again.",
+            ),
             Stop::NotProcessed(np) => write!(
                 f,
                 "1NCE did not place the order: {}. Nothing was ordered; the confirmation_token stays valid until it expires, so after fixing the cause the same approved order can be confirmed again.",
-                np.error().advice()
+                np.error().advice().trim_end_matches('.')
             ),
         }
     }
