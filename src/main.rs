@@ -20,6 +20,8 @@ use onence_mcp::transport;
 use rmcp::ServiceExt;
 use rmcp::model::JsonObject;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// The tool reported an error (`call`).
 const EXIT_TOOL_ERROR: u8 = 1;
@@ -145,14 +147,34 @@ fn exit(e: Exit) -> ExitCode {
     ExitCode::from(e.code)
 }
 
+/// Log targets that write whole MCP messages, and the most verbose level each may log at.
+/// rmcp logs every request with its arguments and every result at debug and trace, and client
+/// notifications at info: confirmation tokens (capabilities to spend money) and delivery
+/// addresses (personal data). At warn and error it names failures, and quotes only the JSON-RPC
+/// errors this server answers with, whose texts hold neither.
+/// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
+/// frame kinds, never bodies or header values.
+const MESSAGE_LOGGERS: [(&str, LevelFilter); 1] = [("rmcp", LevelFilter::WARN)];
+
 /// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
+///
+/// `RUST_LOG` picks what is logged, within [`MESSAGE_LOGGERS`]' caps. The caps are a second
+/// filter that every event must pass as well, not directives added to the user's: a directive
+/// is overruled by a narrower one (`rmcp::service=trace`) or by a span directive
+/// (`[serve_inner]=trace`), a second filter by nothing.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
+    let caps = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(MESSAGE_LOGGERS);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter.and(caps)),
+        )
         .init();
 }
 

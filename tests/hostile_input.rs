@@ -6,6 +6,10 @@
 //! server records every request, and for invalid input it must record none. Arbitrary argument
 //! objects, valid or not, must never stop the server from serving.
 //!
+//! Free text is held to one rule: a character a person cannot see on the approval form (Unicode
+//! categories Cc, Cf, Zl, Zp) is refused in every free-text field, and any other text reaches
+//! 1NCE exactly as given.
+//!
 //! Case counts are modest so CI stays fast; set PROPTEST_CASES to run more.
 
 mod common;
@@ -19,6 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value, json};
+use unicode_general_category::{GeneralCategory, get_general_category};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -427,4 +432,194 @@ fn arbitrary_arguments_never_stop_the_server() {
     });
     // No order could have been placed without a token from a preview.
     assert_eq!(sandbox.count("POST", "/v1/orders"), 0);
+}
+
+/// create_order's free-text fields: every delivery address field without a fixed format, and
+/// the customer reference.
+const FREE_TEXT_FIELDS: [&str; 10] = [
+    "first_name",
+    "last_name",
+    "company",
+    "street",
+    "address_line2",
+    "house_number",
+    "zip",
+    "city",
+    "phone",
+    "customer_reference",
+];
+
+/// Control (Cc), format (Cf), line separator (Zl) and paragraph separator (Zp) characters.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        get_general_category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Any one of the few hundred invisible characters, each as likely as another.
+fn invisible_char() -> BoxedStrategy<char> {
+    let all: Vec<char> = (0..=0x10_FFFF)
+        .filter_map(char::from_u32)
+        .filter(|&c| is_invisible(c))
+        .collect();
+    prop::sample::select(all).boxed()
+}
+
+/// Any other character: letters and marks of every script, symbols, emoji, spaces, private use
+/// and unassigned code points.
+fn visible_char() -> BoxedStrategy<char> {
+    any::<char>()
+        .prop_filter("not Cc, Cf, Zl or Zp", |&c| !is_invisible(c))
+        .boxed()
+}
+
+/// A small order to 1001 with `value` in the free-text `field`, shipped within Germany.
+fn order_with(field: &str, value: &str) -> Value {
+    let mut args = json!({
+        "products": [{"product_id": 1001, "quantity": 1}],
+        "delivery_address": {"first_name": "Erika", "city": "Köln", "country": "DE"},
+    });
+    if field == "customer_reference" {
+        args[field] = json!(value);
+    } else {
+        args["delivery_address"][field] = json!(value);
+    }
+    args
+}
+
+/// The name an agent gives the field in create_order's arguments.
+fn argument_name(field: &str) -> String {
+    if field == "customer_reference" {
+        field.to_owned()
+    } else {
+        format!("delivery_address.{field}")
+    }
+}
+
+/// `snake_case` as `camelCase`.
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The value of the free-text `field` in a `POST /v1/orders` body. The test is about values,
+/// not spelling: a key is found in 1NCE's snake_case or camelCase.
+fn posted<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    let get = |object: &'a Value, name: &str| object.get(name).or_else(|| object.get(camel(name)));
+    let holder = if field == "customer_reference" {
+        body
+    } else {
+        get(body, "delivery_address")?
+    };
+    get(holder, field)?.as_str()
+}
+
+/// Text with an invisible character inside it, between visible ends (values are trimmed, so a
+/// trailing line break, say, never reaches 1NCE anyway), in any free-text field: the preview is
+/// a tool error that names the field and the character, and 1NCE sees nothing.
+#[test]
+fn invisible_characters_in_free_text_are_refused_naming_field_and_character() {
+    let (runtime, sandbox, server) = start();
+    let strategy = (
+        prop::sample::select(FREE_TEXT_FIELDS.to_vec()),
+        vec(visible_char(), 0..8).prop_map(String::from_iter),
+        invisible_char(),
+        vec(prop_oneof![visible_char(), invisible_char()], 0..8).prop_map(String::from_iter),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(field, before, invisible, after)| {
+            let value = format!("x{before}{invisible}{after}x");
+            let args = order_with(field, &value);
+            let result = runtime.block_on(call(&server, "create_order", &args))?;
+            let shown = text(&result);
+            prop_assert_eq!(
+                result.is_error,
+                Some(true),
+                "{} was accepted: {}",
+                args,
+                shown
+            );
+            let expected = format!(
+                "{} contains U+{:04X} (",
+                argument_name(field),
+                u32::from(invisible)
+            );
+            prop_assert!(shown.contains(&expected), "{} not in {}", expected, shown);
+            prop_assert!(
+                shown.contains("could disguise what the person approves"),
+                "{}",
+                shown
+            );
+            prop_assert!(sandbox.requests().is_empty(), "{} reached 1NCE", args);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(server.stop());
+}
+
+/// Any text without those characters (and without surrounding whitespace, which is trimmed) in
+/// any free-text field is previewed, confirmed, and posted to 1NCE byte for byte.
+#[test]
+fn visible_free_text_reaches_1nce_byte_for_byte() {
+    let (runtime, sandbox, server) = start();
+    let strategy = (
+        prop::sample::select(FREE_TEXT_FIELDS.to_vec()),
+        vec(visible_char(), 1..40)
+            .prop_map(String::from_iter)
+            .prop_filter("no surrounding whitespace", |s| s.trim() == s),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(field, value)| {
+            let mut args = order_with(field, &value);
+            let preview = runtime.block_on(call(&server, "create_order", &args))?;
+            prop_assert_ne!(
+                preview.is_error,
+                Some(true),
+                "{} refused: {}",
+                args,
+                text(&preview)
+            );
+            let preview = preview.structured_content.unwrap_or_default();
+            args["confirmation_token"] = preview["confirmation_token"].clone();
+            let placed = runtime.block_on(call(&server, "create_order", &args))?;
+            let placed_text = text(&placed);
+            let placed = placed.structured_content.unwrap_or_default();
+            prop_assert_eq!(&placed["status"], "placed", "{}: {}", args, placed_text);
+            let post = sandbox
+                .requests()
+                .into_iter()
+                .rfind(|r| r.method == "POST" && r.path == "/v1/orders")
+                .expect("the order was posted");
+            let body = post.json().expect("the order body is JSON");
+            prop_assert_eq!(posted(&body, field), Some(value.as_str()), "{}", body);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(server.stop());
+    assert!(common::posts(&sandbox) >= cases() as usize);
 }

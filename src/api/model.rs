@@ -172,11 +172,12 @@ impl DeliveryAddress {
             address.country = Some(c.to_ascii_uppercase());
         }
         for (name, value) in address.fields() {
-            if value.chars().count() > 200 || value.chars().any(char::is_control) {
+            if value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
                 return Err(ValidationError::new(format!(
-                    "delivery_address.{name} must be at most 200 characters without control characters"
+                    "delivery_address.{name} must be at most {MAX_ADDRESS_FIELD_CHARS} characters"
                 )));
             }
+            refuse_invisible(&format!("delivery_address.{name}"), value)?;
         }
         if address == DeliveryAddress::default() {
             return Err(ValidationError::new(
@@ -267,6 +268,42 @@ pub struct NewOrderProduct {
 pub const MAX_PRODUCT_LINES: usize = 50;
 /// Longest customer reference accepted.
 pub const MAX_REFERENCE_CHARS: usize = 100;
+/// Longest value accepted in one field of a delivery address.
+pub const MAX_ADDRESS_FIELD_CHARS: usize = 200;
+
+/// Refuses free text holding a character that is invisible or moves text around where a person
+/// reads it: control characters (Cc), formatting characters such as bidi overrides, zero-width
+/// characters and the BOM (Cf), and the line and paragraph separators U+2028 and U+2029 (Zl, Zp).
+/// Any of them could make the approval form show the person something other than what is
+/// ordered, e.g. a forged line. Every other character is allowed: letters of every script,
+/// combining marks, emoji, ordinary spaces.
+///
+/// `field` is the argument's name as the agent spelled it, e.g. `delivery_address.city`.
+pub fn refuse_invisible(field: &str, value: &str) -> Result<(), ValidationError> {
+    match value
+        .chars()
+        .find_map(|c| invisible(c).map(|kind| (c, kind)))
+    {
+        Some((c, kind)) => Err(ValidationError::new(format!(
+            "{field} contains U+{:04X} ({kind}), which could disguise what the person approves; remove it",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What kind of invisible or line-breaking character `c` is (Unicode categories Cc, Cf, Zl,
+/// Zp), or `None` for a character a person sees where it stands.
+pub fn invisible(c: char) -> Option<&'static str> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match get_general_category(c) {
+        GeneralCategory::Control => Some("a control character"),
+        GeneralCategory::Format => Some("an invisible formatting character"),
+        GeneralCategory::LineSeparator => Some("a line separator"),
+        GeneralCategory::ParagraphSeparator => Some("a paragraph separator"),
+        _ => None,
+    }
+}
 
 impl NewOrder {
     /// Validates an order as an agent gave it, before anything is sent anywhere.
@@ -322,14 +359,15 @@ impl NewOrder {
         let delivery_address = delivery_address.map(|a| a.validated()).transpose()?;
         let customer_reference = match customer_reference.map(str::trim) {
             None | Some("") => None,
-            Some(r)
-                if r.chars().count() > MAX_REFERENCE_CHARS || r.chars().any(char::is_control) =>
-            {
+            Some(r) if r.chars().count() > MAX_REFERENCE_CHARS => {
                 return Err(ValidationError::new(format!(
-                    "customer_reference must be at most {MAX_REFERENCE_CHARS} characters without control characters"
+                    "customer_reference must be at most {MAX_REFERENCE_CHARS} characters"
                 )));
             }
-            Some(r) => Some(r.to_owned()),
+            Some(r) => {
+                refuse_invisible("customer_reference", r)?;
+                Some(r.to_owned())
+            }
         };
         Ok(NewOrder {
             products: lines,
@@ -714,6 +752,123 @@ mod tests {
             json!({"products": [{"productId": 1001, "quantity": 5}],
                    "delivery_address": {"city": "Cologne", "country": "DE"}})
         );
+    }
+
+    /// Every free-text field of an order, each holding `value`, through [`NewOrder::new`].
+    fn order_with_everywhere(value: &str) -> Vec<(String, Result<NewOrder, ValidationError>)> {
+        let line = [ProductLine {
+            product_id: 1001,
+            quantity: 1,
+        }];
+        let text = Some(value.to_owned());
+        let mut results = Vec::new();
+        for field in [
+            "first_name",
+            "last_name",
+            "company",
+            "street",
+            "address_line2",
+            "house_number",
+            "zip",
+            "city",
+            "phone",
+        ] {
+            let mut address = DeliveryAddress::default();
+            *match field {
+                "first_name" => &mut address.first_name,
+                "last_name" => &mut address.last_name,
+                "company" => &mut address.company,
+                "street" => &mut address.street,
+                "address_line2" => &mut address.address_line2,
+                "house_number" => &mut address.house_number,
+                "zip" => &mut address.zip,
+                "city" => &mut address.city,
+                _ => &mut address.phone,
+            } = text.clone();
+            results.push((
+                format!("delivery_address.{field}"),
+                NewOrder::new(&line, Some(&address), None),
+            ));
+        }
+        results.push((
+            "customer_reference".to_owned(),
+            NewOrder::new(&line, None, Some(value)),
+        ));
+        results
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_every_free_text_field() {
+        for (c, category, kind) in [
+            ('\u{0}', "Cc", "a control character"),
+            ('\u{1b}', "Cc", "a control character"),
+            ('\n', "Cc", "a control character"),
+            ('\u{7f}', "Cc", "a control character"),
+            ('\u{85}', "Cc", "a control character"),
+            ('\u{200b}', "Cf", "an invisible formatting character"),
+            ('\u{200d}', "Cf", "an invisible formatting character"),
+            ('\u{202e}', "Cf", "an invisible formatting character"),
+            ('\u{2066}', "Cf", "an invisible formatting character"),
+            ('\u{feff}', "Cf", "an invisible formatting character"),
+            ('\u{e0041}', "Cf", "an invisible formatting character"),
+            ('\u{2028}', "Zl", "a line separator"),
+            ('\u{2029}', "Zp", "a paragraph separator"),
+        ] {
+            assert_eq!(
+                unicode_general_category::get_general_category(c).abbreviation(),
+                category
+            );
+            let code = format!("U+{:04X}", u32::from(c));
+            for (field, result) in order_with_everywhere(&format!("Haupt{c}straße")) {
+                let err = result.expect_err(&format!("{code} accepted in {field}"));
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{field} contains {code} ({kind}), which could disguise what the person approves; remove it"
+                    )
+                );
+            }
+        }
+        let err = refuse_invisible("x", "\u{e0041}").unwrap_err();
+        assert!(err.to_string().contains("U+E0041"), "{err}");
+    }
+
+    #[test]
+    fn visible_text_of_any_script_is_kept_as_given() {
+        for value in [
+            "Müller",
+            "Straße",
+            "北京市朝阳区",
+            "📦 Lager 🦀",
+            "شارع الملك فهد",
+            "e\u{301}cole", // e + COMBINING ACUTE ACCENT (Mn)
+            "क्षत्रिय",
+            "+49 (0) 221 123-456",
+            "Apt.\u{a0}5", // NO-BREAK SPACE is a space separator (Zs), visible as a space
+        ] {
+            for (field, result) in order_with_everywhere(value) {
+                let order = result.unwrap_or_else(|e| panic!("{value:?} in {field}: {e}"));
+                let wire = serde_json::to_value(order.to_wire()).unwrap();
+                let shown = wire.to_string();
+                assert!(shown.contains(value), "{field}: {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn length_limits_still_apply() {
+        for (field, result) in order_with_everywhere(&"a".repeat(201)) {
+            let err = result.unwrap_err().to_string();
+            if field == "customer_reference" {
+                assert_eq!(err, "customer_reference must be at most 100 characters");
+            } else {
+                assert_eq!(err, format!("{field} must be at most 200 characters"));
+            }
+        }
+        // Characters are counted, not bytes.
+        for (field, result) in order_with_everywhere(&"ü".repeat(100)) {
+            assert!(result.is_ok(), "{field}");
+        }
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn identical_warning(identical: &[Use]) -> Option<String> {
 fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() || invisible(c) {
+            if crate::api::model::invisible(c).is_some() {
                 '\u{FFFD}'
             } else {
                 c
@@ -346,11 +346,6 @@ fn approval_message(preview: &OrderPreview, identical: &[Use]) -> String {
         text.push_str(&format!("\n\n{warning}"));
     }
     text
-}
-
-/// Format characters and line separators (Unicode Cf, Zl, Zp) that matter for display.
-fn invisible(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 fn quoted_address(preview: &OrderPreview) -> String {

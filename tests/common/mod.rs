@@ -184,27 +184,40 @@ pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
 
 /// The server binary as a child process transport, its stderr collected in the background.
 pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Arc<Mutex<String>>) {
+    let (transport, captured, _exited) = child_until_exit(args, env);
+    (transport, captured)
+}
+
+/// Like [`child`], plus a task that ends when the server closes its stderr, that is when it
+/// exits: await it to read all the server wrote, without guessing how long flushing takes.
+pub fn child_until_exit(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    TokioChildProcess,
+    Arc<Mutex<String>>,
+    tokio::task::JoinHandle<()>,
+) {
     let cmd = command(args, env).configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the 1nce-mcp binary");
     let captured = Arc::new(Mutex::new(String::new()));
-    if let Some(mut stderr) = stderr {
-        let sink = Arc::clone(&captured);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+    let sink = Arc::clone(&captured);
+    let exited = tokio::spawn(async move {
+        let Some(mut stderr) = stderr else { return };
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
             }
-        });
-    }
-    (transport, captured)
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (transport, captured, exited)
 }
 
 /// The environment that points the server at `sandbox` as if it were the real 1NCE API.
