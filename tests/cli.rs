@@ -270,14 +270,7 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let preview = run(
         &sandbox,
         &state,
-        &[
-            "--confirmation-ttl",
-            "2s",
-            "call",
-            "create_order",
-            "--args",
-            ORDER,
-        ],
+        &["call", "create_order", "--args", ORDER],
         None,
     )
     .await
@@ -326,17 +319,147 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
         out.stderr
     );
 
+    // Expiry across processes (the rule itself is tested with an injected clock in
+    // orders::tokens): a token of its own, so nothing else can happen to it first.
+    let short = run(
+        &sandbox,
+        &state,
+        &[
+            "--confirmation-ttl",
+            "2s",
+            "call",
+            "create_order",
+            "--args",
+            ORDER,
+        ],
+        None,
+    )
+    .await
+    .json();
+    let short = short["confirmation_token"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let out = run(
         &sandbox,
         &state,
-        &["call", "create_order", "--args", &confirm_args(&token)],
+        &["call", "create_order", "--args", &confirm_args(&short)],
         None,
     )
     .await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("expired at"), "{}", out.stderr);
     assert_eq!(posts(&sandbox), 0);
+}
+
+#[tokio::test]
+async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
+    let live = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+    // A preview on the built-in sandbox...
+    let out = command(
+        &["--sandbox", "call", "create_order", "--args", ORDER],
+        &[("ONCE_STATE_DIR", state.to_str().unwrap())],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .await
+    .unwrap();
+    let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    // ...confirmed by a process that talks to "1NCE" with the same state directory.
+    let out = run(
+        &live,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not valid"), "{}", out.stderr);
+    assert_eq!(posts(&live), 0);
+    // The sandbox's audit trail is its own, and says so.
+    let audit = std::fs::read_to_string(state.join("sandbox").join("audit.jsonl")).unwrap();
+    assert!(audit.contains(r#""environment":"sandbox""#), "{audit}");
+    assert!(!state.join("audit.jsonl").exists());
+
+    // A preview for one API is refused by another, with the same state directory.
+    let other = Sandbox::start().await.unwrap();
+    let preview = run(
+        &live,
+        &state,
+        &["call", "create_order", "--args", ORDER],
+        None,
+    )
+    .await
+    .json();
+    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    let out = run(
+        &other,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another 1NCE account or environment"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(posts(&other), 0);
+    assert_eq!(posts(&live), 0);
+}
+
+#[tokio::test]
+async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = fresh_state_dir();
+    let first = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", ORDER],
+        None,
+    )
+    .await
+    .json();
+    assert!(first.get("identical_recent").is_none(), "{first}");
+    let token = first["confirmation_token"].as_str().unwrap().to_owned();
+    let placed = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        None,
+    )
+    .await
+    .json();
+    let number = placed["order_number"].as_u64().unwrap();
+    let again = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", ORDER],
+        None,
+    )
+    .await;
+    let preview = again.json();
+    assert_eq!(preview["identical_recent"][0]["order_number"], number);
+    assert_eq!(preview["identical_recent"][0]["outcome"], "placed");
+    let next_step = preview["next_step"].as_str().unwrap();
+    assert!(
+        next_step.starts_with("WARNING: an identical order")
+            && next_step.contains(&format!("order {number} placed at")),
+        "{next_step}"
+    );
+    // A different order is not identical.
+    let other =
+        r#"{"products": [{"product_id": 1001, "quantity": 5}], "customer_reference": "cli"}"#;
+    let preview = run(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", other],
+        None,
+    )
+    .await
+    .json();
+    assert!(preview.get("identical_recent").is_none(), "{preview}");
 }
 
 #[tokio::test]

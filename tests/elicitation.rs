@@ -321,3 +321,104 @@ async fn a_forged_answer_without_the_servers_sealed_state_is_not_approval() {
     assert_eq!(posts(&sandbox), 0);
     session.client.cancel().await.unwrap();
 }
+
+/// `1nce-mcp call create_order` once, with `state` as the state directory, against `sandbox`.
+async fn call_once(sandbox: &Sandbox, state: &Path, args: &Value) -> (i32, String) {
+    let env = sandbox_env(sandbox);
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
+    let out = common::command(&["call", "create_order", "--args", &args.to_string()], &env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_no_in_the_form_ends_the_token_for_every_process() {
+    for person in [Person::Declines, Person::Cancels] {
+        let sandbox = Sandbox::start().await.unwrap();
+        let state = common::fresh_state_dir();
+        let session = connect(
+            &sandbox,
+            person,
+            false,
+            &["--state-dir", state.to_str().unwrap()],
+        )
+        .await;
+        let preview = session.call(order()).await.structured_content.unwrap();
+        let mut confirm = order();
+        confirm["confirmation_token"] = preview["confirmation_token"].clone();
+        let refused = session.call(confirm.clone()).await;
+        assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
+        session.client.cancel().await.unwrap();
+
+        // Another process, with no form at all, holding the same token.
+        let (code, stderr) = call_once(&sandbox, &state, &confirm).await;
+        assert_eq!(code, 1, "{person:?}: {stderr}");
+        assert!(stderr.contains("the person"), "{person:?}: {stderr}");
+        assert!(stderr.contains("A new preview is needed"), "{stderr}");
+        assert_eq!(posts(&sandbox), 0, "{person:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_preview_made_under_require_human_approval_is_never_placed_without_the_form() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = common::fresh_state_dir();
+    let session = connect(
+        &sandbox,
+        Person::Approves,
+        false,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--require-human-approval",
+        ],
+    )
+    .await;
+    let preview = session.call(order()).await.structured_content.unwrap();
+    assert_eq!(preview["approval"], "approval_form");
+    session.client.cancel().await.unwrap();
+    let mut confirm = order();
+    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    // A process without the flag and without a form.
+    let (code, stderr) = call_once(&sandbox, &state, &confirm).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("promised that the user approves it in the MCP client's own approval form"),
+        "{stderr}"
+    );
+    assert_eq!(posts(&sandbox), 0);
+}
+
+#[tokio::test]
+async fn a_price_changed_since_the_preview_is_refused_naming_both_prices() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let session = connect(&sandbox, Person::Approves, false, &[]).await;
+    let args = json!({"products": [{"product_id": 1001, "quantity": 100}]});
+    let preview = session.call(args.clone()).await.structured_content.unwrap();
+    assert_eq!(
+        preview["preview"]["one_time_net_total"][0]["amount"],
+        "1000.00"
+    );
+    // 1NCE raises the price while the person looks at the preview.
+    sandbox.set_one_time_charge(1001, 4500);
+    let mut confirm = args.clone();
+    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let refused = session.call(confirm).await;
+    let message = text(&refused);
+    assert_eq!(refused.is_error, Some(true), "{message}");
+    assert!(message.contains("1000.00 EUR"), "{message}");
+    assert!(message.contains("4500.00 EUR"), "{message}");
+    assert!(
+        session.shown().is_empty(),
+        "nobody is asked to approve another price"
+    );
+    assert_eq!(posts(&sandbox), 0);
+    session.client.cancel().await.unwrap();
+}

@@ -287,6 +287,15 @@ impl Catalogue {
         *cached = Some((Instant::now(), Arc::clone(&products)));
         Ok(products)
     }
+
+    /// The catalogue read now, whatever the cache holds (which it then replaces): for the
+    /// moment an order is confirmed, so a price changed since the preview is seen.
+    pub async fn fresh(&self) -> Result<Arc<Vec<Product>>, ApiError> {
+        let mut cached = self.cached.lock().await;
+        let products = Arc::new(self.client.list_products().await?);
+        *cached = Some((Instant::now(), Arc::clone(&products)));
+        Ok(products)
+    }
 }
 
 /// A product as agents see it in `list_products`.

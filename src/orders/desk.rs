@@ -351,7 +351,13 @@ impl Desk {
         {
             return Err(self.refused_token(&order, token, refusal).await);
         }
-        let catalogue = self.catalogue.products().await.map_err(Stop::Catalogue)?;
+        // A confirmation reads the catalogue afresh: the price bound to the token is checked
+        // against 1NCE's price now, not a cached one.
+        let catalogue = match token {
+            Some(_) => self.catalogue.fresh().await,
+            None => self.catalogue.products().await,
+        }
+        .map_err(Stop::Catalogue)?;
         let priced = check_order(&order, &catalogue, &self.limits)
             .map_err(|why| self.refuse(&order, token, Stop::Checks(why)))?;
         if self.require_form && !request.can_ask {

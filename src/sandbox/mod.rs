@@ -198,6 +198,22 @@ impl Sandbox {
         self.shared.lock().list_totals = on;
     }
 
+    /// Sets the first one-time charge of product `id` to `cents` net: 1NCE changed a price.
+    pub fn set_one_time_charge(&self, id: u64, cents: u64) {
+        let mut products = self
+            .shared
+            .products
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(charge) = products
+            .iter_mut()
+            .find(|p| p.id == id)
+            .and_then(|p| p.one_time_charges.first_mut())
+        {
+            charge.amount_net = cents;
+        }
+    }
+
     /// Queues `fault` behind earlier ones; a fault with `times == 0` is ignored.
     pub fn inject(&self, fault: Fault) {
         if fault.times > 0 {

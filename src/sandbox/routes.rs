@@ -421,7 +421,7 @@ async fn get_order(
 
 /// `POST /v1/orders`: validates, stores, and answers in the configured style.
 async fn create_order(State(shared): State<AppState>, _: Authorized, body: Bytes) -> Response {
-    let new = match validate_order(&body, &shared.products, shared.default_delivery_addresses) {
+    let new = match validate_order(&body, &shared.products(), shared.default_delivery_addresses) {
         Ok(new) => new,
         Err(message) => return bad_request("BadRequest", message),
     };
@@ -441,5 +441,5 @@ async fn create_order(State(shared): State<AppState>, _: Authorized, body: Bytes
 
 /// `GET /v1/products`: the whole catalogue as a bare array.
 async fn list_products(State(shared): State<AppState>, _: Authorized) -> Response {
-    Json(&shared.products).into_response()
+    Json(shared.products()).into_response()
 }

@@ -25,7 +25,8 @@ pub(crate) struct Shared {
     pub client_id: String,
     pub client_secret: String,
     pub default_delivery_addresses: usize,
-    pub products: Vec<Product>,
+    /// The catalogue; tests may change its prices ([`super::Sandbox::set_one_time_charge`]).
+    pub products: std::sync::RwLock<Vec<Product>>,
     pub default_address: DeliveryAddress,
     state: Mutex<State>,
 }
@@ -43,7 +44,7 @@ impl Shared {
             client_id: options.client_id.clone(),
             client_secret: options.client_secret.clone(),
             default_delivery_addresses: options.default_delivery_addresses,
-            products,
+            products: std::sync::RwLock::new(products),
             default_address: seed::default_address(),
             state: Mutex::new(State {
                 requests: Vec::new(),
@@ -63,6 +64,14 @@ impl Shared {
     /// consistent enough for a simulator, so poisoning is ignored rather than propagated.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The catalogue as it is now.
+    pub(crate) fn products(&self) -> Vec<Product> {
+        self.products
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
