@@ -105,10 +105,19 @@ pub struct RecentOrder {
     /// Its number, when 1NCE reported one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_number: Option<u64>,
-    /// "placed", or "outcome_unknown" when its answer was lost.
-    pub outcome: String,
+    pub outcome: RecentOutcome,
     /// When it was sent (RFC 3339, UTC).
     pub at: String,
+}
+
+/// What became of an identical order sent earlier.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecentOutcome {
+    /// 1NCE placed it.
+    Placed,
+    /// Its answer was lost: it may or may not exist.
+    OutcomeUnknown,
 }
 
 /// A finished answer, or (stateless sessions) a question for the user first.
@@ -265,12 +274,12 @@ fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> Answer<Create
 
 fn recent_order(record: &Use) -> RecentOrder {
     let (order_number, outcome) = match record.state {
-        UseState::Placed { order_number } => (order_number, "placed"),
-        _ => (None, "outcome_unknown"),
+        UseState::Placed { order_number } => (order_number, RecentOutcome::Placed),
+        _ => (None, RecentOutcome::OutcomeUnknown),
     };
     RecentOrder {
         order_number,
-        outcome: outcome.to_owned(),
+        outcome,
         at: record.at().to_rfc3339_opts(SecondsFormat::Secs, true),
     }
 }
