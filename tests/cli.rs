@@ -379,7 +379,13 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
     // The sandbox's audit trail is its own, and says so.
     let audit = std::fs::read_to_string(state.join("sandbox").join("audit.jsonl")).unwrap();
     assert!(audit.contains(r#""environment":"sandbox""#), "{audit}");
-    assert!(!state.join("audit.jsonl").exists());
+    assert!(!audit.contains(r#""environment":"live""#), "{audit}");
+    let live_audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    assert!(live_audit.contains(r#""event":"refused""#), "{live_audit}");
+    assert!(
+        !live_audit.contains(r#""environment":"sandbox""#),
+        "{live_audit}"
+    );
 
     // A preview for one API is refused by another, with the same state directory.
     let other = Sandbox::start().await.unwrap();

@@ -266,23 +266,26 @@ async fn a_failing_token_endpoint_is_retried_even_before_an_order_post() {
     assert!(shown.contains("1NCE answered 503"), "{shown}");
     assert_eq!(sandbox.count("POST", "/oauth/token"), 2);
 
-    let args = approved(&server).await;
-    let orders_before = sandbox.orders().len();
-    // The token request before the order POST fails once: nothing has been sent, so it is
-    // repeated, and the order goes out once.
-    sandbox.inject(Fault::status("POST", "/oauth/token", 502));
+    // Access tokens that live 20 s from now on: less than the request timeout (30 s) plus a
+    // margin, so every order POST first renews its token. The current one is revoked, so the
+    // preview's catalogue read gets a short-lived one.
+    sandbox.set_token_lifetime(Duration::from_secs(20));
     sandbox.expire_tokens();
-    let refused = server.err("create_order", args.clone()).await;
-    assert!(refused.contains("401"), "{refused}");
-    assert_eq!(
-        posts(&sandbox),
-        1,
-        "the cached token is refused once: no resend"
-    );
+    let args = approved(&server).await;
+    let tokens_before = sandbox.count("POST", "/oauth/token");
+    let orders_before = sandbox.orders().len();
+    // The renewal before the POST fails once: nothing has been sent, so it is repeated, and
+    // the order goes out once, with a token that outlasts it.
+    sandbox.inject(Fault::status("POST", "/oauth/token", 502));
     let placed = server.ok("create_order", args).await;
     assert_eq!(placed["status"], "placed");
     assert_eq!(sandbox.orders().len(), orders_before + 1);
-    assert_eq!(posts(&sandbox), 2, "one refused with 401, one placed");
+    assert_eq!(posts(&sandbox), 1, "one POST, never a 401");
+    assert_eq!(
+        sandbox.count("POST", "/oauth/token"),
+        tokens_before + 2,
+        "renewed before the POST: one 502, one new token"
+    );
     still_serving(&server).await;
     server.stop().await;
 }
@@ -418,7 +421,8 @@ async fn the_rate_limiter_spaces_bursts_and_says_when_a_call_waited() {
         "{err}"
     );
     assert_eq!(sandbox.count("GET", "/v1/orders/"), 0);
-    // An order is refused the same way, and its approval stays usable.
+    // An order is refused the same way (its fresh catalogue read finds no slot), and its
+    // approval stays usable.
     let err = server.err("create_order", args).await;
     assert!(err.contains("Nothing was ordered"), "{err}");
     assert!(err.contains("stays valid"), "{err}");

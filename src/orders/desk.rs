@@ -123,8 +123,9 @@ pub enum Stop {
     Invalid(String),
     /// The confirmation token cannot be used.
     Token(Refusal),
-    /// The catalogue, needed to check and price the order, could not be read.
-    Catalogue(ApiError),
+    /// The catalogue, needed to check and price the order, could not be read (while confirming
+    /// with a token, when `confirming`).
+    Catalogue { error: ApiError, confirming: bool },
     /// The catalogue or the operator's limits refuse the order (the message is complete).
     Checks(String),
     /// An approval in the client's own form is required, and this client cannot show one.
@@ -142,11 +143,17 @@ impl fmt::Display for Stop {
         match self {
             Stop::Invalid(why) => write!(f, "Invalid arguments: {why}. Nothing was ordered."),
             Stop::Token(refusal) => write!(f, "Refused: {refusal}."),
-            Stop::Catalogue(e) => write!(
-                f,
-                "Could not read the 1NCE product catalogue to check the order: {}. Nothing was ordered.",
-                e.advice().trim_end_matches('.')
-            ),
+            Stop::Catalogue { error, confirming } => {
+                write!(
+                    f,
+                    "Could not read the 1NCE product catalogue to check the order: {}. Nothing was ordered",
+                    error.advice().trim_end_matches('.')
+                )?;
+                if *confirming {
+                    f.write_str("; the confirmation_token stays valid until it expires, so the same approved order can be confirmed again once 1NCE answers")?;
+                }
+                f.write_str(".")
+            }
             Stop::Checks(why) => f.write_str(why),
             Stop::FormRequired { by_token: false } => f.write_str(
                 "Refused: this server requires each order to be approved by a person in the MCP client's own approval form (--require-human-approval), and this client cannot show one (it does not declare the elicitation capability). Nothing was ordered. Use an MCP client that supports elicitation, or ask the server's operator to run it without --require-human-approval",
@@ -357,7 +364,10 @@ impl Desk {
             Some(_) => self.catalogue.fresh().await,
             None => self.catalogue.products().await,
         }
-        .map_err(Stop::Catalogue)?;
+        .map_err(|error| Stop::Catalogue {
+            error,
+            confirming: token.is_some(),
+        })?;
         let priced = check_order(&order, &catalogue, &self.limits)
             .map_err(|why| self.refuse(&order, token, Stop::Checks(why)))?;
         if self.require_form && !request.can_ask {
@@ -591,5 +601,54 @@ fn audit_reason(error: &ApiError) -> String {
                 .unwrap_or_default()
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_says_nothing_was_ordered_in_one_clean_sentence() {
+        let refusals = [
+            Refusal::Invalid,
+            Refusal::OtherAccount,
+            Refusal::OtherSession,
+            Refusal::Expired("2026-01-01T00:00:00Z".into()),
+            Refusal::Mismatch,
+            Refusal::PriceChanged {
+                then: "10.00 EUR".into(),
+                now: "12.00 EUR".into(),
+            },
+            Refusal::AlreadyPlaced(Some(2000000038)),
+            Refusal::AlreadyPlaced(None),
+            Refusal::InFlight,
+            Refusal::NotApproved(NotApproved::Declined),
+            Refusal::Storage("disk full".into()),
+        ];
+        let mut stops: Vec<Stop> = refusals.into_iter().map(Stop::Token).collect();
+        stops.extend([
+            Stop::Invalid("products[0].quantity must be an integer".into()),
+            Stop::Catalogue {
+                error: ApiError::Forbidden,
+                confirming: true,
+            },
+            Stop::Checks("Refused: product 9 is not in the catalogue. Nothing was ordered.".into()),
+            Stop::FormRequired { by_token: false },
+            Stop::FormRequired { by_token: true },
+            Stop::NotApproved(NotApproved::Cancelled, None),
+            Stop::NotApproved(NotApproved::NoAnswer, Some("timed out".into())),
+            Stop::Unaudited("the audit log could not be written".into()),
+            Stop::NotProcessed(NotProcessed::never_sent(ApiError::Unauthorized)),
+            Stop::NotProcessed(NotProcessed::never_sent(ApiError::Forbidden)),
+        ]);
+        for stop in stops {
+            let text = stop.to_string();
+            assert!(!text.contains(".."), "{text}");
+            assert!(
+                text.contains("othing was ordered") || text.contains("nothing more was ordered"),
+                "{text}"
+            );
+        }
     }
 }
