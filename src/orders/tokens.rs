@@ -169,9 +169,9 @@ pub enum Refusal {
     )]
     PriceChanged { then: String, now: String },
     #[error(
-        "this confirmation_token was already used and placed order {}: nothing more was ordered.{}",
+        "this confirmation_token was already used and placed order {}: nothing more was ordered{}",
         .0.map(|n| n.to_string()).unwrap_or_else(|| "(number not reported)".to_owned()),
-        .0.map(|n| format!(" Look it up with get_order {n}")).unwrap_or_default()
+        .0.map(|n| format!(". Look it up with get_order {n}")).unwrap_or_default()
     )]
     AlreadyPlaced(Option<u64>),
     #[error(
