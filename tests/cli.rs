@@ -62,6 +62,17 @@ async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>
     }
 }
 
+/// `1nce-mcp call create_order --args ARGS`, once.
+async fn create_order(sandbox: &Sandbox, state: &Path, args: &str) -> Run {
+    run(
+        sandbox,
+        state,
+        &["call", "create_order", "--args", args],
+        None,
+    )
+    .await
+}
+
 const ORDER: &str =
     r#"{"products": [{"product_id": 1001, "quantity": 4}], "customer_reference": "cli"}"#;
 
@@ -115,38 +126,20 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
     assert_eq!(from_file.json(), page["orders"][2]);
 
     // Preview in one process, confirmation in another.
-    let preview = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", ORDER],
-        None,
-    )
-    .await;
+    let preview = create_order(&sandbox, &state, ORDER).await;
     assert_eq!(preview.code, 0, "{}", preview.stderr);
     let preview = preview.json();
     assert_eq!(preview["status"], "confirmation_required");
     assert_eq!(posts(&sandbox), 0);
     let token = preview["confirmation_token"].as_str().unwrap();
-    let placed = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(token)],
-        None,
-    )
-    .await;
+    let placed = create_order(&sandbox, &state, &confirm_args(token)).await;
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     let placed = placed.json();
     assert_eq!(placed["status"], "placed");
     assert_eq!(posts(&sandbox), 1);
 
     // A third process: the token is spent and names the order.
-    let again = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(token)],
-        None,
-    )
-    .await;
+    let again = create_order(&sandbox, &state, &confirm_args(token)).await;
     assert_eq!(again.code, 1);
     assert!(again.stdout.is_empty());
     assert!(
@@ -267,14 +260,7 @@ async fn tools_prints_the_tool_list_with_schemas() {
 async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let sandbox = Sandbox::start().await.unwrap();
     let state = fresh_state_dir();
-    let preview = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", ORDER],
-        None,
-    )
-    .await
-    .json();
+    let preview = create_order(&sandbox, &state, ORDER).await.json();
     let token = preview["confirmation_token"].as_str().unwrap().to_owned();
 
     // One character changed anywhere breaks the signature.
@@ -282,36 +268,18 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let i = tampered.len() / 3;
     tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let out = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(&tampered)],
-        None,
-    )
-    .await;
+    let out = create_order(&sandbox, &state, &confirm_args(&tampered)).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
     // Another state directory means another key.
     let elsewhere = fresh_state_dir();
-    let out = run(
-        &sandbox,
-        &elsewhere,
-        &["call", "create_order", "--args", &confirm_args(&token)],
-        None,
-    )
-    .await;
+    let out = create_order(&sandbox, &elsewhere, &confirm_args(&token)).await;
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
     let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
     changed["products"][0]["quantity"] = json!(40);
-    let out = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &changed.to_string()],
-        None,
-    )
-    .await;
+    let out = create_order(&sandbox, &state, &changed.to_string()).await;
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("differs from the preview"),
@@ -338,13 +306,7 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     .json();
     let short = short["confirmation_token"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let out = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(&short)],
-        None,
-    )
-    .await;
+    let out = create_order(&sandbox, &state, &confirm_args(&short)).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("expired at"), "{}", out.stderr);
     assert_eq!(posts(&sandbox), 0);
@@ -366,13 +328,7 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
     let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = preview["confirmation_token"].as_str().unwrap().to_owned();
     // ...confirmed by a process that talks to "1NCE" with the same state directory.
-    let out = run(
-        &live,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(&token)],
-        None,
-    )
-    .await;
+    let out = create_order(&live, &state, &confirm_args(&token)).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
     assert_eq!(posts(&live), 0);
@@ -389,22 +345,9 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
 
     // A preview for one API is refused by another, with the same state directory.
     let other = Sandbox::start().await.unwrap();
-    let preview = run(
-        &live,
-        &state,
-        &["call", "create_order", "--args", ORDER],
-        None,
-    )
-    .await
-    .json();
+    let preview = create_order(&live, &state, ORDER).await.json();
     let token = preview["confirmation_token"].as_str().unwrap().to_owned();
-    let out = run(
-        &other,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(&token)],
-        None,
-    )
-    .await;
+    let out = create_order(&other, &state, &confirm_args(&token)).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("another 1NCE account or environment"),
@@ -419,32 +362,14 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
 async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
     let sandbox = Sandbox::start().await.unwrap();
     let state = fresh_state_dir();
-    let first = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", ORDER],
-        None,
-    )
-    .await
-    .json();
+    let first = create_order(&sandbox, &state, ORDER).await.json();
     assert!(first.get("identical_recent").is_none(), "{first}");
     let token = first["confirmation_token"].as_str().unwrap().to_owned();
-    let placed = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", &confirm_args(&token)],
-        None,
-    )
-    .await
-    .json();
+    let placed = create_order(&sandbox, &state, &confirm_args(&token))
+        .await
+        .json();
     let number = placed["order_number"].as_u64().unwrap();
-    let again = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", ORDER],
-        None,
-    )
-    .await;
+    let again = create_order(&sandbox, &state, ORDER).await;
     let preview = again.json();
     assert_eq!(preview["identical_recent"][0]["order_number"], number);
     assert_eq!(preview["identical_recent"][0]["outcome"], "placed");
@@ -457,14 +382,7 @@ async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
     // A different order is not identical.
     let other =
         r#"{"products": [{"product_id": 1001, "quantity": 5}], "customer_reference": "cli"}"#;
-    let preview = run(
-        &sandbox,
-        &state,
-        &["call", "create_order", "--args", other],
-        None,
-    )
-    .await
-    .json();
+    let preview = create_order(&sandbox, &state, other).await.json();
     assert!(preview.get("identical_recent").is_none(), "{preview}");
 }
 
@@ -473,14 +391,7 @@ async fn two_concurrent_confirmations_place_exactly_one_order() {
     let sandbox = Sandbox::start().await.unwrap();
     let state = fresh_state_dir();
     for _ in 0..3 {
-        let preview = run(
-            &sandbox,
-            &state,
-            &["call", "create_order", "--args", ORDER],
-            None,
-        )
-        .await
-        .json();
+        let preview = create_order(&sandbox, &state, ORDER).await.json();
         let args = confirm_args(preview["confirmation_token"].as_str().unwrap());
         let argv = ["call", "create_order", "--args", args.as_str()];
         let (a, b) = tokio::join!(

@@ -181,13 +181,7 @@ impl OrderServer {
         };
 
         let approval = if can_ask {
-            let question = approval_message(
-                &preview,
-                &self
-                    .desk
-                    .confirmations
-                    .recent_identical(&checked.order, std::time::Duration::from_secs(24 * 3600)),
-            );
+            let question = approval_message(&preview, &self.desk.identical(&checked));
             let answer = if approval::stateless(&ctx) {
                 let subject = format!(
                     "approve:{}:{}",

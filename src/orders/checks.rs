@@ -271,12 +271,13 @@ pub fn check_order(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::model::ProductLine;
     use crate::api::products::Charge;
 
-    fn product(id: u64, min: u64, max: u64, cents: i64) -> Product {
+    /// A catalogue product with one one-time charge of `cents` EUR per unit.
+    pub(crate) fn product(id: u64, min: u64, max: u64, cents: i64) -> Product {
         Product {
             id,
             name: format!("P{id}"),

@@ -423,14 +423,19 @@ impl Desk {
                     .approval(approval),
             )
             .map_err(Stop::Unaudited)?;
-        let identical = self
-            .confirmations
-            .recent_identical(&checked.order, IDENTICAL_WITHIN);
+        let identical = self.identical(checked);
         Ok(PreviewIssued {
             issued,
             approval,
             identical,
         })
+    }
+
+    /// Identical orders (same content) placed, or of unknown outcome, from this state in the
+    /// last 24 hours: for the preview and the approval form, so nobody reorders blindly.
+    pub fn identical(&self, checked: &Checked) -> Vec<Use> {
+        self.confirmations
+            .recent_identical(&checked.order, IDENTICAL_WITHIN)
     }
 
     /// Audits the person's answer; anything but an approval ends the token for every process

@@ -574,7 +574,7 @@ fn check_private(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::api::model::ProductLine;
-    use crate::api::products::{Cents, Charge, Product};
+    use crate::orders::checks::tests::product;
     use crate::orders::checks::{OrderLimits, check_order};
     use crate::orders::clock::ManualClock;
 
@@ -592,22 +592,7 @@ mod tests {
 
     /// `order` priced at `cents` per unit.
     fn priced(order: &NewOrder, cents: i64) -> PricedOrder {
-        let product = Product {
-            id: 1001,
-            name: "SIM".into(),
-            material: None,
-            package_size: Some(1),
-            min_quantity: 1,
-            max_quantity: Some(1000),
-            max_quantity_per_customer: None,
-            min_contract_duration: None,
-            one_time_charges: vec![Charge {
-                name: "provisionCharge".into(),
-                amount_net: Cents(cents),
-                currency: "EUR".into(),
-            }],
-            recurring_charges: vec![],
-        };
+        let product = product(1001, 1, 1000, cents);
         check_order(order, &[product], &OrderLimits::default()).unwrap()
     }
 
