@@ -1,9 +1,7 @@
 //! `1nce-mcp check`: a verdict on credentials and reachability, with an exit status per kind of
 //! problem, against the built-in sandbox and against a sandbox the test breaks on purpose.
 
-mod common;
-
-use common::command;
+use crate::common::command;
 use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 
 async fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {

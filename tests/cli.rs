@@ -2,12 +2,12 @@
 //! Skill runs them, against a sandbox the test controls. Confirmation tokens must cross the
 //! process boundary: a preview in one process, the confirmation in the next.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{command, fresh_state_dir, posts};
+use crate::common::{command, fresh_state_dir, posts};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;

@@ -3,12 +3,12 @@
 //! to a sandbox. Covers both ways of asking: an `elicitation/create` request (2025-11-25) and an
 //! input-required result with a retry (the stateless 2026-07-28 revision).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::{child, posts, sandbox_env, temp_dir, text};
+use crate::common::{child, posts, sandbox_env, temp_dir, text};
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,

@@ -4,11 +4,9 @@
 //!
 //! Backoffs are 1 ms so the suite is quick on a loaded machine; nothing here asserts on time.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, posts, spawn, spawn_against, text};
+use crate::common::{Server, posts, spawn, spawn_against, text};
 use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use serde_json::{Value, json};
 

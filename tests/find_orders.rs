@@ -1,11 +1,11 @@
 //! `find_orders` over stdio: newest first, filters, early stops, and progress notifications to
 //! a client that asked for them.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Server, command, text};
+use crate::common::{Server, command, text};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use rmcp::model::{CallToolRequestParams, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};

@@ -12,11 +12,11 @@
 //!
 //! Case counts are modest so CI stays fast; set PROPTEST_CASES to run more.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Server, spawn_against, text};
+use crate::common::{Server, spawn_against, text};
 use onence_mcp::sandbox::Sandbox;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;

@@ -1,12 +1,11 @@
 //! End to end over HTTP: the built binary serves `--http 127.0.0.1:0` against a sandbox the
 //! test controls; rmcp's Streamable HTTP client and raw HTTP requests talk to it as clients do.
 
-mod common;
-mod net;
+use crate::common;
 
 use std::collections::BTreeMap;
 
-use net::{GatedProxy, HttpServer, SseReader, TOKEN};
+use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 

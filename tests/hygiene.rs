@@ -1,11 +1,9 @@
 //! What a session leaves behind: stdout carries JSON-RPC only, and no secret appears anywhere.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{command, spawn};
+use crate::common::{command, spawn};
 use onence_mcp::sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -7,13 +7,10 @@
 //! on stderr and pass, unless `ONCE_INTEROP_REQUIRED=1`, as in CI, makes a missing client a
 //! failure.
 
-mod common;
-mod net;
-
 use std::path::PathBuf;
 
-use common::{binary, fresh_state_dir};
-use net::HttpServer;
+use crate::common::net::HttpServer;
+use crate::common::{binary, fresh_state_dir};
 use serde_json::Value;
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.

@@ -4,11 +4,9 @@
 //! any field of the delivery address. rmcp logs whole MCP messages below warn; the server caps
 //! it, and no RUST_LOG directive may lift the cap.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{child_until_exit, posts, sandbox_env, text};
+use crate::common::{child_until_exit, posts, sandbox_env, text};
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,

@@ -3,12 +3,10 @@
 //! never sends a second POST where the first may have created an order. Exactly one POST per
 //! confirming call, counted at the sandbox.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Server, posts, spawn_against, text};
+use crate::common::{Server, posts, spawn_against, text};
 use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
 

@@ -1,8 +1,8 @@
 //! Resources and prompts over stdio: an order as `1nce://orders/{n}` and the `reorder` prompt.
 
-mod common;
+use crate::common;
 
-use common::spawn_against;
+use crate::common::spawn_against;
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};

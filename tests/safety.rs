@@ -2,12 +2,12 @@
 //! a sandbox the test controls. Catalogue checks and prices, operator limits, read-only mode,
 //! lost answers, the audit trail, and --require-human-approval with a client that cannot ask.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{posts, spawn_against, temp_dir};
+use crate::common::{posts, spawn_against, temp_dir};
 use onence_mcp::sandbox::{Fault, Sandbox};
 use serde_json::{Value, json};
 

@@ -1,12 +1,11 @@
 //! The legacy HTTP+SSE transport (2024-11-05) spoken by a raw client: open `/sse`, read the
 //! `endpoint` event, POST JSON-RPC there, read the answers as `message` events.
 
-mod common;
-mod net;
+use crate::common;
 
 use std::collections::HashMap;
 
-use net::{GatedProxy, HttpServer, SseReader, TOKEN};
+use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 

@@ -6,15 +6,13 @@
 //! The tests run as root here, which bypasses permission checks on open: modes are checked by
 //! reading them, never by expecting a refusal from the kernel.
 
-#![cfg(unix)]
-
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{command, fresh_state_dir};
+use crate::common::{command, fresh_state_dir};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use serde_json::Value;
 

@@ -1,12 +1,12 @@
 //! End to end over stdio: rmcp's client spawns the built binary, which talks over real HTTP to a
 //! sandbox started by the test (as it would to 1NCE), so every request it makes can be checked.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{api_requests, posts, spawn, spawn_against};
+use crate::common::{api_requests, posts, spawn, spawn_against};
 use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
 

@@ -8,7 +8,7 @@
 //! stay alive, answer a final valid request, and exit cleanly when stdin closes, all within a
 //! bounded time (a hang fails the case instead of blocking the suite).
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

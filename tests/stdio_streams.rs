@@ -2,9 +2,7 @@
 //! socket pairs (Node.js, so Claude Desktop, Claude Code, VS Code and Cursor), separate or one
 //! socket for both directions. Each is driven on the reactor; each serves a session and ends it
 //! cleanly when the client closes its end.
-#![cfg(unix)]
-
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;

@@ -1,6 +1,6 @@
 //! What agents see: `tools/list` compared with a committed snapshot, so an accidental change to a
 //! tool's name, description, schema or annotations fails here. After an intended change, run
-//! `UPDATE_SNAPSHOTS=1 cargo test --test tools_snapshot` and review the diff of
+//! `UPDATE_SNAPSHOTS=1 cargo test --test integration tools_snapshot` and review the diff of
 //! `tests/snapshots/tools_list.json`.
 
 use onence_mcp::api::{Client, ClientConfig, Credentials};
@@ -49,6 +49,6 @@ async fn tools_list_matches_the_snapshot() {
     let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
     assert!(
         actual == expected,
-        "tools/list changed. If intended, run `UPDATE_SNAPSHOTS=1 cargo test --test tools_snapshot` and review the diff.\nActual:\n{actual}"
+        "tools/list changed. If intended, run `UPDATE_SNAPSHOTS=1 cargo test --test integration tools_snapshot` and review the diff.\nActual:\n{actual}"
     );
 }

@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: a sandbox per test, the built binary spawned as an
 //! MCP server over stdio through rmcp's client, and small accessors for tool results.
 
-#![allow(dead_code)] // each test binary uses a different subset
+pub mod net;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,6 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server's stderr up to now.
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
     /// Calls a tool and returns the raw result (tool errors are results, not `Err`).
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
         call_tool(&self.client, tool, args).await

@@ -2,8 +2,6 @@
 //! from the ready line on stderr), rmcp's Streamable HTTP client, a minimal SSE reader, and a
 //! gated proxy in front of the sandbox that holds 1NCE calls until the test lets them through.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,35 @@
+//! The integration tests: one test binary, one module per area (the layout ripgrep uses).
+//!
+//! Every file here used to link a binary of its own; each was a full debug link of the crate
+//! and its dependencies. As modules of one binary they share one link and one process, so a test
+//! that changes process-wide state must leave it as every other test expects (the only such state
+//! is rustls's crypto provider, installed once and identically by whichever test comes first).
+//! `Cargo.toml` sets `autotests = false` and names this file as the only integration test, so a
+//! new file in `tests/` does nothing until it is declared here.
+
+mod common;
+
+mod check;
+mod cli;
+mod client;
+mod elicitation;
+mod faults;
+mod find_orders;
+mod hostile_input;
+mod http;
+mod hygiene;
+mod interop;
+mod load;
+mod log_privacy;
+mod post_answers;
+mod products;
+mod resources_prompts;
+mod safety;
+mod sse;
+#[cfg(unix)]
+mod state_dir;
+mod stdio;
+mod stdio_fuzz;
+#[cfg(unix)]
+mod stdio_streams;
+mod tools_snapshot;
