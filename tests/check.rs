@@ -1,8 +1,9 @@
 //! `1nce-mcp check`: a verdict on credentials and reachability, with an exit status per kind of
 //! problem, against the built-in sandbox and against a sandbox the test breaks on purpose.
 
-use crate::common::command;
 use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+
+use crate::common::command;
 
 async fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut all = vec!["check", "--max-retries", "0"];

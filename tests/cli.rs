@@ -2,15 +2,15 @@
 //! Skill runs them, against a sandbox the test controls. Confirmation tokens must cross the
 //! process boundary: a preview in one process, the confirmation in the next.
 
-use crate::common;
-
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{command, fresh_state_dir, posts};
-use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
+
+use crate::common;
+use crate::common::{command, posts, sandbox_env, temp_dir};
 
 struct Run {
     code: i32,
@@ -33,15 +33,9 @@ impl Run {
 async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     let url = sandbox.base_url();
     let state = state.to_str().unwrap();
-    let mut cmd = command(
-        args,
-        &[
-            ("ONCE_API_URL", url.as_str()),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-            ("ONCE_STATE_DIR", state),
-        ],
-    );
+    let mut env = sandbox_env(&url).to_vec();
+    env.push(("ONCE_STATE_DIR", state));
+    let mut cmd = command(args, &env);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -85,7 +79,7 @@ fn confirm_args(token: &str) -> String {
 #[tokio::test]
 async fn every_tool_runs_through_call_with_json_on_stdout() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
 
     let list = run(
         &sandbox,
@@ -155,7 +149,7 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
 #[tokio::test]
 async fn exit_status_tells_tool_errors_from_bad_usage() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let missing = run(
         &sandbox,
         &state,
@@ -259,7 +253,7 @@ async fn tools_prints_the_tool_list_with_schemas() {
 #[tokio::test]
 async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let preview = create_order(&sandbox, &state, ORDER).await.json();
     let token = preview["confirmation_token"].as_str().unwrap().to_owned();
 
@@ -273,7 +267,7 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
     // Another state directory means another key.
-    let elsewhere = fresh_state_dir();
+    let elsewhere = temp_dir("state");
     let out = create_order(&sandbox, &elsewhere, &confirm_args(&token)).await;
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
@@ -315,7 +309,7 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
 #[tokio::test]
 async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
     let live = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     // A preview on the built-in sandbox...
     let out = command(
         &["--sandbox", "call", "create_order", "--args", ORDER],
@@ -361,7 +355,7 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
 #[tokio::test]
 async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let first = create_order(&sandbox, &state, ORDER).await.json();
     assert!(first.get("identical_recent").is_none(), "{first}");
     let token = first["confirmation_token"].as_str().unwrap().to_owned();
@@ -389,7 +383,7 @@ async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
 #[tokio::test]
 async fn two_concurrent_confirmations_place_exactly_one_order() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     for _ in 0..3 {
         let preview = create_order(&sandbox, &state, ORDER).await.json();
         let args = confirm_args(preview["confirmation_token"].as_str().unwrap());

@@ -5,17 +5,9 @@ use std::time::Duration;
 use onence_mcp::api::model::{ListOrdersQuery, NewOrder, ProductLine};
 use onence_mcp::api::{ApiError, Client, ClientConfig, Credentials, PostFailure};
 use onence_mcp::orders::post_answer::{PostAnswer, classify};
-use onence_mcp::sandbox::{
-    CreateResponse, Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox,
-};
+use onence_mcp::sandbox::{CreateResponse, Fault, SANDBOX_CLIENT_ID, Sandbox};
 
-fn client_for(sandbox: &Sandbox) -> Client {
-    Client::new(ClientConfig::new(
-        sandbox.base_url().parse().unwrap(),
-        Credentials::new(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
-    ))
-    .unwrap()
-}
+use crate::common::api_client;
 
 fn first_page() -> ListOrdersQuery {
     ListOrdersQuery::new(None, None, None).unwrap()
@@ -28,7 +20,7 @@ fn tokens_requested(sandbox: &Sandbox) -> usize {
 #[tokio::test]
 async fn one_token_serves_many_calls_and_the_exchange_is_as_documented() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     for n in 1..=3 {
         let page = client
             .list_orders(&ListOrdersQuery::new(Some(n), None, None).unwrap())
@@ -64,7 +56,7 @@ async fn one_token_serves_many_calls_and_the_exchange_is_as_documented() {
 #[tokio::test]
 async fn concurrent_calls_share_one_token_request() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     let calls = (0..20).map(|_| {
         let client = client.clone();
         tokio::spawn(async move { client.list_orders(&first_page()).await })
@@ -79,7 +71,7 @@ async fn concurrent_calls_share_one_token_request() {
 async fn renews_ahead_of_expiry_and_after_a_401() {
     let sandbox = Sandbox::start().await.unwrap();
     sandbox.set_token_lifetime(Duration::from_secs(2));
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     client.list_orders(&first_page()).await.unwrap();
     client.list_orders(&first_page()).await.unwrap();
     assert_eq!(tokens_requested(&sandbox), 1);
@@ -109,7 +101,7 @@ async fn renews_ahead_of_expiry_and_after_a_401() {
 #[tokio::test]
 async fn persistent_401_and_bad_credentials_are_reported() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     sandbox.inject(Fault::status("GET", "/v1/orders", 401).times(2));
     assert_eq!(
         client.list_orders(&first_page()).await.unwrap_err(),
@@ -128,7 +120,7 @@ async fn persistent_401_and_bad_credentials_are_reported() {
 #[tokio::test]
 async fn each_error_status_maps_to_its_variant() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     let cases: Vec<(Fault, ApiError)> = vec![
         (Fault::status("GET", "/v1/orders", 403), ApiError::Forbidden),
         (Fault::status("GET", "/v1/orders", 404), ApiError::NotFound),
@@ -234,7 +226,7 @@ fn new_order() -> NewOrder {
 #[tokio::test]
 async fn create_reads_the_number_from_location_or_body_and_never_retries() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     let created = client.create_order(&new_order()).await.unwrap();
     let number = created.order_number.expect("number from Location");
     assert_eq!(

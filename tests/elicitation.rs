@@ -3,12 +3,9 @@
 //! to a sandbox. Covers both ways of asking: an `elicitation/create` request (2025-11-25) and an
 //! input-required result with a retry (the stateless 2026-07-28 revision).
 
-use crate::common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::common::{child, posts, sandbox_env, temp_dir, text};
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
@@ -17,6 +14,9 @@ use rmcp::model::{
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RequestContext, RunningService};
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::{child, posts, sandbox_env, temp_dir, text};
 
 /// What the simulated person does with the approval form.
 #[derive(Clone, Copy, Debug)]
@@ -95,9 +95,7 @@ impl Session {
 /// Spawns the server against `sandbox` and connects a client whose user acts as `person`,
 /// through `initialize` (2025-11-25) or, with `stateless`, `server/discover` (2026-07-28).
 async fn connect(sandbox: &Sandbox, person: Person, stateless: bool, args: &[&str]) -> Session {
-    let env = sandbox_env(sandbox);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (transport, _stderr) = child(args, &env);
+    let (transport, _stderr) = child(args, &sandbox_env(&sandbox.base_url()));
     let shown = Arc::new(Mutex::new(Vec::new()));
     let handler = AskingClient {
         person,
@@ -324,8 +322,8 @@ async fn a_forged_answer_without_the_servers_sealed_state_is_not_approval() {
 
 /// `1nce-mcp call create_order` once, with `state` as the state directory, against `sandbox`.
 async fn call_once(sandbox: &Sandbox, state: &Path, args: &Value) -> (i32, String) {
-    let env = sandbox_env(sandbox);
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = sandbox.base_url();
+    let mut env = sandbox_env(&url).to_vec();
     env.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
     let out = common::command(&["call", "create_order", "--args", &args.to_string()], &env)
         .stdin(std::process::Stdio::null())
@@ -342,7 +340,7 @@ async fn call_once(sandbox: &Sandbox, state: &Path, args: &Value) -> (i32, Strin
 async fn a_no_in_the_form_ends_the_token_for_every_process() {
     for person in [Person::Declines, Person::Cancels] {
         let sandbox = Sandbox::start().await.unwrap();
-        let state = common::fresh_state_dir();
+        let state = common::temp_dir("state");
         let session = connect(
             &sandbox,
             person,
@@ -369,7 +367,7 @@ async fn a_no_in_the_form_ends_the_token_for_every_process() {
 #[tokio::test]
 async fn a_preview_made_under_require_human_approval_is_never_placed_without_the_form() {
     let sandbox = Sandbox::start().await.unwrap();
-    let state = common::fresh_state_dir();
+    let state = common::temp_dir("state");
     let session = connect(
         &sandbox,
         Person::Approves,

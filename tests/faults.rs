@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use crate::common::{Server, posts, spawn, spawn_against, text};
-use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::sandbox::{Fault, Sandbox};
 use serde_json::{Value, json};
+
+use crate::common::{Server, posts, sandbox_env, spawn, spawn_against, text};
 
 /// Fast retries, no client-side rate limit (tested on its own below).
 const FAST: &[&str] = &["--retry-backoff", "1ms", "--rate-limit", "off"];
@@ -144,15 +145,7 @@ async fn an_unreachable_1nce_is_retried_then_reported() {
     let url = format!("http://127.0.0.1:{port}");
     let mut args = FAST.to_vec();
     args.extend(["--max-retries", "2"]);
-    let server = spawn(
-        &args,
-        &[
-            ("ONCE_API_URL", url.as_str()),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-        ],
-    )
-    .await;
+    let server = spawn(&args, &sandbox_env(&url)).await;
     let err = server.err("list_orders", json!({})).await;
     assert!(err.contains("after 3 attempts"), "{err}");
     assert!(err.contains("could not connect"), "{err}");

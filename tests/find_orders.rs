@@ -1,17 +1,17 @@
 //! `find_orders` over stdio: newest first, filters, early stops, and progress notifications to
 //! a client that asked for them.
 
-use crate::common;
-
 use std::sync::{Arc, Mutex};
 
-use crate::common::{Server, command, text};
-use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{CallToolRequestParams, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::{Server, command, sandbox_env, text};
 
 async fn server(sandbox: &Sandbox) -> Server {
     common::spawn_against(sandbox, &[]).await
@@ -168,14 +168,7 @@ impl ClientHandler for ProgressRecorder {
 async fn reports_progress_page_by_page_when_asked() {
     let sandbox = Sandbox::start().await.unwrap();
     let url = sandbox.base_url();
-    let cmd = command(
-        &[],
-        &[
-            ("ONCE_API_URL", url.as_str()),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-        ],
-    );
+    let cmd = command(&[], &sandbox_env(&url));
     let recorder = ProgressRecorder::default();
     let client: RunningService<RoleClient, ProgressRecorder> = recorder
         .clone()
@@ -212,20 +205,13 @@ async fn no_progress_token_no_notifications() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let sandbox = Sandbox::start().await.unwrap();
     let url = sandbox.base_url();
-    let mut child = command(
-        &[],
-        &[
-            ("ONCE_API_URL", url.as_str()),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-        ],
-    )
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
+    let mut child = command(&[], &sandbox_env(&url))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     for line in [
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),

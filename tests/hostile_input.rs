@@ -12,11 +12,8 @@
 //!
 //! Case counts are modest so CI stays fast; set PROPTEST_CASES to run more.
 
-use crate::common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::common::{Server, spawn_against, text};
 use onence_mcp::sandbox::Sandbox;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -24,6 +21,9 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value, json};
 use unicode_general_category::{GeneralCategory, get_general_category};
+
+use crate::common;
+use crate::common::{Server, spawn_against, text};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")

@@ -1,13 +1,13 @@
 //! End to end over HTTP: the built binary serves `--http 127.0.0.1:0` against a sandbox the
 //! test controls; rmcp's Streamable HTTP client and raw HTTP requests talk to it as clients do.
 
-use crate::common;
-
 use std::collections::BTreeMap;
 
-use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -227,7 +227,8 @@ async fn bearer_token_host_and_origin_are_enforced() {
     assert_eq!(page["orders"].as_array().unwrap().len(), 1);
     session.client.cancel().await.unwrap();
 
-    let stderr = server.stderr();
+    // Everything the server wrote up to its exit, so a leak in the last lines counts too.
+    let stderr = server.stop().await;
     assert!(stderr.contains("bearer token required"), "{stderr}");
     assert!(
         !stderr.contains(TOKEN),

@@ -3,10 +3,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{command, spawn};
 use onence_mcp::sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::common::{command, spawn};
 
 /// Speaks raw JSON-RPC lines to the binary, as any MCP client would, and checks every line it
 /// writes to stdout is a JSON-RPC message.

@@ -9,9 +9,10 @@
 
 use std::path::PathBuf;
 
-use crate::common::net::HttpServer;
-use crate::common::{binary, fresh_state_dir};
 use serde_json::Value;
+
+use crate::common::net::HttpServer;
+use crate::common::{binary, temp_dir};
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.
 fn client(var: &str) -> Option<PathBuf> {
@@ -68,7 +69,7 @@ async fn python_sdk_over_stdio_with_initialize_and_with_server_discover() {
         "/tests/interop/python_client.py"
     );
     for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
-        let state = fresh_state_dir();
+        let state = temp_dir("state");
         let mut args = vec![script.to_owned(), mode.to_owned(), "stdio".to_owned()];
         args.extend(server_args(&state));
         let (ok, stdout, stderr) = run(&python, &args).await;
@@ -84,7 +85,7 @@ async fn inspector_cli_lists_and_calls_every_tool_over_stdio() {
     let Some(inspector) = client("ONCE_INTEROP_INSPECTOR") else {
         return;
     };
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let call = |method: &str, extra: &[&str]| {
         let mut args = vec!["--cli".to_owned()];
         args.extend(server_args(&state));

@@ -2,9 +2,10 @@
 //! one session, every one successful, all sharing a single access token. The full count, with
 //! throughput and memory, is `examples/stdio_load.rs` (see the README).
 
-use crate::common::spawn_against;
 use onence_mcp::sandbox::Sandbox;
 use serde_json::json;
+
+use crate::common::spawn_against;
 
 const CALLS: usize = 1000;
 

@@ -4,9 +4,6 @@
 //! any field of the delivery address. rmcp logs whole MCP messages below warn; the server caps
 //! it, and no RUST_LOG directive may lift the cap.
 
-use std::time::Duration;
-
-use crate::common::{child_until_exit, posts, sandbox_env, text};
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
@@ -15,6 +12,8 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde_json::{Value, json};
+
+use crate::common::{child, posts, sandbox_env, text};
 
 /// A client whose user approves every approval form.
 #[derive(Clone)]
@@ -71,10 +70,10 @@ async fn create_order(
 /// waits for it to exit and returns the confirmation token and all it wrote to stderr.
 async fn place_an_order_logging(rust_log: &str) -> (String, String) {
     let sandbox = Sandbox::start().await.unwrap();
-    let mut env = sandbox_env(&sandbox);
-    env.push(("RUST_LOG", rust_log.to_owned()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (transport, stderr, exited) = child_until_exit(&[], &env);
+    let url = sandbox.base_url();
+    let mut env = sandbox_env(&url).to_vec();
+    env.push(("RUST_LOG", rust_log));
+    let (transport, stderr) = child(&[], &env);
     let client = ApprovingClient.serve(transport).await.expect("initialize");
 
     let preview = create_order(&client, &order()).await;
@@ -89,13 +88,9 @@ async fn place_an_order_logging(rust_log: &str) -> (String, String) {
     assert_eq!(placed.structured_content.unwrap()["status"], "placed");
     assert_eq!(posts(&sandbox), 1);
 
+    // The server exits once its client is gone; its stderr is then complete.
     client.cancel().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), exited)
-        .await
-        .expect("the server exits once its client is gone")
-        .unwrap();
-    let stderr = stderr.lock().unwrap().clone();
-    (token, stderr)
+    (token, stderr.until_closed().await)
 }
 
 /// Asserts that trace logging really was on and that `stderr` holds no part of the token and

@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::common::{Server, posts, spawn_against, text};
 use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
+
+use crate::common::{Server, posts, spawn_against, text};
 
 /// What an answer must mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,22 +3,16 @@
 
 use std::time::Duration;
 
+use onence_mcp::api::ApiError;
 use onence_mcp::api::products::{Catalogue, Cents};
-use onence_mcp::api::{ApiError, Client, ClientConfig, Credentials};
-use onence_mcp::sandbox::{Fault, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::sandbox::{Fault, Sandbox};
 
-fn client_for(sandbox: &Sandbox) -> Client {
-    Client::new(ClientConfig::new(
-        sandbox.base_url().parse().unwrap(),
-        Credentials::new(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
-    ))
-    .unwrap()
-}
+use crate::common::api_client;
 
 #[tokio::test]
 async fn the_catalogue_is_parsed_exactly_and_shared_while_fresh() {
     let sandbox = Sandbox::start().await.unwrap();
-    let client = client_for(&sandbox);
+    let client = api_client(&sandbox);
     let products = client.list_products().await.unwrap();
     assert_eq!(products.len(), 4);
     let industrial = products.iter().find(|p| p.id == 1002).unwrap();
@@ -39,7 +33,7 @@ async fn the_catalogue_is_parsed_exactly_and_shared_while_fresh() {
 #[tokio::test]
 async fn a_failed_fetch_is_reported_and_not_cached() {
     let sandbox = Sandbox::start().await.unwrap();
-    let catalogue = Catalogue::new(client_for(&sandbox), Duration::from_secs(300));
+    let catalogue = Catalogue::new(api_client(&sandbox), Duration::from_secs(300));
     sandbox.inject(Fault::status("GET", "/v1/products", 403));
     assert_eq!(catalogue.products().await.unwrap_err(), ApiError::Forbidden);
     assert_eq!(catalogue.products().await.unwrap().len(), 4);

@@ -1,11 +1,11 @@
 //! Resources and prompts over stdio: an order as `1nce://orders/{n}` and the `reorder` prompt.
 
-use crate::common;
-
-use crate::common::spawn_against;
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::spawn_against;
 
 #[tokio::test]
 async fn orders_and_products_read_as_resources() {

@@ -2,14 +2,14 @@
 //! a sandbox the test controls. Catalogue checks and prices, operator limits, read-only mode,
 //! lost answers, the audit trail, and --require-human-approval with a client that cannot ask.
 
-use crate::common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::common::{posts, spawn_against, temp_dir};
 use onence_mcp::sandbox::{Fault, Sandbox};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::{posts, spawn_against, temp_dir};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -220,8 +220,8 @@ async fn read_only_mode_does_not_offer_create_order_at_all() {
     server.ok("list_products", json!({})).await;
     assert_eq!(posts(&sandbox), 0);
     // The environment twin does the same.
-    let env = common::sandbox_env(&sandbox);
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = sandbox.base_url();
+    let mut env = common::sandbox_env(&url).to_vec();
     env.push(("ONCE_READ_ONLY", "1"));
     let twin = common::spawn(&[], &env).await;
     let tools = twin.client.list_all_tools().await.unwrap();
@@ -431,9 +431,10 @@ async fn an_unwritable_audit_log_stops_the_order() {
 async fn the_audit_log_defaults_to_the_state_directory_and_can_be_turned_off() {
     let sandbox = sandbox().await;
     let args = json!({"products": [{"product_id": 1001, "quantity": 1}]});
-    let env = common::sandbox_env(&sandbox);
+    let url = sandbox.base_url();
+    let env = common::sandbox_env(&url);
     let state = temp_dir("state-default");
-    let mut with_state: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut with_state = env.to_vec();
     with_state.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
 
     let server = common::spawn(&[], &with_state).await;
@@ -445,7 +446,7 @@ async fn the_audit_log_defaults_to_the_state_directory_and_can_be_turned_off() {
 
     // `off` (here through the environment twin) keeps no audit file at all.
     let off_state = temp_dir("state-off");
-    let mut off: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut off = env.to_vec();
     off.push(("ONCE_STATE_DIR", off_state.to_str().unwrap()));
     off.push(("ONCE_AUDIT_LOG", "off"));
     let server = common::spawn(&[], &off).await;
@@ -502,8 +503,7 @@ async fn hanging_after_post(sandbox: &Sandbox) -> String {
     use axum::response::IntoResponse;
 
     let upstream = sandbox.base_url();
-    // reqwest is built without a bundled crypto provider; ring is the one this crate uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::install_crypto();
     let http = reqwest::Client::new();
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -555,14 +555,7 @@ async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
             "--audit-log",
             log.to_str().unwrap(),
         ],
-        &[
-            ("ONCE_API_URL", proxy.as_str()),
-            ("ONCE_CLIENT_ID", onence_mcp::sandbox::SANDBOX_CLIENT_ID),
-            (
-                "ONCE_CLIENT_SECRET",
-                onence_mcp::sandbox::SANDBOX_CLIENT_SECRET,
-            ),
-        ],
+        &common::sandbox_env(&proxy),
     )
     .await;
     let args = json!({"products": [{"product_id": 1003, "quantity": 30}]});

@@ -1,13 +1,13 @@
 //! The legacy HTTP+SSE transport (2024-11-05) spoken by a raw client: open `/sse`, read the
 //! `endpoint` event, POST JSON-RPC there, read the answers as `message` events.
 
-use crate::common;
-
 use std::collections::HashMap;
 
-use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
 
 /// A raw legacy-SSE session.
 struct LegacySession {

@@ -6,15 +6,15 @@
 //! The tests run as root here, which bypasses permission checks on open: modes are checked by
 //! reading them, never by expecting a refusal from the kernel.
 
-use crate::common;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::common::{command, fresh_state_dir};
-use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::sandbox::Sandbox;
 use serde_json::Value;
+
+use crate::common;
+use crate::common::{command, sandbox_env, temp_dir};
 
 struct Run {
     code: i32,
@@ -78,7 +78,7 @@ fn assert_refused(run: &Run, path: &Path, fix: &str) {
 
 #[tokio::test]
 async fn a_state_directory_others_can_write_is_refused() {
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     chmod(&state, 0o777);
     let run = list_orders(&state).await;
     assert_refused(&run, &state, &format!("`chmod 700 {}`", state.display()));
@@ -95,7 +95,7 @@ async fn a_state_directory_others_can_write_is_refused() {
 
 #[tokio::test]
 async fn a_used_token_record_others_can_write_is_refused() {
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let used = state.join("used-tokens");
     std::fs::create_dir(&used).unwrap();
     chmod(&used, 0o777);
@@ -105,7 +105,7 @@ async fn a_used_token_record_others_can_write_is_refused() {
 
 #[tokio::test]
 async fn an_audit_log_others_can_write_is_refused() {
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     let log = state.join("audit.jsonl");
     std::fs::write(&log, "").unwrap();
     chmod(&log, 0o666);
@@ -113,11 +113,11 @@ async fn an_audit_log_others_can_write_is_refused() {
     assert_refused(&refused, &log, &format!("`chmod 600 {}`", log.display()));
 
     // The same for a log moved with --audit-log.
-    let elsewhere = fresh_state_dir().join("moved.jsonl");
+    let elsewhere = temp_dir("state").join("moved.jsonl");
     std::fs::write(&elsewhere, "").unwrap();
     chmod(&elsewhere, 0o666);
     let refused = run(
-        &fresh_state_dir(),
+        &temp_dir("state"),
         &[
             "--audit-log",
             elsewhere.to_str().unwrap(),
@@ -136,8 +136,8 @@ async fn an_audit_log_others_can_write_is_refused() {
 
 #[tokio::test]
 async fn a_state_directory_behind_a_symlink_is_refused() {
-    let real = fresh_state_dir();
-    let link = fresh_state_dir().join("state");
+    let real = temp_dir("state");
+    let link = temp_dir("state").join("state");
     symlink(&real, &link).unwrap();
     let run = list_orders(&link).await;
     assert_refused(&run, &link, "point --state-dir at the real directory");
@@ -147,8 +147,8 @@ async fn a_state_directory_behind_a_symlink_is_refused() {
 
 #[tokio::test]
 async fn an_audit_log_behind_a_symlink_is_refused() {
-    let state = fresh_state_dir();
-    let target = fresh_state_dir().join("elsewhere.jsonl");
+    let state = temp_dir("state");
+    let target = temp_dir("state").join("elsewhere.jsonl");
     std::fs::write(&target, "").unwrap();
     chmod(&target, 0o600);
     let log = state.join("audit.jsonl");
@@ -161,13 +161,9 @@ async fn an_audit_log_behind_a_symlink_is_refused() {
 async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     let sandbox = Sandbox::start().await.unwrap();
     let url = sandbox.base_url();
-    let env = [
-        ("ONCE_API_URL", url.as_str()),
-        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-    ];
+    let env = sandbox_env(&url);
     // Not there yet, nor its parent: both are created.
-    let state = fresh_state_dir().join("new").join("1nce-mcp");
+    let state = temp_dir("state").join("new").join("1nce-mcp");
     let order = r#"{"products": [{"product_id": 1001, "quantity": 2}]}"#;
 
     let preview = run(&state, &["call", "create_order", "--args", order], &env).await;

@@ -1,14 +1,14 @@
 //! End to end over stdio: rmcp's client spawns the built binary, which talks over real HTTP to a
 //! sandbox started by the test (as it would to 1NCE), so every request it makes can be checked.
 
-use crate::common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::common::{api_requests, posts, spawn, spawn_against};
 use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::{api_requests, posts, spawn, spawn_against};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -446,7 +446,7 @@ async fn missing_credentials_exit_non_zero_naming_the_variables() {
 #[tokio::test]
 async fn a_preview_survives_a_server_restart() {
     let sandbox = sandbox().await;
-    let state = common::fresh_state_dir();
+    let state = common::temp_dir("state");
     let url = sandbox.base_url();
     let env = [
         ("ONCE_API_URL", url.as_str()),

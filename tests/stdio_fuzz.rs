@@ -8,8 +8,6 @@
 //! stay alive, answer a final valid request, and exit cleanly when stdin closes, all within a
 //! bounded time (a hang fails the case instead of blocking the suite).
 
-use crate::common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +16,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::common;
 
 /// Generous: a case normally takes a fraction of a second; this only turns a hang into a failure.
 const PATIENCE: Duration = Duration::from_secs(60);

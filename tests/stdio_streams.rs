@@ -2,7 +2,6 @@
 //! socket pairs (Node.js, so Claude Desktop, Claude Code, VS Code and Cursor), separate or one
 //! socket for both directions. Each is driven on the reactor; each serves a session and ends it
 //! cleanly when the client closes its end.
-use crate::common;
 
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
@@ -10,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::common;
 
 /// A short MCP session over raw JSON-RPC lines: initialize, then one tool call.
 async fn session(input: impl AsyncWrite + Unpin, output: impl AsyncRead + Unpin) {

@@ -1,18 +1,25 @@
-//! Shared helpers for the end-to-end tests: a sandbox per test, the built binary spawned as an
-//! MCP server over stdio through rmcp's client, and small accessors for tool results.
+//! Shared helpers of the integration tests, one per job: the built binary as a child process
+//! (a clean environment and a state directory of its own), its stderr captured whole, rmcp's
+//! client over stdio, accessors for tool results and the crate's 1NCE client against a sandbox.
+//! HTTP helpers are in [`net`].
 
 pub mod net;
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 pub type McpClient = RunningService<RoleClient, ()>;
 
@@ -25,100 +32,41 @@ pub const ALL_TOOLS: [&str; 5] = [
     "list_products",
 ];
 
-/// A running server process and everything it wrote to stderr so far.
-pub struct Server {
-    pub client: McpClient,
-    stderr: Arc<Mutex<String>>,
-}
+/// How long a test waits for something that should happen (a log line, a process exit, a
+/// request) before it fails saying what it waited for. Generous: it only matters when the
+/// thing never comes, and a loaded 2-core CI machine is slow.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
-impl Server {
-    /// Calls a tool and returns the raw result (tool errors are results, not `Err`).
-    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
-        call_tool(&self.client, tool, args).await
-    }
-
-    /// Calls a tool that must succeed and returns its `structuredContent`.
-    pub async fn ok(&self, tool: &str, args: Value) -> Value {
-        expect_ok(&self.client, tool, args).await
-    }
-
-    /// Calls a tool that must fail with a tool error and returns the error text.
-    pub async fn err(&self, tool: &str, args: Value) -> String {
-        expect_err(&self.client, tool, args).await
-    }
-
-    /// Ends the session and returns everything the server wrote to stderr.
-    pub async fn stop(self) -> String {
-        let stderr = self.stderr;
-        let _ = self.client.cancel().await;
-        // Give the process a moment to flush stderr after stdin closes.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        stderr.lock().unwrap().clone()
-    }
-}
-
-/// Calls a tool over any transport and returns the raw result (tool errors are results).
-pub async fn call_tool(client: &McpClient, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(
-        args.as_object()
-            .cloned()
-            .expect("tool arguments are a JSON object"),
-    );
-    client
-        .call_tool(params)
-        .await
-        .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
-}
-
-/// Calls a tool that must succeed and returns its `structuredContent`.
-pub async fn expect_ok(client: &McpClient, tool: &str, args: Value) -> Value {
-    let result = call_tool(client, tool, args.clone()).await;
-    assert_ne!(
-        result.is_error,
-        Some(true),
-        "{tool} {args} failed: {}",
-        text(&result)
-    );
-    result
-        .structured_content
-        .clone()
-        .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
-}
-
-/// Calls a tool that must fail with a tool error and returns the error text.
-pub async fn expect_err(client: &McpClient, tool: &str, args: Value) -> String {
-    let result = call_tool(client, tool, args.clone()).await;
-    assert_eq!(
-        result.is_error,
-        Some(true),
-        "{tool} {args} should have failed but returned {}",
-        text(&result)
-    );
-    text(&result)
-}
-
-/// All text content of a result, joined.
-pub fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// reqwest is built without a default TLS provider (`rustls-no-provider`) and insists on a
+/// process-wide one even for plain http://; the crate uses ring. Every test in this binary
+/// installs the same provider, so whichever comes first wins and the rest are refused harmlessly.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The built server binary.
-pub fn binary() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
 }
 
-/// A fresh, empty directory of its own for one test, under Cargo's scratch space.
-pub fn temp_dir(label: &str) -> std::path::PathBuf {
+/// A fresh, empty directory of its own for one test, under Cargo's scratch space. It is kept
+/// after the test: a server the test spawned may still be writing to it.
+pub fn temp_dir(label: &str) -> PathBuf {
     tempfile::Builder::new()
         .prefix(&format!("{label}-"))
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("create a temp dir")
         .keep()
+}
+
+/// The environment that points the server at `api_url` (a sandbox, or a proxy in front of one)
+/// as if it were the real 1NCE API, with the sandbox's credentials.
+pub fn sandbox_env(api_url: &str) -> [(&'static str, &str); 3] {
+    [
+        ("ONCE_API_URL", api_url),
+        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
+        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+    ]
 }
 
 /// A command for the server binary with a clean environment: no credentials or settings leak
@@ -135,7 +83,7 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     // Each process gets its own state directory (which also holds the audit log by default)
     // unless the test shares one on purpose; XDG_STATE_HOME points into scratch space as well, so
     // nothing a test runs can write into the real home directory.
-    let state = fresh_state_dir();
+    let state = temp_dir("state");
     cmd.env("XDG_STATE_HOME", state.join("xdg"));
     cmd.env("ONCE_STATE_DIR", &state);
     for (key, value) in env {
@@ -144,84 +92,216 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     cmd
 }
 
-/// A new, empty directory under Cargo's scratch space for integration tests.
-pub fn fresh_state_dir() -> std::path::PathBuf {
-    tempfile::Builder::new()
-        .prefix("state-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("create a state directory")
-        .keep()
+/// The crate's 1NCE client pointed at `sandbox`.
+pub fn api_client(sandbox: &Sandbox) -> Client {
+    install_crypto();
+    Client::new(ClientConfig::new(
+        sandbox.base_url().parse().unwrap(),
+        Credentials::new(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
+    ))
+    .unwrap()
+}
+
+/// Everything a child process writes to stderr, read line by line in the background (a line is
+/// decoded whole, so a character is never split between two reads).
+pub struct Stderr {
+    shared: Arc<StderrShared>,
+    reader: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct StderrShared {
+    text: Mutex<String>,
+    /// Set when the pipe reached its end: the process exited (or closed stderr).
+    closed: Mutex<bool>,
+    changed: Notify,
+}
+
+impl Stderr {
+    /// Starts reading `pipe` in the background.
+    pub fn capture(pipe: impl AsyncRead + Unpin + Send + 'static) -> Stderr {
+        let shared = Arc::new(StderrShared::default());
+        let sink = Arc::clone(&shared);
+        let reader = tokio::spawn(async move {
+            let mut pipe = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while let Ok(n) = pipe.read_until(b'\n', &mut line).await {
+                if n == 0 {
+                    break;
+                }
+                sink.text
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+                sink.changed.notify_waiters();
+            }
+            *sink.closed.lock().unwrap() = true;
+            sink.changed.notify_waiters();
+        });
+        Stderr { shared, reader }
+    }
+
+    /// What the process wrote so far.
+    pub fn now(&self) -> String {
+        self.shared.text.lock().unwrap().clone()
+    }
+
+    /// Waits until a line containing `needle` was written and returns that line. Fails the test
+    /// if the process closes stderr (exits) first, or after [`PATIENCE`].
+    pub async fn wait_for(&self, needle: &str) -> String {
+        let wait = async {
+            loop {
+                // Registered before looking, so a line written in between still wakes us.
+                let changed = self.shared.changed.notified();
+                if let Some(line) = self.now().lines().find(|l| l.contains(needle)) {
+                    return line.to_owned();
+                }
+                assert!(
+                    !*self.shared.closed.lock().unwrap(),
+                    "the process closed stderr (exited) without writing {needle:?}:\n{}",
+                    self.now()
+                );
+                changed.await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "waited {PATIENCE:?} for {needle:?} on stderr:\n{}",
+                    self.now()
+                )
+            })
+    }
+
+    /// Waits until the process closed stderr, which it does by exiting, and returns all it wrote.
+    pub async fn until_closed(self) -> String {
+        let Stderr { shared, reader } = self;
+        tokio::time::timeout(PATIENCE, reader)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the process did not close stderr (exit) within {PATIENCE:?}:\n{}",
+                    shared.text.lock().unwrap()
+                )
+            })
+            .expect("the stderr reader does not panic");
+        shared.text.lock().unwrap().clone()
+    }
+}
+
+/// One MCP client session, over any transport.
+pub struct Session {
+    pub client: McpClient,
+}
+
+impl Session {
+    /// Calls a tool and returns the raw result (tool errors are results, not `Err`).
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        call_tool(&self.client, tool, args).await
+    }
+
+    /// Calls a tool that must succeed and returns its `structuredContent`.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let result = self.call(tool, args.clone()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} failed: {}",
+            text(&result)
+        );
+        result
+            .structured_content
+            .clone()
+            .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
+    }
+
+    /// Calls a tool that must fail with a tool error and returns the error text.
+    pub async fn err(&self, tool: &str, args: Value) -> String {
+        let result = self.call(tool, args.clone()).await;
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{tool} {args} should have failed but returned {}",
+            text(&result)
+        );
+        text(&result)
+    }
+}
+
+/// Calls a tool through any client and returns the raw result (tool errors are results).
+async fn call_tool(client: &McpClient, tool: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(
+        args.as_object()
+            .cloned()
+            .expect("tool arguments are a JSON object"),
+    );
+    client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {tool} failed at the protocol level: {e}"))
+}
+
+/// All text content of a result, joined.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A server process serving MCP over stdio, with an rmcp client session to it (`client`, `call`,
+/// `ok` and `err` come from [`Session`]) and its stderr.
+pub struct Server {
+    session: Session,
+    stderr: Stderr,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Server {
+    /// Ends the session and returns everything the server wrote to stderr: closing its stdin
+    /// makes the server exit, and its stderr is read to the end.
+    pub async fn stop(self) -> String {
+        let _ = self.session.client.cancel().await;
+        self.stderr.until_closed().await
+    }
 }
 
 /// Spawns the server pointed at `sandbox` as if it were the real 1NCE API.
 pub async fn spawn_against(sandbox: &Sandbox, extra_args: &[&str]) -> Server {
-    let url = sandbox.base_url();
-    spawn(
-        extra_args,
-        &[
-            ("ONCE_API_URL", url.as_str()),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-        ],
-    )
-    .await
+    spawn(extra_args, &sandbox_env(&sandbox.base_url())).await
 }
 
 /// Spawns the server binary with these arguments and environment and completes `initialize`.
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
-    let (transport, captured) = child(args, env);
+    let (transport, stderr) = child(args, env);
     let client = ().serve(transport).await.expect("MCP initialize");
     Server {
-        client,
-        stderr: captured,
+        session: Session { client },
+        stderr,
     }
 }
 
-/// The server binary as a child process transport, its stderr collected in the background.
-pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Arc<Mutex<String>>) {
-    let (transport, captured, _exited) = child_until_exit(args, env);
-    (transport, captured)
-}
-
-/// Like [`child`], plus a task that ends when the server closes its stderr, that is when it
-/// exits: await it to read all the server wrote, without guessing how long flushing takes.
-pub fn child_until_exit(
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (
-    TokioChildProcess,
-    Arc<Mutex<String>>,
-    tokio::task::JoinHandle<()>,
-) {
+/// The server binary as a child process transport, for a client of the test's own, and its
+/// stderr.
+pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Stderr) {
     let cmd = command(args, env).configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the 1nce-mcp binary");
-    let captured = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&captured);
-    let exited = tokio::spawn(async move {
-        let Some(mut stderr) = stderr else { return };
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (transport, captured, exited)
-}
-
-/// The environment that points the server at `sandbox` as if it were the real 1NCE API.
-pub fn sandbox_env(sandbox: &Sandbox) -> Vec<(&'static str, String)> {
-    vec![
-        ("ONCE_API_URL", sandbox.base_url()),
-        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID.to_owned()),
-        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET.to_owned()),
-    ]
+    let stderr = Stderr::capture(stderr.expect("stderr is piped"));
+    (transport, stderr)
 }
 
 /// Number of order POSTs the sandbox received.

@@ -3,50 +3,34 @@
 //! gated proxy in front of the sandbox that holds 1NCE calls until the test lets them through.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET};
-use rmcp::model::CallToolResult;
-use rmcp::service::RunningService;
+use rmcp::ServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, watch};
 
-use crate::common;
+use super::{PATIENCE, Session, Stderr, command, install_crypto, sandbox_env};
 
 pub const TOKEN: &str = "test-bearer-token-7f3a9c2e5b1d4860";
 
-/// reqwest is built without a default TLS provider; the crate uses ring.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The binary serving HTTP, and everything it wrote to stderr so far.
+/// The binary serving HTTP, and its stderr.
 pub struct HttpServer {
     pub child: tokio::process::Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
-    stderr: Arc<Mutex<String>>,
-    stderr_grew: Arc<Notify>,
+    stderr: Stderr,
 }
 
 impl HttpServer {
     /// Spawns the binary against `api_url` (a sandbox or proxy) with the sandbox credentials.
     pub async fn against(api_url: &str, args: &[&str], env: &[(&str, &str)]) -> HttpServer {
-        let mut all_env = vec![
-            ("ONCE_API_URL", api_url),
-            ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
-            ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
-        ];
+        let mut all_env = sandbox_env(api_url).to_vec();
         all_env.extend_from_slice(env);
         HttpServer::spawn(args, &all_env).await
     }
@@ -56,39 +40,15 @@ impl HttpServer {
         install_crypto();
         let mut all_args = vec!["--http", "127.0.0.1:0"];
         all_args.extend_from_slice(args);
-        let mut child = common::command(&all_args, env)
+        let mut child = command(&all_args, env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the 1nce-mcp binary");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_grew = Arc::new(Notify::new());
-        let (ready_tx, ready_rx) = oneshot::channel::<String>();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        {
-            let stderr = Arc::clone(&stderr);
-            let grew = Arc::clone(&stderr_grew);
-            tokio::spawn(async move {
-                let mut ready = Some(ready_tx);
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if line.contains(" ready on http://")
-                        && let Some(tx) = ready.take()
-                    {
-                        let _ = tx.send(line.clone());
-                    }
-                    let mut all = stderr.lock().unwrap();
-                    all.push_str(&line);
-                    all.push('\n');
-                    grew.notify_waiters();
-                }
-            });
-        }
-        let ready = tokio::time::timeout(Duration::from_secs(30), ready_rx)
-            .await
-            .expect("a ready line within 30 s")
-            .unwrap_or_else(|_| panic!("the server exited before it was ready"));
+        let stderr = Stderr::capture(child.stderr.take().expect("stderr is piped"));
+        let ready = stderr.wait_for(" ready on http://").await;
         let addr = ready
             .split(" ready on http://")
             .nth(1)
@@ -98,7 +58,6 @@ impl HttpServer {
             child,
             base: format!("http://{addr}"),
             stderr,
-            stderr_grew,
         }
     }
 
@@ -106,34 +65,24 @@ impl HttpServer {
         format!("{}{path}", self.base)
     }
 
+    /// What the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.now()
     }
 
-    /// Waits until stderr contains `needle`.
+    /// Waits until stderr has a line containing `needle`.
     pub async fn wait_for_stderr(&self, needle: &str) {
-        let wait = async {
-            loop {
-                let grew = self.stderr_grew.notified();
-                if self.stderr().contains(needle) {
-                    return;
-                }
-                grew.await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .unwrap_or_else(|_| panic!("{needle:?} not in stderr: {}", self.stderr()));
+        self.stderr.wait_for(needle).await;
     }
 
     /// An rmcp Streamable HTTP client session, initialised.
-    pub async fn client(&self, token: Option<&str>) -> McpSession {
+    pub async fn client(&self, token: Option<&str>) -> Session {
         let mut config = StreamableHttpClientTransportConfig::with_uri(self.url("/mcp"));
         if let Some(token) = token {
             config = config.auth_header(token);
         }
         let transport = StreamableHttpClientTransport::from_config(config);
-        McpSession {
+        Session {
             client: ().serve(transport).await.expect("MCP initialize over HTTP"),
         }
     }
@@ -150,32 +99,18 @@ impl HttpServer {
 
     /// Waits for the process to exit and returns its exit code.
     pub async fn exit_code(&mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        tokio::time::timeout(PATIENCE, self.child.wait())
             .await
-            .expect("the server exits within 60 s")
+            .unwrap_or_else(|_| panic!("the server did not exit within {PATIENCE:?}"))
             .unwrap()
             .code()
     }
-}
 
-/// One MCP client session.
-pub struct McpSession {
-    pub client: RunningService<RoleClient, ()>,
-}
-
-impl McpSession {
-    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
-        common::call_tool(&self.client, tool, args).await
-    }
-
-    /// A tool call that must succeed: its `structuredContent`.
-    pub async fn ok(&self, tool: &str, args: Value) -> Value {
-        common::expect_ok(&self.client, tool, args).await
-    }
-
-    /// A tool call that must fail with a tool error: its text.
-    pub async fn err(&self, tool: &str, args: Value) -> String {
-        common::expect_err(&self.client, tool, args).await
+    /// Shuts the server down (SIGTERM), waits for it to exit and returns all it wrote to stderr.
+    pub async fn stop(mut self) -> String {
+        self.terminate();
+        self.exit_code().await;
+        self.stderr.until_closed().await
     }
 }
 
@@ -226,9 +161,9 @@ impl SseReader {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+            let chunk = tokio::time::timeout(PATIENCE, self.response.chunk())
                 .await
-                .expect("an event within 30 s")
+                .expect("an event within PATIENCE")
                 .ok()??;
             self.buffer
                 .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
@@ -309,9 +244,11 @@ impl GatedProxy {
                 changed.await;
             }
         };
-        tokio::time::timeout(Duration::from_secs(30), wait)
+        tokio::time::timeout(PATIENCE, wait)
             .await
-            .expect("the proxy saw the expected requests within 30 s");
+            .unwrap_or_else(|_| {
+                panic!("the proxy did not see the expected requests within {PATIENCE:?}")
+            });
     }
 }
 
