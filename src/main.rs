@@ -287,7 +287,7 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
 
 async fn serve_http(
     server: OrderServer,
-    settings: transport::HttpSettings,
+    settings: onence_mcp::config::HttpSettings,
     config: &Config,
 ) -> Result<(), Exit> {
     let http = transport::http::bind(settings)

@@ -263,7 +263,7 @@ impl Client {
             }
             match policy.next(retries, waited, failure.retry_after) {
                 Ok(delay) => {
-                    let reason = retry::brief(&failure.error);
+                    let reason = failure.error.brief();
                     tracing::warn!(%method, path, reason, retry = retries + 1, delay_ms = delay.as_millis() as u64, "repeating a 1NCE request after a transient failure");
                     pacing::record_retry(reason, delay);
                     tokio::time::sleep(delay).await;

@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::normalize_origin;
+
 /// Checks `Host`, `Origin` and `Authorization` of each request.
 #[derive(Clone)]
 pub struct Guard {
@@ -203,28 +205,6 @@ fn parse_authority(s: &str) -> Option<(String, Option<u16>)> {
         .trim_end_matches(']')
         .to_ascii_lowercase();
     Some((host, authority.port_u16()))
-}
-
-/// `scheme://host[:port]` as browsers send it (lower-case, default port omitted), or `null`.
-pub fn normalize_origin(origin: &str) -> Result<String, String> {
-    let origin = origin.trim();
-    if origin == "null" {
-        return Ok("null".to_owned());
-    }
-    let url = url::Url::parse(origin).map_err(|e| {
-        format!("origin {origin:?} is not valid ({e}); write it with its scheme, e.g. https://app.example.com or http://localhost:3000")
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!(
-            "origin {origin:?} needs an http or https scheme and a host, e.g. https://app.example.com"
-        ));
-    }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() {
-        return Err(format!(
-            "origin {origin:?} has a path; an origin is only scheme://host[:port]"
-        ));
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 /// Pages served from this machine's loopback addresses are as trusted as local processes.

@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cors;
 use super::guard::{self, Guard};
+use super::random_id;
 use super::sse::{self, SseSessions};
-use super::{HttpSettings, random_id};
+use crate::config::HttpSettings;
 use crate::mcp::{InFlight, OrderServer};
 
 /// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
