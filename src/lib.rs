@@ -31,6 +31,7 @@
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod exit_status;
 pub mod mcp;
 pub mod oneshot;
 pub mod orders;

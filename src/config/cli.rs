@@ -34,10 +34,7 @@ SAFETY:
   log (default audit.jsonl in the state directory, --audit-log to move it or turn it off); an
   order whose record cannot be written is not placed.
 
-EXIT STATUS:
-  0 success; 1 the tool reported an error (call); 2 bad usage or configuration; 3 could not run;
-  check: 4 credentials refused, 5 1NCE unreachable, 6 unexpected answers from 1NCE
-
+{EXIT_STATUS}
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
   and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
@@ -53,6 +50,11 @@ EXAMPLES:
 
   1nce-mcp --sandbox --http 127.0.0.1:8080 serve MCP over HTTP on loopback (/mcp, /sse, /health)";
 
+/// `--help`'s closing sections, with the exit statuses from their one list.
+fn long_help() -> String {
+    ENV_HELP.replace("{EXIT_STATUS}", &crate::exit_status::ExitStatus::help())
+}
+
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
@@ -60,7 +62,7 @@ EXAMPLES:
 /// create_order. create_order places real, paid orders that ship SIM cards, and only after a
 /// preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "1nce-mcp", version, after_long_help = ENV_HELP, after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
+#[command(name = "1nce-mcp", version, after_long_help = long_help(), after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
