@@ -16,7 +16,7 @@
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
-//! - [`check`]: `1nce-mcp check`, a verdict on credentials and reachability for a person or
+//! - [`setup_check`]: `1nce-mcp check`, a verdict on credentials and reachability for a person or
 //!   a script.
 //! - [`oneshot`]: `1nce-mcp call`, one tool call through an in-memory MCP session, so scripts
 //!   and Agent Skills get exactly the server's behaviour.
@@ -29,7 +29,7 @@
 //! `tracing`.
 
 pub mod api;
-pub mod check;
+pub mod setup_check;
 pub mod config;
 pub mod exit_status;
 pub mod mcp;

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             }
             Some(Command::Check) => {
                 let mut out = QuietPipe::new(std::io::stdout());
-                let verdict = onence_mcp::check::run(server.client(), &mut out)
+                let verdict = onence_mcp::setup_check::run(server.client(), &mut out)
                     .await
                     .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
                 match verdict.exit_status() {

@@ -382,7 +382,7 @@ impl NewOrder {
             products: self
                 .products
                 .iter()
-                .map(|p| WireProduct {
+                .map(|p| WireOrderLine {
                     product_id: p.product_id,
                     quantity: p.quantity,
                 })
@@ -396,7 +396,7 @@ impl NewOrder {
 /// `POST /v1/orders` body (`Additional_Order` in the 1NCE document).
 #[derive(Debug, Serialize)]
 pub struct WireNewOrder<'a> {
-    pub products: Vec<WireProduct>,
+    pub products: Vec<WireOrderLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_address: Option<&'a DeliveryAddress>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -405,7 +405,7 @@ pub struct WireNewOrder<'a> {
 
 /// One product of a `POST /v1/orders` body (`Ordered_product`): camelCase `productId`.
 #[derive(Debug, Serialize)]
-pub struct WireProduct {
+pub struct WireOrderLine {
     #[serde(rename = "productId")]
     pub product_id: u64,
     pub quantity: u64,

@@ -107,7 +107,7 @@ pub struct Product {
 /// The wire shape of a product (`product-information.openapi.json`); lenient, as every field
 /// but `id` may be missing in practice.
 #[derive(Deserialize)]
-struct WireProduct {
+struct WireCatalogueProduct {
     #[serde(deserialize_with = "number_from_any")]
     id: u64,
     #[serde(default)]
@@ -178,7 +178,7 @@ impl WireCharge {
     }
 }
 
-impl WireProduct {
+impl WireCatalogueProduct {
     fn parse(self) -> Result<Product, ApiError> {
         let id = self.id;
         let charges = |list: Option<Vec<WireCharge>>| -> Result<Vec<Charge>, ApiError> {
@@ -229,11 +229,11 @@ fn to_u64(value: &serde_json::Value) -> Option<u64> {
 
 /// Parses the body of `GET /v1/products`, a bare JSON array.
 pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, ApiError> {
-    let wire: Vec<WireProduct> =
+    let wire: Vec<WireCatalogueProduct> =
         serde_json::from_slice(body).map_err(|e| ApiError::BadResponse {
             reason: format!("the product list is not the documented JSON ({e})"),
         })?;
-    wire.into_iter().map(WireProduct::parse).collect()
+    wire.into_iter().map(WireCatalogueProduct::parse).collect()
 }
 
 impl Client {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::list_orders::{CANCELLED, order_line};
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{ToolOutput, OrderServer, ToolResult, tool_error};
 use crate::api::PageWalk;
 use crate::api::model::{Order, SortKey, lenient_i64_opt};
 
@@ -288,7 +288,7 @@ impl OrderServer {
             summary.push_str("\n- ");
             summary.push_str(&order_line(order));
         }
-        Ok(Answer {
+        Ok(ToolOutput {
             data: output,
             summary,
         })

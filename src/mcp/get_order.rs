@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::list_orders::{CANCELLED, order_line};
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{ToolOutput, OrderServer, ToolResult, tool_error};
 use crate::api::ApiError;
 use crate::api::model::{Order, lenient_i64};
 
@@ -64,7 +64,7 @@ impl OrderServer {
                 e => tool_error(&e),
             })?;
         let summary = order_line(&order);
-        Ok(Answer {
+        Ok(ToolOutput {
             data: order,
             summary,
         })

@@ -4,7 +4,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{ToolOutput, OrderServer, ToolResult, tool_error};
 use crate::api::products::ProductInfo;
 
 /// The 1NCE product catalogue.
@@ -74,7 +74,7 @@ impl OrderServer {
         if let Some(limits) = &output.operator_limits {
             summary.push_str(&format!("\nThis server's operator allows {limits}."));
         }
-        Ok(Answer {
+        Ok(ToolOutput {
             data: output,
             summary,
         })

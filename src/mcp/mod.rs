@@ -4,7 +4,7 @@
 //! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
 //! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
 //! messages an agent can act on. Every result carries `structuredContent` matching the tool's
-//! output schema and a short text summary ([`Answer`]).
+//! output schema and a short text summary ([`ToolOutput`]).
 //!
 //! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
 //! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
@@ -290,12 +290,12 @@ impl ServerHandler for OrderServer {
 }
 
 /// A successful tool result: `data` becomes `structuredContent`, `summary` the text content.
-pub struct Answer<T> {
+pub struct ToolOutput<T> {
     pub data: T,
     pub summary: String,
 }
 
-impl<T: Serialize> IntoCallToolResult for Answer<T> {
+impl<T: Serialize> IntoCallToolResult for ToolOutput<T> {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
         let value = serde_json::to_value(&self.data).map_err(|e| {
             ErrorData::internal_error(format!("could not serialise the result: {e}"), None)
@@ -309,7 +309,7 @@ impl<T: Serialize> IntoCallToolResult for Answer<T> {
 }
 
 /// A tool error (`isError: true`) with a message for the agent.
-pub type ToolResult<T> = Result<Answer<T>, String>;
+pub type ToolResult<T> = Result<ToolOutput<T>, String>;
 
 /// Turns a 1NCE error into what the agent should read: what happened and what to do.
 pub fn tool_error(error: &ApiError) -> String {
