@@ -29,13 +29,13 @@
 //! `tracing`.
 
 pub mod api;
-pub mod setup_check;
 pub mod config;
 pub mod exit_status;
 pub mod mcp;
 pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
+pub mod setup_check;
 pub mod transport;
 
 /// Lower-case hex of `bytes`: token ids, content hashes.

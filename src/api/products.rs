@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::model::lenient::number_to_u64;
 use super::{ApiError, Client, Effect};
 
 /// How long a fetched catalogue is used before it is read again.
@@ -207,24 +208,13 @@ impl WireCatalogueProduct {
 
 fn number_from_any<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
-    to_u64(&value).ok_or_else(|| serde::de::Error::custom(format!("not a product id: {value}")))
+    number_to_u64(&value)
+        .ok_or_else(|| serde::de::Error::custom(format!("not a product id: {value}")))
 }
 
 fn opt_number_from_any<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let value = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(value.as_ref().and_then(to_u64))
-}
-
-fn to_u64(value: &serde_json::Value) -> Option<u64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
-                .map(|f| f as u64)
-        }),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    Ok(value.as_ref().and_then(number_to_u64))
 }
 
 /// Parses the body of `GET /v1/products`, a bare JSON array.

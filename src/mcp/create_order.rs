@@ -17,7 +17,7 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ToolOutput, OrderServer, approval, list_orders::order_line};
+use super::{OrderServer, ToolOutput, approval, list_orders::order_line};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
@@ -177,7 +177,9 @@ impl OrderServer {
                 .desk
                 .preview(&checked, can_ask)
                 .map_err(|e| e.to_string())?;
-            return Ok(CreateOrderReply::Done(Box::new(preview_answer(preview, issued))));
+            return Ok(CreateOrderReply::Done(Box::new(preview_answer(
+                preview, issued,
+            ))));
         };
 
         let approval = if can_ask {

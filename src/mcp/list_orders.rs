@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ToolOutput, OrderServer, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult, tool_error};
 use crate::api::model::{ListOrdersQuery, Order, lenient_i64_opt};
 
 /// The answer to a read the client cancelled (or abandoned) before 1NCE replied.

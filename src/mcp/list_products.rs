@@ -4,7 +4,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{ToolOutput, OrderServer, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult, tool_error};
 use crate::api::products::ProductInfo;
 
 /// The 1NCE product catalogue.
