@@ -118,10 +118,11 @@ fn main() -> ExitCode {
             },
         };
         // An order placement still running must reach its record before the process ends.
-        if in_flight.count() > 0 {
-            tracing::info!("waiting for {} order placement(s) to finish", in_flight.count());
+        in_flight.close();
+        if !in_flight.is_empty() {
+            tracing::info!("waiting for {} order placement(s) to finish", in_flight.len());
             let grace = config.request_timeout + Duration::from_secs(5);
-            if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
+            if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
                 return Err(Exit::failure(
                     "an order placement did not finish in time; check list_orders before ordering again",
                 ));

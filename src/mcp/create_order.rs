@@ -211,13 +211,13 @@ impl OrderServer {
 
         // Detached so that cancelling this call cannot interrupt the POST or lose its record.
         let desk = Arc::clone(&self.desk);
-        let guard = self.in_flight.enter();
-        // The task carries the call's pacing record, so waits inside it reach the answer too.
-        let posting = tokio::spawn(crate::api::pacing::inherit(async move {
-            let outcome = desk.place(checked, approval).await;
-            drop(guard);
-            outcome
-        }));
+        // Tracked, so shutdown waits for it; it carries the call's pacing record, so waits
+        // inside it reach the answer too.
+        let posting = self
+            .in_flight
+            .spawn(crate::api::pacing::inherit(async move {
+                desk.place(checked, approval).await
+            }));
         let outcome = posting.await.map_err(|_| {
             "OUTCOME UNKNOWN: the order task failed unexpectedly, so whether 1NCE received the order is unknown. Do not order again: look for it with list_orders (sort order_date) first.".to_owned()
         })?;

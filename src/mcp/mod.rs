@@ -26,7 +26,6 @@ pub mod schema;
 mod waits;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
@@ -40,7 +39,6 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
@@ -316,53 +314,10 @@ pub fn tool_error(error: &ApiError) -> String {
     error.advice()
 }
 
-/// Counts operations that must finish before the process exits.
-#[derive(Clone, Default)]
-pub struct InFlight {
-    inner: Arc<InFlightInner>,
-}
+/// The operations that must finish before the process exits: order placements, and (over
+/// HTTP) calls whose answers are still on their way. Each is a spawned task or a token held
+/// until it ends; shutdown closes the tracker and waits for it to empty.
+pub type InFlight = tokio_util::task::TaskTracker;
 
-#[derive(Default)]
-struct InFlightInner {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-impl InFlight {
-    /// Marks one operation as running until the guard is dropped.
-    pub fn enter(&self) -> InFlightGuard {
-        self.inner.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-
-    /// How many operations are running.
-    pub fn count(&self) -> usize {
-        self.inner.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no operation is running.
-    pub async fn idle(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Held while an operation runs; see [`InFlight::enter`].
-pub struct InFlightGuard {
-    inner: Arc<InFlightInner>,
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.inner.idle.notify_waiters();
-        }
-    }
-}
+/// Held while an operation runs; see [`InFlight`].
+pub type InFlightGuard = tokio_util::task::task_tracker::TaskTrackerToken;

@@ -49,7 +49,7 @@ impl OrderServer {
                 .products()
                 .await
                 .map_err(|e| ErrorData::internal_error(super::tool_error(&e), None))?;
-            let info: Vec<crate::api::products::ProductInfo> =
+            let info: Vec<super::list_products::ProductInfo> =
                 products.iter().map(Into::into).collect();
             return json_contents(uri, &info);
         }
