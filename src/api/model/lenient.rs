@@ -53,7 +53,7 @@ pub(crate) fn integer_arg(value: &serde_json::Value) -> Option<i64> {
     }
 }
 
-/// Deserializes a tool's integer argument leniently (see [`integer_arg`]).
+/// Deserializes a tool's integer argument leniently (see `integer_arg`).
 pub fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
     integer_arg(&value)
