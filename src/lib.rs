@@ -3,38 +3,46 @@
 //! An MCP server that lets AI agents list, inspect and, only with a person's explicit approval,
 //! place orders with 1NCE, the IoT connectivity provider.
 //!
-//! Data flows one way and back: **transport → MCP tools → 1NCE client → HTTP → 1NCE (or the
-//! sandbox)**. Each layer knows only the one below it:
+//! Data flows one way and back: **transport → MCP tools → (order rules →) 1NCE client → HTTP →
+//! 1NCE (or the sandbox)**. Each layer knows only the ones below it, and no two modules use
+//! each other (a test, `module_graph.rs`, keeps it so):
 //!
-//! - [`config`]: the command line and environment, validated once at start-up.
-//! - [`mcp`]: the MCP face. One file per tool, the confirmation tokens that stand between a
-//!   preview and a paid order, and the mapping of 1NCE errors to messages an agent can act on.
-//!   Knows the 1NCE models and errors, never HTTP.
+//! - [`config`]: every setting. `config/cli.rs` is the command line as typed (clap),
+//!   `config/http.rs` the HTTP transport's settings, `config/mod.rs` the validated [`config::Config`]
+//!   they make. Nothing past `config` sees clap.
+//! - [`transport`]: MCP over stdio and over the network (Streamable HTTP, legacy HTTP+SSE) on
+//!   one listener, behind `Host`/`Origin` checks and a bearer token; thin adapters around the
+//!   same server, one `OrderServer::for_session` per HTTP session.
+//! - [`mcp`]: the MCP face. One file per tool, the approval form (elicitation), resources and
+//!   prompts, and the rendering of what agents read. Knows the 1NCE models and errors, never
+//!   HTTP.
+//! - [`orders`]: the order promise (nothing ordered without the person's approval, at the price
+//!   they saw, never twice): confirmation tokens and their single use, the catalogue and limit
+//!   checks, what an answer to the order POST means, the audit trail, the search for an order
+//!   whose answer was lost. Knows nothing of MCP.
 //! - [`api`]: the 1NCE Management API client. HTTP, OAuth2 client credentials, timeouts, error
-//!   statuses; knows nothing of MCP.
+//!   statuses, the 1NCE data models (`api/model/`); knows nothing of MCP or of agents.
 //! - [`sandbox`]: a simulated 1NCE API served over real HTTP on loopback, seeded with realistic
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
-//! - [`check`]: `1nce-mcp check`, a verdict on credentials and reachability for a person or
-//!   a script.
-//! - [`oneshot`]: `1nce-mcp call`, one tool call through an in-memory MCP session, so scripts
-//!   and Agent Skills get exactly the server's behaviour.
-//! - [`transport`]: MCP over the network (Streamable HTTP, legacy HTTP+SSE) on one listener,
-//!   behind `Host`/`Origin` checks and a bearer token; thin adapters around the same server,
-//!   one `OrderServer::for_session` per HTTP session.
+//! Beside them: [`oneshot`] (`1nce-mcp call`, one tool call through an in-memory MCP session, so
+//! scripts and Agent Skills get exactly the server's behaviour), [`setup_check`] (`1nce-mcp
+//! check`, a verdict on credentials and reachability) and [`exit_status`] (every exit status,
+//! in one list).
 //!
 //! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
 //! `--http`. stdout carries protocol messages only; every log line goes to stderr through
 //! `tracing`.
 
 pub mod api;
-pub mod check;
 pub mod config;
+pub mod exit_status;
 pub mod mcp;
 pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
+pub mod setup_check;
 pub mod transport;
 
 /// Lower-case hex of `bytes`: token ids, content hashes.
@@ -46,3 +54,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod module_graph;

@@ -3,6 +3,7 @@
 //! out let any order
 //! placement finish.
 
+use std::io::Write as _;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Command, Config, Upstream};
+use onence_mcp::exit_status::{ExitStatus, QuietPipe};
 use onence_mcp::mcp::{OrderServer, ServerOptions};
 use onence_mcp::oneshot;
 use onence_mcp::orders::{Confirmations, private_fs};
@@ -23,30 +25,23 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-/// The tool reported an error (`call`).
-const EXIT_TOOL_ERROR: u8 = 1;
-/// Bad usage or configuration, including a state directory or audit log open to other users.
-const EXIT_USAGE: u8 = 2;
-/// Could not run: the runtime, the sandbox, the state directory, a broken session.
-const EXIT_FAILURE: u8 = 3;
-
 /// A reason to stop, with the exit status that says which kind.
 struct Exit {
-    code: u8,
+    status: ExitStatus,
     message: String,
 }
 
 impl Exit {
     fn usage(message: impl Into<String>) -> Self {
         Exit {
-            code: EXIT_USAGE,
+            status: ExitStatus::Usage,
             message: message.into(),
         }
     }
 
     fn failure(message: impl Into<String>) -> Self {
         Exit {
-            code: EXIT_FAILURE,
+            status: ExitStatus::Failure,
             message: message.into(),
         }
     }
@@ -105,13 +100,14 @@ fn main() -> ExitCode {
                 call(server, &tool, arguments).await
             }
             Some(Command::Check) => {
-                let verdict = onence_mcp::check::run(server.client(), &mut std::io::stdout())
+                let mut out = QuietPipe::new(std::io::stdout());
+                let verdict = onence_mcp::setup_check::run(server.client(), &mut out)
                     .await
                     .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
-                match verdict.exit_code() {
-                    0 => Ok(()),
-                    code => Err(Exit {
-                        code,
+                match verdict.exit_status() {
+                    ExitStatus::Success => Ok(()),
+                    status => Err(Exit {
+                        status,
                         message: String::new(),
                     }),
                 }
@@ -122,10 +118,11 @@ fn main() -> ExitCode {
             },
         };
         // An order placement still running must reach its record before the process ends.
-        if in_flight.count() > 0 {
-            tracing::info!("waiting for {} order placement(s) to finish", in_flight.count());
+        in_flight.close();
+        if !in_flight.is_empty() {
+            tracing::info!("waiting for {} order placement(s) to finish", in_flight.len());
             let grace = config.request_timeout + Duration::from_secs(5);
-            if tokio::time::timeout(grace, in_flight.idle()).await.is_err() {
+            if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
                 return Err(Exit::failure(
                     "an order placement did not finish in time; check list_orders before ordering again",
                 ));
@@ -144,7 +141,7 @@ fn exit(e: Exit) -> ExitCode {
     if !e.message.is_empty() {
         eprintln!("1nce-mcp: {}", e.message);
     }
-    ExitCode::from(e.code)
+    e.status.into()
 }
 
 /// Log targets that write whole MCP messages, and the most verbose level each may log at.
@@ -184,12 +181,14 @@ fn print_tools(read_only: bool) -> ExitCode {
     } else {
         OrderServer::tool_definitions()
     };
-    match serde_json::to_string_pretty(&tools) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => exit(Exit::failure(format!("could not serialise the tools: {e}"))),
+    let json = match serde_json::to_string_pretty(&tools) {
+        Ok(json) => json,
+        Err(e) => return exit(Exit::failure(format!("could not serialise the tools: {e}"))),
+    };
+    // A reader that stops early (`1nce-mcp tools | head`) is not an error.
+    match writeln!(QuietPipe::new(std::io::stdout()), "{json}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit(Exit::failure(format!("could not write the tools: {e}"))),
     }
 }
 
@@ -287,7 +286,7 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
 
 async fn serve_http(
     server: OrderServer,
-    settings: transport::HttpSettings,
+    settings: onence_mcp::config::HttpSettings,
     config: &Config,
 ) -> Result<(), Exit> {
     let http = transport::http::bind(settings)
@@ -331,16 +330,33 @@ async fn call(server: OrderServer, tool: &str, arguments: JsonObject) -> Result<
         .collect();
     if result.is_error == Some(true) {
         return Err(Exit {
-            code: EXIT_TOOL_ERROR,
+            status: ExitStatus::ToolError,
             message: text.join("\n"),
         });
     }
     let structured = result.structured_content.unwrap_or_default();
     let json = serde_json::to_string_pretty(&structured)
         .map_err(|e| Exit::failure(format!("could not serialise the result: {e}")))?;
-    println!("{json}");
+    let mut out = QuietPipe::new(std::io::stdout());
+    let written = writeln!(out, "{json}").and_then(|()| out.flush());
     for line in text {
         eprintln!("{line}");
+    }
+    let unwritten = match written {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if out.closed() => Some("stdout was closed".to_owned()),
+        Ok(()) => None,
+    };
+    if let Some(why) = unwritten {
+        // The tool did its work; what it did must not be lost with its output.
+        if structured["status"] == "placed" {
+            eprintln!(
+                "1nce-mcp: the order WAS placed (order {}), but its result could not be written to stdout ({why})",
+                structured["order_number"]
+            );
+        } else {
+            eprintln!("1nce-mcp: the result could not be written to stdout ({why})");
+        }
     }
     Ok(())
 }

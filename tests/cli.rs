@@ -405,3 +405,49 @@ async fn two_concurrent_confirmations_place_exactly_one_order() {
     }
     assert_eq!(posts(&sandbox), 3, "one POST per approved preview");
 }
+
+/// Runs the binary with a stdout whose reader is already gone, as `… | head` leaves it.
+async fn with_closed_stdout(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = command(args, env);
+    cmd.stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The parent's copy of the write end goes with `cmd`, so the child holds the only one.
+    drop(cmd);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_quietly_with_the_documented_status() {
+    for args in [&["tools"][..], &["--sandbox", "call", "list_orders"][..]] {
+        let (code, stderr) = with_closed_stdout(args, &[]).await;
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // An order placed by a call whose output nobody reads is still reported, on stderr.
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let preview = create_order(&sandbox, &state, ORDER).await.json();
+    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    let url = sandbox.base_url();
+    let mut env = sandbox_env(&url).to_vec();
+    env.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
+    let (code, stderr) = with_closed_stdout(
+        &["call", "create_order", "--args", &confirm_args(&token)],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the order WAS placed (order 20000000"),
+        "{stderr}"
+    );
+    assert_eq!(posts(&sandbox), 1);
+}

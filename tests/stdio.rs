@@ -448,15 +448,8 @@ async fn a_preview_survives_a_server_restart() {
     let sandbox = sandbox().await;
     let state = common::temp_dir("state");
     let url = sandbox.base_url();
-    let env = [
-        ("ONCE_API_URL", url.as_str()),
-        ("ONCE_CLIENT_ID", onence_mcp::sandbox::SANDBOX_CLIENT_ID),
-        (
-            "ONCE_CLIENT_SECRET",
-            onence_mcp::sandbox::SANDBOX_CLIENT_SECRET,
-        ),
-        ("ONCE_STATE_DIR", state.to_str().unwrap()),
-    ];
+    let mut env = common::sandbox_env(&url).to_vec();
+    env.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
     let first = spawn(&[], &env).await;
     let preview = first.ok("create_order", order_args()).await;
     first.stop().await;

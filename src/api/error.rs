@@ -50,7 +50,7 @@ pub enum ApiError {
     #[error(
         "1NCE did not answer successfully after {attempts} attempts in {:.1} s (last: {}); this is usually temporary, try again in {} s",
         .elapsed.as_secs_f32(),
-        super::retry::brief(.last),
+        .last.brief(),
         whole_secs(.retry_in)
     )]
     GaveUp {
@@ -69,6 +69,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What went wrong, in a few words, for the log and the agent's note.
+    pub(crate) fn brief(&self) -> String {
+        match self {
+            ApiError::RateLimited { .. } => "1NCE answered 429 Too Many Requests".to_owned(),
+            ApiError::Upstream { status } => format!("1NCE answered {status}"),
+            ApiError::Unreachable { reason } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The error with what to do about it, for an agent that must tell a person.
     pub fn advice(&self) -> String {
         match self {

@@ -239,7 +239,7 @@ impl Client {
         path: &str,
         effect: Effect,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<HttpAnswer, Failure> {
         let url = self.inner.base.join(path).map_err(|e| {
             Failure::before_sending(ApiError::BadResponse {
                 reason: format!("invalid request path: {e}"),
@@ -263,7 +263,7 @@ impl Client {
             }
             match policy.next(retries, waited, failure.retry_after) {
                 Ok(delay) => {
-                    let reason = retry::brief(&failure.error);
+                    let reason = failure.error.brief();
                     tracing::warn!(%method, path, reason, retry = retries + 1, delay_ms = delay.as_millis() as u64, "repeating a 1NCE request after a transient failure");
                     pacing::record_retry(reason, delay);
                     tokio::time::sleep(delay).await;
@@ -299,7 +299,7 @@ impl Client {
         effect: Effect,
         build: &impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
         waited: &mut Duration,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<HttpAnswer, Failure> {
         let timeout = self.inner.request_timeout;
         let must_last = match effect {
             Effect::Read => Duration::ZERO,
@@ -360,7 +360,7 @@ impl Client {
                 }
             };
             if status.is_success() {
-                return Ok(Answer {
+                return Ok(HttpAnswer {
                     status,
                     headers,
                     body,
@@ -504,13 +504,13 @@ pub enum PostFailure {
 }
 
 /// A successful answer, body read in full.
-struct Answer {
+struct HttpAnswer {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
 }
 
-impl Answer {
+impl HttpAnswer {
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let bad = |e: &dyn std::fmt::Display| ApiError::BadResponse {
             reason: format!("the answer is not the documented JSON ({e})"),
@@ -629,8 +629,8 @@ fn too_large() -> ApiError {
 mod tests {
     use super::*;
 
-    fn answer(body: &[u8]) -> Answer {
-        Answer {
+    fn answer(body: &[u8]) -> HttpAnswer {
+        HttpAnswer {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: body.to_vec(),

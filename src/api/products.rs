@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::model::lenient::number_to_u64;
 use super::{ApiError, Client, Effect};
 
 /// How long a fetched catalogue is used before it is read again.
@@ -107,7 +107,7 @@ pub struct Product {
 /// The wire shape of a product (`product-information.openapi.json`); lenient, as every field
 /// but `id` may be missing in practice.
 #[derive(Deserialize)]
-struct WireProduct {
+struct WireCatalogueProduct {
     #[serde(deserialize_with = "number_from_any")]
     id: u64,
     #[serde(default)]
@@ -178,7 +178,7 @@ impl WireCharge {
     }
 }
 
-impl WireProduct {
+impl WireCatalogueProduct {
     fn parse(self) -> Result<Product, ApiError> {
         let id = self.id;
         let charges = |list: Option<Vec<WireCharge>>| -> Result<Vec<Charge>, ApiError> {
@@ -207,33 +207,22 @@ impl WireProduct {
 
 fn number_from_any<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
-    to_u64(&value).ok_or_else(|| serde::de::Error::custom(format!("not a product id: {value}")))
+    number_to_u64(&value)
+        .ok_or_else(|| serde::de::Error::custom(format!("not a product id: {value}")))
 }
 
 fn opt_number_from_any<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let value = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(value.as_ref().and_then(to_u64))
-}
-
-fn to_u64(value: &serde_json::Value) -> Option<u64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
-                .map(|f| f as u64)
-        }),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    Ok(value.as_ref().and_then(number_to_u64))
 }
 
 /// Parses the body of `GET /v1/products`, a bare JSON array.
 pub fn parse_products(body: &[u8]) -> Result<Vec<Product>, ApiError> {
-    let wire: Vec<WireProduct> =
+    let wire: Vec<WireCatalogueProduct> =
         serde_json::from_slice(body).map_err(|e| ApiError::BadResponse {
             reason: format!("the product list is not the documented JSON ({e})"),
         })?;
-    wire.into_iter().map(WireProduct::parse).collect()
+    wire.into_iter().map(WireCatalogueProduct::parse).collect()
 }
 
 impl Client {
@@ -295,74 +284,6 @@ impl Catalogue {
         let products = Arc::new(self.client.list_products().await?);
         *cached = Some((Instant::now(), Arc::clone(&products)));
         Ok(products)
-    }
-}
-
-/// A product as agents see it in `list_products`.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ProductInfo {
-    /// Product id, the product_id to use in create_order.
-    pub id: u64,
-    /// Product name.
-    pub name: String,
-    /// Material, e.g. the SIM form factor.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub material: Option<String>,
-    /// Units per package.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub package_size: Option<u64>,
-    /// Smallest quantity one order may carry.
-    pub min_quantity: u64,
-    /// Largest quantity one order may carry, when limited.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_quantity: Option<u64>,
-    /// Largest quantity one customer may hold in total, when limited.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_quantity_per_customer: Option<u64>,
-    /// Minimum contract duration in months.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_contract_duration: Option<u64>,
-    /// Charges paid once per unit ordered.
-    pub one_time_charges: Vec<ChargeInfo>,
-    /// Charges that recur per unit.
-    pub recurring_charges: Vec<ChargeInfo>,
-}
-
-/// One charge as agents see it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ChargeInfo {
-    /// 1NCE's name of the charge.
-    pub name: String,
-    /// Net amount per unit, as a decimal string with two decimals, e.g. "10.00".
-    pub amount_net: String,
-    /// ISO currency code, e.g. "EUR".
-    pub currency: String,
-}
-
-impl From<&Charge> for ChargeInfo {
-    fn from(c: &Charge) -> Self {
-        ChargeInfo {
-            name: c.name.clone(),
-            amount_net: c.amount_net.to_string(),
-            currency: c.currency.clone(),
-        }
-    }
-}
-
-impl From<&Product> for ProductInfo {
-    fn from(p: &Product) -> Self {
-        ProductInfo {
-            id: p.id,
-            name: p.name.clone(),
-            material: p.material.clone(),
-            package_size: p.package_size,
-            min_quantity: p.min_quantity,
-            max_quantity: p.max_quantity,
-            max_quantity_per_customer: p.max_quantity_per_customer,
-            min_contract_duration: p.min_contract_duration,
-            one_time_charges: p.one_time_charges.iter().map(ChargeInfo::from).collect(),
-            recurring_charges: p.recurring_charges.iter().map(ChargeInfo::from).collect(),
-        }
     }
 }
 

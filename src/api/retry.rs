@@ -90,16 +90,6 @@ pub(crate) fn is_transient(error: &ApiError) -> bool {
     )
 }
 
-/// What went wrong, in a few words, for the log and the agent's note.
-pub(crate) fn brief(error: &ApiError) -> String {
-    match error {
-        ApiError::RateLimited { .. } => "1NCE answered 429 Too Many Requests".to_owned(),
-        ApiError::Upstream { status } => format!("1NCE answered {status}"),
-        ApiError::Unreachable { reason } => reason.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, OrderServer, approval, list_orders::order_line};
+use super::{OrderServer, ToolOutput, approval, list_orders::order_line};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
@@ -121,16 +121,16 @@ pub enum RecentOutcome {
 }
 
 /// A finished answer, or (stateless sessions) a question for the user first.
-pub enum Reply {
-    Done(Box<Answer<CreateOrderOutput>>),
+pub enum CreateOrderReply {
+    Done(Box<ToolOutput<CreateOrderOutput>>),
     AskUser(InputRequiredResult),
 }
 
-impl IntoCallToolResult for Reply {
+impl IntoCallToolResult for CreateOrderReply {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
         match self {
-            Reply::Done(answer) => (*answer).into_call_tool_result(),
-            Reply::AskUser(question) => Ok(question.into()),
+            CreateOrderReply::Done(answer) => (*answer).into_call_tool_result(),
+            CreateOrderReply::AskUser(question) => Ok(question.into()),
         }
     }
 }
@@ -157,7 +157,7 @@ impl OrderServer {
         ctx: RequestContext<RoleServer>,
         RequestState(state): RequestState,
         InputResponses(responses): InputResponses,
-    ) -> Result<Reply, String> {
+    ) -> Result<CreateOrderReply, String> {
         let can_ask = approval::client_can_ask(&ctx);
         let checked = self
             .desk
@@ -177,7 +177,9 @@ impl OrderServer {
                 .desk
                 .preview(&checked, can_ask)
                 .map_err(|e| e.to_string())?;
-            return Ok(Reply::Done(Box::new(preview_answer(preview, issued))));
+            return Ok(CreateOrderReply::Done(Box::new(preview_answer(
+                preview, issued,
+            ))));
         };
 
         let approval = if can_ask {
@@ -193,7 +195,7 @@ impl OrderServer {
                     _ => {
                         let expected = self.state_seal.seal(&subject);
                         let question = approval::input_required(question, expected)?;
-                        return Ok(Reply::AskUser(question));
+                        return Ok(CreateOrderReply::AskUser(question));
                     }
                 }
             } else {
@@ -209,24 +211,24 @@ impl OrderServer {
 
         // Detached so that cancelling this call cannot interrupt the POST or lose its record.
         let desk = Arc::clone(&self.desk);
-        let guard = self.in_flight.enter();
-        // The task carries the call's pacing record, so waits inside it reach the answer too.
-        let posting = tokio::spawn(crate::api::pacing::inherit(async move {
-            let outcome = desk.place(checked, approval).await;
-            drop(guard);
-            outcome
-        }));
+        // Tracked, so shutdown waits for it; it carries the call's pacing record, so waits
+        // inside it reach the answer too.
+        let posting = self
+            .in_flight
+            .spawn(crate::api::pacing::inherit(async move {
+                desk.place(checked, approval).await
+            }));
         let outcome = posting.await.map_err(|_| {
             "OUTCOME UNKNOWN: the order task failed unexpectedly, so whether 1NCE received the order is unknown. Do not order again: look for it with list_orders (sort order_date) first.".to_owned()
         })?;
         outcome
-            .map(|placed| Reply::Done(Box::new(placed_answer(preview, placed))))
+            .map(|placed| CreateOrderReply::Done(Box::new(placed_answer(preview, placed))))
             .map_err(|e: OrderError| e.to_string())
     }
 }
 
 /// The preview's answer: the priced order, the token, and how to go on.
-fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> Answer<CreateOrderOutput> {
+fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> ToolOutput<CreateOrderOutput> {
     let PreviewIssued {
         issued,
         approval,
@@ -250,7 +252,7 @@ fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> Answer<Create
         "CONFIRMATION REQUIRED. Preview: {}. {next_step}",
         describe(&preview)
     );
-    Answer {
+    ToolOutput {
         data: CreateOrderOutput {
             status: CreateStatus::ConfirmationRequired,
             preview,
@@ -364,7 +366,7 @@ fn placed_answer(
         order_number,
         order,
     }: Placed,
-) -> Answer<CreateOrderOutput> {
+) -> ToolOutput<CreateOrderOutput> {
     let next_step = match order_number {
         Some(n) => format!("The order is placed. Follow its status with get_order {n}."),
         None => "The order is placed, but 1NCE did not report its number: find it with list_orders (sort order_date). Do not order again.".to_owned(),
@@ -373,7 +375,7 @@ fn placed_answer(
         Some(o) => format!("ORDER PLACED: {}. {next_step}", order_line(o)),
         None => format!("ORDER PLACED: {}. {next_step}", describe(&preview)),
     };
-    Answer {
+    ToolOutput {
         data: CreateOrderOutput {
             status: CreateStatus::Placed,
             preview,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::list_orders::{CANCELLED, order_line};
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult, tool_error};
 use crate::api::PageWalk;
 use crate::api::model::{Order, SortKey, lenient_i64_opt};
 
@@ -134,11 +134,7 @@ impl Filter {
             want.as_ref()
                 .is_none_or(|w| have.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(w)))
         };
-        let placed = order
-            .order_date
-            .as_deref()
-            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-            .map(|d| d.naive_utc().date());
+        let placed = order.placed_at().map(|d| d.date_naive());
         let in_range = match (self.from.is_some() || self.until.is_some(), placed) {
             (false, _) => true,
             (true, None) => false,
@@ -233,9 +229,8 @@ impl OrderServer {
             let oldest = page
                 .orders
                 .iter()
-                .filter_map(|o| o.order_date.as_deref())
-                .filter_map(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-                .map(|d| d.naive_utc().date())
+                .filter_map(|o| o.placed_at())
+                .map(|d| d.date_naive())
                 .min();
             let mut matching: Vec<Order> = page
                 .orders
@@ -288,7 +283,7 @@ impl OrderServer {
             summary.push_str("\n- ");
             summary.push_str(&order_line(order));
         }
-        Ok(Answer {
+        Ok(ToolOutput {
             data: output,
             summary,
         })

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::list_orders::{CANCELLED, order_line};
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult};
 use crate::api::ApiError;
 use crate::api::model::{Order, lenient_i64};
 
@@ -43,30 +43,64 @@ impl OrderServer {
         Parameters(args): Parameters<GetOrderArgs>,
         cancelled: CancellationToken,
     ) -> ToolResult<Order> {
-        let number = u64::try_from(args.order_number)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                format!(
-                    "Invalid arguments: order_number must be a positive integer, not {}.",
-                    args.order_number
-                )
-            })?;
         // A client that cancels or goes away stops the 1NCE request too (reads only).
-        let fetched = tokio::select! {
-            fetched = self.client.get_order(number) => fetched,
+        let order = tokio::select! {
+            looked_up = self.look_up(args.order_number) => looked_up.map_err(|e| match e {
+                LookupError::Missing(_) => format!(
+                    "{e}. list_orders shows the account's order numbers."
+                ),
+                e => e.to_string(),
+            })?,
             () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
         };
-        let order = fetched.map_err(|e| match e {
-                ApiError::NotFound => format!(
-                    "No order {number} exists in this 1NCE account. list_orders shows the account's order numbers."
-                ),
-                e => tool_error(&e),
-            })?;
         let summary = order_line(&order);
-        Ok(Answer {
+        Ok(ToolOutput {
             data: order,
             summary,
+        })
+    }
+}
+
+/// Why an order could not be looked up.
+#[derive(Debug)]
+pub(super) enum LookupError {
+    /// Not an order number.
+    Invalid(String),
+    /// No such order in this account.
+    Missing(u64),
+    /// 1NCE could not answer.
+    Failed(ApiError),
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::Invalid(what) => write!(
+                f,
+                "Invalid arguments: order_number must be a positive integer, not {what}."
+            ),
+            LookupError::Missing(number) => {
+                write!(f, "No order {number} exists in this 1NCE account")
+            }
+            LookupError::Failed(e) => f.write_str(&e.advice()),
+        }
+    }
+}
+
+impl OrderServer {
+    /// Order `number`, as an agent gave it: the one lookup `get_order`, the `reorder` prompt
+    /// and the `1nce://orders/{n}` resource share.
+    pub(super) async fn look_up(&self, number: impl ToString) -> Result<Order, LookupError> {
+        let given = number.to_string();
+        let number = given
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(LookupError::Invalid(given))?;
+        self.client.get_order(number).await.map_err(|e| match e {
+            ApiError::NotFound => LookupError::Missing(number),
+            e => LookupError::Failed(e),
         })
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Answer, OrderServer, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult, tool_error};
 use crate::api::model::{ListOrdersQuery, Order, lenient_i64_opt};
 
 /// The answer to a read the client cancelled (or abandoned) before 1NCE replied.
@@ -86,7 +86,7 @@ impl OrderServer {
             orders: page.orders,
         };
         let summary = summarize(&output);
-        Ok(Answer {
+        Ok(ToolOutput {
             data: output,
             summary,
         })

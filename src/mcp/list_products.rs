@@ -4,8 +4,8 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Answer, OrderServer, ToolResult, tool_error};
-use crate::api::products::ProductInfo;
+use super::{OrderServer, ToolOutput, ToolResult, tool_error};
+use crate::api::products::{Charge, Product};
 
 /// The 1NCE product catalogue.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -15,6 +15,74 @@ pub struct ListProductsOutput {
     /// This server's own limits on orders, when the operator set any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_limits: Option<String>,
+}
+
+/// A product as agents see it in `list_products`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ProductInfo {
+    /// Product id, the product_id to use in create_order.
+    pub id: u64,
+    /// Product name.
+    pub name: String,
+    /// Material, e.g. the SIM form factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub material: Option<String>,
+    /// Units per package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_size: Option<u64>,
+    /// Smallest quantity one order may carry.
+    pub min_quantity: u64,
+    /// Largest quantity one order may carry, when limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_quantity: Option<u64>,
+    /// Largest quantity one customer may hold in total, when limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_quantity_per_customer: Option<u64>,
+    /// Minimum contract duration in months.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_contract_duration: Option<u64>,
+    /// Charges paid once per unit ordered.
+    pub one_time_charges: Vec<ChargeInfo>,
+    /// Charges that recur per unit.
+    pub recurring_charges: Vec<ChargeInfo>,
+}
+
+/// One charge as agents see it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChargeInfo {
+    /// 1NCE's name of the charge.
+    pub name: String,
+    /// Net amount per unit, as a decimal string with two decimals, e.g. "10.00".
+    pub amount_net: String,
+    /// ISO currency code, e.g. "EUR".
+    pub currency: String,
+}
+
+impl From<&Charge> for ChargeInfo {
+    fn from(c: &Charge) -> Self {
+        ChargeInfo {
+            name: c.name.clone(),
+            amount_net: c.amount_net.to_string(),
+            currency: c.currency.clone(),
+        }
+    }
+}
+
+impl From<&Product> for ProductInfo {
+    fn from(p: &Product) -> Self {
+        ProductInfo {
+            id: p.id,
+            name: p.name.clone(),
+            material: p.material.clone(),
+            package_size: p.package_size,
+            min_quantity: p.min_quantity,
+            max_quantity: p.max_quantity,
+            max_quantity_per_customer: p.max_quantity_per_customer,
+            min_contract_duration: p.min_contract_duration,
+            one_time_charges: p.one_time_charges.iter().map(ChargeInfo::from).collect(),
+            recurring_charges: p.recurring_charges.iter().map(ChargeInfo::from).collect(),
+        }
+    }
 }
 
 #[tool_router(router = list_products_router, vis = "pub(super)")]
@@ -74,7 +142,7 @@ impl OrderServer {
         if let Some(limits) = &output.operator_limits {
             summary.push_str(&format!("\nThis server's operator allows {limits}."));
         }
-        Ok(Answer {
+        Ok(ToolOutput {
             data: output,
             summary,
         })

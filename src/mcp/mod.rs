@@ -4,7 +4,7 @@
 //! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
 //! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
 //! messages an agent can act on. Every result carries `structuredContent` matching the tool's
-//! output schema and a short text summary ([`Answer`]).
+//! output schema and a short text summary ([`ToolOutput`]).
 //!
 //! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
 //! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
@@ -26,7 +26,6 @@ pub mod schema;
 mod waits;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
@@ -40,7 +39,6 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
@@ -290,12 +288,12 @@ impl ServerHandler for OrderServer {
 }
 
 /// A successful tool result: `data` becomes `structuredContent`, `summary` the text content.
-pub struct Answer<T> {
+pub struct ToolOutput<T> {
     pub data: T,
     pub summary: String,
 }
 
-impl<T: Serialize> IntoCallToolResult for Answer<T> {
+impl<T: Serialize> IntoCallToolResult for ToolOutput<T> {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
         let value = serde_json::to_value(&self.data).map_err(|e| {
             ErrorData::internal_error(format!("could not serialise the result: {e}"), None)
@@ -309,60 +307,17 @@ impl<T: Serialize> IntoCallToolResult for Answer<T> {
 }
 
 /// A tool error (`isError: true`) with a message for the agent.
-pub type ToolResult<T> = Result<Answer<T>, String>;
+pub type ToolResult<T> = Result<ToolOutput<T>, String>;
 
 /// Turns a 1NCE error into what the agent should read: what happened and what to do.
 pub fn tool_error(error: &ApiError) -> String {
     error.advice()
 }
 
-/// Counts operations that must finish before the process exits.
-#[derive(Clone, Default)]
-pub struct InFlight {
-    inner: Arc<InFlightInner>,
-}
+/// The operations that must finish before the process exits: order placements, and (over
+/// HTTP) calls whose answers are still on their way. Each is a spawned task or a token held
+/// until it ends; shutdown closes the tracker and waits for it to empty.
+pub type InFlight = tokio_util::task::TaskTracker;
 
-#[derive(Default)]
-struct InFlightInner {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-impl InFlight {
-    /// Marks one operation as running until the guard is dropped.
-    pub fn enter(&self) -> InFlightGuard {
-        self.inner.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-
-    /// How many operations are running.
-    pub fn count(&self) -> usize {
-        self.inner.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no operation is running.
-    pub async fn idle(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Held while an operation runs; see [`InFlight::enter`].
-pub struct InFlightGuard {
-    inner: Arc<InFlightInner>,
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.inner.idle.notify_waiters();
-        }
-    }
-}
+/// Held while an operation runs; see [`InFlight`].
+pub type InFlightGuard = tokio_util::task::task_tracker::TaskTrackerToken;

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::OrderServer;
-use crate::api::ApiError;
+use super::get_order::LookupError;
 use crate::api::model::lenient_i64;
 
 /// Arguments of the `reorder` prompt.
@@ -30,18 +30,10 @@ impl OrderServer {
         &self,
         Parameters(args): Parameters<ReorderArgs>,
     ) -> Result<Vec<PromptMessage>, ErrorData> {
-        let number = u64::try_from(args.order_number)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                ErrorData::invalid_params("order_number must be a positive integer", None)
-            })?;
-        let order = self.client.get_order(number).await.map_err(|e| match e {
-            ApiError::NotFound => ErrorData::invalid_params(
-                format!("no order {number} exists in this 1NCE account"),
-                None,
-            ),
-            e => ErrorData::internal_error(super::tool_error(&e), None),
+        let number = args.order_number;
+        let order = self.look_up(number).await.map_err(|e| match e {
+            LookupError::Failed(_) => ErrorData::internal_error(e.to_string(), None),
+            e => ErrorData::invalid_params(e.to_string(), None),
         })?;
         let lines: Vec<String> = order
             .products

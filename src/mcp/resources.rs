@@ -6,7 +6,7 @@ use rmcp::ErrorData;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use super::OrderServer;
-use crate::api::ApiError;
+use super::get_order::LookupError;
 
 /// The URI template of one order.
 pub const ORDER_TEMPLATE: &str = "1nce://orders/{order_number}";
@@ -49,7 +49,7 @@ impl OrderServer {
                 .products()
                 .await
                 .map_err(|e| ErrorData::internal_error(super::tool_error(&e), None))?;
-            let info: Vec<crate::api::products::ProductInfo> =
+            let info: Vec<super::list_products::ProductInfo> =
                 products.iter().map(Into::into).collect();
             return json_contents(uri, &info);
         }
@@ -61,17 +61,11 @@ impl OrderServer {
                 None,
             )
         };
-        let number: u64 = uri
-            .strip_prefix(ORDER_PREFIX)
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(not_found)?;
-        let order = self.client.get_order(number).await.map_err(|e| match e {
-            ApiError::NotFound => ErrorData::resource_not_found(
-                format!("no order {number} exists in this 1NCE account"),
-                None,
-            ),
-            e => ErrorData::internal_error(super::tool_error(&e), None),
+        let number = uri.strip_prefix(ORDER_PREFIX).ok_or_else(not_found)?;
+        let order = self.look_up(number).await.map_err(|e| match e {
+            LookupError::Invalid(_) => not_found(),
+            LookupError::Missing(_) => ErrorData::resource_not_found(e.to_string(), None),
+            LookupError::Failed(_) => ErrorData::internal_error(e.to_string(), None),
         })?;
         json_contents(uri, &order)
     }

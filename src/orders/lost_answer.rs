@@ -35,13 +35,6 @@ fn same_lines(order: &Order, new: &NewOrder) -> bool {
     a == b
 }
 
-fn created(order: &Order) -> Option<DateTime<Utc>> {
-    let date = order.order_date.as_deref()?;
-    DateTime::parse_from_rfc3339(date)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
 /// Reads the newest orders (sorted by date, newest page first when 1NCE reports the page count)
 /// and returns those matching `new` that were created at or after `sent_at` (to the second, as
 /// 1NCE dates are; an equal order placed earlier within the same second cannot be told apart).
@@ -66,7 +59,7 @@ pub async fn find(
             && page
                 .orders
                 .iter()
-                .any(|o| created(o).is_none_or(|d| d < since));
+                .any(|o| o.placed_at().is_none_or(|d| d < since));
         orders.extend(page.orders);
         if reached_older || walk.ended() {
             complete = true;
@@ -75,7 +68,7 @@ pub async fn find(
     }
     let mut matching: Vec<Order> = orders
         .into_iter()
-        .filter(|o| created(o).is_some_and(|d| d >= since) && same_lines(o, new))
+        .filter(|o| o.placed_at().is_some_and(|d| d >= since) && same_lines(o, new))
         .collect();
     matching.sort_by_key(|o| o.order_number);
     matching.dedup_by_key(|o| o.order_number);

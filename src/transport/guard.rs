@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::normalize_origin;
+
 /// Checks `Host`, `Origin` and `Authorization` of each request.
 #[derive(Clone)]
 pub struct Guard {
@@ -55,13 +57,13 @@ impl Guard {
     }
 
     /// `Err` with the response to send when the request must not go further.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         self.check_host(headers)?;
         self.check_origin(headers)?;
         self.check_token(headers)
     }
 
-    fn check_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn check_host(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         if self.inner.allowed_hosts.is_empty() {
             return Ok(());
         }
@@ -92,7 +94,7 @@ impl Guard {
         }
     }
 
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         // No Origin: not a browser (or a same-origin GET), so no cross-site request.
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
@@ -113,7 +115,7 @@ impl Guard {
         }
     }
 
-    fn check_token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         let Some(expected) = &self.inner.token_digest else {
             return Ok(());
         };
@@ -153,14 +155,14 @@ pub async fn middleware(State(guard): State<Guard>, request: Request, next: Next
 
 /// Why a request is turned away, and the response that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Rejection {
     pub status: StatusCode,
     pub message: &'static str,
     /// The `WWW-Authenticate` challenge of a 401.
     pub challenge: Option<&'static str>,
 }
 
-impl IntoResponse for Refusal {
+impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.message).into_response();
         if let Some(challenge) = self.challenge {
@@ -173,16 +175,16 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn refuse(status: StatusCode, message: &'static str) -> Refusal {
-    Refusal {
+fn refuse(status: StatusCode, message: &'static str) -> Rejection {
+    Rejection {
         status,
         message,
         challenge: None,
     }
 }
 
-fn unauthorized(challenge: &'static str, message: &'static str) -> Refusal {
-    Refusal {
+fn unauthorized(challenge: &'static str, message: &'static str) -> Rejection {
+    Rejection {
         status: StatusCode::UNAUTHORIZED,
         message,
         challenge: Some(challenge),
@@ -203,28 +205,6 @@ fn parse_authority(s: &str) -> Option<(String, Option<u16>)> {
         .trim_end_matches(']')
         .to_ascii_lowercase();
     Some((host, authority.port_u16()))
-}
-
-/// `scheme://host[:port]` as browsers send it (lower-case, default port omitted), or `null`.
-pub fn normalize_origin(origin: &str) -> Result<String, String> {
-    let origin = origin.trim();
-    if origin == "null" {
-        return Ok("null".to_owned());
-    }
-    let url = url::Url::parse(origin).map_err(|e| {
-        format!("origin {origin:?} is not valid ({e}); write it with its scheme, e.g. https://app.example.com or http://localhost:3000")
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!(
-            "origin {origin:?} needs an http or https scheme and a host, e.g. https://app.example.com"
-        ));
-    }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() {
-        return Err(format!(
-            "origin {origin:?} has a path; an origin is only scheme://host[:port]"
-        ));
-    }
-    Ok(url.origin().ascii_serialization())
 }
 
 /// Pages served from this machine's loopback addresses are as trusted as local processes.
@@ -259,7 +239,7 @@ mod tests {
         Guard::new(token.as_ref(), &hosts, &origins)
     }
 
-    fn status(result: Result<(), Refusal>) -> Option<StatusCode> {
+    fn status(result: Result<(), Rejection>) -> Option<StatusCode> {
         result.err().map(|r| r.status)
     }
 

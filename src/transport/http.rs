@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cors;
 use super::guard::{self, Guard};
+use super::random_id;
 use super::sse::{self, SseSessions};
-use super::{HttpSettings, random_id};
+use crate::config::HttpSettings;
 use crate::mcp::{InFlight, OrderServer};
 
 /// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
@@ -106,16 +107,17 @@ impl HttpServer {
         };
         tracing::info!("{signal}: shutting down, no longer accepting connections");
         stop_accepting.cancel();
-        if calls.count() > 0 {
-            tracing::info!("waiting for {} call(s) in flight", calls.count());
+        calls.close();
+        if !calls.is_empty() {
+            tracing::info!("waiting for {} call(s) in flight", calls.len());
         }
-        if tokio::time::timeout(settings.shutdown_grace, calls.idle())
+        if tokio::time::timeout(settings.shutdown_grace, calls.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 "{} call(s) still running after {}; closing their sessions",
-                calls.count(),
+                calls.len(),
                 humantime::format_duration(settings.shutdown_grace)
             );
         }
@@ -206,7 +208,7 @@ async fn count_calls(State(calls): State<InFlight>, request: Request, next: Next
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let guard = calls.enter();
+    let guard = calls.token();
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return (

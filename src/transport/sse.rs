@@ -197,7 +197,7 @@ pub async fn message(
         pending
             .lock()
             .expect("pending lock")
-            .insert(request.id.clone(), state.calls.enter());
+            .insert(request.id.clone(), state.calls.token());
     }
     let request_id = match &message {
         ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),

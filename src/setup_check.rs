@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::api::model::ListOrdersQuery;
 use crate::api::{ApiError, Client};
+use crate::exit_status::ExitStatus;
 
 /// What the check concluded, with its exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +25,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// The process exit status for this verdict.
-    pub fn exit_code(self) -> u8 {
+    pub fn exit_status(self) -> ExitStatus {
         match self {
-            Verdict::Ready => 0,
-            Verdict::Refused => 4,
-            Verdict::Unreachable => 5,
-            Verdict::Unexpected => 6,
+            Verdict::Ready => ExitStatus::Success,
+            Verdict::Refused => ExitStatus::CredentialsRefused,
+            Verdict::Unreachable => ExitStatus::Unreachable,
+            Verdict::Unexpected => ExitStatus::UnexpectedAnswer,
         }
     }
 

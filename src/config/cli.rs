@@ -1,0 +1,266 @@
+//! The command line as typed: flags, their environment twins and subcommands, parsed by clap
+//! into [`Cli`] with each value's syntax checked. What the values mean together is checked in
+//! [`super::Config::from_cli`], so nothing past `config` sees clap.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use url::Url;
+
+use crate::api::products::Cents;
+use crate::api::{self, RateLimit};
+use crate::orders::OrderLimits;
+
+const ENV_HELP: &str = "\
+ENVIRONMENT:
+  ONCE_CLIENT_ID        Client id of a 1NCE API user (required without --sandbox)
+  ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
+  ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file)
+  RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
+  Every flag above can also be set through the variable shown in its [env: …] note.
+
+SAFETY:
+  create_order never places an order without a confirmation token issued by a preview of that
+  exact order, single-use and expiring (--confirmation-ttl). A POST is never retried.
+  Every preview is checked against the 1NCE product catalogue and the operator's limits
+  (--max-quantity, --max-order-value, --allowed-products), and priced.
+  When the MCP client can ask its user (elicitation), the user approves each order in a form;
+  --require-human-approval refuses orders from clients that cannot ask. --read-only removes
+  create_order altogether. Every preview, approval, POST and outcome is appended to the audit
+  log (default audit.jsonl in the state directory, --audit-log to move it or turn it off); an
+  order whose record cannot be written is not placed.
+
+{EXIT_STATUS}
+RETRIES AND RATE LIMIT:
+  Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
+  and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
+  within --retry-budget; then the tool error says when to try again. Requests to 1NCE are paced
+  by --rate-limit and --rate-burst (default: within 1NCE's documented 100 per 5 minutes); a call
+  that had to wait says so in its result.
+
+EXAMPLES:
+  1nce-mcp --sandbox                       serve MCP on stdio against the built-in simulated 1NCE
+  ONCE_CLIENT_ID=… ONCE_CLIENT_SECRET=… 1nce-mcp    serve MCP on stdio against the real 1NCE API
+  1nce-mcp --sandbox call list_orders --args '{\"page_size\": 3}'    run one tool and exit
+  1nce-mcp tools                           print the tools and their schemas as JSON
+
+  1nce-mcp --sandbox --http 127.0.0.1:8080 serve MCP over HTTP on loopback (/mcp, /sse, /health)";
+
+/// `--help`'s closing sections, with the exit statuses from their one list.
+fn long_help() -> String {
+    ENV_HELP.replace("{EXIT_STATUS}", &crate::exit_status::ExitStatus::help())
+}
+
+/// MCP server for the 1NCE Order Management API.
+///
+/// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
+/// stderr), or over HTTP with --http, with four tools: list_orders, get_order, list_products and
+/// create_order. create_order places real, paid orders that ship SIM cards, and only after a
+/// preview has been confirmed.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "1nce-mcp", version, after_long_help = long_help(), after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
+    /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
+    /// and the credentials.
+    #[arg(long, global = true, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
+    pub sandbox: bool,
+
+    /// Base URL of the 1NCE Management API. Plain http is accepted for loopback addresses only.
+    #[arg(long, global = true, env = "ONCE_API_URL", value_name = "URL", default_value = api::DEFAULT_BASE_URL)]
+    pub api_url: Url,
+
+    /// How long an order preview's confirmation token stays valid, e.g. 90s, 10m, 1h (1 s to 24 h).
+    #[arg(long, global = true, env = "ONCE_CONFIRMATION_TTL", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub confirmation_ttl: Duration,
+
+    /// Limit for connecting to 1NCE, e.g. 5s.
+    #[arg(long, global = true, env = "ONCE_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Limit for one whole request to 1NCE, e.g. 30s.
+    #[arg(long, global = true, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Read-only: create_order is not offered at all (absent from tools/list); only list_orders,
+    /// get_order and list_products.
+    #[arg(long, global = true, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub read_only: bool,
+
+    /// Place an order only after the user approved it in the MCP client's own form
+    /// (elicitation); refuse orders from clients that cannot ask their user.
+    #[arg(long, global = true, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub require_human_approval: bool,
+
+    /// Most units one order may carry, summed over its lines.
+    #[arg(long, global = true, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_quantity: Option<u64>,
+
+    /// Highest one-time net value of one order, per currency, e.g. "500 EUR" or "EUR:500,USD:300".
+    /// Orders in a currency not named are refused.
+    #[arg(long, global = true, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
+    pub max_order_value: Option<BTreeMap<String, Cents>>,
+
+    /// The only product ids that may be ordered, e.g. "1001,1002".
+    #[arg(long, global = true, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
+    pub allowed_products: Option<BTreeSet<u64>>,
+
+    /// File the audit trail is appended to (JSON lines), or "off" to keep none. Default:
+    /// audit.jsonl in the state directory (see --state-dir).
+    #[arg(long, global = true, env = "ONCE_AUDIT_LOG", value_name = "PATH|off")]
+    pub audit_log: Option<String>,
+
+    /// Directory for the confirmation-token signing key and the record of used tokens
+    /// (created owner-only; --sandbox uses its subdirectory "sandbox"). Default:
+    /// $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
+    #[arg(long, global = true, env = "ONCE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Serve MCP over HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy
+    /// HTTP+SSE at /sse, health at /health. ADDR is IP:PORT, localhost:PORT or a bare PORT
+    /// (loopback). Port 0 picks a free port. A non-loopback address requires a bearer token.
+    #[arg(long, global = true, env = "ONCE_MCP_HTTP", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// File holding the bearer token HTTP clients must send (Authorization: Bearer …). The
+    /// token can also come from the ONCE_MCP_HTTP_TOKEN variable; never from a flag value.
+    #[arg(
+        long,
+        global = true,
+        env = "ONCE_MCP_HTTP_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub http_token_file: Option<std::path::PathBuf>,
+
+    /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
+    /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a
+    /// comma-separated list). Loopback origins are always allowed, without CORS; requests
+    /// without an Origin header are not browser requests and pass.
+    #[arg(
+        long = "allowed-origin",
+        global = true,
+        env = "ONCE_MCP_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// A Host name (optionally with :PORT) clients may use to reach the HTTP server, e.g.
+    /// mcp.example.com (repeatable; comma-separated in the variable). Loopback names and the
+    /// bound IP are always allowed; "*" allows any Host (not recommended).
+    #[arg(
+        long = "allowed-host",
+        global = true,
+        env = "ONCE_MCP_ALLOWED_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
+    #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How many times to repeat a read (never an order) after 429, 502, 503, 504 or a connection
+    /// failure, 0 to 10.
+    #[arg(long, global = true, env = "ONCE_MAX_RETRIES", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub max_retries: u32,
+
+    /// The most one tool call may spend waiting, between retries and for the rate limit
+    /// together, e.g. 30s; past it the call fails saying when to try again.
+    #[arg(long, global = true, env = "ONCE_RETRY_BUDGET", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub retry_budget: Duration,
+
+    /// Backoff before the first retry, doubling with each further one (with jitter, at most
+    /// 10 s), e.g. 500ms. A Retry-After from 1NCE takes precedence.
+    #[arg(long, global = true, env = "ONCE_RETRY_BACKOFF", value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Client-side limit on requests to 1NCE as REQUESTS/PERIOD, e.g. 90/5m or 10/1s, or "off".
+    /// The default stays within 1NCE's documented 100 requests per 5 minutes.
+    #[arg(long, global = true, env = "ONCE_RATE_LIMIT", value_name = "N/PERIOD", default_value = "90/5m", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimitSetting,
+
+    /// How many requests may go out back to back before --rate-limit spaces them, 1 to 1000.
+    #[arg(long, global = true, env = "ONCE_RATE_BURST", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate_burst: u32,
+}
+
+/// What to do instead of serving MCP.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run one tool through the server's own tool handler and exit (for scripts and Agent
+    /// Skills): structuredContent as JSON on stdout, the text summary on stderr. Exit status 0 on
+    /// success, 1 when the tool reports an error, 2 on bad usage.
+    Call {
+        /// The tool to run: list_orders, get_order or create_order.
+        tool: String,
+        /// The tool's arguments as a JSON object, e.g. '{"page": 2}'. Without --args or
+        /// --args-file they are read from stdin when it is not a terminal, else {} is used.
+        #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
+        args: Option<String>,
+        /// Read the tool's arguments (a JSON object) from this file; "-" reads stdin.
+        #[arg(long, value_name = "FILE")]
+        args_file: Option<PathBuf>,
+    },
+    /// Print the tools with their input and output schemas as JSON, as tools/list shows them.
+    Tools,
+    /// Check the configuration against 1NCE: get an access token, read a page of orders and the
+    /// product list, and print a verdict. Exit status 0 ready, 2 bad configuration, 4
+    /// credentials refused, 5 1NCE unreachable, 6 unexpected answers. Works with --sandbox.
+    Check,
+}
+
+/// `--rate-limit`: a limit, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSetting(pub Option<RateLimit>);
+
+pub(crate) fn parse_rate_limit(s: &str) -> Result<RateLimitSetting, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        Ok(RateLimitSetting(None))
+    } else {
+        s.parse().map(|limit| RateLimitSetting(Some(limit)))
+    }
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{e}; write a duration such as 30s, 10m or 1h (a bare number means seconds)")
+    })
+}
+
+/// Parses `--http`: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or a bare `PORT` (loopback).
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Some(port) = s
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "{s} has no port; write it as {s}:8080, for example"
+        ));
+    }
+    Err(format!(
+        "{s} is not an address to listen on; write IP:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080), localhost:PORT or a bare PORT"
+    ))
+}
