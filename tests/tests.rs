@@ -25,6 +25,7 @@ mod post_answers;
 mod products;
 mod resources_prompts;
 mod safety;
+mod sandbox;
 mod sse;
 #[cfg(unix)]
 mod state_dir;

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::FaultAction;
 pub use recording::{Fault, RecordedRequest};
+pub use routes::MAX_BODY_BYTES;
 use state::Shared;
 
 /// The client id the sandbox accepts unless [`SandboxOptions::client_id`] says otherwise.

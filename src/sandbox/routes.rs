@@ -26,7 +26,7 @@ use super::recording::{Fault, RecordedRequest};
 use super::state::Shared;
 
 /// Largest accepted request body; anything bigger is answered 413.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// `pageSize` limit documented for `GET /v1/orders`.
 const MAX_PAGE_SIZE: usize = 10;
 
