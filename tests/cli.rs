@@ -299,6 +299,7 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     .await
     .json();
     let short = short["confirmation_token"].as_str().unwrap().to_owned();
+    // Not waiting for a signal: outliving the token's 2 s lifetime is the behaviour under test.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let out = create_order(&sandbox, &state, &confirm_args(&short)).await;
     assert_eq!(out.code, 1);

@@ -1,7 +1,7 @@
 //! `find_orders` over stdio: newest first, filters, early stops, and progress notifications to
 //! a client that asked for them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{CallToolRequestParams, ProgressNotificationParam};
@@ -9,9 +9,10 @@ use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::common;
-use crate::common::{Server, command, sandbox_env, text};
+use crate::common::{PATIENCE, Server, command, sandbox_env, text};
 
 async fn server(sandbox: &Sandbox) -> Server {
     common::spawn_against(sandbox, &[]).await
@@ -150,9 +151,15 @@ async fn finds_the_order_of_a_sim_and_by_date_range() {
     server.stop().await;
 }
 
-/// A client that records the progress notifications it receives.
-#[derive(Clone, Default)]
-struct ProgressRecorder(Arc<Mutex<Vec<ProgressNotificationParam>>>);
+/// A client that records the progress notifications it receives, and tells whoever watches.
+#[derive(Clone)]
+struct ProgressRecorder(Arc<watch::Sender<Vec<ProgressNotificationParam>>>);
+
+impl Default for ProgressRecorder {
+    fn default() -> Self {
+        ProgressRecorder(Arc::new(watch::channel(Vec::new()).0))
+    }
+}
 
 impl ClientHandler for ProgressRecorder {
     async fn on_progress(
@@ -160,7 +167,7 @@ impl ClientHandler for ProgressRecorder {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.0.lock().unwrap().push(params);
+        self.0.send_modify(|seen| seen.push(params));
     }
 }
 
@@ -180,14 +187,18 @@ async fn reports_progress_page_by_page_when_asked() {
         .with_arguments(json!({"status": "COMPLETED"}).as_object().unwrap().clone());
     let result = client.call_tool(params).await.unwrap();
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
-    // Notifications may trail the result by a moment.
-    for _ in 0..50 {
-        if recorder.0.lock().unwrap().len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let seen = recorder.0.lock().unwrap().clone();
+    // Notifications may trail the result: wait for the third.
+    let mut updates = recorder.0.subscribe();
+    let seen = tokio::time::timeout(PATIENCE, updates.wait_for(|seen| seen.len() >= 3))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "three progress notifications within {PATIENCE:?}, got {:?}",
+                *recorder.0.borrow()
+            )
+        })
+        .expect("the recorder lives as long as the client")
+        .clone();
     assert_eq!(seen.len(), 3, "one notification per page: {seen:?}");
     for (i, p) in seen.iter().enumerate() {
         assert_eq!(p.progress_token, seen[0].progress_token);

@@ -170,7 +170,11 @@ async fn every_answer_to_the_order_post_is_judged_and_never_ordered_twice() {
             && !case.creates
             && case.fault.as_ref().is_some_and(|f| !f.delay.is_zero())
         {
-            // The slow 1NCE creates the order after the client gave up; wait for it.
+            // A slow 1NCE would create the order after the client gave up; give it the time, so a
+            // late order is not taken for the next case's. Not waiting for a signal: the slow
+            // upstream is the behaviour under test, and the wait outlasts its 2.5 s delay (the
+            // call already took the 1 s request timeout). There is no event to wait on instead:
+            // the sandbox stops handling a request whose client hung up, so no order appears.
             tokio::time::sleep(Duration::from_millis(2000)).await;
         }
         let created: Vec<u64> = order_numbers(&sandbox)

@@ -282,6 +282,7 @@ async fn wrong_mismatched_and_expired_tokens_post_nothing() {
         .await;
     assert!(text.contains("differs from the preview"), "{text}");
 
+    // Not waiting for a signal: outliving the token's 1 s lifetime is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let text = server
         .err("create_order", with_token(order_args(), &token))

@@ -1,7 +1,7 @@
 //! Shared helpers of the integration tests, one per job: the built binary as a child process
 //! (a clean environment and a state directory of its own), its stderr captured whole, rmcp's
-//! client over stdio, accessors for tool results and the crate's 1NCE client against a sandbox.
-//! HTTP helpers are in [`net`].
+//! client over stdio, accessors for tool results, the crate's 1NCE client against a sandbox,
+//! and waiting for a condition with a deadline. HTTP helpers are in [`net`].
 
 pub mod net;
 
@@ -100,6 +100,20 @@ pub fn api_client(sandbox: &Sandbox) -> Client {
         Credentials::new(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
     ))
     .unwrap()
+}
+
+/// Waits until `done` holds, looking every few milliseconds, and fails the test saying `what`
+/// it waited for if that takes longer than [`PATIENCE`]. For a condition that can only be
+/// looked at (the sandbox's records, a closed port); where there is a signal, wait on that.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {PATIENCE:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Everything a child process writes to stderr, read line by line in the background (a line is
