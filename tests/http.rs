@@ -7,7 +7,8 @@ use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
+use crate::common::net::{GatedProxy, HttpServer, TOKEN};
+use crate::common::sse::SseReader;
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -522,12 +523,21 @@ async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -> Va
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("mcp-session-id").is_none());
-    let text = response.text().await.unwrap();
-    let json = text
-        .lines()
-        .find_map(|l| l.strip_prefix("data: ").filter(|d| d.starts_with('{')))
-        .unwrap_or(&text);
-    let message: Value = serde_json::from_str(json).unwrap();
+    let streamed = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let message: Value = if streamed {
+        let mut events = SseReader::new(response);
+        loop {
+            let event = events.next().await.expect("the answer to the call");
+            if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
+                break message;
+            }
+        }
+    } else {
+        response.json().await.unwrap()
+    };
     message["result"].clone()
 }
 

@@ -7,7 +7,8 @@ use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::net::{GatedProxy, HttpServer, SseReader, TOKEN};
+use crate::common::net::{GatedProxy, HttpServer, TOKEN};
+use crate::common::sse::SseReader;
 
 /// A raw legacy-SSE session.
 struct LegacySession {

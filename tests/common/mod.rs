@@ -1,9 +1,10 @@
 //! Shared helpers of the integration tests, one per job: the built binary as a child process
 //! (a clean environment and a state directory of its own), its stderr captured whole, rmcp's
 //! client over stdio, accessors for tool results, the crate's 1NCE client against a sandbox,
-//! and waiting for a condition with a deadline. HTTP helpers are in [`net`].
+//! and waiting for a condition with a deadline. HTTP helpers are in [`net`] and [`sse`].
 
 pub mod net;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -1,6 +1,6 @@
 //! Helpers for the HTTP tests: the built binary serving `--http 127.0.0.1:0` (its address read
-//! from the ready line on stderr), rmcp's Streamable HTTP client, a minimal SSE reader, and a
-//! gated proxy in front of the sandbox that holds 1NCE calls until the test lets them through.
+//! from the ready line on stderr), rmcp's Streamable HTTP client, and a gated proxy in front of
+//! the sandbox that holds 1NCE calls until the test lets them through.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -111,63 +111,6 @@ impl HttpServer {
         self.terminate();
         self.exit_code().await;
         self.stderr.until_closed().await
-    }
-}
-
-/// Reads server-sent events from a streaming response.
-pub struct SseReader {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-/// One server-sent event.
-#[derive(Debug)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-}
-
-impl SseReader {
-    pub fn new(response: reqwest::Response) -> Self {
-        SseReader {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event (comments such as keep-alives are skipped); `None` when the stream ends.
-    pub async fn next(&mut self) -> Option<SseEvent> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent {
-                    event: "message".into(),
-                    data: String::new(),
-                };
-                let mut has_data = false;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        if has_data {
-                            event.data.push('\n');
-                        }
-                        event.data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                        has_data = true;
-                    }
-                }
-                if has_data {
-                    return Some(event);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(PATIENCE, self.response.chunk())
-                .await
-                .expect("an event within PATIENCE")
-                .ok()??;
-            self.buffer
-                .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
-        }
     }
 }
 
