@@ -43,7 +43,10 @@ async fn orders_and_products_read_as_resources() {
             .read_resource(ReadResourceRequestParams::new(uri))
             .await
             .unwrap_err();
-        assert!(err.to_string().to_lowercase().contains("no "), "{uri}: {err}");
+        assert!(
+            err.to_string().to_lowercase().contains("no "),
+            "{uri}: {err}"
+        );
     }
     server.stop().await;
 }

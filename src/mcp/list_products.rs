@@ -85,7 +85,6 @@ impl From<&Product> for ProductInfo {
     }
 }
 
-
 #[tool_router(router = list_products_router, vis = "pub(super)")]
 impl OrderServer {
     #[tool(
