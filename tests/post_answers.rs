@@ -250,3 +250,29 @@ async fn every_answer_to_the_order_post_is_judged_and_never_ordered_twice() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_whose_access_token_cannot_be_had_is_never_sent_and_its_token_stays_usable() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let server = spawn_against(&sandbox, &["--rate-limit", "off", "--max-retries", "0"]).await;
+    // Access tokens that live 20 s: less than the request timeout plus a margin, so the order
+    // POST must renew first. The current one is revoked so the preview gets a short-lived one.
+    sandbox.set_token_lifetime(Duration::from_secs(20));
+    sandbox.expire_tokens();
+    let args = json!({"products": [{"product_id": 1001, "quantity": 7}]});
+    let preview = server.ok("create_order", args.clone()).await;
+    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    sandbox.inject(Fault::status("POST", "/oauth/token", 503));
+    let (is_error, said, _) = confirm(&server, &args, &token).await;
+    assert!(is_error, "{said}");
+    assert!(said.contains("1NCE did not place the order"), "{said}");
+    assert!(said.contains("stays valid"), "{said}");
+    assert_eq!(posts(&sandbox), 0, "nothing left this machine");
+    let (is_error, said, _) = confirm(&server, &args, &token).await;
+    assert!(
+        !is_error,
+        "the same approval goes through once a token can be had: {said}"
+    );
+    assert_eq!(posts(&sandbox), 1);
+    server.stop().await;
+}
