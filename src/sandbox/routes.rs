@@ -87,12 +87,24 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
             let request = Request::from_parts(parts, Body::from(bytes));
             match fault {
                 None => (next.run(request).await, "route"),
+                // A slow 1NCE finishes what it was sent even when the client stopped waiting
+                // (a POST it gave up on still creates its order), as a real server would.
+                Some(fault) if fault.action == FaultAction::PassThrough => {
+                    let delay = fault.delay;
+                    let handling = tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        next.run(request).await
+                    });
+                    let response = handling
+                        .await
+                        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                    (response, "delayed")
+                }
                 Some(fault) => {
                     if !fault.delay.is_zero() {
                         tokio::time::sleep(fault.delay).await;
                     }
                     match fault.action {
-                        FaultAction::PassThrough => (next.run(request).await, "delayed"),
                         FaultAction::ExpireTokens => {
                             shared.lock().expire_tokens();
                             (next.run(request).await, "tokens expired")
