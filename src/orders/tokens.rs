@@ -5,7 +5,7 @@
 //! `1nce-mcp call` can be confirmed by the next. Any change to a token breaks its signature.
 //! A token binds, and [`Confirmations::check`] refuses any difference in:
 //! - **the order**: SHA-256 of the exact validated order (products, address, reference);
-//! - **the price**: SHA-256 of the priced lines and totals the person saw; the one-time totals
+//! - **the price**: SHA-256 of every line's charges and the totals the person saw; the one-time totals
 //!   ride along in the token so a refusal can name both prices;
 //! - **the account and environment**: the 1NCE API base URL (or "the sandbox") and client id,
 //!   hashed, so a sandbox preview never places a real order and one account's preview never
@@ -480,15 +480,23 @@ fn content_id(order: &NewOrder) -> String {
     hex(&digest(order)[..16])
 }
 
-/// SHA-256 of the priced lines and totals: what the person saw the order cost.
+/// SHA-256 of every charge of every line and the totals: what the person saw the order cost.
+/// Product names are left out: a product renamed in the catalogue costs what it did.
 fn price_digest(priced: &PricedOrder) -> [u8; 32] {
-    let lines = serde_json::to_vec(&priced.lines).unwrap_or_default();
-    let totals = serde_json::to_vec(&priced.totals_for_people()).unwrap_or_default();
-    let mut hasher = Sha256::new();
-    hasher.update((lines.len() as u64).to_be_bytes());
-    hasher.update(&lines);
-    hasher.update(&totals);
-    hasher.finalize().into()
+    let charges: Vec<_> = priced
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.product_id,
+                l.quantity,
+                &l.one_time_net,
+                &l.recurring_net_per_unit,
+            )
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&(charges, priced.totals_for_people())).unwrap_or_default();
+    Sha256::digest(bytes).into()
 }
 
 fn hash16(text: &str) -> [u8; 16] {
@@ -698,6 +706,15 @@ mod tests {
         assert!(
             text.contains("1000.00 EUR") && text.contains("4500.00 EUR"),
             "{text}"
+        );
+        // A product renamed in the catalogue costs what it did.
+        let mut renamed = product(1001, 1, 1000, 10_000);
+        renamed.name = "SIM, renamed".into();
+        let renamed = check_order(&o, &[renamed], &OrderLimits::default()).unwrap();
+        assert!(
+            f.store
+                .check(&issued.token, &binding(&o, &renamed, "s"))
+                .is_ok()
         );
         // Without a price (before the catalogue is read) everything else still checks.
         let unpriced = Binding {
