@@ -20,7 +20,7 @@ use crate::common::{child, posts, sandbox_env, temp_dir, text};
 
 /// What the simulated person does with the approval form.
 #[derive(Clone, Copy, Debug)]
-enum Person {
+pub(crate) enum Person {
     Approves,
     /// Submits the form with the box left unticked.
     LeavesUnticked,
@@ -30,9 +30,19 @@ enum Person {
 
 /// A client whose user answers every approval form the same way, remembering what it was shown.
 #[derive(Clone)]
-struct AskingClient {
+pub(crate) struct AskingClient {
     person: Person,
     shown: Arc<Mutex<Vec<String>>>,
+}
+
+impl AskingClient {
+    /// A client whose user acts as `person` on every form.
+    pub(crate) fn new(person: Person) -> Self {
+        AskingClient {
+            person,
+            shown: Arc::default(),
+        }
+    }
 }
 
 impl ClientHandler for AskingClient {

@@ -5,36 +5,12 @@
 //! it, and no RUST_LOG directive may lift the cap.
 
 use onence_mcp::sandbox::Sandbox;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
-    ElicitResult, ElicitationAction, Implementation,
-};
-use rmcp::service::RequestContext;
-use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 use crate::common::{child, posts, sandbox_env, text};
-
-/// A client whose user approves every approval form.
-#[derive(Clone)]
-struct ApprovingClient;
-
-impl ClientHandler for ApprovingClient {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::builder().enable_elicitation().build(),
-            Implementation::new("approving-test-client", "0.0.0"),
-        )
-    }
-
-    async fn create_elicitation(
-        &self,
-        _request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"approve": true})))
-    }
-}
+use crate::elicitation::{AskingClient, Person};
 
 /// Address values no log line could hold by accident.
 const FIRST_NAME: &str = "Quirinaldo";
@@ -55,7 +31,7 @@ fn order() -> Value {
 }
 
 async fn create_order(
-    client: &rmcp::service::RunningService<RoleClient, ApprovingClient>,
+    client: &rmcp::service::RunningService<RoleClient, AskingClient>,
     args: &Value,
 ) -> CallToolResult {
     let params = CallToolRequestParams::new("create_order")
@@ -74,7 +50,10 @@ async fn place_an_order_logging(rust_log: &str) -> (String, String) {
     let mut env = sandbox_env(&url).to_vec();
     env.push(("RUST_LOG", rust_log));
     let (transport, stderr) = child(&[], &env);
-    let client = ApprovingClient.serve(transport).await.expect("initialize");
+    let client = AskingClient::new(Person::Approves)
+        .serve(transport)
+        .await
+        .expect("initialize");
 
     let preview = create_order(&client, &order()).await;
     assert_ne!(preview.is_error, Some(true), "{}", text(&preview));
