@@ -14,7 +14,7 @@ use clap::Parser;
 use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Command, Config, Upstream};
 use onence_mcp::exit_status::{ExitStatus, QuietPipe};
-use onence_mcp::mcp::{OrderServer, ServerOptions};
+use onence_mcp::mcp::{OrderServer, ServerOptions, ToolSet};
 use onence_mcp::oneshot;
 use onence_mcp::orders::{Confirmations, private_fs};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
@@ -51,7 +51,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     if let Some(Command::Tools) = cli.command {
-        return print_tools(cli.read_only);
+        return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {
+            Ok(tools) => print_tools(&tools),
+            Err(message) => exit(Exit::usage(message)),
+        };
     }
     let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
         Ok(config) => config,
@@ -175,12 +178,8 @@ fn init_logging() {
         .init();
 }
 
-fn print_tools(read_only: bool) -> ExitCode {
-    let tools = if read_only {
-        OrderServer::read_only_tool_definitions()
-    } else {
-        OrderServer::tool_definitions()
-    };
+fn print_tools(tools: &ToolSet) -> ExitCode {
+    let tools = tools.definitions();
     let json = match serde_json::to_string_pretty(&tools) {
         Ok(json) => json,
         Err(e) => return exit(Exit::failure(format!("could not serialise the tools: {e}"))),
@@ -237,7 +236,7 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
         Arc::new(confirmations),
         ServerOptions {
             sandbox: sandbox.is_some(),
-            read_only: config.read_only,
+            tools: config.tools.clone(),
             require_human_approval: config.require_human_approval,
             limits: config.limits.clone(),
             audit_log: config.audit_log.clone(),

@@ -84,7 +84,12 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
     let list = run(
         &sandbox,
         &state,
-        &["call", "list_orders", "--args", r#"{"page_size": 4}"#],
+        &[
+            "call",
+            "list_orders",
+            "--args",
+            r#"{"page_size": 4, "detail": "full"}"#,
+        ],
         None,
     )
     .await;

@@ -123,7 +123,9 @@ async fn finds_the_order_of_a_sim_and_by_date_range() {
         .ok("get_order", json!({"order_number": 2000000001u64}))
         .await;
     let iccid = first["sims"][0]["iccid"].as_str().unwrap();
-    let found = server.ok("find_orders", json!({"iccid": iccid})).await;
+    let found = server
+        .ok("find_orders", json!({"iccid": iccid, "detail": "full"}))
+        .await;
     // The order that shipped the SIM, and any later order that topped it up.
     let orders = found["orders"].as_array().unwrap();
     assert_eq!(orders.last().unwrap()["order_number"], 2000000001u64);

@@ -37,7 +37,9 @@ async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
     names.sort();
     assert_eq!(names, common::ALL_TOOLS);
 
-    let page = session.ok("list_orders", json!({"page_size": 4})).await;
+    let page = session
+        .ok("list_orders", json!({"page_size": 4, "detail": "full"}))
+        .await;
     assert_eq!(page["orders"].as_array().unwrap().len(), 4);
     assert_eq!(page["total_count"], sandbox.orders().len());
     let number = page["orders"][2]["order_number"].as_u64().unwrap();

@@ -2,7 +2,7 @@
 
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceContents};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common;
 use crate::common::spawn_against;
@@ -26,12 +26,16 @@ async fn orders_and_products_read_as_resources() {
     else {
         panic!("expected text contents")
     };
-    assert_eq!(mime_type.as_deref(), Some("application/json"));
-    let order: Value = serde_json::from_str(text).unwrap();
+    // The same complete lines as get_order's text: ICCIDs and the address included.
+    assert_eq!(mime_type.as_deref(), Some("text/plain"));
     let via_tool = server
-        .ok("get_order", json!({"order_number": 2000000004u64}))
+        .call("get_order", json!({"order_number": 2000000004u64}))
         .await;
-    assert_eq!(order, via_tool);
+    assert_eq!(text, &common::text(&via_tool));
+    assert!(
+        text.contains("SIMs (") && text.contains("shipped to: "),
+        "{text}"
+    );
 
     for uri in [
         "1nce://orders/1",

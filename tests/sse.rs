@@ -119,7 +119,7 @@ async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
         .request(
             3,
             "tools/call",
-            json!({"name": "list_orders", "arguments": {"page_size": 3}}),
+            json!({"name": "list_orders", "arguments": {"page_size": 3, "detail": "full"}}),
         )
         .await;
     let orders = &listed["result"]["structuredContent"]["orders"];

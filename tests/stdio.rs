@@ -101,7 +101,7 @@ async fn fetches_an_order_seen_in_the_list_and_explains_a_missing_one() {
     let list = server
         .ok(
             "list_orders",
-            json!({"page": 2, "page_size": 5, "sort": "order_status,order_date"}),
+            json!({"page": 2, "page_size": 5, "sort": "order_status,order_date", "detail": "full"}),
         )
         .await;
     let listed = &list["orders"][3];

@@ -21,6 +21,7 @@ mod hygiene;
 mod interop;
 mod load;
 mod log_privacy;
+mod model_reads;
 mod post_answers;
 mod products;
 mod resources_prompts;

@@ -89,10 +89,22 @@ pub struct Cli {
     #[arg(long, global = true, env = "ONCE_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Read-only: create_order is not offered at all (absent from tools/list); only list_orders,
-    /// get_order and list_products.
+    /// Read-only: offer only the tools whose annotations say they only read (list_orders,
+    /// get_order, find_orders, list_products); create_order is absent from tools/list.
     #[arg(long, global = true, env = "ONCE_READ_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
     pub read_only: bool,
+
+    /// Offer only these tools, e.g. "list_orders,get_order" (with --read-only: those of them
+    /// that only read). The tools: list_orders, get_order, find_orders, list_products,
+    /// create_order.
+    #[arg(
+        long,
+        global = true,
+        env = "ONCE_TOOLS",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
+    pub tools: Option<Vec<String>>,
 
     /// Place an order only after the user approved it in the MCP client's own form
     /// (elicitation); refuse orders from clients that cannot ask their user.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::api::{self, Credentials, RateLimit, RetryPolicy};
+use crate::mcp::ToolSet;
 use crate::orders::OrderLimits;
 
 mod cli;
@@ -35,8 +36,8 @@ pub struct Config {
     pub confirmation_ttl: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    /// create_order is not offered.
-    pub read_only: bool,
+    /// The tools offered (`--tools`, `--read-only`).
+    pub tools: ToolSet,
     /// Orders need approval through elicitation; clients without it cannot order.
     pub require_human_approval: bool,
     /// The operator's limits on every order.
@@ -143,8 +144,10 @@ impl Config {
         } else {
             state_dir
         };
+        let tools = ToolSet::new(cli.tools.as_deref(), cli.read_only)?;
         let audit_log = match cli.audit_log.as_deref().map(str::trim) {
-            _ if cli.read_only => None,
+            // Nothing can be ordered, so there is nothing to audit.
+            _ if !tools.offers("create_order") => None,
             Some(off) if off.eq_ignore_ascii_case("off") => None,
             Some("") => return Err("--audit-log needs a file path, or \"off\"".to_owned()),
             Some(path) => Some(PathBuf::from(path)),
@@ -157,7 +160,7 @@ impl Config {
             confirmation_ttl,
             connect_timeout,
             request_timeout,
-            read_only: cli.read_only,
+            tools,
             require_human_approval: cli.require_human_approval,
             limits: OrderLimits {
                 max_quantity: cli.max_quantity,
@@ -346,7 +349,7 @@ mod tests {
             Some(BTreeSet::from([1001, 1002]))
         );
         assert_eq!(c.audit_log, Some(PathBuf::from("/tmp/x/audit.jsonl")));
-        assert!(c.require_human_approval && !c.read_only);
+        assert!(c.require_human_approval && c.tools.offers("create_order"));
         let default = Config::from_cli(&cli(&["--sandbox"]), |k| {
             (k == "HOME").then(|| "/home/u".into())
         })
@@ -366,7 +369,7 @@ mod tests {
             (k == "HOME").then(|| "/home/u".into())
         })
         .unwrap();
-        assert!(ro.read_only && ro.audit_log.is_none());
+        assert!(!ro.tools.offers("create_order") && ro.audit_log.is_none());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--allowed-products", "x"]).is_err());

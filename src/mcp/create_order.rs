@@ -17,7 +17,8 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{OrderServer, ToolOutput, approval, list_orders::order_line};
+use super::order_view::{one_line, write_order_details};
+use super::{OrderServer, ToolOutput, approval};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
@@ -32,14 +33,14 @@ const DEFAULT_ADDRESS: &str = "the account's default address";
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderArgs {
-    /// Products and quantities to order, at least one line, each product at most once (list_products shows ids and allowed quantities).
+    /// One line per product; list_products has the ids and allowed quantities.
     #[schemars(length(min = 1))]
     pub products: Vec<ProductLine>,
-    /// Where to ship. Leave out to use the account's default delivery address (only if it has exactly one).
+    /// Where to ship; left out, the account's delivery address (if it has exactly one).
     pub delivery_address: Option<DeliveryAddress>,
-    /// Optional customer-specific reference for the order (up to 100 characters).
+    /// Your reference for the order, up to 100 characters.
     pub customer_reference: Option<String>,
-    /// Token from this order's preview. Pass it only after the user explicitly approved that preview, with unchanged arguments.
+    /// From this order's preview; only once the user approved that preview.
     pub confirmation_token: Option<String>,
 }
 
@@ -140,7 +141,7 @@ impl OrderServer {
     #[tool(
         name = "create_order",
         title = "Order 1NCE SIM cards",
-        description = "Place a real, paid 1NCE order that ships SIM cards. Two steps: without confirmation_token it only checks the order against the 1NCE catalogue and limits and returns a priced preview and a token (nothing is ordered); show the preview to the user and, only after they explicitly approve, call again with the same arguments plus confirmation_token. The token is single-use and expires. If the client can show the user a form, the user is also asked there before anything is ordered.",
+        description = "Place a real, paid 1NCE order that ships SIM cards. Two steps: without confirmation_token it returns a priced preview and a single-use, expiring token (nothing is ordered); show the preview to the user and, only after they explicitly approve it, call again with the same arguments plus confirmation_token. The client may also ask the user in a form.",
         input_schema = super::schema::input::<CreateOrderArgs>(),
         output_schema = super::schema::output::<CreateOrderOutput>(),
         annotations(
@@ -304,20 +305,6 @@ fn identical_warning(identical: &[Use]) -> Option<String> {
     ))
 }
 
-/// Makes a value safe to show inside one line: anything invisible or line-breaking (already
-/// refused in arguments; this guards text from 1NCE's catalogue too) becomes U+FFFD.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if crate::api::model::invisible(c).is_some() {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 /// The text of the approval form: the whole preview with prices. Every free-text value is
 /// quoted, on a line that starts with its label, so none can pass for a line of the form.
 fn approval_message(preview: &OrderPreview, identical: &[Use]) -> String {
@@ -372,7 +359,18 @@ fn placed_answer(
         None => "The order is placed, but 1NCE did not report its number: find it with list_orders (sort order_date). Do not order again.".to_owned(),
     };
     let summary = match &order {
-        Some(o) => format!("ORDER PLACED: {}. {next_step}", order_line(o)),
+        Some(o) => {
+            let mut text = String::from("ORDER PLACED: ");
+            write_order_details(&mut text, o, |id| {
+                preview
+                    .products
+                    .iter()
+                    .find(|p| p.product_id == id)
+                    .map(|p| p.name.as_str())
+            });
+            text.push_str(&format!("\n{next_step}"));
+            text
+        }
         None => format!("ORDER PLACED: {}. {next_step}", describe(&preview)),
     };
     ToolOutput {

@@ -15,7 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::list_orders::{CANCELLED, order_line};
+use super::list_orders::{CANCELLED, SUMMARY_NOTE};
+use super::order_view::{Detail, ListedOrder, write_order_line};
 use super::{OrderServer, ToolOutput, ToolResult, tool_error};
 use crate::api::PageWalk;
 use crate::api::model::{Order, SortKey, lenient_i64_opt};
@@ -29,33 +30,36 @@ const MAX_LIMIT: i64 = 50;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindOrdersArgs {
-    /// Only orders with this status, e.g. COMPLETED or IN_PROGRESS (case-insensitive).
+    /// Only orders with this status, e.g. COMPLETED or IN_PROGRESS.
     pub status: Option<String>,
     /// Only orders of this type: FIRST_ORDER, ADDITIONAL_ORDER, TOPUP, BULK_TOPUP or TARIFF_CHANGE.
     pub order_type: Option<String>,
-    /// Only orders that contain this product id.
+    /// Only orders with this product.
     #[serde(default, deserialize_with = "lenient_i64_opt")]
     #[schemars(range(min = 1))]
     pub product_id: Option<i64>,
-    /// Only orders that include the SIM with this ICCID (the order that shipped it, and top-ups).
+    /// Only orders with this SIM (the one that shipped it, and top-ups).
     pub iccid: Option<String>,
-    /// Only orders whose customer reference contains this text (case-insensitive).
+    /// Only orders whose reference contains this text (case-insensitive).
     pub reference: Option<String>,
-    /// Only orders placed on or after this date, YYYY-MM-DD (UTC).
+    /// Placed on or after this day, YYYY-MM-DD (UTC).
     pub placed_from: Option<String>,
-    /// Only orders placed on or before this date, YYYY-MM-DD (UTC).
+    /// Placed on or before this day, YYYY-MM-DD (UTC).
     pub placed_until: Option<String>,
-    /// Most orders to return, 1 to 50 (default 20).
+    /// Most orders to return (default 20).
     #[serde(default, deserialize_with = "lenient_i64_opt")]
     #[schemars(range(min = 1, max = 50))]
     pub limit: Option<i64>,
+    #[serde(default)]
+    #[schemars(description = super::order_view::DETAIL_DOC)]
+    pub detail: Detail,
 }
 
 /// Orders that matched, newest first.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct FindOrdersOutput {
-    /// Matching orders, newest first.
-    pub orders: Vec<Order>,
+    /// Matching orders, newest first: summaries, or whole orders when detail is "full".
+    pub orders: Vec<ListedOrder>,
     /// Pages of 10 orders read from 1NCE (one request each).
     pub pages_read: u32,
     /// Orders in the account, when 1NCE reported it.
@@ -63,6 +67,8 @@ pub struct FindOrdersOutput {
     pub total_count: Option<u64>,
     /// Whether every order was searched (false: stopped at the limit or the page cap).
     pub complete: bool,
+    /// How much of each order this answer carries.
+    pub detail: Detail,
 }
 
 /// The validated filters.
@@ -75,6 +81,7 @@ struct Filter {
     from: Option<NaiveDate>,
     until: Option<NaiveDate>,
     limit: usize,
+    detail: Detail,
 }
 
 impl Filter {
@@ -118,6 +125,7 @@ impl Filter {
             from: date("placed_from", args.placed_from)?,
             until: date("placed_until", args.placed_until)?,
             limit,
+            detail: args.detail,
         };
         if let (Some(from), Some(until)) = (filter.from, filter.until)
             && from > until
@@ -176,7 +184,7 @@ impl OrderServer {
     #[tool(
         name = "find_orders",
         title = "Find 1NCE orders",
-        description = "Search all of the account's 1NCE orders, newest first, by status, type, product, SIM ICCID, reference or date range. Reads up to 30 pages from 1NCE and reports progress. Read-only.",
+        description = "Search all the account's 1NCE orders, newest first; every filter given must match. Reads up to 30 pages from 1NCE. Read-only.",
         input_schema = super::schema::input::<FindOrdersArgs>(),
         output_schema = super::schema::output::<FindOrdersOutput>(),
         annotations(
@@ -264,7 +272,11 @@ impl OrderServer {
         let pages_read = walk.requests();
         let total_count = walk.total_count();
         let output = FindOrdersOutput {
-            orders: found,
+            orders: found
+                .into_iter()
+                .map(|o| ListedOrder::new(o, filter.detail))
+                .collect(),
+            detail: filter.detail,
             pages_read,
             total_count,
             complete,
@@ -281,7 +293,10 @@ impl OrderServer {
         );
         for order in &output.orders {
             summary.push_str("\n- ");
-            summary.push_str(&order_line(order));
+            write_order_line(&mut summary, order);
+        }
+        if output.detail == Detail::Summary && !output.orders.is_empty() {
+            summary.push_str(SUMMARY_NOTE);
         }
         Ok(ToolOutput {
             data: output,

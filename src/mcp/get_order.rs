@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use tokio_util::sync::CancellationToken;
 
-use super::list_orders::{CANCELLED, order_line};
+use super::list_orders::CANCELLED;
+use super::order_view::write_order_details;
 use super::{OrderServer, ToolOutput, ToolResult};
 use crate::api::ApiError;
 use crate::api::model::{Order, lenient_i64};
@@ -16,7 +17,7 @@ use crate::api::model::{Order, lenient_i64};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetOrderArgs {
-    /// Order number identifying one order, e.g. 2000000001 (see list_orders).
+    /// Order number, e.g. 2000000001.
     #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub order_number: i64,
@@ -27,7 +28,7 @@ impl OrderServer {
     #[tool(
         name = "get_order",
         title = "Get a 1NCE order",
-        description = "Get one 1NCE order by its order number: type, status, date, invoice, shipping address, products and SIMs (ICCIDs). Read-only.",
+        description = "Get one 1NCE order whole: type, status, date, invoice, products, shipping address and every SIM's ICCID. Read-only.",
         input_schema = super::schema::input::<GetOrderArgs>(),
         output_schema = super::schema::output::<Order>(),
         annotations(
@@ -53,7 +54,7 @@ impl OrderServer {
             })?,
             () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
         };
-        let summary = order_line(&order);
+        let summary = self.describe_order(&order).await;
         Ok(ToolOutput {
             data: order,
             summary,
@@ -88,6 +89,20 @@ impl std::fmt::Display for LookupError {
 }
 
 impl OrderServer {
+    /// Everything about `order` in compact lines, with product names from the catalogue
+    /// when it is at hand (a catalogue 1NCE cannot send now only costs the names).
+    pub(super) async fn describe_order(&self, order: &Order) -> String {
+        let catalogue = self.desk.catalogue.products().await.ok();
+        let mut text = String::with_capacity(256 + 24 * order.sims.len());
+        write_order_details(&mut text, order, |id| {
+            catalogue
+                .as_ref()
+                .and_then(|products| products.iter().find(|p| p.id == id))
+                .map(|p| p.name.as_str())
+        });
+        text
+    }
+
     /// Order `number`, as an agent gave it: the one lookup `get_order`, the `reorder` prompt
     /// and the `1nce://orders/{n}` resource share.
     pub(super) async fn look_up(&self, number: impl ToString) -> Result<Order, LookupError> {

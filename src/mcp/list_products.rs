@@ -90,7 +90,7 @@ impl OrderServer {
     #[tool(
         name = "list_products",
         title = "List 1NCE products",
-        description = "List the 1NCE products that can be ordered: id (the product_id for create_order), name, package size, minimum and maximum quantity per order, one-time and recurring net charges. Read-only.",
+        description = "List the 1NCE products that can be ordered: id (create_order's product_id), name, package size, quantity limits per order, one-time and recurring net prices. Read-only.",
         output_schema = super::schema::output::<ListProductsOutput>(),
         annotations(
             title = "List 1NCE products",

@@ -19,10 +19,12 @@ mod find_orders;
 mod get_order;
 mod list_orders;
 mod list_products;
+mod order_view;
 mod pre_init;
 mod prompts;
 pub mod resources;
 pub mod schema;
+mod tool_set;
 mod waits;
 
 use std::sync::Arc;
@@ -49,14 +51,15 @@ pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 pub use list_products::ListProductsOutput;
 pub use pre_init::IgnoreBeforeInitialize;
+pub use tool_set::ToolSet;
 
 /// Settings of the MCP layer.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     /// Whether the 1NCE behind the client is the built-in sandbox (said in the instructions).
     pub sandbox: bool,
-    /// Leave create_order out entirely.
-    pub read_only: bool,
+    /// The tools offered (`--tools`, `--read-only`); without create_order nothing can be ordered.
+    pub tools: ToolSet,
     /// Refuse to order unless the client can ask its user (elicitation).
     pub require_human_approval: bool,
     /// The operator's limits on every order.
@@ -86,7 +89,8 @@ pub struct OrderServer {
     session_scope: String,
     sandbox: bool,
     limits: Arc<OrderLimits>,
-    read_only: bool,
+    /// create_order is offered.
+    can_order: bool,
     require_human_approval: bool,
     /// How long to wait for the user to answer an approval form.
     approval_timeout: Duration,
@@ -98,10 +102,8 @@ pub struct OrderServer {
 
 impl OrderServer {
     pub fn new(client: Client, confirmations: Arc<Confirmations>, options: ServerOptions) -> Self {
-        let mut tool_router = Self::read_only_router();
-        if !options.read_only {
-            tool_router += Self::create_order_router();
-        }
+        let tool_router = options.tools.router();
+        let can_order = tool_router.has_route("create_order");
         let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         let limits = Arc::new(options.limits);
         let (environment, account) = if options.sandbox {
@@ -129,43 +131,33 @@ impl OrderServer {
             session_scope: LOCAL_SCOPE.to_owned(),
             sandbox: options.sandbox,
             limits,
-            read_only: options.read_only,
+            can_order,
             require_human_approval: options.require_human_approval,
             approval_timeout,
             state_seal: Arc::new(approval::StateSeal::new(approval_timeout)),
             tool_router,
-            // The one prompt walks the agent through a reorder: nothing a read-only server offers.
-            prompt_router: if options.read_only {
-                PromptRouter::new()
-            } else {
+            // The one prompt walks the agent through a reorder: nothing a server that cannot
+            // order offers.
+            prompt_router: if can_order {
                 Self::prompt_router()
+            } else {
+                PromptRouter::new()
             },
         }
     }
 
-    /// Every tool, as a server that may order lists them.
+    /// Every tool this server has; [`ToolSet`] picks those one server offers.
     fn router() -> ToolRouter<Self> {
-        Self::read_only_router() + Self::create_order_router()
-    }
-
-    /// The tools that only read: all a `--read-only` server offers.
-    fn read_only_router() -> ToolRouter<Self> {
         Self::list_orders_router()
             + Self::get_order_router()
             + Self::find_orders_router()
             + Self::list_products_router()
+            + Self::create_order_router()
     }
 
-    /// The tools as `tools/list` shows them, without a running server.
+    /// Every tool as `tools/list` shows it, sorted by name, without a running server.
     pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
         let mut tools = Self::router().list_all();
-        tools.sort_by(|a, b| a.name.cmp(&b.name));
-        tools
-    }
-
-    /// The tools a `--read-only` server lists, without a running server.
-    pub fn read_only_tool_definitions() -> Vec<rmcp::model::Tool> {
-        let mut tools = Self::read_only_router().list_all();
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
     }
@@ -211,23 +203,34 @@ impl ServerHandler for OrderServer {
     }
 
     fn get_info(&self) -> ServerConfig {
-        let mut instructions = if self.read_only {
-            String::from(
-                "This server is READ-ONLY: it reads 1NCE orders and the product catalogue and cannot \
-                 place orders (create_order is not available). list_orders, get_order, find_orders \
-                 and list_products only read.",
-            )
-        } else {
-            String::from(
-                "Reads and places orders for 1NCE IoT SIM cards. list_orders, get_order, find_orders \
-                 and list_products only read. \
+        let mut reading: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| t.name != "create_order")
+            .map(|t| t.name.into_owned())
+            .collect();
+        reading.sort();
+        let reading = match reading.as_slice() {
+            [] => String::new(),
+            [one] => format!(" {one} only reads."),
+            [first @ .., last] => format!(" {} and {last} only read.", first.join(", ")),
+        };
+        let mut instructions = if self.can_order {
+            format!(
+                "Reads and places orders for 1NCE IoT SIM cards.{reading} \
              create_order places a real, paid order that ships hardware, in two steps: call it without \
              confirmation_token to get a preview and a token (nothing is ordered), show the preview to \
              the user, and only after the user explicitly approves it call create_order again with the \
              same arguments plus that confirmation_token. Never confirm without that approval.",
             )
+        } else {
+            format!(
+                "This server is READ-ONLY: it reads 1NCE orders and the product catalogue and cannot \
+                 place orders (create_order is not available).{reading}",
+            )
         };
-        if !self.read_only {
+        if self.can_order {
             if self.require_human_approval {
                 instructions.push_str(
                     " Every order must also be approved by the user in this client's own approval form (elicitation); clients that cannot show one cannot order.",

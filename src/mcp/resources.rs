@@ -33,9 +33,9 @@ pub fn templates() -> Vec<ResourceTemplate> {
         ResourceTemplate::new(ORDER_TEMPLATE, "order")
             .with_title("1NCE order")
             .with_description(
-                "One order of the 1NCE account as JSON: type, status, date, invoice, shipping address, products and SIMs.",
+                "One order of the 1NCE account, in compact lines: type, status, date, invoice, products, shipping address and every SIM's ICCID.",
             )
-            .with_mime_type("application/json"),
+            .with_mime_type("text/plain"),
     ]
 }
 
@@ -67,7 +67,10 @@ impl OrderServer {
             LookupError::Missing(_) => ErrorData::resource_not_found(e.to_string(), None),
             LookupError::Failed(_) => ErrorData::internal_error(e.to_string(), None),
         })?;
-        json_contents(uri, &order)
+        let text = self.describe_order(&order).await;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(text, uri).with_mime_type("text/plain"),
+        ]))
     }
 }
 

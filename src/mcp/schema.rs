@@ -13,7 +13,9 @@ use rmcp::model::JsonObject;
 use schemars::JsonSchema;
 use serde_json::Value;
 
-/// The input schema of a tool taking `T` as its arguments.
+/// The input schema of a tool taking `T` as its arguments. A model reads it on every turn, so
+/// it keeps only what says what to send: no `$schema` (every tool's would be the same line;
+/// MCP's default dialect is 2020-12 anyway).
 pub fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
     let schema = schema_for_input::<T>().unwrap_or_else(|e| {
         panic!(
@@ -21,7 +23,9 @@ pub fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
             std::any::type_name::<T>()
         )
     });
-    Arc::new(tidy(schema.as_ref()))
+    let mut schema = tidy(schema.as_ref());
+    schema.remove("$schema");
+    Arc::new(schema)
 }
 
 /// The output schema of a tool whose `structuredContent` is a `T`.

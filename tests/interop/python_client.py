@@ -36,6 +36,11 @@ async def exercise(target, mode):
         check(not page.is_error, f"list_orders failed: {page.content}")
         orders = page.structured_content["orders"]
         check(len(orders) == 3, f"list_orders returned {len(orders)} orders")
+        check("sim_count" in orders[0] and "sims" not in orders[0], "the default list is a summary")
+        # Both shapes of a listed order validate against the one output schema (the SDK checks it).
+        full = await client.call_tool("find_orders", {"limit": 2, "detail": "full"})
+        check(not full.is_error, f"find_orders full failed: {full.content}")
+        check("sims" in full.structured_content["orders"][0], "detail full lists the SIMs")
 
         number = orders[1]["order_number"]
         order = await client.call_tool("get_order", {"order_number": number})

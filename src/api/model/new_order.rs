@@ -82,15 +82,15 @@ impl DeliveryAddress {
     }
 }
 
-/// A product line of a new order.
+// A product line of a new order (a plain comment: a doc comment would be schema text that
+// every agent reads on every turn, saying what the field names already say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductLine {
-    /// Id of the product to order (see past orders or 1NCE's product list), e.g. 1001.
+    /// Product id from list_products, e.g. 1001.
     #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub product_id: i64,
-    /// Quantity of this product to order, at least 1.
     #[serde(deserialize_with = "lenient_i64")]
     #[schemars(range(min = 1))]
     pub quantity: i64,

@@ -95,39 +95,33 @@ pub struct Link {
     pub href: Option<String>,
 }
 
-/// Address where the products of an order are delivered.
+/// A shipping address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryAddress {
-    /// Salutation: "1" for Mr, "2" for Ms.
+    /// "1" for Mr, "2" for Ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["1", "2", null]))]
     pub salutation: Option<String>,
-    /// First name.
+    // No doc comments from here to `city`: they would become schema descriptions that only
+    // repeat the field names, which every agent reads on every turn for nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    /// Last name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
-    /// Company name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<String>,
-    /// Street name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub street: Option<String>,
-    /// Second address line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_line2: Option<String>,
-    /// House number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub house_number: Option<String>,
-    /// ZIP code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zip: Option<String>,
-    /// City.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
-    /// ISO 3166-1 alpha-2 country code, e.g. DE.
+    /// ISO 3166-1 alpha-2 code, e.g. DE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 2))]
     pub country: Option<String>,
