@@ -33,7 +33,7 @@ async fn orders_and_products_read_as_resources() {
         .await;
     assert_eq!(text, &common::text(&via_tool));
     assert!(
-        text.contains("SIMs (") && text.contains("shipped to: "),
+        text.contains("SIMs (") && text.contains("ship to: "),
         "{text}"
     );
 

@@ -12,6 +12,7 @@ mod common;
 mod check;
 mod cli;
 mod client;
+mod docs;
 mod elicitation;
 mod faults;
 mod find_orders;

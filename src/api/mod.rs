@@ -24,7 +24,7 @@ pub mod retry;
 
 pub use page_walk::PageWalk;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
@@ -82,7 +82,7 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: LazyHttp,
     /// The base URL with a trailing slash, so relative paths join beneath it.
     base: url::Url,
     tokens: auth::TokenCache,
@@ -97,6 +97,41 @@ impl std::fmt::Debug for Client {
             .field("base", &self.inner.base.as_str())
             .field("client_id", &self.inner.tokens.client_id())
             .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP client, built on first use. Building one that speaks TLS reads and parses the
+/// system's CA roots, milliseconds that every start-up would pay, including the sandbox's and a
+/// `tools` listing that never calls 1NCE. A plain-http base (loopback only: the sandbox, a test
+/// double) gets a client that trusts no root at all, since it never does TLS; redirects are off,
+/// so it cannot be led to an https URL.
+struct LazyHttp {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    plain_http: bool,
+    built: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl LazyHttp {
+    fn get(&self) -> Result<&reqwest::Client, ApiError> {
+        self.built
+            .get_or_init(|| {
+                let mut builder = reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .timeout(self.request_timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("1nce-mcp/", env!("CARGO_PKG_VERSION")));
+                if self.plain_http {
+                    builder = builder.tls_certs_only([]);
+                }
+                builder
+                    .build()
+                    .map_err(|e| format!("could not set up HTTPS: {e}"))
+            })
+            .as_ref()
+            .map_err(|reason| ApiError::Unreachable {
+                reason: reason.clone(),
+            })
     }
 }
 
@@ -121,15 +156,12 @@ impl Client {
             .map_err(|e| ApiError::BadResponse {
                 reason: format!("invalid API base URL: {e}"),
             })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("1nce-mcp/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ApiError::Unreachable {
-                reason: format!("could not set up HTTPS: {e}"),
-            })?;
+        let http = LazyHttp {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            plain_http: base.scheme() == "http",
+            built: OnceLock::new(),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -157,7 +189,7 @@ impl Client {
     pub async fn authenticate(&self) -> Result<(), ApiError> {
         self.inner
             .tokens
-            .token(&self.inner.http, self.inner.request_timeout)
+            .token(self.inner.http.get()?, self.inner.request_timeout)
             .await
             .map(|_| ())
     }
@@ -305,16 +337,17 @@ impl Client {
             Effect::Read => Duration::ZERO,
             Effect::PlacesOrder => timeout + POST_TOKEN_MARGIN,
         };
+        let http = self.inner.http.get().map_err(Failure::before_sending)?;
         for attempt in 0..2 {
             let token = self
                 .inner
                 .tokens
-                .token_lasting(&self.inner.http, timeout, must_last)
+                .token_lasting(http, timeout, must_last)
                 .await
                 .map_err(Failure::before_sending)?;
             self.pace(waited).await.map_err(Failure::before_sending)?;
             let started = tokio::time::Instant::now();
-            let request = build(self.inner.http.request(method.clone(), url.clone()))
+            let request = build(http.request(method.clone(), url.clone()))
                 .bearer_auth(token.bearer())
                 .header(reqwest::header::ACCEPT, "application/json");
             let response = match request.send().await {

@@ -58,9 +58,9 @@ fn long_help() -> String {
 /// MCP server for the 1NCE Order Management API.
 ///
 /// Serves the Model Context Protocol on stdio (stdout carries only protocol messages, logs go to
-/// stderr), or over HTTP with --http, with four tools: list_orders, get_order, list_products and
-/// create_order. create_order places real, paid orders that ship SIM cards, and only after a
-/// preview has been confirmed.
+/// stderr), or over HTTP with --http, with five tools: list_orders, get_order, find_orders,
+/// list_products and create_order. create_order places real, paid orders that ship SIM cards,
+/// and only after a preview has been confirmed.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "1nce-mcp", version, after_long_help = long_help(), after_help = "ENVIRONMENT: ONCE_CLIENT_ID, ONCE_CLIENT_SECRET, ONCE_MCP_HTTP_TOKEN, RUST_LOG (see --help)")]
 pub struct Cli {
@@ -212,7 +212,7 @@ pub enum Command {
     /// Skills): structuredContent as JSON on stdout, the text summary on stderr. Exit status 0 on
     /// success, 1 when the tool reports an error, 2 on bad usage.
     Call {
-        /// The tool to run: list_orders, get_order or create_order.
+        /// The tool to run: list_orders, get_order, find_orders, list_products or create_order.
         tool: String,
         /// The tool's arguments as a JSON object, e.g. '{"page": 2}'. Without --args or
         /// --args-file they are read from stdin when it is not a terminal, else {} is used.

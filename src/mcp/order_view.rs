@@ -175,7 +175,7 @@ pub fn write_order_details<'a>(
         out.replace_range(start..start + SEPARATOR.len(), "");
     }
     if let Some(address) = &order.shipping_address {
-        let _ = write!(out, "\n  shipped to: {}", one_line(&address.to_string()));
+        let _ = write!(out, "\n  ship to: {}", one_line(&address.to_string()));
         if let Some(phone) = &address.phone {
             let _ = write!(out, " (phone {})", one_line(phone));
         }
@@ -338,7 +338,7 @@ mod tests {
             text,
             "order 2000000007 · ADDITIONAL_ORDER · COMPLETED · 2024-08-23T11:12:00Z · 53.55 EUR · invoice 20000007 · ref \"Fleet\u{FFFD}North\"\n  \
              products: 3 × product 1002, 1 × product 1001 (SIM card)\n  \
-             shipped to: Max Mustermann, Musterstraße 12, 10115 Berlin, DE (phone +49 30 1)\n  \
+             ship to: Max Mustermann, Musterstraße 12, 10115 Berlin, DE (phone +49 30 1)\n  \
              SIMs (3): 8988280666000000015, 8988280666000000023 (1 without an ICCID)"
         );
     }
