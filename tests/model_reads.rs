@@ -172,7 +172,8 @@ fn numbers(structured: &Value) -> Vec<u64> {
 async fn both_forms_answer_the_same_questions() {
     let sandbox = Sandbox::start().await.unwrap();
     let all = sandbox.orders();
-    let server = spawn_against(&sandbox, &[]).await;
+    // Many calls in a row: no pacing, so no "waited for the rate limit" note in the texts.
+    let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
 
     // list_orders, default: a summary of each order, and the page's totals.
     let page = server.call("list_orders", json!({})).await;
@@ -236,6 +237,26 @@ async fn both_forms_answer_the_same_questions() {
         let text = common::text(&one);
         assert!(text.contains("(1NCE "), "product names in {text}");
     }
+
+    // The placed answer of create_order: the new order whole, as get_order has it.
+    let args = json!({"products": [{"product_id": 1001, "quantity": 2}], "customer_reference": "fleet-7"});
+    let preview = server.ok("create_order", args.clone()).await;
+    let mut confirm = args.clone();
+    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let placed = server.call("create_order", confirm).await;
+    let text = common::text(&placed);
+    let number = placed.structured_content.as_ref().unwrap()["order_number"]
+        .as_u64()
+        .unwrap();
+    let looked_up = server
+        .call("get_order", json!({"order_number": number}))
+        .await;
+    assert!(text.starts_with("ORDER PLACED: "), "{text}");
+    assert!(
+        text.contains(&common::text(&looked_up)),
+        "the placed answer holds the order's lines:\n{text}"
+    );
+    assert!(text.contains("ref \"fleet-7\"") && text.contains("ship to: "), "{text}");
     server.stop().await;
 }
 
