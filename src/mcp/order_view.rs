@@ -132,7 +132,7 @@ pub fn write_order_line(out: &mut String, order: &ListedOrder) {
                 [&s.order_type, &s.order_status, &s.order_date],
             );
             write_amount(out, &s.invoice_amount, &s.currency);
-            write_products(out, &s.products, |_| None);
+            write_products(out, SEPARATOR, &s.products, |_| None);
             if s.sim_count > 0 {
                 let _ = write!(out, "{SEPARATOR}{} SIM(s)", s.sim_count);
             }
@@ -167,13 +167,7 @@ pub fn write_order_details<'a>(
     if let Some(reference) = &order.customer_reference {
         let _ = write!(out, "{SEPARATOR}ref \"{}\"", one_line(reference));
     }
-    if !order.products.is_empty() {
-        out.push_str("\n  products: ");
-        let start = out.len();
-        write_products(out, &order.products, name_of);
-        // write_products leads with a separator for the one-line form; a line of its own needs none.
-        out.replace_range(start..start + SEPARATOR.len(), "");
-    }
+    write_products(out, "\n  products: ", &order.products, name_of);
     if let Some(address) = &order.shipping_address {
         let _ = write!(out, "\n  ship to: {}", one_line(&address.to_string()));
         if let Some(phone) = &address.phone {
@@ -223,13 +217,15 @@ fn write_amount(out: &mut String, amount: &Option<String>, currency: &Option<Str
     }
 }
 
+/// Appends the product lines, `lead` before the first and a comma between the others.
 fn write_products<'a>(
     out: &mut String,
+    lead: &str,
     products: &[OrderedProduct],
     name_of: impl Fn(u64) -> Option<&'a str>,
 ) {
     for (i, p) in products.iter().enumerate() {
-        out.push_str(if i == 0 { SEPARATOR } else { ", " });
+        out.push_str(if i == 0 { lead } else { ", " });
         let _ = write!(out, "{} × product {}", p.quantity, p.product_id);
         if let Some(name) = name_of(p.product_id) {
             let _ = write!(out, " ({})", one_line(name));
