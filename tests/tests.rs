@@ -21,6 +21,8 @@ mod hygiene;
 mod interop;
 mod load;
 mod log_privacy;
+#[cfg(unix)]
+mod packaging;
 mod post_answers;
 mod products;
 mod resources_prompts;
