@@ -227,3 +227,75 @@ async fn the_extension_starts_as_claude_desktop_starts_it() {
     assert!(server.ok("create_order", ONE_SIM(5)).await["confirmation_token"].is_string());
     server.stop().await;
 }
+
+/// Cargo.toml, the extension's manifest, the MCP Registry's server.json and README tell one
+/// story: one version, one repository, one registry name (the README's `mcp-name:` line proves
+/// the cargo package's ownership), and server.json's settings are the extension's settings.
+#[test]
+fn release_metadata_agrees() {
+    let version = env!("CARGO_PKG_VERSION");
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    let manifest = read_json(format!("{ROOT}/packaging/mcpb/manifest.json"));
+    let entry = read_json(format!("{ROOT}/server.json"));
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+
+    assert_eq!(manifest["version"], version);
+    assert_eq!(manifest["repository"]["url"], repository);
+    assert_eq!(entry["version"], version);
+    assert_eq!(entry["repository"]["url"], repository);
+    let owner = repository
+        .strip_prefix("https://github.com/")
+        .and_then(|rest| rest.split('/').next())
+        .expect("a GitHub repository");
+    let name = format!("io.github.{owner}/1nce-mcp");
+    assert_eq!(entry["name"], name.as_str());
+    assert!(
+        readme
+            .lines()
+            .any(|l| l.trim() == format!("mcp-name: {name}")),
+        "README needs the visible line `mcp-name: {name}`"
+    );
+
+    let packages = entry["packages"].as_array().unwrap();
+    let cargo = packages
+        .iter()
+        .find(|p| p["registryType"] == "cargo")
+        .expect("a cargo package");
+    assert_eq!(cargo["identifier"], env!("CARGO_PKG_NAME"));
+    assert_eq!(cargo["version"], version);
+    for bundle in packages.iter().filter(|p| p["registryType"] == "mcpb") {
+        let url = bundle["identifier"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!(
+                "{repository}/releases/download/v{version}/1nce-mcp-{version}-"
+            )) && url.ends_with(".mcpb"),
+            "{url}"
+        );
+    }
+
+    // The registry's environment variables are the extension's, secret where its form field is
+    // sensitive.
+    let form = &manifest["user_config"];
+    let extension_env = manifest["server"]["mcp_config"]["env"].as_object().unwrap();
+    let registry_env = cargo["environmentVariables"].as_array().unwrap();
+    let mut names: Vec<&str> = registry_env
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = extension_env.keys().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for variable in registry_env {
+        let field = extension_env[variable["name"].as_str().unwrap()]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("${user_config.")
+            .trim_end_matches('}');
+        assert_eq!(
+            variable["isSecret"].as_bool(),
+            Some(form[field]["sensitive"] == true),
+            "{variable}"
+        );
+    }
+}
