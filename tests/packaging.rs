@@ -48,11 +48,11 @@ async fn stdout_of(cmd: &mut Command, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Packs the test's binary with scripts/package-mcpb and unpacks the bundle with the mcpb CLI;
-/// returns the directory the extension was unpacked to. The binary is stripped of its debug
-/// information first where `strip` is at hand: zipping 200 MB of it takes a minute.
-async fn pack_and_unpack(mcpb: &Path) -> PathBuf {
-    let work = temp_dir("mcpb");
+/// Packs the test's binary with scripts/package-mcpb into `work` and unpacks the bundle there
+/// with the mcpb CLI; returns the directory the extension was unpacked to. The binary is
+/// stripped of its debug information first where `strip` is at hand: zipping 200 MB of it takes
+/// a minute.
+async fn pack_and_unpack(mcpb: &Path, work: &Path) -> PathBuf {
     let server = work.join("1nce-mcp");
     std::fs::copy(binary(), &server).unwrap();
     let _ = Command::new("strip")
@@ -66,7 +66,7 @@ async fn pack_and_unpack(mcpb: &Path) -> PathBuf {
             .arg("--binary")
             .arg(&server)
             .arg("--out")
-            .arg(&work)
+            .arg(work)
             .env("MCPB", mcpb),
         "scripts/package-mcpb",
     )
@@ -160,7 +160,8 @@ async fn the_extension_starts_as_claude_desktop_starts_it() {
     let Some(mcpb) = installed("ONCE_MCPB", "scripts/packaging-setup") else {
         return;
     };
-    let extension = pack_and_unpack(&mcpb).await;
+    let work = temp_dir("mcpb");
+    let extension = pack_and_unpack(&mcpb, &work).await;
     let manifest = read_json(extension.join("manifest.json"));
 
     // A person who fills in nothing gets the sandbox, not an error.
@@ -226,6 +227,9 @@ async fn the_extension_starts_as_claude_desktop_starts_it() {
     assert!(refused.contains("--max-quantity 5"), "{refused}");
     assert!(server.ok("create_order", ONE_SIM(5)).await["confirmation_token"].is_string());
     server.stop().await;
+    // Three copies of the server (the binary, the bundle, the unpacked extension): not worth
+    // keeping once both servers have exited.
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// Cargo.toml, the extension's manifest, the MCP Registry's server.json and README tell one
@@ -298,4 +302,79 @@ fn release_metadata_agrees() {
             "{variable}"
         );
     }
+}
+
+/// The release job's registry entry (scripts/release-server-json) carries each bundle's
+/// SHA-256, which the registry requires of mcpb packages, still passes the registry's schema,
+/// and is refused while a bundle is missing.
+#[tokio::test]
+async fn the_release_registry_entry_carries_each_bundles_sha256() {
+    use sha2::{Digest, Sha256};
+    let Some(ajv) = installed("ONCE_AJV", "scripts/packaging-setup") else {
+        return;
+    };
+    let dist = temp_dir("release");
+    let script = format!("{ROOT}/scripts/release-server-json");
+    let entry = read_json(format!("{ROOT}/server.json"));
+    let bundles: Vec<String> = entry["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["registryType"] == "mcpb")
+        .map(|p| {
+            p["identifier"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!bundles.is_empty());
+    for (i, name) in bundles.iter().enumerate() {
+        // Every bundle but the last, so the script can be seen refusing first.
+        if i + 1 < bundles.len() {
+            std::fs::write(dist.join(name), name).unwrap();
+        }
+    }
+    let missing = Command::new("python3")
+        .arg(&script)
+        .arg(&dist)
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains(bundles.last().unwrap()));
+
+    std::fs::write(dist.join(bundles.last().unwrap()), bundles.last().unwrap()).unwrap();
+    let out = stdout_of(Command::new("python3").arg(&script).arg(&dist), &script).await;
+    let release: Value = serde_json::from_str(&out).unwrap();
+    for package in release["packages"].as_array().unwrap() {
+        let url = package["identifier"].as_str().unwrap();
+        if package["registryType"] == "mcpb" {
+            let name = url.rsplit('/').next().unwrap();
+            let sum = format!("{:x}", Sha256::digest(name.as_bytes()));
+            assert_eq!(package["fileSha256"], sum.as_str(), "{url}");
+        } else {
+            assert!(package.get("fileSha256").is_none(), "{url}");
+        }
+    }
+    std::fs::write(dist.join("server.json"), &out).unwrap();
+    stdout_of(
+        Command::new(&ajv)
+            .args([
+                "validate",
+                "--spec=draft7",
+                "--strict=false",
+                "-c",
+                "ajv-formats",
+                "-s",
+            ])
+            .arg(format!("{ROOT}/packaging/registry/server.schema.json"))
+            .arg("-d")
+            .arg(dist.join("server.json")),
+        "ajv validate",
+    )
+    .await;
 }
