@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Command, Config, Upstream};
 use onence_mcp::exit_status::{ExitStatus, QuietPipe};
@@ -48,7 +47,7 @@ impl Exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_process();
     init_logging();
     if let Some(Command::Tools) = cli.command {
         return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {

@@ -31,10 +31,22 @@ impl Run {
 
 /// Runs the binary once against `sandbox` with the given state directory.
 async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    run_with(sandbox, state, args, stdin, &[]).await
+}
+
+/// [`run`], with `extra` set in the environment as well.
+async fn run_with(
+    sandbox: &Sandbox,
+    state: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Run {
     let url = sandbox.base_url();
     let state = state.to_str().unwrap();
     let mut env = sandbox_env(&url).to_vec();
     env.push(("ONCE_STATE_DIR", state));
+    env.extend_from_slice(extra);
     let mut cmd = command(args, &env);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -218,6 +230,56 @@ async fn exit_status_tells_tool_errors_from_bad_usage() {
             .requests()
             .iter()
             .all(|r| r.path != "/v1/orders" || r.method == "GET")
+    );
+}
+
+/// A launcher that writes a settings form into the environment (Claude Desktop's extension,
+/// see packaging/mcpb) sets a variable to "" for every field left blank: blank is no setting.
+#[tokio::test]
+async fn blank_environment_variables_count_as_not_set() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let blank = [
+        "ONCE_READ_ONLY",
+        "ONCE_REQUIRE_HUMAN_APPROVAL",
+        "ONCE_MAX_QUANTITY",
+        "ONCE_MAX_ORDER_VALUE",
+        "ONCE_ALLOWED_PRODUCTS",
+        "ONCE_AUDIT_LOG",
+        "ONCE_RATE_LIMIT",
+        "ONCE_CONFIRMATION_TTL",
+    ]
+    .map(|name| (name, ""));
+    let out = run_with(
+        &sandbox,
+        &state,
+        &["call", "create_order", "--args", ORDER],
+        None,
+        &blank,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.json()["confirmation_token"].is_string(),
+        "{}",
+        out.stdout
+    );
+
+    // Blank credentials are missing credentials, named as such.
+    let out = run_with(
+        &sandbox,
+        &state,
+        &["call", "list_orders"],
+        None,
+        &[("ONCE_CLIENT_ID", ""), ("ONCE_CLIENT_SECRET", "")],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ONCE_CLIENT_ID and ONCE_CLIENT_SECRET not set"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -12,24 +12,11 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::common::net::HttpServer;
-use crate::common::{binary, temp_dir};
+use crate::common::{binary, installed, temp_dir};
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.
 fn client(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var).map(PathBuf::from) {
-        Some(path) if path.exists() => Some(path),
-        _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
-            panic!(
-                "{var} is not set to an installed client; run `eval \"$(scripts/interop-setup)\"`"
-            )
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: {var} not set; run `eval \"$(scripts/interop-setup)\"` to test with it"
-            );
-            None
-        }
-    }
+    installed(var, "scripts/interop-setup")
 }
 
 fn server_args(state: &std::path::Path) -> Vec<String> {

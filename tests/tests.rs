@@ -23,6 +23,8 @@ mod interop;
 mod load;
 mod log_privacy;
 mod model_reads;
+#[cfg(unix)]
+mod packaging;
 mod post_answers;
 mod products;
 mod resources_prompts;

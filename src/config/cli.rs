@@ -205,6 +205,28 @@ pub struct Cli {
     pub rate_burst: u32,
 }
 
+impl Cli {
+    /// Parses this process's command line and environment, exiting with clap's message on a
+    /// mistake.
+    ///
+    /// An environment variable set to the empty string counts as not set, as for the
+    /// credentials: a launcher that fills a settings form into the environment (Claude
+    /// Desktop's extension, a Docker env file, a CI secret that is not defined) writes
+    /// `ONCE_MAX_QUANTITY=` for a field left blank, and blank means "no setting", not "the
+    /// number nothing".
+    pub fn from_process() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_args(|arg| {
+            let blank = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if blank { arg.env(None) } else { arg }
+        });
+        Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// What to do instead of serving MCP.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {

@@ -93,6 +93,22 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     cmd
 }
 
+/// A tool installed by one of the setup scripts, named by the environment variable `var` that
+/// the script exports; `None` (after saying so on stderr) when it is not installed, unless
+/// `ONCE_INTEROP_REQUIRED=1` (as in CI) makes a missing tool a failure.
+pub fn installed(var: &str, setup: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(path) if path.exists() => Some(path),
+        _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
+            panic!("{var} is not set to an installed tool; run `eval \"$({setup})\"`")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} not set; run `eval \"$({setup})\"` to test with it");
+            None
+        }
+    }
+}
+
 /// The crate's 1NCE client pointed at `sandbox`.
 pub fn api_client(sandbox: &Sandbox) -> Client {
     install_crypto();
@@ -273,6 +289,8 @@ pub fn text(result: &CallToolResult) -> String {
 pub struct Server {
     session: Session,
     stderr: Stderr,
+    /// The server's process id.
+    pub pid: Option<u32>,
 }
 
 impl std::ops::Deref for Server {
@@ -299,18 +317,30 @@ pub async fn spawn_against(sandbox: &Sandbox, extra_args: &[&str]) -> Server {
 
 /// Spawns the server binary with these arguments and environment and completes `initialize`.
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
-    let (transport, stderr) = child(args, env);
+    spawn_command(command(args, env)).await
+}
+
+/// Spawns `cmd`, a server serving MCP on stdio however it was launched, and completes
+/// `initialize`.
+pub async fn spawn_command(cmd: tokio::process::Command) -> Server {
+    let (transport, stderr) = child_of(cmd);
+    let pid = transport.id();
     let client = ().serve(transport).await.expect("MCP initialize");
     Server {
         session: Session { client },
         stderr,
+        pid,
     }
 }
 
 /// The server binary as a child process transport, for a client of the test's own, and its
 /// stderr.
 pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Stderr) {
-    let cmd = command(args, env).configure(|_| {});
+    child_of(command(args, env))
+}
+
+fn child_of(cmd: tokio::process::Command) -> (TokioChildProcess, Stderr) {
+    let cmd = cmd.configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
         .spawn()
