@@ -168,6 +168,22 @@ pub struct Cli {
     #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Most HTTP connections open at once, e.g. 512. Past it a new connection gets 503 and is
+    /// closed at once; the connections already admitted are served as before. Raise the open-files
+    /// limit (ulimit -n) to at least this plus a hundred.
+    #[arg(long, global = true, env = "ONCE_MCP_MAX_CONNECTIONS", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Most MCP sessions open at once over HTTP, Streamable HTTP and legacy SSE together. Past
+    /// it an initialize (or GET /sse) is answered 503 with Retry-After.
+    #[arg(long, global = true, env = "ONCE_MCP_MAX_SESSIONS", value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_sessions: u32,
+
+    /// An HTTP session that sends no request for this long is closed, e.g. 10m (1 s to 24 h);
+    /// its client must initialize again.
+    #[arg(long, global = true, env = "ONCE_MCP_SESSION_IDLE_TIMEOUT", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
     /// How many times to repeat a read (never an order) after 429, 502, 503, 504 or a connection
     /// failure, 0 to 10.
     #[arg(long, global = true, env = "ONCE_MAX_RETRIES", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
