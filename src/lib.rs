@@ -28,8 +28,8 @@
 //!
 //! Beside them: [`oneshot`] (`1nce-mcp call`, one tool call through an in-memory MCP session, so
 //! scripts and Agent Skills get exactly the server's behaviour), [`setup_check`] (`1nce-mcp
-//! check`, a verdict on credentials and reachability) and [`exit_status`] (every exit status,
-//! in one list).
+//! check`, a verdict on credentials and reachability), [`exit_status`] (every exit status,
+//! in one list) and [`stderr_log`] (log lines to stderr that never block the server).
 //!
 //! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
 //! `--http`. stdout carries protocol messages only; every log line goes to stderr through
@@ -43,6 +43,7 @@ pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
 pub mod setup_check;
+pub mod stderr_log;
 pub mod transport;
 
 /// Lower-case hex of `bytes`: token ids, content hashes.

@@ -15,6 +15,7 @@ mod client;
 mod elicitation;
 mod faults;
 mod find_orders;
+mod hostile_http;
 mod hostile_input;
 mod http;
 mod hygiene;
