@@ -11,8 +11,9 @@
 //!   `config/http.rs` the HTTP transport's settings, `config/mod.rs` the validated [`config::Config`]
 //!   they make. Nothing past `config` sees clap.
 //! - [`transport`]: MCP over stdio and over the network (Streamable HTTP, legacy HTTP+SSE) on
-//!   one listener, behind `Host`/`Origin` checks and a bearer token; thin adapters around the
-//!   same server, one `OrderServer::for_session` per HTTP session.
+//!   one listener, behind `Host`/`Origin` checks and a bearer token, with caps on connections
+//!   and sessions, timeouts for slow clients and a refusal log that floods cannot inflate; thin
+//!   adapters around the same server, one `OrderServer::for_session` per HTTP session.
 //! - [`mcp`]: the MCP face. One file per tool, the approval form (elicitation), resources and
 //!   prompts, and the rendering of what agents read. Knows the 1NCE models and errors, never
 //!   HTTP.

@@ -261,6 +261,15 @@ async fn slow_and_idle_connections_are_closed_and_capped() {
         .unwrap();
     let answer = closed_by_server(huge, PATIENCE, "an oversized declared body").await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // So are headers past 64 KiB.
+    let mut big_head = connect(&server).await;
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(70_000)
+    );
+    big_head.write_all(head.as_bytes()).await.unwrap();
+    let answer = closed_by_server(big_head, PATIENCE, "oversized headers").await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // A legitimate client and a legacy SSE stream work during the attack.
     let session = server.client(None).await;

@@ -35,6 +35,14 @@ SAFETY:
   order whose record cannot be written is not placed.
 
 {EXIT_STATUS}
+HTTP LIMITS (--http):
+  Headers must arrive within 10 s and an idle keep-alive connection is closed after 10 s; headers
+  at most 64 KiB; a request body at most 1 MiB, whole within 30 s. --max-connections (512) caps
+  open connections, --max-sessions (200) open MCP sessions; --session-idle-timeout (10m) closes
+  sessions without requests. Refused requests are logged short and counted (one line per kind per
+  10 s), and log lines never hold up a request: when stderr is not read they are dropped.
+  --http-token-file must be owner-only (chmod 600) and at most 4 KiB.
+
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
   and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
