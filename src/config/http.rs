@@ -321,69 +321,66 @@ mod tests {
             err.contains("too short") && !err.contains("short\""),
             "{err}"
         );
-        let path = std::env::temp_dir().join(format!("1nce-mcp-token-{}", std::process::id()));
-        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+        let path = token_file("token", &format!("{TOKEN}\n"), 0o640);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let readable = std::fs::Permissions::from_mode(0o640);
-            std::fs::set_permissions(&path, readable).unwrap();
-            let err = HttpSettings::from_cli(
-                &cli(&[
-                    "--http",
-                    "8080",
-                    "--http-token-file",
-                    path.to_str().unwrap(),
-                ]),
-                |_| None,
-            )
-            .unwrap_err();
+            let err = from_token_file(&path).unwrap_err();
             assert!(
                 err.contains("other users (mode 640)") && err.contains("chmod 600"),
                 "{err}"
             );
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            set_mode(&path, 0o600);
         }
+        let s = from_token_file(&path).unwrap().unwrap();
+        assert_eq!(s.token.unwrap().expose_secret(), TOKEN);
+        let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let args = [
             "--http",
             "8080",
             "--http-token-file",
             path.to_str().unwrap(),
         ];
-        let s = HttpSettings::from_cli(&cli(&args), |_| None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(s.token.unwrap().expose_secret(), TOKEN);
-        let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&args), env).unwrap_err();
         assert!(err.contains("use one of them"), "{err}");
         std::fs::remove_file(&path).unwrap();
-        let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
+        let err = from_token_file(&path).unwrap_err();
         assert!(err.contains("could not use the bearer token file"), "{err}");
+    }
+
+    /// A token file in the temp directory with `contents` and (on Unix) `mode`.
+    fn token_file(label: &str, contents: &str, mode: u32) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("1nce-mcp-{label}-{}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        set_mode(&path, mode);
+        path
+    }
+
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    fn set_mode(path: &std::path::Path, mode: u32) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    fn from_token_file(path: &std::path::Path) -> Result<Option<HttpSettings>, String> {
+        let path = path.to_str().unwrap();
+        HttpSettings::from_cli(&cli(&["--http", "8080", "--http-token-file", path]), |_| {
+            None
+        })
     }
 
     #[test]
     fn token_files_are_read_to_a_bound() {
-        let path = std::env::temp_dir().join(format!("1nce-mcp-big-token-{}", std::process::id()));
-        std::fs::write(&path, "x".repeat(MAX_TOKEN_FILE_BYTES as usize + 1)).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let args = [
-            "--http",
-            "8080",
-            "--http-token-file",
-            path.to_str().unwrap(),
-        ];
-        let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
+        let too_long = "x".repeat(MAX_TOKEN_FILE_BYTES as usize + 1);
+        let path = token_file("big-token", &too_long, 0o600);
+        let err = from_token_file(&path).unwrap_err();
         assert!(err.contains("larger than 4096 bytes"), "{err}");
         std::fs::remove_file(&path).unwrap();
         #[cfg(unix)]
         {
-            let args = ["--http", "8080", "--http-token-file", "/dev/zero"];
-            let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
+            let err = from_token_file(std::path::Path::new("/dev/zero")).unwrap_err();
             assert!(err.contains("not a regular file"), "{err}");
         }
     }
