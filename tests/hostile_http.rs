@@ -346,7 +346,7 @@ async fn slow_and_idle_connections_are_closed_and_capped() {
 
 /// --max-sessions counts Streamable HTTP and legacy SSE sessions together; past it a new session
 /// gets 503 with Retry-After and a JSON-RPC error; a closed or idle session frees its place;
-/// DELETE of an unknown session is 404.
+/// DELETE of a session is 204, of an unknown one 404.
 #[tokio::test]
 async fn sessions_are_capped_expire_when_idle_and_unknown_ones_are_404() {
     let sandbox = sandbox().await;
@@ -398,7 +398,7 @@ async fn sessions_are_capped_expire_when_idle_and_unknown_ones_are_404() {
             .header("mcp-protocol-version", "2025-06-18")
             .send()
     };
-    assert_eq!(delete(first_id.clone()).await.unwrap().status(), 202);
+    assert_eq!(delete(first_id.clone()).await.unwrap().status(), 204);
     assert_eq!(delete(first_id).await.unwrap().status(), 404);
     assert_eq!(
         delete("no-such-session".into()).await.unwrap().status(),

@@ -289,7 +289,7 @@ async fn read_body(State(refusals): State<Refusals>, request: Request, next: Nex
 /// scope of the server rmcp may create for it: a new random one for an `initialize` (a new
 /// session), the shared stateless one for a request outside any session. An `initialize` past
 /// `--max-sessions` is refused here, before rmcp creates anything; `DELETE` of a session that
-/// does not exist is answered 404.
+/// does not exist is answered 404, of one that does 204.
 async fn count_calls(State(mcp): State<McpState>, request: Request, next: Next) -> Response {
     if request.method() == Method::DELETE {
         let id = request
@@ -305,6 +305,14 @@ async fn count_calls(State(mcp): State<McpState>, request: Request, next: Next) 
             )
                 .into_response();
         }
+        // rmcp answers a closed session 202; clients expect 200 or 204 (the Python SDK logs
+        // "Session termination failed: 202" on every close), and nothing is left to accept.
+        let mut response = next.run(request).await;
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.body_mut() = Body::empty();
+        }
+        return response;
     }
     if request.method() != Method::POST {
         return next.run(request).await;
