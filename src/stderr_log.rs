@@ -7,7 +7,9 @@
 //! written when stderr takes lines again. Losing log lines under a flood is the lesser evil.
 //!
 //! `tracing-subscriber` formats an event into one writer from [`MakeWriter`] and then drops it, so
-//! one queued item is one whole line: lines never interleave.
+//! one queued item is one whole line: lines never interleave. A line longer than
+//! [`MAX_LINE_BYTES`] is cut there, whatever logged it (rmcp quotes some header values a client
+//! chose), so no single request can make a long line.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines waiting for stderr before new ones are dropped.
 pub const QUEUE_LINES: usize = 1024;
+/// Longest line written; the rest is replaced by its length.
+pub const MAX_LINE_BYTES: usize = 2048;
 /// How long the process waits at exit for queued lines to be written.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(1);
 
@@ -130,7 +134,18 @@ impl Drop for QueuedLine<'_> {
         if self.line.is_empty() {
             return;
         }
-        match self.to.queue.try_send(std::mem::take(&mut self.line)) {
+        let mut line = std::mem::take(&mut self.line);
+        if line.len() > MAX_LINE_BYTES {
+            let total = line.len();
+            // Cut on a character boundary: the bytes are UTF-8 text from the formatter.
+            let mut cut = MAX_LINE_BYTES;
+            while cut > 0 && (line[cut] & 0b1100_0000) == 0b1000_0000 {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.extend_from_slice(format!("… (line of {total} bytes cut)\n").as_bytes());
+        }
+        match self.to.queue.try_send(line) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
                 self.to.dropped.fetch_add(1, Ordering::Relaxed);
@@ -182,6 +197,18 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let out = Blocked::default();
+        out.shared.state.lock().unwrap().0 = true;
+        let (writer, drain) = NonBlockingStderr::start_with(out.clone(), 4);
+        writeln!(writer.make_writer(), "{}", "é".repeat(5000)).unwrap();
+        drop(drain);
+        let text = String::from_utf8(out.shared.state.lock().unwrap().1.clone()).unwrap();
+        assert!(text.len() < MAX_LINE_BYTES + 64, "{}", text.len());
+        assert!(text.ends_with("… (line of 10001 bytes cut)\n"), "{text}");
     }
 
     #[test]
