@@ -177,8 +177,9 @@ pub struct Cli {
     pub shutdown_grace: Duration,
 
     /// Most HTTP connections open at once, e.g. 512. Past it a new connection gets 503 and is
-    /// closed at once; the connections already admitted are served as before. Raise the open-files
-    /// limit (ulimit -n) to at least this plus a hundred.
+    /// closed at once; the connections already admitted are served as before. The soft
+    /// open-files limit is raised to the hard one at start; if that is below N plus 64, a
+    /// warning says to raise `ulimit -n`.
     #[arg(long, global = true, env = "ONCE_MCP_MAX_CONNECTIONS", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
