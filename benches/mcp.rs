@@ -10,19 +10,28 @@
 //! - upstream requests per tool call in steady state;
 //! - peak resident memory idle and after 10,000 calls, and the binary's size;
 //! - rounds of hundreds of concurrent Streamable HTTP clients: errors, throughput, latency,
-//!   upstream requests per call and the server's memory after each round.
+//!   upstream requests per call and the server's memory after each round;
+//! - a legitimate client's latency and the server's memory while hundreds of slow connections
+//!   and a flood of unauthenticated requests attack, and the log written per 10,000 refused
+//!   requests ([`attack`]; `BENCH_ONLY=attack` runs this part alone).
 //!
 //! Counts can be lowered for a quick look: `BENCH_CALLS=2000 BENCH_SPAWNS=10 BENCH_ROUNDS=2 cargo bench --bench mcp`
 //! (also `BENCH_SESSIONS`, `BENCH_SESSION_CALLS`; `BENCH_BINARY` measures another build).
 //! The client side speaks raw JSON-RPC lines, so what is measured is the server, not a client SDK.
 
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, Lines};
 use tokio::process::Child;
+
+// In a directory of its own: a file beside this one would be taken for a benchmark of its own.
+#[path = "mcp/attack.rs"]
+mod attack;
 
 const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
 
@@ -190,11 +199,30 @@ fn mb(kib: u64) -> f64 {
 struct HttpServer {
     child: Child,
     url: String,
+    /// The bearer token clients send, when the server requires one.
+    token: Option<String>,
+    /// Bytes the server wrote to stderr after its ready line (read as they come).
+    log_bytes: Arc<AtomicU64>,
+    /// Reads stderr to its end.
+    log_reader: tokio::task::JoinHandle<()>,
 }
 
 impl HttpServer {
     async fn spawn(sandbox: &Sandbox, state: &std::path::Path) -> HttpServer {
-        let mut child = server_command(sandbox, state)
+        HttpServer::spawn_with_token(sandbox, state, None).await
+    }
+
+    /// With `token`, clients must send it (`ONCE_MCP_HTTP_TOKEN`).
+    async fn spawn_with_token(
+        sandbox: &Sandbox,
+        state: &std::path::Path,
+        token: Option<&str>,
+    ) -> HttpServer {
+        let mut command = server_command(sandbox, state);
+        if let Some(token) = token {
+            command.env("ONCE_MCP_HTTP_TOKEN", token);
+        }
+        let mut child = command
             .args(["--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -203,16 +231,35 @@ impl HttpServer {
             .spawn()
             .expect("spawn the release binary");
         // The ready line names the bound address.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let addr = loop {
-            let line = stderr.next_line().await.unwrap().expect("a ready line");
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).await.unwrap() > 0,
+                "a ready line"
+            );
             if let Some(rest) = line.split("ready on http://").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
+        // Everything after the ready line is log: counted, and drained so it never blocks.
+        let log_bytes = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&log_bytes);
+        let log_reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stderr, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                counted.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
         HttpServer {
             child,
             url: format!("http://{addr}/mcp"),
+            token: token.map(str::to_owned),
+            log_bytes,
+            log_reader,
         }
     }
 
@@ -222,9 +269,13 @@ impl HttpServer {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "bench", "version": "0"}}});
-        let response = http
+        let mut request = http
             .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .json(&init)
             .send()
             .await
@@ -240,6 +291,7 @@ impl HttpServer {
             http,
             url: self.url.clone(),
             session,
+            token: self.token.clone(),
             next_id: 1,
         };
         session
@@ -258,16 +310,27 @@ struct HttpSession {
     http: reqwest::Client,
     url: String,
     session: String,
+    token: Option<String>,
     next_id: u64,
 }
 
 impl HttpSession {
+    /// A request to the session's URL with the session id, and the token if there is one.
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, &self.url)
+            .header("mcp-session-id", &self.session);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     async fn post(&self, message: Value) -> Result<String, String> {
         let response = self
-            .http
-            .post(&self.url)
+            .request(reqwest::Method::POST)
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &self.session)
             .header("mcp-protocol-version", "2025-11-25")
             .json(&message)
             .send()
@@ -309,12 +372,7 @@ impl HttpSession {
 
     /// Ends the session, as a well-behaved client does.
     async fn close(self) {
-        let _ = self
-            .http
-            .delete(&self.url)
-            .header("mcp-session-id", &self.session)
-            .send()
-            .await;
+        let _ = self.request(reqwest::Method::DELETE).send().await;
     }
 }
 
@@ -537,6 +595,10 @@ async fn main() {
     let spawns = count("BENCH_SPAWNS", 25);
     let sandbox = Sandbox::start().await.unwrap();
     let state = tempfile::tempdir().unwrap();
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "attack") {
+        attack::under_attack(&sandbox, state.path()).await;
+        return;
+    }
     let cases = [
         Case {
             label: "get_order",
@@ -713,6 +775,7 @@ async fn main() {
 
     // The concurrent rounds keep to the first two cases, comparable with earlier runs.
     concurrent_http(&sandbox, state.path(), &cases[..2]).await;
+    attack::under_attack(&sandbox, state.path()).await;
 }
 
 fn num_cpus() -> usize {

@@ -11,8 +11,9 @@
 //!   `config/http.rs` the HTTP transport's settings, `config/mod.rs` the validated [`config::Config`]
 //!   they make. Nothing past `config` sees clap.
 //! - [`transport`]: MCP over stdio and over the network (Streamable HTTP, legacy HTTP+SSE) on
-//!   one listener, behind `Host`/`Origin` checks and a bearer token; thin adapters around the
-//!   same server, one `OrderServer::for_session` per HTTP session.
+//!   one listener, behind `Host`/`Origin` checks and a bearer token, with caps on connections
+//!   and sessions, timeouts for slow clients and a refusal log that floods cannot inflate; thin
+//!   adapters around the same server, one `OrderServer::for_session` per HTTP session.
 //! - [`mcp`]: the MCP face. One file per tool, the approval form (elicitation), resources and
 //!   prompts, and the rendering of what agents read. Knows the 1NCE models and errors, never
 //!   HTTP.
@@ -28,8 +29,8 @@
 //!
 //! Beside them: [`oneshot`] (`1nce-mcp call`, one tool call through an in-memory MCP session, so
 //! scripts and Agent Skills get exactly the server's behaviour), [`setup_check`] (`1nce-mcp
-//! check`, a verdict on credentials and reachability) and [`exit_status`] (every exit status,
-//! in one list).
+//! check`, a verdict on credentials and reachability), [`exit_status`] (every exit status,
+//! in one list) and [`stderr_log`] (log lines to stderr that never block the server).
 //!
 //! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
 //! `--http`. stdout carries protocol messages only; every log line goes to stderr through
@@ -43,6 +44,7 @@ pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
 pub mod setup_check;
+pub mod stderr_log;
 pub mod transport;
 
 /// Lower-case hex of `bytes`: token ids, content hashes.

@@ -17,6 +17,7 @@ use onence_mcp::mcp::{OrderServer, ServerOptions, ToolSet};
 use onence_mcp::oneshot;
 use onence_mcp::orders::{Confirmations, private_fs};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::stderr_log::NonBlockingStderr;
 use onence_mcp::transport;
 use rmcp::ServiceExt;
 use rmcp::model::JsonObject;
@@ -48,7 +49,17 @@ impl Exit {
 
 fn main() -> ExitCode {
     let cli = Cli::from_process();
-    init_logging();
+    // Serving HTTP, logs must never hold up a request: lines go through a queue that drops
+    // them when stderr is not read (see `stderr_log`). stdio and the subcommands write directly,
+    // in order with their other messages on stderr.
+    let _drain = if cli.http.is_some() && cli.command.is_none() {
+        let (writer, drain) = NonBlockingStderr::start();
+        init_logging(writer);
+        Some(drain)
+    } else {
+        init_logging(std::io::stderr);
+        None
+    };
     if let Some(Command::Tools) = cli.command {
         return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {
             Ok(tools) => print_tools(&tools),
@@ -161,7 +172,10 @@ const MESSAGE_LOGGERS: [(&str, LevelFilter); 1] = [("rmcp", LevelFilter::WARN)];
 /// filter that every event must pass as well, not directives added to the user's: a directive
 /// is overruled by a narrower one (`rmcp::service=trace`) or by a span directive
 /// (`[serve_inner]=trace`), a second filter by nothing.
-fn init_logging() {
+fn init_logging<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let caps = Targets::new()
         .with_default(LevelFilter::TRACE)
@@ -169,7 +183,7 @@ fn init_logging() {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(writer)
                 .with_ansi(false)
                 .with_target(false)
                 .with_filter(filter.and(caps)),
@@ -364,12 +378,13 @@ fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObject,
     let (text, source) = match (args, file) {
         (Some(json), _) => (json.to_owned(), "--args".to_owned()),
         (None, Some(path)) if path == Path::new("-") => (read_stdin()?, "stdin".to_owned()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path).map_err(|e| {
+        (None, Some(path)) => {
+            let file = std::fs::File::open(path).map_err(|e| {
                 Exit::usage(format!("cannot read --args-file {}: {e}", path.display()))
-            })?,
-            path.display().to_string(),
-        ),
+            })?;
+            let source = path.display().to_string();
+            (read_bounded(file, &source)?, source)
+        }
         (None, None) if std::io::stdin().is_terminal() => (String::new(), "stdin".to_owned()),
         (None, None) => (read_stdin()?, "stdin".to_owned()),
     };
@@ -388,13 +403,31 @@ fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObject,
     }
 }
 
+/// Largest tool arguments read from a file or stdin: an order is a few hundred bytes.
+const MAX_ARGUMENTS_BYTES: u64 = 1024 * 1024;
+
 fn read_stdin() -> Result<String, Exit> {
-    let mut text = String::new();
-    std::io::stdin()
-        .take(1 << 20)
-        .read_to_string(&mut text)
-        .map_err(|e| Exit::usage(format!("cannot read the tool arguments from stdin: {e}")))?;
-    Ok(text)
+    read_bounded(std::io::stdin(), "stdin")
+}
+
+/// Reads at most [`MAX_ARGUMENTS_BYTES`] (one more tells a larger input from one that fits), so
+/// `--args-file /dev/zero` is refused instead of filling memory.
+fn read_bounded(reader: impl Read, source: &str) -> Result<String, Exit> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_ARGUMENTS_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Exit::usage(format!("cannot read the tool arguments from {source}: {e}")))?;
+    if bytes.len() as u64 > MAX_ARGUMENTS_BYTES {
+        return Err(Exit::usage(format!(
+            "the tool arguments from {source} are larger than 1 MiB; tool arguments are a small JSON object"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Exit::usage(format!(
+            "the tool arguments from {source} are not UTF-8 text"
+        ))
+    })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -41,7 +41,11 @@ impl Verdict {
             }
             ApiError::Unreachable { .. }
             | ApiError::Upstream { .. }
-            | ApiError::RateLimited { .. } => Verdict::Unreachable,
+            | ApiError::RateLimited { .. }
+            | ApiError::Throttled { .. } => Verdict::Unreachable,
+            // Retries ran out: what the last attempt met is what 1NCE kept doing (429, 503, a
+            // dropped connection: unreachable, as `--help` and README say).
+            ApiError::GaveUp { last, .. } => Verdict::of(last),
             _ => Verdict::Unexpected,
         }
     }

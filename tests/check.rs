@@ -62,3 +62,33 @@ async fn each_kind_of_failure_has_its_exit_status() {
     let (code, report) = check(&[], &right).await;
     assert_eq!(code, 0, "{report}");
 }
+
+/// 1NCE that keeps answering 429 or 503, or keeps dropping the connection, is unreachable (5),
+/// as `--help` and README say, also once the retries ran out.
+#[tokio::test]
+async fn retries_that_run_out_are_unreachable_not_unexpected() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = sandbox.base_url();
+    let env = [
+        ("ONCE_API_URL", url.as_str()),
+        ("ONCE_CLIENT_ID", SANDBOX_CLIENT_ID),
+        ("ONCE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+    ];
+    let retrying = ["--max-retries", "1", "--retry-backoff", "1ms"];
+    for (what, fault) in [
+        ("429", Fault::status("GET", "/v1/orders", 429).times(2)),
+        ("503", Fault::status("GET", "/v1/orders", 503).times(2)),
+        (
+            "dropped",
+            Fault::drop_connection("GET", "/v1/orders").times(2),
+        ),
+    ] {
+        sandbox.inject(fault);
+        let mut args = vec!["check"];
+        args.extend_from_slice(&retrying);
+        let out = command(&args, &env).output().await.unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(5), "{what}: {report}");
+        assert!(report.contains("1NCE unreachable"), "{what}: {report}");
+    }
+}

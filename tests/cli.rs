@@ -219,6 +219,10 @@ async fn exit_status_tells_tool_errors_from_bad_usage() {
             ],
             "cannot read --args-file",
         ),
+        (
+            vec!["call", "list_orders", "--args-file", "/dev/zero"],
+            "larger than 1 MiB",
+        ),
     ] {
         let out = run(&sandbox, &state, &args, None).await;
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);

@@ -565,3 +565,63 @@ async fn stateless_requests_can_confirm_but_sessions_cannot_use_their_tokens() {
     assert_eq!(placed["structuredContent"]["status"], "placed", "{placed}");
     assert_eq!(common::posts(&sandbox), 1);
 }
+
+/// Settings that would open a hole or read without end are refused at start-up with exit
+/// status 2 and a message naming the fix, and nothing secret is echoed.
+#[tokio::test]
+async fn dangerous_settings_are_refused_at_start_up() {
+    let dir = common::temp_dir("settings");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let token_path = token_file.to_str().unwrap();
+    /// Arguments, environment, and what the refusal must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 7] = [
+        (&["--allowed-origin", "null"], &[], "\"null\""),
+        (
+            &["--allowed-origin", "https://*.example.com"],
+            &[],
+            "wildcard",
+        ),
+        (&["--allowed-host", "a b"], &[], "is not a host name"),
+        (
+            &["--http-token-file", "/dev/zero"],
+            &[],
+            "not a regular file",
+        ),
+        // Readable by others.
+        (&["--http-token-file", token_path], &[], "chmod 600"),
+        (
+            &["--api-url", "http://user:s3cret-pw@127.0.0.1:9"],
+            &[("ONCE_CLIENT_ID", "id"), ("ONCE_CLIENT_SECRET", "secret")],
+            "user info",
+        ),
+        (
+            &["--session-idle-timeout", "0"],
+            &[],
+            "--session-idle-timeout",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let mut all = vec!["--http", "127.0.0.1:0"];
+        if env.is_empty() {
+            all.push("--sandbox");
+        }
+        all.extend_from_slice(args);
+        let output = common::command(&all, env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+        assert!(!stderr.contains(TOKEN), "{stderr}");
+    }
+}

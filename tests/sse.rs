@@ -1,101 +1,12 @@
 //! The legacy HTTP+SSE transport (2024-11-05) spoken by a raw client: open `/sse`, read the
 //! `endpoint` event, POST JSON-RPC there, read the answers as `message` events.
 
-use std::collections::HashMap;
-
 use onence_mcp::sandbox::Sandbox;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common;
 use crate::common::net::{GatedProxy, HttpServer, TOKEN};
-use crate::common::sse::SseReader;
-
-/// A raw legacy-SSE session.
-struct LegacySession {
-    http: reqwest::Client,
-    events: SseReader,
-    post_url: String,
-    token: Option<&'static str>,
-    answers: HashMap<u64, Value>,
-}
-
-impl LegacySession {
-    async fn open(server: &HttpServer, token: Option<&'static str>) -> LegacySession {
-        let http = reqwest::Client::new();
-        let mut request = http
-            .get(server.url("/sse"))
-            .header("accept", "text/event-stream");
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
-        let mut events = SseReader::new(response);
-        let endpoint = events.next().await.expect("an endpoint event");
-        assert_eq!(endpoint.event, "endpoint");
-        assert!(
-            endpoint.data.starts_with("/message?sessionId="),
-            "{}",
-            endpoint.data
-        );
-        LegacySession {
-            http,
-            events,
-            post_url: server.url(&endpoint.data),
-            token,
-            answers: HashMap::new(),
-        }
-    }
-
-    async fn post(&self, message: Value) -> reqwest::StatusCode {
-        let mut request = self.http.post(&self.post_url).json(&message);
-        if let Some(token) = self.token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().status()
-    }
-
-    /// POSTs a request (202) and reads `message` events until its answer arrives.
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        let status = self
-            .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
-        assert_eq!(status, 202, "{method}");
-        while !self.answers.contains_key(&id) {
-            let event = self.events.next().await.expect("the stream stays open");
-            assert_eq!(event.event, "message", "{event:?}");
-            let message: Value = serde_json::from_str(&event.data).unwrap();
-            assert_eq!(message["jsonrpc"], "2.0");
-            if let Some(answered) = message["id"].as_u64() {
-                self.answers.insert(answered, message);
-            }
-        }
-        self.answers.remove(&id).unwrap()
-    }
-
-    async fn initialize(&mut self) {
-        let init = self
-            .request(
-                1,
-                "initialize",
-                json!({"protocolVersion": "2024-11-05", "capabilities": {},
-                       "clientInfo": {"name": "raw-sse", "version": "0"}}),
-            )
-            .await;
-        assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
-        assert_eq!(init["result"]["serverInfo"]["name"], "onence-mcp");
-        let status = self
-            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(status, 202);
-    }
-}
+use crate::common::sse::LegacySession;
 
 #[tokio::test]
 async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {

@@ -16,6 +16,7 @@ mod docs;
 mod elicitation;
 mod faults;
 mod find_orders;
+mod hostile_http;
 mod hostile_input;
 mod http;
 mod hygiene;

@@ -35,6 +35,14 @@ SAFETY:
   order whose record cannot be written is not placed.
 
 {EXIT_STATUS}
+HTTP LIMITS (--http):
+  Headers must arrive within 10 s and an idle keep-alive connection is closed after 10 s; headers
+  at most 64 KiB; a request body at most 1 MiB, whole within 30 s. --max-connections (512) caps
+  open connections, --max-sessions (200) open MCP sessions; --session-idle-timeout (10m) closes
+  sessions without requests. Refused requests are logged short and counted (one line per kind per
+  10 s), and log lines never hold up a request: when stderr is not read they are dropped.
+  --http-token-file must be owner-only (chmod 600) and at most 4 KiB.
+
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
   and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
@@ -179,6 +187,23 @@ pub struct Cli {
     /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
     #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Most HTTP connections open at once, e.g. 512. Past it a new connection gets 503 and is
+    /// closed at once; the connections already admitted are served as before. The soft
+    /// open-files limit is raised to the hard one at start; if that is below N plus 64, a
+    /// warning says to raise `ulimit -n`.
+    #[arg(long, global = true, env = "ONCE_MCP_MAX_CONNECTIONS", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Most MCP sessions open at once over HTTP, Streamable HTTP and legacy SSE together. Past
+    /// it an initialize (or GET /sse) is answered 503 with Retry-After.
+    #[arg(long, global = true, env = "ONCE_MCP_MAX_SESSIONS", value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_sessions: u32,
+
+    /// An HTTP session that sends no request for this long is closed, e.g. 10m (1 s to 24 h);
+    /// its client must initialize again.
+    #[arg(long, global = true, env = "ONCE_MCP_SESSION_IDLE_TIMEOUT", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
 
     /// How many times to repeat a read (never an order) after 429, 502, 503, 504 or a connection
     /// failure, 0 to 10.

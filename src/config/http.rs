@@ -8,11 +8,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::cli::Cli;
+use crate::orders::private_fs;
 
 /// The environment variable holding the HTTP bearer token.
 pub const TOKEN_ENV: &str = "ONCE_MCP_HTTP_TOKEN";
 /// Shortest bearer token accepted: anything shorter is guessable.
 const MIN_TOKEN_LEN: usize = 16;
+/// Largest token file read: a token is a line of random characters, not a document.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4 * 1024;
 
 /// Validated settings of the HTTP transport.
 #[derive(Clone)]
@@ -27,6 +30,12 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// How long calls in flight may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Most connections open at once; past it new ones are refused.
+    pub max_connections: usize,
+    /// Most MCP sessions (Streamable HTTP and legacy SSE together) open at once.
+    pub max_sessions: usize,
+    /// A session without any request for this long is closed.
+    pub session_idle_timeout: Duration,
 }
 
 /// Hand-written so the token never reaches a log through `{:?}`.
@@ -38,6 +47,9 @@ impl fmt::Debug for HttpSettings {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_connections", &self.max_connections)
+            .field("max_sessions", &self.max_sessions)
+            .field("session_idle_timeout", &self.session_idle_timeout)
             .finish()
     }
 }
@@ -73,12 +85,8 @@ impl HttpSettings {
             }
             (Some(token), None) => Some(check_token(token.trim(), TOKEN_ENV)?),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!(
-                        "could not read the bearer token file {}: {e}",
-                        path.display()
-                    )
-                })?;
+                let text = private_fs::read_secret_file(path, MAX_TOKEN_FILE_BYTES)
+                    .map_err(|e| format!("could not use the bearer token file: {e}"))?;
                 Some(check_token(
                     text.trim(),
                     &format!("the token file {}", path.display()),
@@ -89,6 +97,15 @@ impl HttpSettings {
         if token.is_none() && !addr.ip().is_loopback() {
             return Err(format!(
                 "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients; or listen on loopback (127.0.0.1) only"
+            ));
+        }
+        let session_idle_timeout = cli.session_idle_timeout;
+        if session_idle_timeout < Duration::from_secs(1)
+            || session_idle_timeout > Duration::from_secs(24 * 3600)
+        {
+            return Err(format!(
+                "--session-idle-timeout must be between 1s and 24h, not {}",
+                humantime::format_duration(session_idle_timeout)
             ));
         }
         let allowed_hosts = allowed_hosts(addr, &cli.allowed_hosts)?;
@@ -105,6 +122,9 @@ impl HttpSettings {
             allowed_hosts,
             allowed_origins,
             shutdown_grace,
+            max_connections: cli.max_connections as usize,
+            max_sessions: cli.max_sessions as usize,
+            session_idle_timeout,
         }))
     }
 }
@@ -151,16 +171,72 @@ fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Result<Vec<String>, Stri
                 "--allowed-host {host}: give a host name or IP, optionally with :PORT, not a URL"
             ));
         }
+        if !is_host_entry(&host) {
+            return Err(format!(
+                "--allowed-host {host:?} is not a host name or IP address (optionally with :PORT), e.g. mcp.example.com, 192.168.1.20:8080 or [fd00::1]; a Host header could never match it"
+            ));
+        }
         hosts.push(host);
     }
     Ok(hosts)
 }
 
-/// `scheme://host[:port]` as browsers send it (lower-case, default port omitted), or `null`.
+/// `name[:port]`, `IPv4[:port]`, `[IPv6][:port]` or a bare IPv6 address: what a `Host` header
+/// can hold. Names are DNS labels (letters, digits, `-`, and `_` for internal names).
+fn is_host_entry(entry: &str) -> bool {
+    if entry.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    // `[IPv6]` or a name, then `:PORT` or nothing.
+    let (host, rest) = match entry.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, rest)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (None, rest),
+            _ => return false,
+        },
+        None => match entry.find(':') {
+            Some(colon) => (Some(&entry[..colon]), &entry[colon..]),
+            None => (Some(entry), ""),
+        },
+    };
+    let port_ok = match rest.strip_prefix(':') {
+        Some(port) => port.parse::<u16>().is_ok(),
+        None => rest.is_empty(),
+    };
+    port_ok && host.is_none_or(is_host_name)
+}
+
+/// A DNS name (or dotted IPv4 address): labels of letters, digits, `-` and `_`, at most 253
+/// characters.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// `scheme://host[:port]` as browsers send it (lower-case, default port omitted).
+///
+/// Refused: `null` (the origin of sandboxed frames, `data:` and `file:` pages of any site),
+/// wildcards (`https://*.example.com` never matches: origins are compared whole), user info,
+/// paths, queries and fragments: anything but one exact origin.
 pub fn normalize_origin(origin: &str) -> Result<String, String> {
     let origin = origin.trim();
-    if origin == "null" {
-        return Ok("null".to_owned());
+    if origin.eq_ignore_ascii_case("null") {
+        return Err(
+            "origin \"null\" is what sandboxed frames and data: or file: pages of any website send; allowing it would let any of them call this server. List the web client's real origin, e.g. https://app.example.com".to_owned(),
+        );
+    }
+    if origin.contains('*') {
+        return Err(format!(
+            "origin {origin:?} has a wildcard; origins are matched exactly, so list each one, e.g. https://app.example.com"
+        ));
     }
     let url = url::Url::parse(origin).map_err(|e| {
         format!("origin {origin:?} is not valid ({e}); write it with its scheme, e.g. https://app.example.com or http://localhost:3000")
@@ -170,9 +246,24 @@ pub fn normalize_origin(origin: &str) -> Result<String, String> {
             "origin {origin:?} needs an http or https scheme and a host, e.g. https://app.example.com"
         ));
     }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "origin {origin:?} has a path; an origin is only scheme://host[:port]"
+            "origin {origin:?} has a path, query or fragment; an origin is only scheme://host[:port]"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() || origin.contains('@') {
+        return Err(format!(
+            "origin {origin:?} has user info; an origin is only scheme://host[:port]"
+        ));
+    }
+    let is_name = match url.host() {
+        Some(url::Host::Domain(d)) => is_host_name(d),
+        Some(_) => true,
+        None => false,
+    };
+    if !is_name {
+        return Err(format!(
+            "origin {origin:?} does not name a host; an origin is scheme://host[:port], e.g. https://app.example.com"
         ));
     }
     Ok(url.origin().ascii_serialization())
@@ -230,27 +321,152 @@ mod tests {
             err.contains("too short") && !err.contains("short\""),
             "{err}"
         );
-        let path = std::env::temp_dir().join(format!("1nce-mcp-token-{}", std::process::id()));
-        std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+        let path = token_file("token", &format!("{TOKEN}\n"), 0o640);
+        #[cfg(unix)]
+        {
+            let err = from_token_file(&path).unwrap_err();
+            assert!(
+                err.contains("other users (mode 640)") && err.contains("chmod 600"),
+                "{err}"
+            );
+            set_mode(&path, 0o600);
+        }
+        let s = from_token_file(&path).unwrap().unwrap();
+        assert_eq!(s.token.unwrap().expose_secret(), TOKEN);
+        let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let args = [
             "--http",
             "8080",
             "--http-token-file",
             path.to_str().unwrap(),
         ];
-        let s = HttpSettings::from_cli(&cli(&args), |_| None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(s.token.unwrap().expose_secret(), TOKEN);
-        let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&args), env).unwrap_err();
         assert!(err.contains("use one of them"), "{err}");
         std::fs::remove_file(&path).unwrap();
-        let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
-        assert!(
-            err.contains("could not read the bearer token file"),
-            "{err}"
-        );
+        let err = from_token_file(&path).unwrap_err();
+        assert!(err.contains("could not use the bearer token file"), "{err}");
+    }
+
+    /// A token file in the temp directory with `contents` and (on Unix) `mode`.
+    fn token_file(label: &str, contents: &str, mode: u32) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("1nce-mcp-{label}-{}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        set_mode(&path, mode);
+        path
+    }
+
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    fn set_mode(path: &std::path::Path, mode: u32) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+
+    fn from_token_file(path: &std::path::Path) -> Result<Option<HttpSettings>, String> {
+        let path = path.to_str().unwrap();
+        HttpSettings::from_cli(&cli(&["--http", "8080", "--http-token-file", path]), |_| {
+            None
+        })
+    }
+
+    #[test]
+    fn token_files_are_read_to_a_bound() {
+        let too_long = "x".repeat(MAX_TOKEN_FILE_BYTES as usize + 1);
+        let path = token_file("big-token", &too_long, 0o600);
+        let err = from_token_file(&path).unwrap_err();
+        assert!(err.contains("larger than 4096 bytes"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        #[cfg(unix)]
+        {
+            let err = from_token_file(std::path::Path::new("/dev/zero")).unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn origins_that_cannot_be_one_exact_origin_are_refused() {
+        for bad in [
+            "null",
+            "NULL",
+            "https://*.example.com",
+            "*",
+            "https://user:pw@app.example.com",
+            "https://app.example.com/path",
+            "https://app.example.com?q=1",
+            "https://app.example.com#top",
+            "ftp://app.example.com",
+            "https://app_ex ample.com",
+        ] {
+            let err =
+                HttpSettings::from_cli(&cli(&["--http", "8080", "--allowed-origin", bad]), |_| {
+                    None
+                })
+                .unwrap_err();
+            assert!(err.contains("origin"), "{bad}: {err}");
+        }
+        for good in [
+            "http://localhost:6274",
+            "https://[::1]:8443",
+            "http://10.0.0.2:3000",
+        ] {
+            let s =
+                HttpSettings::from_cli(&cli(&["--http", "8080", "--allowed-origin", good]), |_| {
+                    None
+                });
+            assert!(s.is_ok(), "{good}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_must_be_host_names() {
+        for bad in [
+            "a b",
+            "user@host",
+            "host:port",
+            "host:99999",
+            "-bad.example",
+            "[::1",
+            "a..b",
+        ] {
+            let flag = format!("--allowed-host={bad}");
+            let err =
+                HttpSettings::from_cli(&cli(&["--http", "8080", &flag]), |_| None).unwrap_err();
+            assert!(err.contains("--allowed-host"), "{bad}: {err}");
+        }
+        for good in [
+            "mcp.example.com",
+            "mcp.example.com:8080",
+            "192.168.1.20",
+            "[fd00::1]:80",
+            "fd00::1",
+            "my_host",
+        ] {
+            let s =
+                HttpSettings::from_cli(&cli(&["--http", "8080", "--allowed-host", good]), |_| None)
+                    .unwrap()
+                    .unwrap();
+            assert!(s.allowed_hosts.contains(&good.to_owned()), "{good}");
+        }
+    }
+
+    #[test]
+    fn connection_and_session_limits_have_careful_defaults() {
+        let s = HttpSettings::from_cli(&cli(&["--http", "8080"]), |_| None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.max_connections, 512);
+        assert_eq!(s.max_sessions, 200);
+        assert_eq!(s.session_idle_timeout, Duration::from_secs(600));
+        let err = HttpSettings::from_cli(
+            &cli(&["--http", "8080", "--session-idle-timeout", "0s"]),
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(err.contains("--session-idle-timeout"), "{err}");
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-connections", "0"]).is_err());
+        assert!(Cli::try_parse_from(["1nce-mcp", "--max-sessions", "0"]).is_err());
     }
 
     #[test]

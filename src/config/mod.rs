@@ -190,6 +190,13 @@ pub fn default_state_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBu
 
 /// Refuses URLs that would send credentials in clear text over a network.
 fn check_url(url: &Url) -> Result<(), String> {
+    // Checked first, and the URL not repeated: it would show the password.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "ONCE_API_URL / --api-url has user info (user:password@); leave it out: the server authenticates with ONCE_CLIENT_ID and ONCE_CLIENT_SECRET, e.g. {}",
+            api::DEFAULT_BASE_URL
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -261,6 +268,17 @@ mod tests {
         assert!(Config::from_cli(&cli(&["--api-url", "http://127.0.0.1:9/x"]), env).is_ok());
         let err = Config::from_cli(&cli(&["--api-url", "http://example.com"]), env).unwrap_err();
         assert!(err.contains("plain http"));
+        for with_user in [
+            "http://user:s3cret-pw@127.0.0.1:9/x",
+            "https://user@api.example.com",
+        ] {
+            let err = Config::from_cli(&cli(&["--api-url", with_user]), env).unwrap_err();
+            assert!(err.contains("user info"), "{err}");
+            assert!(
+                !err.contains("s3cret-pw") && !err.contains("user@"),
+                "{err}"
+            );
+        }
         let err = Config::from_cli(&cli(&["--confirmation-ttl", "25h"]), env).unwrap_err();
         assert!(err.contains("between 1s and 1day"), "{err}");
         assert_eq!(

@@ -157,6 +157,51 @@ pub fn open_append_private(path: &Path) -> io::Result<File> {
 }
 
 /// Owner-only mode and `O_NOFOLLOW` (plus `extra` flags) for files we create or open.
+/// Reads a secret the operator keeps in a file (the HTTP bearer token), at most `max_bytes`:
+/// refuses a file group or other users may read or write (with the `chmod` that fixes it), and
+/// reads through a bounded reader, so a device without end (`/dev/zero`) is refused once it
+/// passes the limit instead of filling memory. Symbolic links are followed (secret mounts are
+/// links); the mode checked is the target's.
+pub fn read_secret_file(path: &Path, max_bytes: u64) -> io::Result<String> {
+    use std::io::Read as _;
+    let file = File::open(path).map_err(|e| context(path, e))?;
+    let meta = file.metadata().map_err(|e| context(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let kind = meta.file_type();
+        if kind.is_char_device() || kind.is_block_device() || kind.is_socket() || meta.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file; put the secret in a file of its own",
+                path.display()
+            )));
+        }
+        let mode = meta.permissions().mode();
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(io::Error::other(format!(
+                "{} can be read or written by other users (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                shell_quote(path)
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| context(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::other(format!(
+            "{} is larger than {max_bytes} bytes; it should hold the secret alone",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::other(format!("{} is not UTF-8 text", path.display())))
+}
+
 #[cfg_attr(not(unix), allow(unused_variables))]
 fn private(options: &mut OpenOptions, extra: i32) {
     #[cfg(unix)]

@@ -2,6 +2,9 @@
 //! protection: a web page must not reach a server on this machine through a name it controls),
 //! then the bearer token.
 //!
+//! Refusals are logged through [`Refusals`]: what the client sent, cut short and escaped, and
+//! counted rather than written line by line.
+//!
 //! The token is kept only as its SHA-256 digest and compared digest to digest with
 //! `subtle`'s constant-time equality: comparing equal-length digests leaks neither the token's
 //! length nor how many leading bytes matched.
@@ -16,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::refusals::{Reason, Refusals};
 use crate::config::normalize_origin;
 
 /// Checks `Host`, `Origin` and `Authorization` of each request.
@@ -30,6 +34,7 @@ struct Inner {
     allowed_hosts: Vec<(String, Option<u16>)>,
     /// Normalised origins allowed besides loopback ones.
     allowed_origins: Vec<String>,
+    refusals: Refusals,
 }
 
 impl Guard {
@@ -37,6 +42,7 @@ impl Guard {
         token: Option<&SecretString>,
         allowed_hosts: &[String],
         allowed_origins: &[String],
+        refusals: Refusals,
     ) -> Guard {
         let allowed_hosts = allowed_hosts
             .iter()
@@ -47,6 +53,7 @@ impl Guard {
                 token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
                 allowed_hosts,
                 allowed_origins: allowed_origins.to_vec(),
+                refusals,
             }),
         }
     }
@@ -67,8 +74,11 @@ impl Guard {
         if self.inner.allowed_hosts.is_empty() {
             return Ok(());
         }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let Some(host) = host else {
+        let raw = headers.get(header::HOST);
+        let Some(host) = raw.and_then(|h| h.to_str().ok()) else {
+            self.inner
+                .refusals
+                .note(Reason::MissingHost, raw.map(HeaderValue::as_bytes));
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "Bad Request: missing or unreadable Host header",
@@ -83,10 +93,9 @@ impl Guard {
         if allowed {
             Ok(())
         } else {
-            tracing::warn!(
-                host,
-                "refused a request for a Host this server does not serve"
-            );
+            self.inner
+                .refusals
+                .note(Reason::ForeignHost, Some(host.as_bytes()));
             Err(refuse(
                 StatusCode::FORBIDDEN,
                 "Forbidden: this server does not answer to that Host name (DNS-rebinding protection). If clients reach it under this name, start it with --allowed-host NAME",
@@ -107,7 +116,9 @@ impl Guard {
         if allowed {
             Ok(())
         } else {
-            tracing::warn!(origin = ?origin, "refused a request from a foreign Origin");
+            self.inner
+                .refusals
+                .note(Reason::ForeignOrigin, Some(origin.as_bytes()));
             Err(refuse(
                 StatusCode::FORBIDDEN,
                 "Forbidden: requests from this Origin are not allowed. To let a web client on that origin connect, start the server with --allowed-origin ORIGIN",
@@ -127,6 +138,7 @@ impl Guard {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
         let Some(presented) = presented else {
+            self.inner.refusals.note(Reason::MissingToken, None);
             return Err(unauthorized(
                 "Bearer realm=\"1nce-mcp\"",
                 "Unauthorized: send the server's token as `Authorization: Bearer <token>` (set on the server through ONCE_MCP_HTTP_TOKEN or --http-token-file)",
@@ -136,7 +148,7 @@ impl Guard {
         if bool::from(digest.ct_eq(expected)) {
             Ok(())
         } else {
-            tracing::warn!("refused a request with a wrong bearer token");
+            self.inner.refusals.note(Reason::WrongToken, None);
             Err(unauthorized(
                 "Bearer realm=\"1nce-mcp\", error=\"invalid_token\"",
                 "Unauthorized: the bearer token is not this server's token",
@@ -236,7 +248,7 @@ mod tests {
         let token = token.map(|t| SecretString::from(t.to_owned()));
         let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
         let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
-        Guard::new(token.as_ref(), &hosts, &origins)
+        Guard::new(token.as_ref(), &hosts, &origins, Refusals::default())
     }
 
     fn status(result: Result<(), Rejection>) -> Option<StatusCode> {

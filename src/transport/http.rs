@@ -6,10 +6,12 @@
 //! | `GET /sse`, `POST /message` | legacy HTTP+SSE ([`super::sse`]) |
 //! | `GET /health` | `{"status":"ok"}`, no token, nothing about the account |
 //!
-//! Every MCP path passes the [`Guard`] first (after [`cors`], when origins are listed); request
-//! bodies are limited to [`MAX_BODY_BYTES`]. Shutdown is one small idea in three steps: stop
-//! accepting, wait (up to the grace period) for the calls in flight, then close the sessions so
-//! their open streams end.
+//! Connections are accepted by [`listener`](super::listener) (a cap, header and keep-alive
+//! timeouts). Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
+//! listed); then the whole request body is read, at most [`MAX_BODY_BYTES`] within
+//! [`BODY_READ_TIMEOUT`]. Sessions are counted against `--max-sessions` ([`sessions`]) and
+//! closed when idle. Shutdown is one small idea in three steps: stop accepting, wait (up to the
+//! grace period) for the calls in flight, then close the sessions so their open streams end.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,11 +21,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -32,13 +33,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::cors;
 use super::guard::{self, Guard};
+use super::listener;
 use super::random_id;
+use super::refusals::{Reason, Refusals};
+use super::sessions::{self, CappedSessions, NEW_SESSION_SLOT, SessionSlots};
 use super::sse::{self, SseSessions};
 use crate::config::HttpSettings;
 use crate::mcp::{InFlight, OrderServer};
 
 /// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a request body may take to arrive, whole. A client trickling a large body holds a
+/// connection and a buffer; messages of this server arrive in milliseconds.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open streams get to end after the sessions are closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -80,27 +87,31 @@ impl HttpServer {
         let calls = InFlight::default();
         let stop_accepting = CancellationToken::new();
         let close_sessions = CancellationToken::new();
-        let app = router(&settings, server, calls.clone(), close_sessions.clone());
-
-        let stopped = stop_accepting.clone();
-        // Answers go out as several small writes (headers, then SSE events); with Nagle's
-        // algorithm on, each later write waits for the client's delayed ACK, about 40 ms a call.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let mut serving = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await
-        });
+        let refusals = Refusals::default();
+        let app = router(
+            &settings,
+            server,
+            calls.clone(),
+            close_sessions.clone(),
+            refusals.clone(),
+        );
+        let flushing = tokio::spawn(
+            refusals
+                .clone()
+                .flush_every_interval(close_sessions.clone()),
+        );
+        let mut serving = tokio::spawn(listener::serve(
+            self.listener,
+            app,
+            settings.max_connections,
+            refusals,
+            stop_accepting.clone(),
+        ));
         let signal = tokio::select! {
             signal = shutdown => signal,
             result = &mut serving => {
                 return Err(match result {
-                    Ok(Ok(())) => "the HTTP server stopped unexpectedly".to_owned(),
-                    Ok(Err(e)) => format!("the HTTP server failed: {e}"),
+                    Ok(()) => "the HTTP server stopped unexpectedly".to_owned(),
                     Err(e) => format!("the HTTP server task failed: {e}"),
                 });
             }
@@ -130,6 +141,8 @@ impl HttpServer {
             tracing::warn!("connections still open after the sessions closed; dropping them");
             serving.abort();
         }
+        // The refusals counted since the last line are written before the process ends.
+        let _ = flushing.await;
         tracing::debug!("HTTP server stopped");
         Ok(())
     }
@@ -141,11 +154,13 @@ fn router(
     server: OrderServer,
     calls: InFlight,
     close_sessions: CancellationToken,
+    refusals: Refusals,
 ) -> Router {
     let guard = Guard::new(
         settings.token.as_ref(),
         &settings.allowed_hosts,
         &settings.allowed_origins,
+        refusals.clone(),
     );
     // rmcp checks Host on its own as well; give it the same list (empty means any).
     let mut config = StreamableHttpServerConfig::default()
@@ -156,6 +171,11 @@ fn router(
     } else {
         config.with_allowed_hosts(settings.allowed_hosts.clone())
     };
+    let slots = SessionSlots::new(settings.max_sessions);
+    let mut local = LocalSessionManager::default();
+    // rmcp closes a session whose worker saw nothing for this long (its default is 5 minutes).
+    local.session_config.keep_alive = Some(settings.session_idle_timeout);
+    let streamable_sessions = Arc::new(CappedSessions::new(local, slots.clone()));
     let sessions_server = server.clone();
     let streamable = StreamableHttpService::new(
         move || {
@@ -164,17 +184,31 @@ fn router(
                 .unwrap_or_else(|_| format!("http-{}", random_id()));
             Ok(sessions_server.for_session(scope))
         },
-        Arc::new(LocalSessionManager::default()),
+        Arc::clone(&streamable_sessions),
         config,
     );
-    let sse = SseSessions::new(server, close_sessions.child_token(), calls.clone());
+    let sse = SseSessions::new(
+        server,
+        close_sessions.child_token(),
+        calls.clone(),
+        slots.clone(),
+        settings.session_idle_timeout,
+        refusals.clone(),
+    );
+    let mcp = McpState {
+        calls,
+        slots,
+        sessions: streamable_sessions,
+        refusals: refusals.clone(),
+    };
 
     let app = Router::new()
         .route_service("/mcp", streamable)
-        .route_layer(middleware::from_fn_with_state(calls, count_calls))
+        .route_layer(middleware::from_fn_with_state(mcp, count_calls))
         .route("/sse", get(sse::open))
         .route("/message", post(sse::message))
         .with_state(sse)
+        .layer(middleware::from_fn_with_state(refusals, read_body))
         .layer(middleware::from_fn_with_state(guard, guard::middleware))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
@@ -200,30 +234,112 @@ tokio::task_local! {
 /// expiring) is the capability. Sessions never share it.
 const STATELESS_SCOPE: &str = "http-stateless";
 
+/// What `/mcp`'s middleware needs: the calls in flight, the session count and store.
+#[derive(Clone)]
+struct McpState {
+    calls: InFlight,
+    slots: SessionSlots,
+    sessions: Arc<CappedSessions>,
+    refusals: Refusals,
+}
+
+/// Reads the whole request body before the handlers see it: at most [`MAX_BODY_BYTES`]
+/// (a larger `Content-Length` is refused before a byte is read) within [`BODY_READ_TIMEOUT`].
+/// Runs after the guard, so nobody unauthenticated gets a body read at all.
+async fn read_body(State(refusals): State<Refusals>, request: Request, next: Next) -> Response {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            "Payload Too Large: request bodies are limited to 1 MiB",
+        )
+            .into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    );
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            refusals.note(Reason::SlowBody, None);
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                "Request Timeout: the request body did not arrive in time",
+            )
+                .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
 /// Counts a Streamable HTTP POST as a call in flight until its response body is finished (the
 /// answer to a request is the end of that POST's response stream), and decides the confirmation
 /// scope of the server rmcp may create for it: a new random one for an `initialize` (a new
-/// session), the shared stateless one for a request outside any session.
-async fn count_calls(State(calls): State<InFlight>, request: Request, next: Next) -> Response {
+/// session), the shared stateless one for a request outside any session. An `initialize` past
+/// `--max-sessions` is refused here, before rmcp creates anything; `DELETE` of a session that
+/// does not exist is answered 404, of one that does 204.
+async fn count_calls(State(mcp): State<McpState>, request: Request, next: Next) -> Response {
+    if request.method() == Method::DELETE {
+        let id = request
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        if let Some(id) = id
+            && !mcp.sessions.exists(id).await
+        {
+            return (
+                StatusCode::NOT_FOUND,
+                "Not Found: no such session (it ended, expired or never existed)",
+            )
+                .into_response();
+        }
+        // rmcp answers a closed session 202; clients expect 200 or 204 (the Python SDK logs
+        // "Session termination failed: 202" on every close), and nothing is left to accept.
+        let mut response = next.run(request).await;
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            *response.body_mut() = Body::empty();
+        }
+        return response;
+    }
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let guard = calls.token();
+    let guard = mcp.calls.token();
     let (parts, body) = request.into_parts();
+    // The body was read whole by `read_body`; this only takes it.
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large: request bodies are limited to 1 MiB",
-        )
-            .into_response();
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    let scope = if is_initialize(&body) {
-        format!("http-{}", random_id())
-    } else {
-        STATELESS_SCOPE.to_owned()
+    let (scope, slot) = match initialize_id(&body) {
+        Some(id) => {
+            let Some(slot) = mcp.slots.try_take() else {
+                mcp.refusals.note(Reason::TooManySessions, None);
+                return sessions::too_many_sessions(id);
+            };
+            (format!("http-{}", random_id()), Some(slot))
+        }
+        None => (STATELESS_SCOPE.to_owned(), None),
     };
     let request = Request::from_parts(parts, Body::from(body));
-    let response = CONFIRMATION_SCOPE.scope(scope, next.run(request)).await;
+    let response = NEW_SESSION_SLOT
+        .scope(
+            std::sync::Mutex::new(slot),
+            CONFIRMATION_SCOPE.scope(scope, next.run(request)),
+        )
+        .await;
     let (parts, body) = response.into_parts();
     let body = body.into_data_stream().map(move |chunk| {
         let _held_until_the_body_ends = &guard;
@@ -232,14 +348,17 @@ async fn count_calls(State(calls): State<InFlight>, request: Request, next: Next
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-fn is_initialize(body: &[u8]) -> bool {
+/// The id of an `initialize` request (`Null` when it has none), `None` for anything else.
+fn initialize_id(body: &[u8]) -> Option<serde_json::Value> {
     #[derive(serde::Deserialize)]
-    struct Method<'a> {
+    struct Message<'a> {
         #[serde(borrow)]
         method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        id: serde_json::Value,
     }
-    serde_json::from_slice::<Method>(body)
+    serde_json::from_slice::<Message>(body)
         .ok()
-        .and_then(|m| m.method)
-        .is_some_and(|m| m == "initialize")
+        .filter(|m| m.method.as_deref() == Some("initialize"))
+        .map(|m| m.id)
 }

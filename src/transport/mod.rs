@@ -6,8 +6,12 @@
 //!   `/message`, and `/health`; graceful shutdown.
 //! - [`sse`]: the 2024-11-05 HTTP+SSE transport built on rmcp's generic `(Sink, Stream)`
 //!   transport, one pair per session.
+//! - [`listener`]: the accept loop: `--max-connections`, header and keep-alive timeouts.
 //! - [`guard`]: what every MCP request passes first: `Host` and `Origin` checks against DNS
 //!   rebinding, and the bearer token, compared in constant time.
+//! - [`refusals`]: refused requests logged short, escaped and counted, never line by line.
+//! - [`sessions`]: `--max-sessions` over both HTTP transports, and rmcp's session store wrapped
+//!   to keep the count.
 //! - [`cors`]: CORS headers for the origins listed with `--allowed-origin`, so web clients on
 //!   them can call the server from a browser.
 //!
@@ -21,6 +25,9 @@
 pub mod cors;
 pub mod guard;
 pub mod http;
+pub mod listener;
+pub mod refusals;
+pub mod sessions;
 pub mod sse;
 pub mod stdio;
 

@@ -10,11 +10,14 @@
 //! `initialize` after it has read the `endpoint` event), the session is registered before the
 //! stream is returned, and a guard inside the stream cancels the service and forgets the session
 //! when the client goes away, which also cancels the session's calls in progress.
+//!
+//! Each session holds a slot of `--max-sessions` for as long as its stream is open, and is
+//! closed when no message was POSTed to it for `--session-idle-timeout`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -28,6 +31,8 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, PollSender};
 
+use super::refusals::{Reason, Refusals};
+use super::sessions::{SessionSlot, SessionSlots};
 use crate::mcp::{InFlight, InFlightGuard, OrderServer};
 
 /// Messages buffered per direction and session before a sender waits.
@@ -44,21 +49,38 @@ pub struct SseSessions {
     shutdown: CancellationToken,
     /// Requests received and not yet answered, across sessions (shutdown waits for them).
     calls: InFlight,
+    /// `--max-sessions`, shared with Streamable HTTP.
+    slots: SessionSlots,
+    /// `--session-idle-timeout`.
+    idle_timeout: Duration,
+    refusals: Refusals,
 }
 
 struct Session {
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
     /// One guard per request awaiting its answer.
     pending: Arc<Mutex<HashMap<RequestId, InFlightGuard>>>,
+    /// When the client last POSTed a message.
+    last_seen: Arc<Mutex<Instant>>,
 }
 
 impl SseSessions {
-    pub fn new(server: OrderServer, shutdown: CancellationToken, calls: InFlight) -> Self {
+    pub fn new(
+        server: OrderServer,
+        shutdown: CancellationToken,
+        calls: InFlight,
+        slots: SessionSlots,
+        idle_timeout: Duration,
+        refusals: Refusals,
+    ) -> Self {
         SseSessions {
             server,
             sessions: Arc::default(),
             shutdown,
             calls,
+            slots,
+            idle_timeout,
+            refusals,
         }
     }
 
@@ -83,7 +105,12 @@ pub async fn open(State(state): State<SseSessions>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
+    let Some(slot) = state.slots.try_take() else {
+        state.refusals.note(Reason::TooManySessions, None);
+        return super::sessions::too_many_sessions(serde_json::Value::Null);
+    };
     let id = super::random_id();
+    let last_seen = Arc::new(Mutex::new(Instant::now()));
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client, mut from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
     let pending = Arc::new(Mutex::new(HashMap::new()));
@@ -95,8 +122,10 @@ pub async fn open(State(state): State<SseSessions>, headers: HeaderMap) -> Respo
         Session {
             to_server,
             pending: Arc::clone(&pending),
+            last_seen: Arc::clone(&last_seen),
         },
     );
+    tokio::spawn(close_when_idle(last_seen, state.idle_timeout, ct.clone()));
     tracing::info!(session = %id, "legacy SSE session opened");
 
     let service = state.server.for_session(format!("sse-{id}"));
@@ -129,6 +158,7 @@ pub async fn open(State(state): State<SseSessions>, headers: HeaderMap) -> Respo
         ct: ct.clone(),
         state: state.clone(),
         id,
+        _slot: slot,
     };
     let messages =
         futures::stream::poll_fn(move |cx| from_server.poll_recv(cx)).map(move |message| {
@@ -182,9 +212,10 @@ pub async fn message(
     };
     let session = {
         let sessions = state.sessions.lock().expect("sessions lock");
-        sessions
-            .get(&id)
-            .map(|s| (s.to_server.clone(), Arc::clone(&s.pending)))
+        sessions.get(&id).map(|s| {
+            *s.last_seen.lock().expect("last seen lock") = Instant::now();
+            (s.to_server.clone(), Arc::clone(&s.pending))
+        })
     };
     let Some((to_server, pending)) = session else {
         return (
@@ -221,6 +252,27 @@ struct SessionCloser {
     ct: CancellationToken,
     state: SseSessions,
     id: String,
+    /// Given back to `--max-sessions` when the stream ends.
+    _slot: SessionSlot,
+}
+
+/// Cancels the session once no message arrived for `idle` (or returns when it ends otherwise).
+async fn close_when_idle(last_seen: Arc<Mutex<Instant>>, idle: Duration, ct: CancellationToken) {
+    loop {
+        let deadline = *last_seen.lock().expect("last seen lock") + idle;
+        if Instant::now() >= deadline {
+            tracing::info!(
+                "closing a legacy SSE session idle for {}",
+                humantime::format_duration(idle)
+            );
+            ct.cancel();
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = ct.cancelled() => return,
+        }
+    }
 }
 
 impl Drop for SessionCloser {
