@@ -15,18 +15,27 @@ use crate::common::net::HttpServer;
 use crate::common::{binary, temp_dir};
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.
-fn client(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var).map(PathBuf::from) {
+pub(crate) fn client(var: &str) -> Option<PathBuf> {
+    installed(
+        var,
+        None,
+        "run `eval \"$(scripts/interop-setup)\"` to test with it",
+    )
+}
+
+/// The program `var` names, else `default` when that exists, or `None` after saying on stderr
+/// how to get it (`how`). Missing is a failure when `ONCE_INTEROP_REQUIRED=1`, as in CI.
+pub(crate) fn installed(var: &str, default: Option<&str>, how: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .or_else(|| default.map(PathBuf::from));
+    match path {
         Some(path) if path.exists() => Some(path),
         _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
-            panic!(
-                "{var} is not set to an installed client; run `eval \"$(scripts/interop-setup)\"`"
-            )
+            panic!("{var} is not set to an installed program; {how}")
         }
         _ => {
-            eprintln!(
-                "SKIPPED: {var} not set; run `eval \"$(scripts/interop-setup)\"` to test with it"
-            );
+            eprintln!("SKIPPED: {var} not set to an installed program; {how}");
             None
         }
     }
@@ -41,7 +50,7 @@ fn server_args(state: &std::path::Path) -> Vec<String> {
     ]
 }
 
-async fn run(program: &PathBuf, args: &[String]) -> (bool, String, String) {
+pub(crate) async fn run(program: &PathBuf, args: &[String]) -> (bool, String, String) {
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(120),
         tokio::process::Command::new(program)
