@@ -13,6 +13,7 @@ mod browser;
 mod check;
 mod cli;
 mod client;
+mod conformance;
 mod elicitation;
 mod faults;
 mod find_orders;
