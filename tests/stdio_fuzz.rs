@@ -111,15 +111,19 @@ fn frame() -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
-/// Runs one case: junk before `initialize`, junk after it, then a final valid call.
-async fn run_case(before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
-    let mut child = common::command(&["--sandbox", "--rate-limit", "off"], &[])
+/// The binary against its built-in sandbox, stdin and stdout piped.
+fn spawn_server() -> std::io::Result<tokio::process::Child> {
+    common::command(&["--sandbox", "--rate-limit", "off"], &[])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
+}
+
+/// Runs one case: junk before `initialize`, junk after it, then a final valid call.
+async fn run_case(before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+    let mut child = spawn_server().map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
 
@@ -245,13 +249,7 @@ fn a_line_beyond_the_frame_limit_is_dropped_and_the_session_goes_on() {
 
 /// Every message the server writes until it answers [`FINAL_ID`], after `initialize` and `lines`.
 async fn messages_until_final(lines: Vec<Vec<u8>>) -> Vec<Value> {
-    let mut child = common::command(&["--sandbox", "--rate-limit", "off"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn the binary");
+    let mut child = spawn_server().expect("spawn the binary");
     let mut stdin = child.stdin.take().unwrap();
     let mut frames = vec![
         initialize(),
