@@ -130,6 +130,7 @@ pub fn check(line: &[u8]) -> Verdict {
     }
     let value = match serde_json::from_slice::<Unique>(line) {
         Ok(Unique(value)) => value,
+        Err(_) if recover(line).is_answer => return Verdict::Ignore("a broken answer"),
         // The only data error a `Unique` raises.
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return refuse(
@@ -336,29 +337,56 @@ fn truncated_key(key: &str) -> String {
     }
 }
 
-/// The id of a line that did not parse, read leniently: the value of the first top-level `"id"`
-/// key, if it is a readable string or number and comes before whatever is broken. Nested
-/// values are skipped by bracket and quote, never decoded, so a broken string or number
-/// elsewhere does not hide the id.
-pub fn recover_id(line: &[u8]) -> Option<Value> {
+/// What can be read of a line that did not parse, leniently: the value of the first top-level
+/// `"id"` key, if it is a readable string or number, and whether the top-level keys read before
+/// whatever is broken make it an answer (`result` or `error`, no `method`). Nested values are
+/// skipped by bracket and quote, never decoded, so a broken string or number elsewhere does not
+/// hide the id.
+#[derive(Debug, Default, PartialEq)]
+pub struct Recovered {
+    pub id: Option<Value>,
+    pub is_answer: bool,
+}
+
+pub fn recover(line: &[u8]) -> Recovered {
+    let mut found = Recovered::default();
+    let (mut method, mut answer) = (false, false);
     let mut scan = Scanner { bytes: line, at: 0 };
-    scan.skip_space();
-    scan.expect(b'{')?;
-    loop {
+    // Reads keys until the end of the object or the first thing that is broken.
+    let mut read = || -> Option<()> {
         scan.skip_space();
-        let key = scan.string()?;
-        scan.skip_space();
-        scan.expect(b':')?;
-        scan.skip_space();
-        let start = scan.at;
-        scan.value()?;
-        if key == b"id" {
-            let id = serde_json::from_slice::<Value>(&line[start..scan.at]).ok()?;
-            return readable(&id);
+        scan.expect(b'{')?;
+        loop {
+            scan.skip_space();
+            let key = scan.string()?;
+            scan.skip_space();
+            scan.expect(b':')?;
+            scan.skip_space();
+            let start = scan.at;
+            scan.value()?;
+            match key {
+                b"id" if found.id.is_none() => {
+                    found.id = serde_json::from_slice::<Value>(&line[start..scan.at])
+                        .ok()
+                        .as_ref()
+                        .and_then(readable);
+                }
+                b"method" => method = true,
+                b"result" | b"error" => answer = true,
+                _ => {}
+            }
+            scan.skip_space();
+            scan.expect(b',')?;
         }
-        scan.skip_space();
-        scan.expect(b',')?;
-    }
+    };
+    read();
+    found.is_answer = answer && !method;
+    found
+}
+
+/// The id [`recover`] finds, for an answer of ours.
+fn recover_id(line: &[u8]) -> Option<Value> {
+    recover(line).id
 }
 
 struct Scanner<'a> {
@@ -780,6 +808,8 @@ mod tests {
             r#"{"jsonrpc":"1.0","method":"notifications/initialized"}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":"x"}"#,
             r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":1e400}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#,
         ] {
             assert!(
                 matches!(check(line.as_bytes()), Verdict::Ignore(_)),
