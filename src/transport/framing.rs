@@ -561,8 +561,7 @@ where
                 // Keep the head, where the id usually is; skip the rest as it arrives.
                 let room = HEAD_OF_LONG_LINE.saturating_sub(self.line.len());
                 self.line.truncate(HEAD_OF_LONG_LINE);
-                self.line
-                    .extend_from_slice(&available[..room.min(available.len())]);
+                self.line.extend_from_slice(&available[..room.min(take)]);
                 self.skipping = newline.is_none();
                 outcome = Some(LineRead::TooLong);
             } else {
