@@ -10,7 +10,8 @@
 //! - [`config`]: every setting. `config/cli.rs` is the command line as typed (clap),
 //!   `config/http.rs` the HTTP transport's settings, `config/mod.rs` the validated [`config::Config`]
 //!   they make. Nothing past `config` sees clap.
-//! - [`transport`]: MCP over stdio and over the network (Streamable HTTP, legacy HTTP+SSE) on
+//! - [`transport`]: MCP over stdio (every line checked before rmcp sees it, so a malformed
+//!   request is answered with its id) and over the network (Streamable HTTP, legacy HTTP+SSE) on
 //!   one listener, behind `Host`/`Origin` checks and a bearer token, with caps on connections
 //!   and sessions, timeouts for slow clients and a refusal log that floods cannot inflate; thin
 //!   adapters around the same server, one `OrderServer::for_session` per HTTP session.

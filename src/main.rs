@@ -274,7 +274,8 @@ async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {
         // I/O reactor, not through a blocking thread per message.
         let (stdin, stdout, mode) = transport::stdio::streams();
         tracing::debug!(?mode, "stdio transport");
-        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout);
+        // Every line is checked before rmcp sees it, and a malformed request is answered.
+        let transport = transport::framing::LineTransport::new(stdin, stdout);
         // A notification sent before `initialize` would otherwise end the session.
         let service = server
             .serve(onence_mcp::mcp::IgnoreBeforeInitialize::new(transport))

@@ -15,8 +15,12 @@ use crate::common::net::HttpServer;
 use crate::common::{binary, installed, temp_dir};
 
 /// The installed client named by `var`, or `None` (after saying so) when it is not installed.
-fn client(var: &str) -> Option<PathBuf> {
-    installed(var, "scripts/interop-setup")
+pub(crate) fn client(var: &str) -> Option<PathBuf> {
+    installed(
+        var,
+        None,
+        "run `eval \"$(scripts/interop-setup)\"` to test with it",
+    )
 }
 
 fn server_args(state: &std::path::Path) -> Vec<String> {
@@ -28,7 +32,7 @@ fn server_args(state: &std::path::Path) -> Vec<String> {
     ]
 }
 
-async fn run(program: &PathBuf, args: &[String]) -> (bool, String, String) {
+pub(crate) async fn run(program: &PathBuf, args: &[String]) -> (bool, String, String) {
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(120),
         tokio::process::Command::new(program)

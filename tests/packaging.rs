@@ -17,6 +17,8 @@ use tokio::process::Command;
 use crate::common::{Server, binary, installed, spawn_command, temp_dir};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// How to get the packaging tools, for a test that finds them missing.
+const PACKAGING_SETUP: &str = "run `eval \"$(scripts/packaging-setup)\"` to test with it";
 
 fn read_json(path: impl AsRef<Path>) -> Value {
     let path = path.as_ref();
@@ -157,7 +159,7 @@ const ONE_SIM: fn(u64) -> Value =
 
 #[tokio::test]
 async fn the_extension_starts_as_claude_desktop_starts_it() {
-    let Some(mcpb) = installed("ONCE_MCPB", "scripts/packaging-setup") else {
+    let Some(mcpb) = installed("ONCE_MCPB", None, PACKAGING_SETUP) else {
         return;
     };
     let work = temp_dir("mcpb");
@@ -310,7 +312,7 @@ fn release_metadata_agrees() {
 #[tokio::test]
 async fn the_release_registry_entry_carries_each_bundles_sha256() {
     use sha2::{Digest, Sha256};
-    let Some(ajv) = installed("ONCE_AJV", "scripts/packaging-setup") else {
+    let Some(ajv) = installed("ONCE_AJV", None, PACKAGING_SETUP) else {
         return;
     };
     let dist = temp_dir("release");

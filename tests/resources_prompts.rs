@@ -1,4 +1,4 @@
-//! Resources and prompts over stdio: an order as `1nce://orders/{n}` and the `reorder` prompt.
+//! Resources and prompts over stdio: an order as `onence://orders/{n}` and the `reorder` prompt.
 
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceContents};
@@ -13,11 +13,24 @@ async fn orders_and_products_read_as_resources() {
     let server = spawn_against(&sandbox, &[]).await;
     let templates = server.client.list_all_resource_templates().await.unwrap();
     assert_eq!(templates.len(), 1);
-    assert_eq!(templates[0].uri_template, "1nce://orders/{order_number}");
+    assert_eq!(templates[0].uri_template, "onence://orders/{order_number}");
+    let resources = server.client.list_all_resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, ["onence://products"]);
+    for uri in uris
+        .iter()
+        .copied()
+        .chain([templates[0].uri_template.as_str()])
+    {
+        assert!(
+            is_rfc3986_scheme(uri.split_once(':').unwrap().0),
+            "{uri} does not start with a valid URI scheme"
+        );
+    }
 
     let read = server
         .client
-        .read_resource(ReadResourceRequestParams::new("1nce://orders/2000000004"))
+        .read_resource(ReadResourceRequestParams::new("onence://orders/2000000004"))
         .await
         .unwrap();
     let ResourceContents::TextResourceContents {
@@ -37,9 +50,38 @@ async fn orders_and_products_read_as_resources() {
         "{text}"
     );
 
+    // The scheme of 0.1 (not a valid URI) is still read, answered under the URI asked for.
+    for (old, new) in [
+        ("1nce://orders/2000000004", "onence://orders/2000000004"),
+        ("1nce://products", "onence://products"),
+    ] {
+        let read_as = |uri: &'static str| {
+            let client = &server.client;
+            async move {
+                client
+                    .read_resource(ReadResourceRequestParams::new(uri))
+                    .await
+                    .unwrap()
+                    .contents
+            }
+        };
+        let (old_contents, new_contents) = (read_as(old).await, read_as(new).await);
+        let [
+            ResourceContents::TextResourceContents { uri, text, .. },
+            ResourceContents::TextResourceContents { text: new_text, .. },
+        ] = [&old_contents[0], &new_contents[0]]
+        else {
+            panic!("expected text contents")
+        };
+        assert_eq!(uri, old);
+        assert_eq!(text, new_text, "{old} and {new} differ");
+    }
+
     for uri in [
-        "1nce://orders/1",
+        "onence://orders/1",
+        "onence://orders/abc",
         "1nce://orders/abc",
+        "1nce://nothing",
         "https://example.com/",
     ] {
         let err = server
@@ -53,6 +95,13 @@ async fn orders_and_products_read_as_resources() {
         );
     }
     server.stop().await;
+}
+
+/// RFC 3986, section 3.1: `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_rfc3986_scheme(scheme: &str) -> bool {
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
 }
 
 #[tokio::test]

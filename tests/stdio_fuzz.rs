@@ -111,15 +111,19 @@ fn frame() -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
-/// Runs one case: junk before `initialize`, junk after it, then a final valid call.
-async fn run_case(before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
-    let mut child = common::command(&["--sandbox", "--rate-limit", "off"], &[])
+/// The binary against its built-in sandbox, stdin and stdout piped.
+fn spawn_server() -> std::io::Result<tokio::process::Child> {
+    common::command(&["--sandbox", "--rate-limit", "off"], &[])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
+}
+
+/// Runs one case: junk before `initialize`, junk after it, then a final valid call.
+async fn run_case(before: Vec<Vec<u8>>, after: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+    let mut child = spawn_server().map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
 
@@ -241,4 +245,126 @@ fn a_line_beyond_the_frame_limit_is_dropped_and_the_session_goes_on() {
             ],
         ))
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Every message the server writes until it answers [`FINAL_ID`], after `initialize` and `lines`.
+async fn messages_until_final(lines: Vec<Vec<u8>>) -> Vec<Value> {
+    let mut child = spawn_server().expect("spawn the binary");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut frames = vec![
+        initialize(),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"})
+            .to_string()
+            .into_bytes(),
+    ];
+    frames.extend(lines);
+    frames.push(
+        json!({"jsonrpc":"2.0","id":FINAL_ID,"method":"ping"})
+            .to_string()
+            .into_bytes(),
+    );
+    let writer = tokio::spawn(async move {
+        for mut frame in frames {
+            frame.push(b'\n');
+            stdin.write_all(&frame).await.unwrap();
+        }
+        stdin
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let message: Value = serde_json::from_str(&line).expect("JSON on stdout");
+            let done = message["id"] == json!(FINAL_ID);
+            seen.push(message);
+            if done {
+                return;
+            }
+        }
+        panic!("the server exited before answering the final request: {seen:?}");
+    })
+    .await
+    .expect("the final request is answered");
+    drop(writer.await.unwrap());
+    seen
+}
+
+/// Each line that used to get no answer at all: every request whose id can be read gets an
+/// error with that id (-32700 when the line is not JSON, -32600 when it is not a valid request),
+/// and the session goes on.
+#[test]
+fn every_request_with_a_readable_id_is_answered_with_it() {
+    const PARSE_ERROR: i64 = -32700;
+    const INVALID_REQUEST: i64 = -32600;
+    let request =
+        |id: &str, rest: &str| format!(r#"{{"jsonrpc":"2.0","id":"{id}","method":"ping"{rest}}}"#);
+    let mut cases: Vec<(Vec<u8>, Vec<&str>, i64)> = vec![
+        (
+            br#"[{"jsonrpc":"2.0","id":"batch-1","method":"ping"},{"jsonrpc":"2.0","id":"batch-2","method":"tools/list"}]"#.to_vec(),
+            vec!["batch-1", "batch-2"],
+            INVALID_REQUEST,
+        ),
+        (br#"{"id":"no-version","method":"ping"}"#.to_vec(), vec!["no-version"], INVALID_REQUEST),
+        (
+            br#"{"jsonrpc":"1.0","id":"version-1.0","method":"ping"}"#.to_vec(),
+            vec!["version-1.0"],
+            INVALID_REQUEST,
+        ),
+        (request("params-string", r#","params":"x""#).into_bytes(), vec!["params-string"], INVALID_REQUEST),
+        (request("params-array", r#","params":[1]"#).into_bytes(), vec!["params-array"], INVALID_REQUEST),
+        (request("huge-number", r#","params":{"a":1e400}"#).into_bytes(), vec!["huge-number"], PARSE_ERROR),
+        (request("lone-surrogate", r#","params":{"a":"\ud800"}"#).into_bytes(), vec!["lone-surrogate"], PARSE_ERROR),
+        (
+            format!("{}{}", request("two-objects", ""), request("second", "")).into_bytes(),
+            vec!["two-objects"],
+            PARSE_ERROR,
+        ),
+        (
+            request("duplicate-key", r#","method":"tools/list""#).into_bytes(),
+            vec!["duplicate-key"],
+            INVALID_REQUEST,
+        ),
+        ([request("trailing-nul", "").as_bytes(), b"\0"].concat(), vec!["trailing-nul"], PARSE_ERROR),
+        (
+            [&br#"{"jsonrpc":"2.0","id":"invalid-utf8","method":"ping","params":{"a":""#[..], b"\xff\xfe\"}}"].concat(),
+            vec!["invalid-utf8"],
+            PARSE_ERROR,
+        ),
+    ];
+    // Past the 16 MiB line limit: skipped as it streams in, answered from its head.
+    cases.push((
+        [
+            br#"{"jsonrpc":"2.0","id":"too-long","method":"ping","params":{"a":""#.as_slice(),
+            &vec![b'y'; 17 * 1024 * 1024],
+            b"\"}}",
+        ]
+        .concat(),
+        vec!["too-long"],
+        INVALID_REQUEST,
+    ));
+    let expected: Vec<(&str, i64)> = cases
+        .iter()
+        .flat_map(|(_, ids, code)| ids.iter().map(move |id| (*id, *code)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = runtime.block_on(messages_until_final(
+        cases.into_iter().map(|(line, _, _)| line).collect(),
+    ));
+    for (id, code) in expected {
+        let answer = seen
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no answer for {id}: {seen:?}"));
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{id}: {answer}");
+    }
+    assert!(
+        !seen.iter().any(|m| m["id"] == "second"),
+        "the second object of a line was served: {seen:?}"
+    );
+    assert_eq!(seen.last().unwrap()["result"], json!({}), "{seen:?}");
 }

@@ -9,9 +9,11 @@
 
 mod common;
 
+mod browser;
 mod check;
 mod cli;
 mod client;
+mod conformance;
 mod docs;
 mod elicitation;
 mod faults;

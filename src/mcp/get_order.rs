@@ -104,7 +104,7 @@ impl OrderServer {
     }
 
     /// Order `number`, as an agent gave it: the one lookup `get_order`, the `reorder` prompt
-    /// and the `1nce://orders/{n}` resource share.
+    /// and the `onence://orders/{n}` resource share.
     pub(super) async fn look_up(&self, number: impl ToString) -> Result<Order, LookupError> {
         let given = number.to_string();
         let number = given

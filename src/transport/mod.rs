@@ -2,6 +2,8 @@
 //! [`OrderServer`](crate::mcp::OrderServer).
 //!
 //! - [`stdio`]: stdin and stdout, driven by the I/O reactor when they are pipes or Unix sockets.
+//! - [`framing`]: MCP's one-message-per-line framing over them, every line checked first, so
+//!   that a malformed request is answered with its id instead of dropped.
 //! - [`http`]: one axum listener with Streamable HTTP at `/mcp`, legacy HTTP+SSE at `/sse` and
 //!   `/message`, and `/health`; graceful shutdown.
 //! - [`sse`]: the 2024-11-05 HTTP+SSE transport built on rmcp's generic `(Sink, Stream)`
@@ -23,6 +25,7 @@
 //! is bound to the session that previewed the order. Transports know MCP and HTTP, never 1NCE.
 
 pub mod cors;
+pub mod framing;
 pub mod guard;
 pub mod http;
 pub mod listener;

@@ -93,17 +93,19 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     cmd
 }
 
-/// A tool installed by one of the setup scripts, named by the environment variable `var` that
-/// the script exports; `None` (after saying so on stderr) when it is not installed, unless
-/// `ONCE_INTEROP_REQUIRED=1` (as in CI) makes a missing tool a failure.
-pub fn installed(var: &str, setup: &str) -> Option<PathBuf> {
-    match std::env::var_os(var).map(PathBuf::from) {
+/// The program `var` names, else `default` when that exists, or `None` after saying on stderr
+/// how to get it (`how`). Missing is a failure when `ONCE_INTEROP_REQUIRED=1`, as in CI.
+pub fn installed(var: &str, default: Option<&str>, how: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .or_else(|| default.map(PathBuf::from));
+    match path {
         Some(path) if path.exists() => Some(path),
         _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
-            panic!("{var} is not set to an installed tool; run `eval \"$({setup})\"`")
+            panic!("{var} is not set to an installed program; {how}")
         }
         _ => {
-            eprintln!("SKIPPED: {var} not set; run `eval \"$({setup})\"` to test with it");
+            eprintln!("SKIPPED: {var} not set to an installed program; {how}");
             None
         }
     }
