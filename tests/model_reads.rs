@@ -289,3 +289,30 @@ async fn the_default_list_stays_within_its_budget() {
     assert!(full_size > 2 * structured.len(), "{full_size}");
     server.stop().await;
 }
+
+/// Product names are a courtesy: a catalogue that 1NCE cannot send holds `get_order` up for a
+/// bounded moment at most, and the order is answered with product ids.
+#[tokio::test]
+async fn a_stuck_catalogue_costs_only_the_names() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let server = spawn_against(&sandbox, &["--rate-limit", "off"]).await;
+    sandbox.inject(onence_mcp::sandbox::Fault::delay(
+        "GET",
+        "/v1/products",
+        std::time::Duration::from_secs(60),
+    ));
+    let started = std::time::Instant::now();
+    let one = server
+        .call("get_order", json!({"order_number": 2000000001u64}))
+        .await;
+    let text = common::text(&one);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(one.is_error, Some(true), "{text}");
+    assert!(text.contains("products: 10 × product 1001\n"), "{text}");
+    assert!(text.contains("SIMs (5): "), "{text}");
+    server.stop().await;
+}

@@ -62,6 +62,9 @@ impl OrderServer {
     }
 }
 
+/// The longest an order's description waits for product names.
+const NAMES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why an order could not be looked up.
 #[derive(Debug)]
 pub(super) enum LookupError {
@@ -89,10 +92,14 @@ impl std::fmt::Display for LookupError {
 }
 
 impl OrderServer {
-    /// Everything about `order` in compact lines, with product names from the catalogue
-    /// when it is at hand (a catalogue 1NCE cannot send now only costs the names).
+    /// Everything about `order` in compact lines, with product names from the catalogue (cached
+    /// for minutes). A catalogue 1NCE cannot send within [`NAMES_WAIT`] only costs the names:
+    /// the order itself is never held up for long by them.
     pub(super) async fn describe_order(&self, order: &Order) -> String {
-        let catalogue = self.desk.catalogue.products().await.ok();
+        let catalogue = tokio::time::timeout(NAMES_WAIT, self.desk.catalogue.products())
+            .await
+            .ok()
+            .and_then(Result::ok);
         let mut text = String::with_capacity(256 + 24 * order.sims.len());
         write_order_details(&mut text, order, |id| {
             catalogue
