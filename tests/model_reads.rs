@@ -239,7 +239,8 @@ async fn both_forms_answer_the_same_questions() {
     }
 
     // The placed answer of create_order: the new order whole, as get_order has it.
-    let args = json!({"products": [{"product_id": 1001, "quantity": 2}], "customer_reference": "fleet-7"});
+    let args =
+        json!({"products": [{"product_id": 1001, "quantity": 2}], "customer_reference": "fleet-7"});
     let preview = server.ok("create_order", args.clone()).await;
     let mut confirm = args.clone();
     confirm["confirmation_token"] = preview["confirmation_token"].clone();
@@ -256,7 +257,10 @@ async fn both_forms_answer_the_same_questions() {
         text.contains(&common::text(&looked_up)),
         "the placed answer holds the order's lines:\n{text}"
     );
-    assert!(text.contains("ref \"fleet-7\"") && text.contains("ship to: "), "{text}");
+    assert!(
+        text.contains("ref \"fleet-7\"") && text.contains("ship to: "),
+        "{text}"
+    );
     server.stop().await;
 }
 

@@ -25,6 +25,8 @@ mod log_privacy;
 mod model_reads;
 mod post_answers;
 mod products;
+#[cfg(unix)]
+mod replicas;
 mod resources_prompts;
 mod safety;
 mod sandbox;

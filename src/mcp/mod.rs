@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
-use crate::orders::{Account, AuditLog, Confirmations, Desk, Environment, OrderLimits};
+use crate::orders::{Account, AuditLog, AuditTrail, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
@@ -66,6 +66,8 @@ pub struct ServerOptions {
     pub limits: OrderLimits,
     /// Where the audit trail goes; `None` keeps none.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Where the audit trail goes instead of `audit_log` (the state database of replicas).
+    pub audit_trail: Option<Arc<dyn AuditTrail>>,
     /// How long to wait for the user to answer an approval form (default 10 minutes; the
     /// binary uses the confirmation TTL).
     pub approval_timeout: Option<Duration>,
@@ -117,7 +119,9 @@ impl OrderServer {
         let desk = Desk {
             client: client.clone(),
             confirmations,
-            audit: Arc::new(AuditLog::new(options.audit_log)),
+            audit: options
+                .audit_trail
+                .unwrap_or_else(|| Arc::new(AuditLog::new(options.audit_log))),
             environment,
             account,
             catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),

@@ -189,7 +189,7 @@ pub enum Refusal {
     )]
     NotApproved(NotApproved),
     #[error(
-        "the use of this confirmation_token could not be recorded ({0}), so nothing was ordered. Check that the state directory is writable"
+        "the use of this confirmation_token could not be recorded ({0}), so nothing was ordered. The operator must check the state store (the state directory, or the database of --state-url); try again once it works"
     )]
     Storage(String),
 }
@@ -211,6 +211,17 @@ impl Confirmations {
             clock: Arc::new(SystemClock),
             posting_grace: DEFAULT_POSTING_GRACE,
         })
+    }
+
+    /// Signs with `key` and records single use in `store`: the shared state of replicas.
+    pub fn with_store(key: [u8; 32], store: Arc<dyn SingleUse>, ttl: Duration) -> Confirmations {
+        Confirmations {
+            ttl,
+            key,
+            store,
+            clock: Arc::new(SystemClock),
+            posting_grace: DEFAULT_POSTING_GRACE,
+        }
     }
 
     /// Reads the time from `clock` instead of the system.

@@ -4,6 +4,8 @@
 //! and waiting for a condition with a deadline. HTTP helpers are in [`net`] and [`sse`].
 
 pub mod net;
+#[cfg(unix)]
+pub mod pg;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -1,0 +1,281 @@
+//! The tables behind the shared contracts: `used_tokens` ([`UsedTokens`]), `audit_trail`
+//! ([`AuditTable`]) and `rate_buckets` ([`RateBuckets`]).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use super::{StateDb, connection, describe};
+use crate::api::RateLimit;
+use crate::api::rate_limit::SharedBucket;
+use crate::orders::AuditTrail;
+use crate::orders::audit::Record;
+use crate::orders::single_use::{SingleUse, Use, UseState};
+
+/// Single use of confirmation tokens: one row per token id. A claim is an insert that can
+/// succeed once (`ON CONFLICT DO NOTHING`), so of any number of replicas exactly one gets it.
+#[derive(Debug, Clone)]
+pub struct UsedTokens {
+    db: Arc<StateDb>,
+}
+
+impl UsedTokens {
+    pub fn new(db: Arc<StateDb>) -> UsedTokens {
+        UsedTokens { db }
+    }
+}
+
+/// The `state` column: what a person reading the table with SQL wants to see.
+fn state_name(state: &UseState) -> &'static str {
+    match state {
+        UseState::Posting => "posting",
+        UseState::Placed { .. } => "placed",
+        UseState::Unknown => "unknown",
+        UseState::NotApproved { answer } => match answer {
+            crate::orders::consent::NotApproved::Declined => "declined",
+            crate::orders::consent::NotApproved::Cancelled => "cancelled",
+            crate::orders::consent::NotApproved::NoAnswer => "no_answer",
+        },
+    }
+}
+
+fn to_row(record: &Use) -> io::Result<(String, serde_json::Value, String, i64)> {
+    let json = serde_json::to_value(record).map_err(io::Error::other)?;
+    Ok((
+        state_name(&record.state).to_owned(),
+        json,
+        record.content.clone(),
+        record.at,
+    ))
+}
+
+fn from_json(value: serde_json::Value, at: i64) -> Use {
+    // A row that cannot be read counts as a POST under way: it refuses reuse, like a marker
+    // file cut short.
+    serde_json::from_value(value).unwrap_or(Use {
+        state: UseState::Posting,
+        at,
+        content: String::new(),
+    })
+}
+
+impl SingleUse for UsedTokens {
+    fn get(&self, id: &str) -> io::Result<Option<Use>> {
+        let id = id.to_owned();
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                let row = client
+                    .query_opt(
+                        "SELECT record, at_ms FROM used_tokens WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(row.map(|r| from_json(r.get(0), r.get(1))))
+            })
+            .map_err(io::Error::other)
+    }
+
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>> {
+        let id = id.to_owned();
+        let (state, json, content, at) = to_row(first)?;
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                let inserted = client
+                    .execute(
+                        "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                        &[&id, &state, &json, &content, &at],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                if inserted == 1 {
+                    return Ok(Ok(()));
+                }
+                let row = client
+                    .query_opt("SELECT record, at_ms FROM used_tokens WHERE id = $1", &[&id])
+                    .await
+                    .map_err(|e| describe(&e))?;
+                // Released between the insert and the read: still not ours, and busy.
+                Ok(Err(row.map(|r| from_json(r.get(0), r.get(1))).unwrap_or(Use {
+                    state: UseState::Posting,
+                    at,
+                    content,
+                })))
+            })
+            .map_err(io::Error::other)
+    }
+
+    fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
+        let id = id.to_owned();
+        let (state, json, content, at) = to_row(record)?;
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                client
+                    .execute(
+                        "UPDATE used_tokens SET state = $2, record = $3, content = $4, at_ms = $5, updated_at = now() WHERE id = $1",
+                        &[&id, &state, &json, &content, &at],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(())
+            })
+            .map_err(io::Error::other)
+    }
+
+    fn release(&self, id: &str) -> io::Result<()> {
+        let id = id.to_owned();
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                client
+                    .execute("DELETE FROM used_tokens WHERE id = $1", &[&id])
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(())
+            })
+            .map_err(io::Error::other)
+    }
+
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>> {
+        let content = content.to_owned();
+        let since = since.timestamp_millis();
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                let rows = client
+                    .query(
+                        "SELECT record, at_ms FROM used_tokens WHERE content = $1 AND at_ms >= $2 ORDER BY at_ms",
+                        &[&content, &since],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(rows.into_iter().map(|r| from_json(r.get(0), r.get(1))).collect())
+            })
+            .map_err(io::Error::other)
+    }
+
+    fn forget_before(&self, before: DateTime<Utc>) {
+        let before = before.timestamp_millis();
+        self.db.spawn(move |pool| async move {
+            let client = connection(&pool).await?;
+            client
+                .execute("DELETE FROM used_tokens WHERE at_ms < $1", &[&before])
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(())
+        });
+    }
+}
+
+/// The audit trail as an append-only table: one row per record, in `seq` order, the record
+/// itself as `jsonb` (the same object as a line of `audit.jsonl`).
+#[derive(Debug, Clone)]
+pub struct AuditTable {
+    db: Arc<StateDb>,
+    /// Which replica wrote the row (host and process id).
+    replica: String,
+}
+
+impl AuditTable {
+    pub fn new(db: Arc<StateDb>, replica: impl Into<String>) -> AuditTable {
+        AuditTable {
+            db,
+            replica: replica.into(),
+        }
+    }
+}
+
+impl AuditTrail for AuditTable {
+    fn append(&self, record: &Record) -> Result<(), String> {
+        let json = serde_json::to_value(record)
+            .map_err(|e| format!("could not encode the audit record: {e}"))?;
+        let event = json["event"].as_str().unwrap_or_default().to_owned();
+        let token_id = record.token_id.clone();
+        let replica = self.replica.clone();
+        self.db
+            .run(move |pool| async move {
+                let client = connection(&pool).await?;
+                client
+                    .execute(
+                        "INSERT INTO audit_trail (replica, event, token_id, record) VALUES ($1, $2, $3, $4)",
+                        &[&replica, &event, &token_id, &json],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok(())
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not write the audit trail to the state database");
+                format!(
+                    "the audit trail in the state database could not be written ({e}), and this server places no order it cannot audit. The operator must check the database ({})",
+                    self.db.shown()
+                )
+            })
+    }
+}
+
+/// The rate limit to 1NCE shared by every replica: one GCRA row per bucket (1NCE client id),
+/// read and updated under a row lock in one transaction, with the database's clock, so
+/// replicas with skewed clocks still share one schedule.
+#[derive(Debug, Clone)]
+pub struct RateBuckets {
+    db: Arc<StateDb>,
+}
+
+impl RateBuckets {
+    pub fn new(db: Arc<StateDb>) -> RateBuckets {
+        RateBuckets { db }
+    }
+}
+
+impl SharedBucket for RateBuckets {
+    fn reserve<'a>(
+        &'a self,
+        bucket: &'a str,
+        limit: RateLimit,
+        max_wait: Duration,
+    ) -> BoxFuture<'a, Result<Result<Duration, Duration>, String>> {
+        let bucket = bucket.to_owned();
+        Box::pin(self.db.run_async(move |pool| async move {
+            let mut client = connection(&pool).await?;
+            let tx = client.transaction().await.map_err(|e| describe(&e))?;
+            let interval = limit.per.as_secs_f64() * 1000.0 / f64::from(limit.requests);
+            let tolerance = interval * f64::from(limit.burst.max(1) - 1);
+            tx.execute(
+                "INSERT INTO rate_buckets (bucket, tat_ms) VALUES ($1, 0) ON CONFLICT (bucket) DO NOTHING",
+                &[&bucket],
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+            let row = tx
+                .query_one(
+                    "SELECT tat_ms, extract(epoch FROM clock_timestamp())::double precision * 1000 FROM rate_buckets WHERE bucket = $1 FOR UPDATE",
+                    &[&bucket],
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            let (stored, now): (f64, f64) = (row.get(0), row.get(1));
+            let tat = stored.max(now);
+            let wait_ms = (tat - tolerance - now).max(0.0);
+            let wait = Duration::from_secs_f64((wait_ms / 1000.0).min(1e9));
+            if wait > max_wait {
+                tx.rollback().await.map_err(|e| describe(&e))?;
+                return Ok(Err(wait));
+            }
+            tx.execute(
+                "UPDATE rate_buckets SET tat_ms = $2 WHERE bucket = $1",
+                &[&bucket, &(tat + interval)],
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+            tx.commit().await.map_err(|e| describe(&e))?;
+            Ok(Ok(wait))
+        }))
+    }
+}

@@ -1,0 +1,279 @@
+//! Several replicas (`--http`) sharing one PostgreSQL (`--state-url`) in front of one simulated
+//! 1NCE: single use of tokens, declines, the audit trail and the rate limit hold across them,
+//! and a database that goes away refuses orders until it is back.
+
+use std::time::Duration;
+
+use onence_mcp::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+use crate::common::net::{HttpServer, stateless_call, stateless_request};
+use crate::common::pg::Postgres;
+use crate::common::{self, PATIENCE, posts};
+
+fn order() -> Value {
+    json!({"products": [{"product_id": 1001, "quantity": 3}]})
+}
+
+fn with_token(mut args: Value, token: &Value) -> Value {
+    args["confirmation_token"] = token.clone();
+    args
+}
+
+/// `n` replicas against `sandbox`, sharing `pg`, with `args` besides `--state-url`.
+async fn replicas(n: usize, sandbox: &Sandbox, pg: &Postgres, args: &[&str]) -> Vec<HttpServer> {
+    let url = pg.url();
+    let mut all = vec!["--state-url", url.as_str()];
+    all.extend_from_slice(args);
+    let mut started = Vec::new();
+    for _ in 0..n {
+        started.push(HttpServer::against(&sandbox.base_url(), &all, &[]).await);
+    }
+    started
+}
+
+/// A stateless preview on `server`; its token.
+async fn preview(server: &HttpServer) -> Value {
+    let preview = stateless_call(server, "create_order", order()).await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+    token
+}
+
+fn status(result: &Value) -> String {
+    result["structuredContent"]["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audited() {
+    let Some(pg) = Postgres::start("replicas") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(3, &sandbox, &pg, &["--rate-limit", "off"]).await;
+    let token = preview(&servers[0]).await;
+    let confirmations = (0..40).map(|i| {
+        let server = &servers[i % servers.len()];
+        let args = with_token(order(), &token);
+        async move { stateless_call(server, "create_order", args).await }
+    });
+    let results = futures::future::join_all(confirmations).await;
+    let placed: Vec<&Value> = results.iter().filter(|r| status(r) == "placed").collect();
+    assert_eq!(placed.len(), 1, "{results:?}");
+    assert_eq!(posts(&sandbox), 1);
+    for refused in results.iter().filter(|r| status(r) != "placed") {
+        assert_eq!(refused["isError"], true, "{refused}");
+        let said = text(refused);
+        assert!(said.contains("nothing more was ordered"), "{said}");
+    }
+
+    // A token previewed on one replica is confirmed on another.
+    let token = preview(&servers[1]).await;
+    let placed = stateless_call(&servers[2], "create_order", with_token(order(), &token)).await;
+    assert_eq!(status(&placed), "placed", "{placed}");
+    assert_eq!(posts(&sandbox), 2);
+
+    // Every step of every replica is in the one trail, in order.
+    let rows = pg.query(
+        "SELECT event, coalesce(record->>'outcome', ''), replica FROM audit_trail WHERE event IN ('preview', 'post', 'outcome') ORDER BY seq",
+    );
+    let steps: Vec<String> = rows
+        .iter()
+        .map(|r| r.rsplit_once('|').unwrap().0.to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preview|",
+            "post|",
+            "outcome|placed",
+            "preview|",
+            "post|",
+            "outcome|placed"
+        ],
+        "{rows:?}"
+    );
+    let writers: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.rsplit('|').next().unwrap()).collect();
+    assert!(writers.len() >= 2, "{rows:?}");
+    // The 39 refusals are audited too, none of them with a POST.
+    let refused = pg.query("SELECT count(*) FROM audit_trail WHERE event = 'refused'");
+    assert_eq!(refused, ["39"]);
+    let used = pg.query("SELECT state, count(*) FROM used_tokens GROUP BY state");
+    assert_eq!(used, ["placed|2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_on_one_replica_refuses_the_token_on_another() {
+    let Some(pg) = Postgres::start("decline") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(2, &sandbox, &pg, &[]).await;
+    let asks = json!({"elicitation": {}});
+    let preview = stateless_request(
+        &servers[0],
+        json!({"name": "create_order", "arguments": order()}),
+        asks.clone(),
+    )
+    .await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+    let confirm = json!({"name": "create_order", "arguments": with_token(order(), &token)});
+    let question = stateless_request(&servers[0], confirm.clone(), asks.clone()).await;
+    let state = question["requestState"].clone();
+    assert!(state.is_string(), "{question}");
+    let mut answer = confirm.clone();
+    answer["requestState"] = state;
+    answer["inputResponses"] = json!({"approve_order": {"action": "decline"}});
+    let declined = stateless_request(&servers[0], answer, asks.clone()).await;
+    assert_eq!(declined["isError"], true, "{declined}");
+    assert!(text(&declined).contains("declined"), "{declined}");
+
+    let elsewhere = stateless_request(&servers[1], confirm, asks).await;
+    assert_eq!(elsewhere["isError"], true, "{elsewhere}");
+    let said = text(&elsewhere);
+    assert!(said.contains("declined this order"), "{said}");
+    assert_eq!(posts(&sandbox), 0);
+    assert_eq!(
+        pg.query("SELECT state FROM used_tokens"),
+        ["declined"],
+        "the decline is recorded once, in the shared table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_share_one_rate_limit() {
+    let Some(pg) = Postgres::start("rate-limit") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    // Bursts of 3, then one request a minute: a few seconds of calls get 3 through, all told.
+    let servers = replicas(
+        2,
+        &sandbox,
+        &pg,
+        &[
+            "--rate-limit",
+            "1/60s",
+            "--rate-burst",
+            "3",
+            "--retry-budget",
+            "1s",
+        ],
+    )
+    .await;
+    let calls = (0..10).map(|i| {
+        let server = &servers[i % servers.len()];
+        async move { stateless_call(server, "list_orders", json!({"page_size": 1})).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let throttled = results
+        .iter()
+        .filter(|r| text(r).contains("too many 1NCE requests"))
+        .count();
+    assert_eq!(common::api_requests(&sandbox), 3, "{results:?}");
+    assert_eq!(throttled, 7, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
+    let Some(pg) = Postgres::start("db-down") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(2, &sandbox, &pg, &[]).await;
+    let token = preview(&servers[0]).await;
+
+    pg.stop();
+    let confirm = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
+    assert_eq!(confirm["isError"], true, "{confirm}");
+    assert!(text(&confirm).contains("othing was ordered"), "{confirm}");
+    let again = stateless_call(&servers[0], "create_order", order()).await;
+    assert_eq!(again["isError"], true, "{again}");
+    assert!(text(&again).contains("othing was ordered"), "{again}");
+    // Reads cannot consult the shared rate limit: they fail saying so, and send nothing.
+    let before = common::api_requests(&sandbox);
+    let read = stateless_call(&servers[1], "list_orders", json!({})).await;
+    assert_eq!(read["isError"], true, "{read}");
+    assert!(text(&read).contains("could not be consulted"), "{read}");
+    assert_eq!(common::api_requests(&sandbox), before);
+    assert_eq!(posts(&sandbox), 0);
+
+    pg.start_again();
+    // Each replica recovers by itself: the token was never claimed, so it still confirms.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let placed = loop {
+        let result = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
+        if status(&result) == "placed" || tokio::time::Instant::now() > deadline {
+            break result;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status(&placed), "placed", "{placed}");
+    assert_eq!(posts(&sandbox), 1);
+    let read = stateless_call(&servers[0], "list_orders", json!({})).await;
+    assert_ne!(read["isError"], true, "{read}");
+    let steps = pg.query(
+        "SELECT event || coalesce('/' || (record->>'outcome'), '') FROM audit_trail WHERE event <> 'refused' ORDER BY seq",
+    );
+    assert_eq!(steps, ["preview", "post", "outcome/placed"], "{steps:?}");
+}
+
+#[tokio::test]
+async fn migrations_run_twice_at_once_and_check_reports_the_database() {
+    let Some(pg) = Postgres::start("migrations") else {
+        return;
+    };
+    let url = pg.url();
+    let run = || {
+        common::command(&["check", "--sandbox", "--state-url", &url], &[])
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let (a, b) = tokio::join!(run(), run());
+    for out in [a.unwrap(), b.unwrap()] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("state database postgres://postgres@127.0.0.1"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("ready (PostgreSQL"), "{stdout}");
+    }
+    assert_eq!(pg.query("SELECT version FROM schema_migrations"), ["1"]);
+    assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
+
+    // Unreachable at start-up: a clear exit, naming the database without a password.
+    pg.stop();
+    let out = common::command(
+        &["check", "--sandbox", "--state-url", &url],
+        &[("PGPASSWORD", "hunter2-secret")],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the state database postgres://postgres@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
