@@ -277,3 +277,41 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// The single-use id of `token`: the hex of bytes 1..17 of its payload (see `orders::tokens`).
+fn token_id(token: &Value) -> String {
+    use base64::Engine as _;
+    let payload = token.as_str().unwrap().strip_prefix("ct_").unwrap();
+    let payload = payload.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    bytes[1..17].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_free_one() {
+    let Some(pg) = Postgres::start("killed-mid-post") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(1, &sandbox, &pg, &[]).await;
+    let token = preview(&servers[0]).await;
+    // What a replica leaves when it dies after its claim: a `posting` row, here a fresh one.
+    let id = token_id(&token);
+    pg.query(&format!(
+        "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ('{id}', 'posting', \
+         jsonb_build_object('state', 'posting', 'at', (extract(epoch FROM now()) * 1000)::bigint, 'content', ''), \
+         '', (extract(epoch FROM now()) * 1000)::bigint)"
+    ));
+    let busy = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    assert!(text(&busy).contains("being used by another call"), "{busy}");
+    // Older than the posting grace (the request timeout and a minute): outcome unknown.
+    pg.query(&format!(
+        "UPDATE used_tokens SET at_ms = at_ms - 3600000, record = jsonb_set(record, '{{at}}', to_jsonb(at_ms - 3600000)) WHERE id = '{id}'"
+    ));
+    let unknown = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    assert_eq!(unknown["isError"], true, "{unknown}");
+    assert!(text(&unknown).contains("OUTCOME UNKNOWN"), "{unknown}");
+    assert_eq!(posts(&sandbox), 0);
+}
