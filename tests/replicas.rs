@@ -259,6 +259,30 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     assert_eq!(pg.query("SELECT version FROM schema_migrations"), ["1"]);
     assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
 
+    // The serving role of README's "Privileges" (no CREATE) starts on the migrated schema.
+    for grant in [
+        "CREATE ROLE once_mcp LOGIN",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets TO once_mcp",
+        "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
+        "GRANT INSERT ON audit_trail TO once_mcp",
+        "GRANT USAGE ON SEQUENCE audit_trail_seq_seq TO once_mcp",
+    ] {
+        pg.query(grant);
+    }
+    let serving = url.replace("postgres://postgres@", "postgres://once_mcp@");
+    let out = common::command(&["check", "--sandbox", "--state-url", &serving], &[])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Unreachable at start-up: a clear exit, naming the database without a password.
     pg.stop();
     let out = common::command(

@@ -54,14 +54,23 @@ pub async fn apply(pool: &Pool) -> Result<(), String> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await
         .map_err(|e| describe(&e))?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     integer PRIMARY KEY,
-            applied_at  timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .map_err(|e| describe(&e))?;
+    // Created only when missing: a serving role without CREATE on the schema (README,
+    // "Privileges") is refused even `CREATE TABLE IF NOT EXISTS` of a table that exists.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(|e| describe(&e))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (
+                version     integer PRIMARY KEY,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    }
     let applied: Vec<i32> = tx
         .query("SELECT version FROM schema_migrations", &[])
         .await
