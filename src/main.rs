@@ -169,7 +169,12 @@ fn exit(e: Exit) -> ExitCode {
 /// errors this server answers with, whose texts hold neither.
 /// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
 /// frame kinds, never bodies or header values.
-const MESSAGE_LOGGERS: [(&str, LevelFilter); 1] = [("rmcp", LevelFilter::WARN)];
+/// tokio-postgres (through the `log` bridge) logs every statement's parameters at debug: the
+/// signing key as it is stored, token ids, audit records. Its notices at info are kept.
+const MESSAGE_LOGGERS: [(&str, LevelFilter); 2] = [
+    ("rmcp", LevelFilter::WARN),
+    ("tokio_postgres", LevelFilter::INFO),
+];
 
 /// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
 ///

@@ -319,7 +319,15 @@ async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_fre
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
-    let servers = replicas(1, &sandbox, &pg, &[]).await;
+    // At the most verbose logging, with a password given: neither it nor the key is logged.
+    let url = pg.url();
+    let server = HttpServer::against(
+        &sandbox.base_url(),
+        &["--state-url", &url],
+        &[("RUST_LOG", "trace"), ("PGPASSWORD", "pw-4c1d0e9a")],
+    )
+    .await;
+    let servers = [server];
     let token = preview(&servers[0]).await;
     // What a replica leaves when it dies after its claim: a `posting` row, here a fresh one.
     let id = token_id(&token);
@@ -338,4 +346,103 @@ async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_fre
     assert_eq!(unknown["isError"], true, "{unknown}");
     assert!(text(&unknown).contains("OUTCOME UNKNOWN"), "{unknown}");
     assert_eq!(posts(&sandbox), 0);
+    let key = pg.query("SELECT encode(key, 'hex'), get_byte(key, 0), get_byte(key, 1), get_byte(key, 2) FROM signing_keys");
+    let fields: Vec<&str> = key[0].split('|').collect();
+    let as_debug = format!("[{}, {}, {}", fields[1], fields[2], fields[3]);
+    let logged = servers[0].stderr();
+    assert!(
+        logged.contains("TRACE") || logged.contains("DEBUG"),
+        "trace logging is on"
+    );
+    for secret in [fields[0], &as_debug, "pw-4c1d0e9a"] {
+        assert!(!logged.contains(secret), "{secret} in the log");
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// For BENCHMARKS.md, not a check: the latency a confirmation gains from PostgreSQL, and the calls
+/// per second of one and two replicas. `BENCH_BINARY=target/profiling/1nce-mcp cargo test --test
+/// integration replicas::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand for BENCHMARKS.md"]
+async fn measure_confirmation_latency_and_replica_throughput() {
+    let Some(pg) = Postgres::start("measure") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = pg.url();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    for (label, args) in [
+        ("state directory", vec!["--rate-limit", "off"]),
+        (
+            "PostgreSQL",
+            vec!["--rate-limit", "off", "--state-url", &url],
+        ),
+    ] {
+        let server = HttpServer::against(&sandbox.base_url(), &args, &[]).await;
+        let (mut previews, mut confirms) = (Vec::new(), Vec::new());
+        for i in 0..rounds + 10 {
+            let started = tokio::time::Instant::now();
+            let token = preview(&server).await;
+            let previewed = started.elapsed();
+            let started = tokio::time::Instant::now();
+            let placed = stateless_call(&server, "create_order", with_token(order(), &token)).await;
+            let confirmed = started.elapsed();
+            assert_eq!(status(&placed), "placed", "{placed}");
+            if i >= 10 {
+                previews.push(previewed);
+                confirms.push(confirmed);
+            }
+        }
+        previews.sort();
+        confirms.sort();
+        println!(
+            "{label}: preview p50 {:?} p90 {:?}; confirmation p50 {:?} p90 {:?} ({rounds} each)",
+            percentile(&previews, 0.5),
+            percentile(&previews, 0.9),
+            percentile(&confirms, 0.5),
+            percentile(&confirms, 0.9)
+        );
+        server.stop().await;
+    }
+    // Throughput of reads through the shared rate limit (a limit too high to bind, so every call
+    // consults the database and none waits), one replica and two, 32 clients.
+    let limit = ["--rate-limit", "1000000/1s", "--rate-burst", "1000"];
+    for (n, shared) in [(1, false), (1, true), (2, true)] {
+        let servers = if shared {
+            replicas(n, &sandbox, &pg, &limit).await
+        } else {
+            vec![HttpServer::against(&sandbox.base_url(), &limit, &[]).await]
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        let workers = (0..32).map(|w| {
+            let server = &servers[w % n];
+            let calls = &calls;
+            async move {
+                while tokio::time::Instant::now() < until {
+                    let read = stateless_call(server, "list_orders", json!({"page_size": 1})).await;
+                    assert_ne!(read["isError"], true, "{read}");
+                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        futures::future::join_all(workers).await;
+        let total = calls.into_inner();
+        println!(
+            "{n} replica(s), rate limit {}, 32 clients, 10 s: {total} list_orders calls, {:.0} calls/s",
+            if shared {
+                "shared in PostgreSQL"
+            } else {
+                "in memory"
+            },
+            total as f64 / 10.0
+        );
+    }
 }
