@@ -108,6 +108,7 @@ impl OrderServer {
         let can_order = tool_router.has_route("create_order");
         let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         let limits = Arc::new(options.limits);
+        let seal_key = confirmations.derived_key("request-state");
         let (environment, account) = if options.sandbox {
             (Environment::Sandbox, Account::sandbox(client.client_id()))
         } else {
@@ -138,7 +139,7 @@ impl OrderServer {
             can_order,
             require_human_approval: options.require_human_approval,
             approval_timeout,
-            state_seal: Arc::new(approval::StateSeal::new(approval_timeout)),
+            state_seal: Arc::new(approval::StateSeal::new(seal_key, approval_timeout)),
             tool_router,
             // The one prompt walks the agent through a reorder: nothing a server that cannot
             // order offers.

@@ -390,6 +390,15 @@ impl Confirmations {
         }
     }
 
+    /// A key for `purpose`, derived from the signing key (HMAC-SHA256 of the purpose), so every
+    /// process sharing the signing key shares it, and the signing key itself stays here.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        self.mac(format!("1nce-mcp derived key\n{purpose}").as_bytes())
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(payload);
