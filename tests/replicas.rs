@@ -284,6 +284,22 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // TLS: `prefer` (no sslmode) falls back to plain with a server without TLS; `require` refuses.
+    let prefer = url.replace("?sslmode=disable", "");
+    let require = url.replace("sslmode=disable", "sslmode=require");
+    for (url, code) in [(&prefer, 0), (&require, 3)] {
+        let out = common::command(&["check", "--sandbox", "--state-url", url], &[])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{url}: {stderr}");
+        if code == 3 {
+            assert!(stderr.contains("TLS"), "{stderr}");
+        }
+    }
+
     // Unreachable at start-up: a clear exit, naming the database without a password.
     pg.stop();
     let out = common::command(

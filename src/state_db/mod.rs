@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
 
 pub mod migrations;
 pub mod tables;
@@ -107,13 +108,16 @@ impl StateDb {
             config.connect_timeout(OP_TIMEOUT);
         }
         config.application_name("1nce-mcp");
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if matches!(config.get_ssl_mode(), SslMode::Disable) {
+            Manager::from_config(config, NoTls, manager_config)
+        } else {
+            // `prefer` (the default) uses TLS when the server offers it, `require` insists; the
+            // certificate is verified against the system's roots either way.
+            Manager::from_config(config, tls()?, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -218,6 +222,18 @@ impl StateDb {
             Ok(row.get::<_, String>(0))
         })
     }
+}
+
+/// rustls with ring (as for 1NCE) and the platform's certificate verifier.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map_err(|e| format!("could not set up TLS to the database: {e}"))?
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// A pooled connection, or a message that says why there is none.
