@@ -32,6 +32,18 @@ async fn replicas(n: usize, sandbox: &Sandbox, pg: &Postgres, args: &[&str]) -> 
     started
 }
 
+/// A PostgreSQL, a sandbox and `n` replicas sharing them; `None` when PostgreSQL is absent.
+async fn cluster(
+    test: &str,
+    n: usize,
+    args: &[&str],
+) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
+    let pg = Postgres::start(test)?;
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(n, &sandbox, &pg, args).await;
+    Some((pg, sandbox, servers))
+}
+
 /// A stateless preview on `server`; its token.
 async fn preview(server: &HttpServer) -> Value {
     let preview = stateless_call(server, "create_order", order()).await;
@@ -56,11 +68,10 @@ fn text(result: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audited() {
-    let Some(pg) = Postgres::start("replicas") else {
+    let Some((pg, sandbox, servers)) = cluster("replicas", 3, &["--rate-limit", "off"]).await
+    else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let servers = replicas(3, &sandbox, &pg, &["--rate-limit", "off"]).await;
     let token = preview(&servers[0]).await;
     let confirmations = (0..40).map(|i| {
         let server = &servers[i % servers.len()];
@@ -115,11 +126,9 @@ async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decline_answered_on_one_replica_refuses_the_token_on_another() {
-    let Some(pg) = Postgres::start("decline") else {
+    let Some((pg, sandbox, servers)) = cluster("decline", 2, &[]).await else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let servers = replicas(2, &sandbox, &pg, &[]).await;
     let asks = json!({"elicitation": {}});
     let preview = stateless_request(
         &servers[0],
@@ -155,25 +164,18 @@ async fn a_decline_answered_on_one_replica_refuses_the_token_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replicas_share_one_rate_limit() {
-    let Some(pg) = Postgres::start("rate-limit") else {
+    // Bursts of 3, then one request a minute: a few seconds of calls get 3 through, all told.
+    let limit = [
+        "--rate-limit",
+        "1/60s",
+        "--rate-burst",
+        "3",
+        "--retry-budget",
+        "1s",
+    ];
+    let Some((_pg, sandbox, servers)) = cluster("rate-limit", 2, &limit).await else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    // Bursts of 3, then one request a minute: a few seconds of calls get 3 through, all told.
-    let servers = replicas(
-        2,
-        &sandbox,
-        &pg,
-        &[
-            "--rate-limit",
-            "1/60s",
-            "--rate-burst",
-            "3",
-            "--retry-budget",
-            "1s",
-        ],
-    )
-    .await;
     let calls = (0..10).map(|i| {
         let server = &servers[i % servers.len()];
         async move { stateless_call(server, "list_orders", json!({"page_size": 1})).await }
@@ -189,11 +191,9 @@ async fn the_replicas_share_one_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
-    let Some(pg) = Postgres::start("db-down") else {
+    let Some((pg, sandbox, servers)) = cluster("db-down", 2, &[]).await else {
         return;
     };
-    let sandbox = Sandbox::start().await.unwrap();
-    let servers = replicas(2, &sandbox, &pg, &[]).await;
     let token = preview(&servers[0]).await;
 
     pg.stop();

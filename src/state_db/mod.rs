@@ -20,8 +20,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 pub mod migrations;
 pub mod tables;
@@ -197,6 +198,28 @@ impl StateDb {
             .unwrap_or_else(|e| Err(format!("the database task failed: {e}")))
     }
 
+    /// Runs one statement with `params` and returns the rows changed.
+    pub fn execute(&self, sql: &'static str, params: Params) -> Result<u64, String> {
+        self.run(move |pool| async move {
+            let client = connection(&pool).await?;
+            client
+                .execute(sql, &borrowed(&params))
+                .await
+                .map_err(|e| describe(&e))
+        })
+    }
+
+    /// Runs one query with `params` and returns its rows.
+    pub fn query(&self, sql: &'static str, params: Params) -> Result<Vec<Row>, String> {
+        self.run(move |pool| async move {
+            let client = connection(&pool).await?;
+            client
+                .query(sql, &borrowed(&params))
+                .await
+                .map_err(|e| describe(&e))
+        })
+    }
+
     /// Starts `op` on the database runtime without waiting for it (best-effort housekeeping).
     pub fn spawn<F, Fut>(&self, op: F)
     where
@@ -213,15 +236,21 @@ impl StateDb {
 
     /// One round trip, for `1nce-mcp check`: the server version.
     pub fn version(&self) -> Result<String, String> {
-        self.run(|pool| async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            let row = client
-                .query_one("SHOW server_version", &[])
-                .await
-                .map_err(|e| describe(&e))?;
-            Ok(row.get::<_, String>(0))
-        })
+        let rows = self.query("SHOW server_version", Vec::new())?;
+        rows.first()
+            .map(|row| row.get::<_, String>(0))
+            .ok_or_else(|| "the database did not say its version".to_owned())
     }
+}
+
+/// Statement parameters that can travel to the database runtime.
+pub type Params = Vec<Box<dyn ToSql + Send + Sync>>;
+
+fn borrowed(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
 /// rustls with ring (as for 1NCE) and the platform's certificate verifier.
@@ -247,22 +276,16 @@ pub fn signing_key(db: &StateDb) -> Result<[u8; 32], String> {
     use rand::RngCore;
     let mut fresh = [0u8; 32];
     rand::rng().fill_bytes(&mut fresh);
-    let key: Vec<u8> = db.run(move |pool| async move {
-        let client = connection(&pool).await?;
-        // Insert-if-absent then read: of replicas starting at once, one key wins, all read it.
-        client
-            .execute(
-                "INSERT INTO signing_keys (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
-                &[&fresh.as_slice()],
-            )
-            .await
-            .map_err(|e| describe(&e))?;
-        let row = client
-            .query_one("SELECT key FROM signing_keys WHERE id = 1", &[])
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok(row.get::<_, Vec<u8>>(0))
-    })?;
+    // Insert-if-absent then read: of replicas starting at once, one key wins, all read it.
+    db.execute(
+        "INSERT INTO signing_keys (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        vec![Box::new(fresh.to_vec())],
+    )?;
+    let rows = db.query("SELECT key FROM signing_keys WHERE id = 1", Vec::new())?;
+    let key: Vec<u8> = rows
+        .first()
+        .map(|row| row.get(0))
+        .ok_or_else(|| "the signing key vanished as it was written".to_owned())?;
     <[u8; 32]>::try_from(key.as_slice())
         .map_err(|_| "the signing key in the database is not 32 bytes".to_owned())
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::{StateDb, connection, describe};
+use tokio_postgres::Row;
+
+use super::{Params, StateDb, connection, describe};
 use crate::api::RateLimit;
 use crate::api::rate_limit::SharedBucket;
 use crate::orders::AuditTrail;
@@ -42,14 +44,16 @@ fn state_name(state: &UseState) -> &'static str {
     }
 }
 
-fn to_row(record: &Use) -> io::Result<(String, serde_json::Value, String, i64)> {
+/// The parameters `$1`…`$5` of a row: id, state, record, content, at_ms.
+fn row_params(id: &str, record: &Use) -> io::Result<Params> {
     let json = serde_json::to_value(record).map_err(io::Error::other)?;
-    Ok((
-        state_name(&record.state).to_owned(),
-        json,
-        record.content.clone(),
-        record.at,
-    ))
+    Ok(vec![
+        Box::new(id.to_owned()),
+        Box::new(state_name(&record.state).to_owned()),
+        Box::new(json),
+        Box::new(record.content.clone()),
+        Box::new(record.at),
+    ])
 }
 
 fn from_json(value: serde_json::Value, at: i64) -> Use {
@@ -62,102 +66,70 @@ fn from_json(value: serde_json::Value, at: i64) -> Use {
     })
 }
 
+fn row_use(row: &Row) -> Use {
+    from_json(row.get(0), row.get(1))
+}
+
 impl SingleUse for UsedTokens {
     fn get(&self, id: &str) -> io::Result<Option<Use>> {
-        let id = id.to_owned();
-        self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                let row = client
-                    .query_opt(
-                        "SELECT record, at_ms FROM used_tokens WHERE id = $1",
-                        &[&id],
-                    )
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(row.map(|r| from_json(r.get(0), r.get(1))))
-            })
-            .map_err(io::Error::other)
+        let rows = self
+            .db
+            .query(
+                "SELECT record, at_ms FROM used_tokens WHERE id = $1",
+                vec![Box::new(id.to_owned())],
+            )
+            .map_err(io::Error::other)?;
+        Ok(rows.first().map(row_use))
     }
 
     fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>> {
-        let id = id.to_owned();
-        let (state, json, content, at) = to_row(first)?;
-        self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                let inserted = client
-                    .execute(
-                        "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                        &[&id, &state, &json, &content, &at],
-                    )
-                    .await
-                    .map_err(|e| describe(&e))?;
-                if inserted == 1 {
-                    return Ok(Ok(()));
-                }
-                let row = client
-                    .query_opt("SELECT record, at_ms FROM used_tokens WHERE id = $1", &[&id])
-                    .await
-                    .map_err(|e| describe(&e))?;
-                // Released between the insert and the read: still not ours, and busy.
-                Ok(Err(row.map(|r| from_json(r.get(0), r.get(1))).unwrap_or(Use {
-                    state: UseState::Posting,
-                    at,
-                    content,
-                })))
-            })
-            .map_err(io::Error::other)
+        let inserted = self
+            .db
+            .execute(
+                "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                row_params(id, first)?,
+            )
+            .map_err(io::Error::other)?;
+        if inserted == 1 {
+            return Ok(Ok(()));
+        }
+        // Released between the insert and the read: still not ours, and busy.
+        Ok(Err(self.get(id)?.unwrap_or(Use {
+            state: UseState::Posting,
+            at: first.at,
+            content: first.content.clone(),
+        })))
     }
 
     fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
-        let id = id.to_owned();
-        let (state, json, content, at) = to_row(record)?;
         self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                client
-                    .execute(
-                        "UPDATE used_tokens SET state = $2, record = $3, content = $4, at_ms = $5, updated_at = now() WHERE id = $1",
-                        &[&id, &state, &json, &content, &at],
-                    )
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(())
-            })
+            .execute(
+                "UPDATE used_tokens SET state = $2, record = $3, content = $4, at_ms = $5, updated_at = now() WHERE id = $1",
+                row_params(id, record)?,
+            )
+            .map(drop)
             .map_err(io::Error::other)
     }
 
     fn release(&self, id: &str) -> io::Result<()> {
-        let id = id.to_owned();
         self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                client
-                    .execute("DELETE FROM used_tokens WHERE id = $1", &[&id])
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(())
-            })
+            .execute(
+                "DELETE FROM used_tokens WHERE id = $1",
+                vec![Box::new(id.to_owned())],
+            )
+            .map(drop)
             .map_err(io::Error::other)
     }
 
     fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>> {
-        let content = content.to_owned();
-        let since = since.timestamp_millis();
-        self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                let rows = client
-                    .query(
-                        "SELECT record, at_ms FROM used_tokens WHERE content = $1 AND at_ms >= $2 ORDER BY at_ms",
-                        &[&content, &since],
-                    )
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(rows.into_iter().map(|r| from_json(r.get(0), r.get(1))).collect())
-            })
-            .map_err(io::Error::other)
+        let rows = self
+            .db
+            .query(
+                "SELECT record, at_ms FROM used_tokens WHERE content = $1 AND at_ms >= $2 ORDER BY at_ms",
+                vec![Box::new(content.to_owned()), Box::new(since.timestamp_millis())],
+            )
+            .map_err(io::Error::other)?;
+        Ok(rows.iter().map(row_use).collect())
     }
 
     fn forget_before(&self, before: DateTime<Utc>) {
@@ -196,20 +168,17 @@ impl AuditTrail for AuditTable {
         let json = serde_json::to_value(record)
             .map_err(|e| format!("could not encode the audit record: {e}"))?;
         let event = json["event"].as_str().unwrap_or_default().to_owned();
-        let token_id = record.token_id.clone();
-        let replica = self.replica.clone();
         self.db
-            .run(move |pool| async move {
-                let client = connection(&pool).await?;
-                client
-                    .execute(
-                        "INSERT INTO audit_trail (replica, event, token_id, record) VALUES ($1, $2, $3, $4)",
-                        &[&replica, &event, &token_id, &json],
-                    )
-                    .await
-                    .map_err(|e| describe(&e))?;
-                Ok(())
-            })
+            .execute(
+                "INSERT INTO audit_trail (replica, event, token_id, record) VALUES ($1, $2, $3, $4)",
+                vec![
+                    Box::new(self.replica.clone()),
+                    Box::new(event),
+                    Box::new(record.token_id.clone()),
+                    Box::new(json),
+                ],
+            )
+            .map(drop)
             .map_err(|e| {
                 tracing::error!(error = %e, "could not write the audit trail to the state database");
                 format!(

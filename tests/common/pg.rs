@@ -158,17 +158,14 @@ impl Postgres {
 
     /// Stops the cluster at once, dropping every connection (as a crashed database would).
     pub fn stop(&self) {
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data().to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        let args = self.stop_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run("pg_ctl", &args);
+    }
+
+    fn stop_args(&self) -> [String; 6] {
+        let data = self.data().to_string_lossy().into_owned();
+        ["-D", &data, "-m", "immediate", "-w", "stop"].map(str::to_owned)
     }
 
     /// Runs `sql` with `psql` and returns its rows, one line each, fields separated by `|`.
@@ -209,19 +206,9 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self
-            .command(
-                "pg_ctl",
-                &[
-                    "-D",
-                    self.data().to_str().unwrap(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-            )
-            .output();
+        let args = self.stop_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _ = self.command("pg_ctl", &args).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
