@@ -7,7 +7,7 @@ use std::time::Duration;
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
-use crate::common::net::{HttpServer, stateless_call, stateless_request};
+use crate::common::net::{HttpServer, stateless_call, stateless_request, stateless_request_with};
 use crate::common::pg::Postgres;
 use crate::common::{self, PATIENCE, posts};
 
@@ -382,7 +382,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// For BENCHMARKS.md, not a check: the latency a confirmation gains from PostgreSQL, and the calls
 /// per second of one and two replicas. `BENCH_BINARY=target/profiling/1nce-mcp cargo test --test
-/// integration replicas::measure -- --ignored --nocapture`.
+/// integration replicas::measure -- --ignored --nocapture`, with `BENCH_PG_DURABLE=1` for a
+/// PostgreSQL that syncs its commits to disk as the state directory does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand for BENCHMARKS.md"]
 async fn measure_confirmation_latency_and_replica_throughput() {
@@ -404,12 +405,17 @@ async fn measure_confirmation_latency_and_replica_throughput() {
     ] {
         let server = HttpServer::against(&sandbox.base_url(), &args, &[]).await;
         let (mut previews, mut confirms) = (Vec::new(), Vec::new());
+        let http = reqwest::Client::new();
+        let call = |arguments: Value| {
+            let params = json!({"name": "create_order", "arguments": arguments});
+            stateless_request_with(&http, &server, params, json!({}))
+        };
         for i in 0..rounds + 10 {
             let started = tokio::time::Instant::now();
-            let token = preview(&server).await;
+            let token = call(order()).await["structuredContent"]["confirmation_token"].clone();
             let previewed = started.elapsed();
             let started = tokio::time::Instant::now();
-            let placed = stateless_call(&server, "create_order", with_token(order(), &token)).await;
+            let placed = call(with_token(order(), &token)).await;
             let confirmed = started.elapsed();
             assert_eq!(status(&placed), "placed", "{placed}");
             if i >= 10 {
@@ -443,8 +449,11 @@ async fn measure_confirmation_latency_and_replica_throughput() {
             let server = &servers[w % n];
             let calls = &calls;
             async move {
+                let http = reqwest::Client::new();
+                let params = json!({"name": "list_orders", "arguments": {"page_size": 1}});
                 while tokio::time::Instant::now() < until {
-                    let read = stateless_call(server, "list_orders", json!({"page_size": 1})).await;
+                    let read =
+                        stateless_request_with(&http, server, params.clone(), json!({})).await;
                     assert_ne!(read["isError"], true, "{read}");
                     calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

@@ -190,8 +190,9 @@ impl AuditTrail for AuditTable {
 }
 
 /// The rate limit to 1NCE shared by every replica: one GCRA row per bucket (1NCE client id),
-/// read and updated under a row lock in one transaction, with the database's clock, so
-/// replicas with skewed clocks still share one schedule.
+/// its theoretical arrival time advanced by one statement (an upsert whose condition is the
+/// limit), so the row is locked for that statement only, on the database's clock, so replicas
+/// with skewed clocks still share one schedule.
 #[derive(Debug, Clone)]
 pub struct RateBuckets {
     db: Arc<StateDb>,
@@ -203,6 +204,42 @@ impl RateBuckets {
     }
 }
 
+/// The database's time in Unix milliseconds, read when the row is locked.
+macro_rules! db_now {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::double precision"
+    };
+}
+
+/// Takes a slot if one frees within `$4` ms: `$2` is the interval between requests, `$3` the
+/// burst's tolerance, both in ms. Returns the new arrival time and the time; nothing when the
+/// slot is too far away.
+const TAKE_SLOT: &str = concat!(
+    "INSERT INTO rate_buckets AS b (bucket, tat_ms) VALUES ($1, ",
+    db_now!(),
+    " + $2) ON CONFLICT (bucket) DO UPDATE SET tat_ms = greatest(b.tat_ms, ",
+    db_now!(),
+    ") + $2 WHERE greatest(b.tat_ms, ",
+    db_now!(),
+    ") - $3 - ",
+    db_now!(),
+    " <= $4 RETURNING tat_ms, ",
+    db_now!()
+);
+
+/// How far away the next slot is (`$2`: the tolerance), when [`TAKE_SLOT`] took none.
+const NEXT_SLOT: &str = concat!(
+    "SELECT greatest(tat_ms, ",
+    db_now!(),
+    ") - $2 - ",
+    db_now!(),
+    " FROM rate_buckets WHERE bucket = $1"
+);
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(1e9))
+}
+
 impl SharedBucket for RateBuckets {
     fn reserve<'a>(
         &'a self,
@@ -212,39 +249,23 @@ impl SharedBucket for RateBuckets {
     ) -> BoxFuture<'a, Result<Result<Duration, Duration>, String>> {
         let bucket = bucket.to_owned();
         Box::pin(self.db.run_async(move |pool| async move {
-            let mut client = connection(&pool).await?;
-            let tx = client.transaction().await.map_err(|e| describe(&e))?;
+            let client = connection(&pool).await?;
             let interval = limit.per.as_secs_f64() * 1000.0 / f64::from(limit.requests);
             let tolerance = interval * f64::from(limit.burst.max(1) - 1);
-            tx.execute(
-                "INSERT INTO rate_buckets (bucket, tat_ms) VALUES ($1, 0) ON CONFLICT (bucket) DO NOTHING",
-                &[&bucket],
-            )
-            .await
-            .map_err(|e| describe(&e))?;
-            let row = tx
-                .query_one(
-                    "SELECT tat_ms, extract(epoch FROM clock_timestamp())::double precision * 1000 FROM rate_buckets WHERE bucket = $1 FOR UPDATE",
-                    &[&bucket],
-                )
+            let max_wait = max_wait.as_secs_f64() * 1000.0;
+            let taken = client
+                .query_opt(TAKE_SLOT, &[&bucket, &interval, &tolerance, &max_wait])
                 .await
                 .map_err(|e| describe(&e))?;
-            let (stored, now): (f64, f64) = (row.get(0), row.get(1));
-            let tat = stored.max(now);
-            let wait_ms = (tat - tolerance - now).max(0.0);
-            let wait = Duration::from_secs_f64((wait_ms / 1000.0).min(1e9));
-            if wait > max_wait {
-                tx.rollback().await.map_err(|e| describe(&e))?;
-                return Ok(Err(wait));
+            if let Some(row) = taken {
+                let (tat, now): (f64, f64) = (row.get(0), row.get(1));
+                return Ok(Ok(millis(tat - interval - tolerance - now)));
             }
-            tx.execute(
-                "UPDATE rate_buckets SET tat_ms = $2 WHERE bucket = $1",
-                &[&bucket, &(tat + interval)],
-            )
-            .await
-            .map_err(|e| describe(&e))?;
-            tx.commit().await.map_err(|e| describe(&e))?;
-            Ok(Ok(wait))
+            let row = client
+                .query_one(NEXT_SLOT, &[&bucket, &tolerance])
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(Err(millis(row.get(0))))
         }))
     }
 }

@@ -275,7 +275,14 @@ pub async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -
 
 /// A 2026-07-28 stateless `tools/call` with `params` (name, arguments and perhaps
 /// `inputResponses`/`requestState`) from a client declaring `capabilities`; the JSON-RPC result.
-pub async fn stateless_request(
+pub async fn stateless_request(server: &HttpServer, params: Value, capabilities: Value) -> Value {
+    stateless_request_with(&reqwest::Client::new(), server, params, capabilities).await
+}
+
+/// [`stateless_request`] through `http`, whose connections are kept between calls (building a
+/// client loads the system's CA roots: milliseconds that would dominate a measurement).
+pub async fn stateless_request_with(
+    http: &reqwest::Client,
     server: &HttpServer,
     mut params: Value,
     capabilities: Value,
@@ -286,7 +293,7 @@ pub async fn stateless_request(
         "io.modelcontextprotocol/clientCapabilities": capabilities,
         "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "0"}});
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
-    let response = reqwest::Client::new()
+    let response = http
         .post(server.url("/mcp"))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")

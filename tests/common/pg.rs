@@ -134,8 +134,14 @@ impl Postgres {
 
     /// Starts the cluster (again) on the same port and waits until it accepts connections.
     pub fn start_again(&self) {
+        // Tests do not need durability; a measurement (BENCHMARKS.md) sets BENCH_PG_DURABLE=1.
+        let fsync = if std::env::var("BENCH_PG_DURABLE").as_deref() == Ok("1") {
+            ""
+        } else {
+            " -c fsync=off"
+        };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=100",
+            "-p {} -c listen_addresses=127.0.0.1 -k {}{fsync} -c max_connections=100",
             self.port,
             self.dir.display()
         );
