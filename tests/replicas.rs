@@ -475,7 +475,7 @@ async fn measure_confirmation_latency_and_replica_throughput() {
 
 #[test]
 fn the_used_tokens_table_keeps_the_single_use_contract() {
-    use onence_mcp::orders::single_use::{SingleUse, Use, UseState};
+    use onence_mcp::orders::single_use::{SingleUse, check_contract};
     use onence_mcp::state_db::tables::UsedTokens;
     use onence_mcp::state_db::{DbTarget, StateDb};
     let Some(pg) = Postgres::start("single-use-contract") else {
@@ -486,43 +486,7 @@ fn the_used_tokens_table_keeps_the_single_use_contract() {
         shown: "test".to_owned(),
     };
     let store = UsedTokens::new(std::sync::Arc::new(StateDb::open(&target).unwrap()));
-    let record = |state, at, content: &str| Use {
-        state,
-        at,
-        content: content.to_owned(),
-    };
-    // Of twenty threads claiming one id at once, exactly one gets it.
-    let posting = record(UseState::Posting, 1_000, "c1");
-    let winners = std::thread::scope(|scope| {
-        let claims: Vec<_> = (0..20)
-            .map(|_| scope.spawn(|| store.claim("a", &posting).unwrap().is_ok()))
-            .collect();
-        claims
-            .into_iter()
-            .filter_map(|c| c.join().ok())
-            .filter(|won| *won)
-            .count()
-    });
-    assert_eq!(winners, 1);
-    assert_eq!(store.claim("a", &posting).unwrap(), Err(posting.clone()));
-    let placed = record(
-        UseState::Placed {
-            order_number: Some(9),
-        },
-        2_000,
-        "c1",
-    );
-    store.settle("a", &placed).unwrap();
-    assert_eq!(store.get("a").unwrap(), Some(placed.clone()));
-    store
-        .claim("b", &record(UseState::Posting, 3_000, "c2"))
-        .unwrap()
-        .unwrap();
-    store.release("b").unwrap();
-    assert_eq!(store.get("b").unwrap(), None);
-    let since = chrono::DateTime::from_timestamp_millis(1_500).unwrap();
-    assert_eq!(store.recent("c1", since).unwrap(), vec![placed]);
-    assert!(store.recent("c2", since).unwrap().is_empty());
+    check_contract(&store);
     // Forgetting is best effort, in the background.
     store.forget_before(chrono::DateTime::from_timestamp_millis(2_500).unwrap());
     let deadline = std::time::Instant::now() + PATIENCE;
