@@ -125,7 +125,7 @@ async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decline_answered_on_one_replica_refuses_the_token_on_another() {
+async fn answers_on_one_replica_hold_on_another_and_every_step_is_audited() {
     let Some((pg, sandbox, servers)) = cluster("decline", 2, &[]).await else {
         return;
     };
@@ -150,7 +150,7 @@ async fn a_decline_answered_on_one_replica_refuses_the_token_on_another() {
     assert_eq!(declined["isError"], true, "{declined}");
     assert!(text(&declined).contains("declined"), "{declined}");
 
-    let elsewhere = stateless_request(&servers[0], confirm, asks).await;
+    let elsewhere = stateless_request(&servers[0], confirm, asks.clone()).await;
     assert_eq!(elsewhere["isError"], true, "{elsewhere}");
     let said = text(&elsewhere);
     assert!(said.contains("declined this order"), "{said}");
@@ -160,6 +160,12 @@ async fn a_decline_answered_on_one_replica_refuses_the_token_on_another() {
         ["declined"],
         "the decline is recorded once, in the shared table"
     );
+    let events = pg.query("SELECT event || '/' || replica FROM audit_trail ORDER BY seq");
+    let events: Vec<&str> = events
+        .iter()
+        .map(|e| e.split('/').next().unwrap())
+        .collect();
+    assert_eq!(events, ["preview", "declined", "refused"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
