@@ -28,6 +28,10 @@
 //!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
 //!   start their own and point the server at it exactly as they would at the real API.
 //!
+//! - [`state_db`]: with `--state-url`, the order state several replicas share in PostgreSQL
+//!   (used tokens, audit trail, signing key, rate limit to 1NCE), behind the contracts `orders`
+//!   and `api` define; neither of them knows it.
+//!
 //! Beside them: [`oneshot`] (`1nce-mcp call`, one tool call through an in-memory MCP session, so
 //! scripts and Agent Skills get exactly the server's behaviour), [`setup_check`] (`1nce-mcp
 //! check`, a verdict on credentials and reachability), [`exit_status`] (every exit status,
@@ -45,6 +49,7 @@ pub mod oneshot;
 pub mod orders;
 pub mod sandbox;
 pub mod setup_check;
+pub mod state_db;
 pub mod stderr_log;
 pub mod transport;
 

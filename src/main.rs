@@ -10,13 +10,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use onence_mcp::api::rate_limit::SharedBucket;
 use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::config::{Cli, Command, Config, Upstream};
 use onence_mcp::exit_status::{ExitStatus, QuietPipe};
 use onence_mcp::mcp::{OrderServer, ServerOptions, ToolSet};
 use onence_mcp::oneshot;
-use onence_mcp::orders::{Confirmations, private_fs};
+use onence_mcp::orders::{AuditTrail, Confirmations, private_fs};
 use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use onence_mcp::state_db::tables::{AuditTable, RateBuckets, UsedTokens};
+use onence_mcp::state_db::{self, StateDb};
 use onence_mcp::stderr_log::NonBlockingStderr;
 use onence_mcp::transport;
 use rmcp::ServiceExt;
@@ -76,11 +79,16 @@ fn main() -> ExitCode {
     let sandbox_parent = matches!(config.upstream, Upstream::Sandbox)
         .then(|| config.state_dir.parent())
         .flatten();
+    // With --state-url the state directory is not used at all.
+    let sandbox_parent = sandbox_parent.filter(|_| config.state_db.is_none());
     let checked = match sandbox_parent {
         Some(parent) => private_fs::check_state(parent, None),
         None => Ok(()),
     }
-    .and_then(|()| private_fs::check_state(&config.state_dir, config.audit_log.as_deref()));
+    .and_then(|()| match config.state_db {
+        Some(_) => Ok(()),
+        None => private_fs::check_state(&config.state_dir, config.audit_log.as_deref()),
+    });
     if let Err(message) = checked {
         return exit(Exit::usage(message));
     }
@@ -101,7 +109,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let (server, sandbox) = connect(&config).await?;
+        let (server, sandbox, state_db) = connect(&config).await?;
         let in_flight = server.in_flight();
         let outcome = match cli.command {
             Some(Command::Call {
@@ -114,6 +122,12 @@ fn main() -> ExitCode {
             }
             Some(Command::Check) => {
                 let mut out = QuietPipe::new(std::io::stdout());
+                if let Some(db) = &state_db {
+                    // Reaching here means it connected and its schema is current.
+                    let version = db.version().map_err(|e| Exit::failure(format!("the state database {} failed: {e}", db.shown())))?;
+                    writeln!(out, "state database {}: ready (PostgreSQL {version}, schema current)", db.shown())
+                        .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
+                }
                 let verdict = onence_mcp::setup_check::run(server.client(), &mut out)
                     .await
                     .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
@@ -142,6 +156,7 @@ fn main() -> ExitCode {
             }
         }
         drop(sandbox);
+        drop(state_db);
         outcome
     });
     match outcome {
@@ -164,7 +179,12 @@ fn exit(e: Exit) -> ExitCode {
 /// errors this server answers with, whose texts hold neither.
 /// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
 /// frame kinds, never bodies or header values.
-const MESSAGE_LOGGERS: [(&str, LevelFilter); 1] = [("rmcp", LevelFilter::WARN)];
+/// tokio-postgres (through the `log` bridge) logs every statement's parameters at debug: the
+/// signing key as it is stored, token ids, audit records. Its notices at info are kept.
+const MESSAGE_LOGGERS: [(&str, LevelFilter); 2] = [
+    ("rmcp", LevelFilter::WARN),
+    ("tokio_postgres", LevelFilter::INFO),
+];
 
 /// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
 ///
@@ -205,8 +225,11 @@ fn print_tools(tools: &ToolSet) -> ExitCode {
 }
 
 /// Builds the server for the configured 1NCE: the real API, or a sandbox started here (the
-/// returned handle keeps it running).
-async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit> {
+/// returned handle keeps it running), with its state in the state directory or, with
+/// `--state-url`, in the database replicas share (exits here when that is unreachable).
+async fn connect(
+    config: &Config,
+) -> Result<(OrderServer, Option<Sandbox>, Option<Arc<StateDb>>), Exit> {
     let mut sandbox = None;
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
@@ -225,6 +248,10 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
             )
         }
     };
+    let state_db = match &config.state_db {
+        None => None,
+        Some(target) => Some(Arc::new(StateDb::open(target).map_err(Exit::failure)?)),
+    };
     let client = Client::new(ClientConfig {
         base_url: url,
         credentials,
@@ -232,18 +259,35 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
         request_timeout: config.request_timeout,
         retry: config.retry,
         rate_limit: config.rate_limit,
+        shared_rate_limit: state_db
+            .as_ref()
+            .map(|db| Arc::new(RateBuckets::new(Arc::clone(db))) as Arc<dyn SharedBucket>),
     })
     .map_err(|e| Exit::failure(e.to_string()))?;
-    let confirmations = Confirmations::open(&config.state_dir, config.confirmation_ttl)
-        .map_err(|e| {
+    let confirmations = match &state_db {
+        Some(db) => {
+            let key = state_db::signing_key(db).map_err(|e| {
+                Exit::failure(format!(
+                    "could not read or create the signing key in the state database {}: {e}",
+                    db.shown()
+                ))
+            })?;
+            Confirmations::with_store(
+                key,
+                Arc::new(UsedTokens::new(Arc::clone(db))),
+                config.confirmation_ttl,
+            )
+        }
+        None => Confirmations::open(&config.state_dir, config.confirmation_ttl).map_err(|e| {
             Exit::failure(format!(
                 "could not use the state directory {} for confirmation tokens: {e}",
                 config.state_dir.display()
             ))
-        })?
-        // A claimed token without an outcome after the longest a POST can take is one whose
-        // process died mid-POST.
-        .with_posting_grace(config.request_timeout + Duration::from_secs(60));
+        })?,
+    }
+    // A claimed token without an outcome after the longest a POST can take is one whose
+    // process died mid-POST.
+    .with_posting_grace(config.request_timeout + Duration::from_secs(60));
     let server = OrderServer::new(
         client,
         Arc::new(confirmations),
@@ -253,10 +297,24 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>), Exit
             require_human_approval: config.require_human_approval,
             limits: config.limits.clone(),
             audit_log: config.audit_log.clone(),
+            audit_trail: state_db.as_ref().map(|db| {
+                Arc::new(AuditTable::new(Arc::clone(db), replica_name())) as Arc<dyn AuditTrail>
+            }),
             approval_timeout: Some(config.confirmation_ttl),
         },
     );
-    Ok((server, sandbox))
+    Ok((server, sandbox, state_db))
+}
+
+/// How this process signs its rows in the shared audit trail: host and process id.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}:{}", std::process::id())
 }
 
 async fn serve_stdio(server: OrderServer, config: &Config) -> Result<(), Exit> {

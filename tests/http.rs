@@ -7,7 +7,7 @@ use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::net::{GatedProxy, HttpServer, TOKEN};
+use crate::common::net::{GatedProxy, HttpServer, TOKEN, stateless_call};
 use crate::common::sse::SseReader;
 
 async fn sandbox() -> Sandbox {
@@ -504,43 +504,6 @@ async fn a_cancelled_call_stops_its_upstream_request_and_the_session_goes_on() {
         .ok("get_order", json!({"order_number": 2000000003u64}))
         .await;
     assert_eq!(order["order_number"], 2000000003u64);
-}
-
-/// A 2026-07-28 stateless `tools/call`: no session, per-request metadata.
-async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": tool, "arguments": arguments, "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "0"}}}});
-    let response = reqwest::Client::new()
-        .post(server.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.headers().get("mcp-session-id").is_none());
-    let streamed = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
-    let message: Value = if streamed {
-        let mut events = SseReader::new(response);
-        loop {
-            let event = events.next().await.expect("the answer to the call");
-            if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
-                break message;
-            }
-        }
-    } else {
-        response.json().await.unwrap()
-    };
-    message["result"].clone()
 }
 
 #[tokio::test]

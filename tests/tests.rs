@@ -30,6 +30,8 @@ mod model_reads;
 mod packaging;
 mod post_answers;
 mod products;
+#[cfg(unix)]
+mod replicas;
 mod resources_prompts;
 mod safety;
 mod sandbox;

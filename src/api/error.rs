@@ -66,6 +66,12 @@ pub enum ApiError {
         whole_secs(.retry_in)
     )]
     Throttled { retry_in: Duration, limit: String },
+    /// The rate limit shared by the replicas (in the state database) could not be consulted;
+    /// nothing was sent to 1NCE, since no replica can tell whether the limit allows it.
+    #[error(
+        "the rate limit to 1NCE that this server's replicas share could not be consulted ({reason}); nothing was sent to 1NCE. The state database is unavailable: try again in a minute, and tell the operator if it persists"
+    )]
+    RateLimitUnavailable { reason: String },
 }
 
 impl ApiError {

@@ -60,6 +60,9 @@ pub struct ClientConfig {
     /// Client-side pacing of API requests; `None` (the default of [`ClientConfig::new`]) sends
     /// at once. The binary sets [`RateLimit::DEFAULT`] unless told otherwise.
     pub rate_limit: Option<RateLimit>,
+    /// Where `rate_limit` is kept when several replicas share it; `None` keeps it in this
+    /// process.
+    pub shared_rate_limit: Option<std::sync::Arc<dyn rate_limit::SharedBucket>>,
 }
 
 impl ClientConfig {
@@ -71,6 +74,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::none(),
             rate_limit: None,
+            shared_rate_limit: None,
         }
     }
 }
@@ -89,6 +93,7 @@ struct Inner {
     request_timeout: Duration,
     retry: RetryPolicy,
     limiter: Option<rate_limit::RateLimiter>,
+    shared_limiter: Option<Arc<dyn rate_limit::SharedBucket>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -170,6 +175,7 @@ impl Client {
                 request_timeout: config.request_timeout,
                 retry: config.retry,
                 limiter: config.rate_limit.map(rate_limit::RateLimiter::new),
+                shared_limiter: config.shared_rate_limit,
             }),
         })
     }
@@ -428,7 +434,17 @@ impl Client {
             return Ok(());
         };
         let left = self.inner.retry.budget.saturating_sub(*waited);
-        match limiter.reserve(left) {
+        let reserved = match &self.inner.shared_limiter {
+            None => limiter.reserve(left),
+            Some(shared) => shared
+                .reserve(self.client_id(), limiter.limit(), left)
+                .await
+                .map_err(|reason| {
+                    tracing::warn!(%reason, "refusing a 1NCE request: the shared rate limit could not be consulted");
+                    ApiError::RateLimitUnavailable { reason }
+                })?,
+        };
+        match reserved {
             Ok(wait) if wait.is_zero() => Ok(()),
             Ok(wait) => {
                 tracing::info!(

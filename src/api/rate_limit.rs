@@ -86,6 +86,18 @@ impl FromStr for RateLimit {
     }
 }
 
+/// A rate limit kept outside this process and shared by every replica (`--state-url`): the
+/// same contract as [`RateLimiter::reserve`], for the bucket named `bucket`. `Err` says the
+/// shared limit could not be consulted; the request is then not sent.
+pub trait SharedBucket: Send + Sync + fmt::Debug {
+    fn reserve<'a>(
+        &'a self,
+        bucket: &'a str,
+        limit: RateLimit,
+        max_wait: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<Result<Duration, Duration>, String>>;
+}
+
 /// The shared bucket.
 pub(crate) struct RateLimiter {
     limit: RateLimit,

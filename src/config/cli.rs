@@ -20,6 +20,7 @@ ENVIRONMENT:
   ONCE_CLIENT_ID        Client id of a 1NCE API user (required without --sandbox)
   ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
   ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file)
+  PGPASSWORD            Password for --state-url (or ONCE_STATE_PASSWORD_FILE, a file holding it)
   RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
   Every flag above can also be set through the variable shown in its [env: …] note.
 
@@ -142,6 +143,14 @@ pub struct Cli {
     /// $XDG_STATE_HOME/1nce-mcp or ~/.local/state/1nce-mcp.
     #[arg(long, global = true, env = "ONCE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// PostgreSQL database shared by several replicas, e.g.
+    /// postgres://mcp@db.internal:5432/once_mcp: used confirmation tokens, the audit trail, the
+    /// token signing key and the rate limit to 1NCE are kept there instead of in the state
+    /// directory and audit.jsonl. The password comes from PGPASSWORD or the file named by
+    /// ONCE_STATE_PASSWORD_FILE (or inside ONCE_STATE_URL), never from a flag's value.
+    #[arg(long, global = true, env = "ONCE_STATE_URL", value_name = "URL")]
+    pub state_url: Option<String>,
 
     /// Serve MCP over HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy
     /// HTTP+SSE at /sse, health at /health. ADDR is IP:PORT, localhost:PORT or a bare PORT

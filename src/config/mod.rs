@@ -11,6 +11,7 @@ use url::Url;
 use crate::api::{self, Credentials, RateLimit, RetryPolicy};
 use crate::mcp::ToolSet;
 use crate::orders::OrderLimits;
+use crate::state_db::DbTarget;
 
 mod cli;
 mod http;
@@ -49,6 +50,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// `None` when `--rate-limit off`.
     pub rate_limit: Option<RateLimit>,
+    /// `--state-url`: the database replicas share; `None` keeps state in `state_dir`.
+    pub state_db: Option<DbTarget>,
 }
 
 impl Config {
@@ -153,6 +156,13 @@ impl Config {
             Some(path) => Some(PathBuf::from(path)),
             None => Some(state_dir.join("audit.jsonl")),
         };
+        let state_db = match cli.state_url.as_deref().map(str::trim) {
+            None => None,
+            Some(url) => Some(state_db_target(url, &env)?),
+        };
+        if state_db.is_some() && cli.audit_log.is_some() && tools.offers("create_order") {
+            return Err("--audit-log cannot be combined with --state-url: the audit trail is kept in the database then (table audit_trail), shared by every replica".to_owned());
+        }
         let http = HttpSettings::from_cli(cli, &env)?;
         Ok(Config {
             upstream,
@@ -171,8 +181,50 @@ impl Config {
             http,
             retry,
             rate_limit,
+            state_db,
         })
     }
+}
+
+/// Environment variable naming a file that holds the state database's password.
+pub const STATE_PASSWORD_FILE_ENV: &str = "ONCE_STATE_PASSWORD_FILE";
+
+/// Validates `--state-url` and finds its password: inside the URL only when the URL came from
+/// `ONCE_STATE_URL` (a flag's value is visible to every user through `ps`), else from the file
+/// named by `ONCE_STATE_PASSWORD_FILE`, else `PGPASSWORD`.
+fn state_db_target(url: &str, env: &impl Fn(&str) -> Option<String>) -> Result<DbTarget, String> {
+    let usage = "write it as postgres://USER@HOST:PORT/DATABASE (options such as ?sslmode=disable may follow)";
+    let parsed = Url::parse(url).map_err(|e| format!("--state-url is not a URL ({e}); {usage}"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "--state-url must be a postgres:// URL, not {}:; {usage}",
+            parsed.scheme()
+        ));
+    }
+    let mut shown = parsed.clone();
+    let _ = shown.set_password(None);
+    let shown = shown.to_string();
+    let from_env = env("ONCE_STATE_URL").is_some_and(|v| v.trim() == url);
+    if parsed.password().is_some() && !from_env {
+        return Err(format!(
+            "--state-url carries a password, and a flag's value is visible to every user of the machine; remove it from the URL ({shown}) and put it in PGPASSWORD or in a file named by {STATE_PASSWORD_FILE_ENV}"
+        ));
+    }
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("--state-url {shown} is not a PostgreSQL URL ({e}); {usage}"))?;
+    if config.get_password().is_none() {
+        let nonempty = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(file) = nonempty(STATE_PASSWORD_FILE_ENV) {
+            let text = std::fs::read_to_string(file.trim()).map_err(|e| {
+                format!("cannot read the state database password from {STATE_PASSWORD_FILE_ENV} ({}): {e}", file.trim())
+            })?;
+            config.password(text.trim_end_matches(['\n', '\r']));
+        } else if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    Ok(DbTarget { config, shown })
 }
 
 /// `$XDG_STATE_HOME/1nce-mcp`, else `~/.local/state/1nce-mcp` (on Windows `%LOCALAPPDATA%\1nce-mcp`).
@@ -391,5 +443,68 @@ mod tests {
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--allowed-products", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_state_database_password_never_comes_from_a_flag() {
+        let home = |k: &str| (k == "HOME").then(|| "/h".into());
+        let url = "postgres://mcp:s3cret@db.internal:5432/once";
+        let err = Config::from_cli(&cli(&["--sandbox", "--state-url", url]), home).unwrap_err();
+        assert!(
+            err.contains("PGPASSWORD") && !err.contains("s3cret"),
+            "{err}"
+        );
+        // The same URL from ONCE_STATE_URL is the operator's choice, and not visible in ps.
+        let from_env = |k: &str| match k {
+            "ONCE_STATE_URL" => Some(url.to_owned()),
+            other => home(other),
+        };
+        let c = Config::from_cli(&cli(&["--sandbox", "--state-url", url]), from_env).unwrap();
+        let target = c.state_db.unwrap();
+        assert_eq!(target.config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(target.shown, "postgres://mcp@db.internal:5432/once");
+        assert!(!format!("{target:?}").contains("s3cret"));
+        // Otherwise from a file, or PGPASSWORD.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let path = file.to_str().unwrap().to_owned();
+        let bare = "postgres://mcp@db.internal/once";
+        let env = |k: &str| match k {
+            STATE_PASSWORD_FILE_ENV => Some(path.clone()),
+            "PGPASSWORD" => Some("from-env".into()),
+            other => home(other),
+        };
+        let c = Config::from_cli(&cli(&["--sandbox", "--state-url", bare]), env).unwrap();
+        assert_eq!(
+            c.state_db.unwrap().config.get_password(),
+            Some(&b"from-file"[..])
+        );
+        let env = |k: &str| {
+            (k == "PGPASSWORD")
+                .then(|| "from-env".into())
+                .or_else(|| home(k))
+        };
+        let c = Config::from_cli(&cli(&["--sandbox", "--state-url", bare]), env).unwrap();
+        assert_eq!(
+            c.state_db.unwrap().config.get_password(),
+            Some(&b"from-env"[..])
+        );
+        for (bad, says) in [
+            ("mysql://db/once", "postgres://"),
+            (
+                "postgres://db/once?sslmode=sometimes",
+                "not a PostgreSQL URL",
+            ),
+        ] {
+            let err = Config::from_cli(&cli(&["--sandbox", "--state-url", bad]), home).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let err = Config::from_cli(
+            &cli(&["--sandbox", "--state-url", bare, "--audit-log", "/a.jsonl"]),
+            home,
+        )
+        .unwrap_err();
+        assert!(err.contains("audit_trail"), "{err}");
     }
 }

@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use rand::RngCore;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
     InputRequest, InputRequests, InputRequiredResult, ProtocolVersion, RequestStateCodec,
@@ -40,21 +39,20 @@ pub struct OrderApproval {
 
 elicit_safe!(OrderApproval);
 
-/// Seals the `requestState` of an approval question with a key only this process knows, so a
-/// retry can only carry an answer to a question this server asked, about this exact order, and
-/// not long ago.
+/// Seals the `requestState` of an approval question with a key only this server knows (derived
+/// from the confirmation signing key, so every replica sharing that key opens the others'
+/// seals), so a retry can only carry an answer to a question this server asked, about this
+/// exact order, and not long ago.
 pub(super) struct StateSeal {
     codec: RequestStateCodec,
     ttl: Duration,
 }
 
 impl StateSeal {
-    pub(super) fn new(ttl: Duration) -> Self {
-        let mut key = vec![0u8; RequestStateCodec::MIN_KEY_LENGTH];
-        rand::rng().fill_bytes(&mut key);
+    pub(super) fn new(key: [u8; 32], ttl: Duration) -> Self {
         StateSeal {
-            // The key is exactly the minimum length, so the length check cannot fail.
-            codec: RequestStateCodec::new_unchecked(key),
+            // 32 bytes is RequestStateCodec::MIN_KEY_LENGTH, so the length check cannot fail.
+            codec: RequestStateCodec::new_unchecked(key.to_vec()),
             ttl,
         }
     }
@@ -213,13 +211,13 @@ mod tests {
 
     #[test]
     fn sealed_states_open_only_to_their_subject() {
-        let seal = StateSeal::new(Duration::from_secs(60));
+        let seal = StateSeal::new([1; 32], Duration::from_secs(60));
         let state = seal.seal("order-a");
         assert!(seal.opens_to(Some(&state), "order-a"));
         assert!(!seal.opens_to(Some(&state), "order-b"));
         assert!(!seal.opens_to(Some("order-a"), "order-a"));
         assert!(!seal.opens_to(None, "order-a"));
-        let other = StateSeal::new(Duration::from_secs(60));
+        let other = StateSeal::new([2; 32], Duration::from_secs(60));
         assert!(!other.opens_to(Some(&state), "order-a"));
     }
 

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
-use crate::orders::{Account, AuditLog, Confirmations, Desk, Environment, OrderLimits};
+use crate::orders::{Account, AuditLog, AuditTrail, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
@@ -66,6 +66,8 @@ pub struct ServerOptions {
     pub limits: OrderLimits,
     /// Where the audit trail goes; `None` keeps none.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Where the audit trail goes instead of `audit_log` (the state database of replicas).
+    pub audit_trail: Option<Arc<dyn AuditTrail>>,
     /// How long to wait for the user to answer an approval form (default 10 minutes; the
     /// binary uses the confirmation TTL).
     pub approval_timeout: Option<Duration>,
@@ -106,6 +108,7 @@ impl OrderServer {
         let can_order = tool_router.has_route("create_order");
         let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         let limits = Arc::new(options.limits);
+        let seal_key = confirmations.derived_key("request-state");
         let (environment, account) = if options.sandbox {
             (Environment::Sandbox, Account::sandbox(client.client_id()))
         } else {
@@ -117,7 +120,9 @@ impl OrderServer {
         let desk = Desk {
             client: client.clone(),
             confirmations,
-            audit: Arc::new(AuditLog::new(options.audit_log)),
+            audit: options
+                .audit_trail
+                .unwrap_or_else(|| Arc::new(AuditLog::new(options.audit_log))),
             environment,
             account,
             catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
@@ -134,7 +139,7 @@ impl OrderServer {
             can_order,
             require_human_approval: options.require_human_approval,
             approval_timeout,
-            state_seal: Arc::new(approval::StateSeal::new(approval_timeout)),
+            state_seal: Arc::new(approval::StateSeal::new(seal_key, approval_timeout)),
             tool_router,
             // The one prompt walks the agent through a reorder: nothing a server that cannot
             // order offers.

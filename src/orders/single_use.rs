@@ -184,43 +184,57 @@ impl SingleUse for MarkerFiles {
     }
 }
 
+/// The contract every [`SingleUse`] store keeps, as a check its tests run on an empty store (the
+/// marker files' unit test, the PostgreSQL table's integration test): twenty threads claiming one
+/// id, one wins; settle, release, recent. Panics on the first difference.
+#[doc(hidden)]
+pub fn check_contract(store: &dyn SingleUse) {
+    let record = |state, at, content: &str| Use {
+        state,
+        at,
+        content: content.to_owned(),
+    };
+    let posting = record(UseState::Posting, 1_000, "c1");
+    let winners = std::thread::scope(|scope| {
+        let claims: Vec<_> = (0..20)
+            .map(|_| scope.spawn(|| store.claim("a", &posting).unwrap().is_ok()))
+            .collect();
+        claims
+            .into_iter()
+            .filter_map(|c| c.join().ok())
+            .filter(|won| *won)
+            .count()
+    });
+    assert_eq!(winners, 1, "exactly one of twenty claims wins");
+    assert_eq!(store.claim("a", &posting).unwrap(), Err(posting.clone()));
+    let placed = record(
+        UseState::Placed {
+            order_number: Some(9),
+        },
+        2_000,
+        "c1",
+    );
+    store.settle("a", &placed).unwrap();
+    assert_eq!(store.get("a").unwrap(), Some(placed.clone()));
+    store
+        .claim("b", &record(UseState::Posting, 3_000, "c2"))
+        .unwrap()
+        .unwrap();
+    store.release("b").unwrap();
+    assert_eq!(store.get("b").unwrap(), None);
+    let since = DateTime::from_timestamp_millis(1_500).unwrap();
+    assert_eq!(store.recent("c1", since).unwrap(), vec![placed]);
+    assert!(store.recent("c2", since).unwrap().is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(state: UseState, at: i64, content: &str) -> Use {
-        Use {
-            state,
-            at,
-            content: content.to_owned(),
-        }
-    }
-
     #[test]
     fn one_claim_then_settle_release_and_recent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MarkerFiles::new(dir.path());
-        let posting = record(UseState::Posting, 1_000, "c1");
-        assert_eq!(store.claim("a", &posting).unwrap(), Ok(()));
-        assert_eq!(store.claim("a", &posting).unwrap(), Err(posting.clone()));
-        let placed = record(
-            UseState::Placed {
-                order_number: Some(9),
-            },
-            2_000,
-            "c1",
-        );
-        store.settle("a", &placed).unwrap();
-        assert_eq!(store.get("a").unwrap(), Some(placed.clone()));
-        store
-            .claim("b", &record(UseState::Posting, 3_000, "c2"))
-            .unwrap()
-            .unwrap();
-        store.release("b").unwrap();
-        assert_eq!(store.get("b").unwrap(), None);
-        let since = DateTime::from_timestamp_millis(1_500).unwrap();
-        assert_eq!(store.recent("c1", since).unwrap(), vec![placed]);
-        assert!(store.recent("c2", since).unwrap().is_empty());
+        check_contract(&MarkerFiles::new(dir.path()));
     }
 
     #[test]

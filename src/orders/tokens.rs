@@ -189,7 +189,7 @@ pub enum Refusal {
     )]
     NotApproved(NotApproved),
     #[error(
-        "the use of this confirmation_token could not be recorded ({0}), so nothing was ordered. Check that the state directory is writable"
+        "the use of this confirmation_token could not be recorded ({0}), so nothing was ordered. The operator must check the state store (the state directory, or the database of --state-url); try again once it works"
     )]
     Storage(String),
 }
@@ -211,6 +211,17 @@ impl Confirmations {
             clock: Arc::new(SystemClock),
             posting_grace: DEFAULT_POSTING_GRACE,
         })
+    }
+
+    /// Signs with `key` and records single use in `store`: the shared state of replicas.
+    pub fn with_store(key: [u8; 32], store: Arc<dyn SingleUse>, ttl: Duration) -> Confirmations {
+        Confirmations {
+            ttl,
+            key,
+            store,
+            clock: Arc::new(SystemClock),
+            posting_grace: DEFAULT_POSTING_GRACE,
+        }
     }
 
     /// Reads the time from `clock` instead of the system.
@@ -377,6 +388,15 @@ impl Confirmations {
             UseState::Unknown => Refusal::OutcomeUnknown { since: record.at() },
             UseState::NotApproved { answer } => Refusal::NotApproved(answer),
         }
+    }
+
+    /// A key for `purpose`, derived from the signing key (HMAC-SHA256 of the purpose), so every
+    /// process sharing the signing key shares it, and the signing key itself stays here.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        self.mac(format!("1nce-mcp derived key\n{purpose}").as_bytes())
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     fn mac(&self, payload: &[u8]) -> HmacSha256 {

@@ -4,6 +4,8 @@
 //! and waiting for a condition with a deadline. HTTP helpers are in [`net`] and [`sse`].
 
 pub mod net;
+#[cfg(unix)]
+pub mod pg;
 pub mod sse;
 
 use std::path::PathBuf;
@@ -45,9 +47,12 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The built server binary.
+/// The built server binary, or the one `BENCH_BINARY` names (the measurements for
+/// BENCHMARKS.md run an optimised build, as `cargo bench` does).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp"))
+    std::env::var_os("BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_1nce-mcp")))
 }
 
 /// A fresh, empty directory of its own for one test, under Cargo's scratch space. It is kept

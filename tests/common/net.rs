@@ -15,6 +15,9 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use tokio::sync::{Notify, watch};
 
+use serde_json::{Value, json};
+
+use super::sse::SseReader;
 use super::{PATIENCE, Session, Stderr, command, install_crypto, sandbox_env};
 
 pub const TOKEN: &str = "test-bearer-token-7f3a9c2e5b1d4860";
@@ -258,4 +261,64 @@ async fn forward(State(shared): State<Arc<ProxyShared>>, request: Request) -> Re
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// A 2026-07-28 stateless `tools/call`: no session, per-request metadata; the JSON-RPC result.
+pub async fn stateless_call(server: &HttpServer, tool: &str, arguments: Value) -> Value {
+    stateless_request(
+        server,
+        json!({"name": tool, "arguments": arguments}),
+        json!({}),
+    )
+    .await
+}
+
+/// A 2026-07-28 stateless `tools/call` with `params` (name, arguments and perhaps
+/// `inputResponses`/`requestState`) from a client declaring `capabilities`; the JSON-RPC result.
+pub async fn stateless_request(server: &HttpServer, params: Value, capabilities: Value) -> Value {
+    stateless_request_with(&reqwest::Client::new(), server, params, capabilities).await
+}
+
+/// [`stateless_request`] through `http`, whose connections are kept between calls (building a
+/// client loads the system's CA roots: milliseconds that would dominate a measurement).
+pub async fn stateless_request_with(
+    http: &reqwest::Client,
+    server: &HttpServer,
+    mut params: Value,
+    capabilities: Value,
+) -> Value {
+    let tool = params["name"].as_str().unwrap_or_default().to_owned();
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "0"}});
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+    let response = http
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let streamed = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let message: Value = if streamed {
+        let mut events = SseReader::new(response);
+        loop {
+            let event = events.next().await.expect("the answer to the call");
+            if let Ok(message) = serde_json::from_str::<Value>(&event.data) {
+                break message;
+            }
+        }
+    } else {
+        response.json().await.unwrap()
+    };
+    message["result"].clone()
 }

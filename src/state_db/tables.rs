@@ -1,0 +1,271 @@
+//! The tables behind the shared contracts: `used_tokens` ([`UsedTokens`]), `audit_trail`
+//! ([`AuditTable`]) and `rate_buckets` ([`RateBuckets`]).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use tokio_postgres::Row;
+
+use super::{Params, StateDb, connection, describe};
+use crate::api::RateLimit;
+use crate::api::rate_limit::SharedBucket;
+use crate::orders::AuditTrail;
+use crate::orders::audit::Record;
+use crate::orders::single_use::{SingleUse, Use, UseState};
+
+/// Single use of confirmation tokens: one row per token id. A claim is an insert that can
+/// succeed once (`ON CONFLICT DO NOTHING`), so of any number of replicas exactly one gets it.
+#[derive(Debug, Clone)]
+pub struct UsedTokens {
+    db: Arc<StateDb>,
+}
+
+impl UsedTokens {
+    pub fn new(db: Arc<StateDb>) -> UsedTokens {
+        UsedTokens { db }
+    }
+}
+
+/// The `state` column: what a person reading the table with SQL wants to see.
+fn state_name(state: &UseState) -> &'static str {
+    match state {
+        UseState::Posting => "posting",
+        UseState::Placed { .. } => "placed",
+        UseState::Unknown => "unknown",
+        UseState::NotApproved { answer } => match answer {
+            crate::orders::consent::NotApproved::Declined => "declined",
+            crate::orders::consent::NotApproved::Cancelled => "cancelled",
+            crate::orders::consent::NotApproved::NoAnswer => "no_answer",
+        },
+    }
+}
+
+/// The parameters `$1`…`$5` of a row: id, state, record, content, at_ms.
+fn row_params(id: &str, record: &Use) -> io::Result<Params> {
+    let json = serde_json::to_value(record).map_err(io::Error::other)?;
+    Ok(vec![
+        Box::new(id.to_owned()),
+        Box::new(state_name(&record.state).to_owned()),
+        Box::new(json),
+        Box::new(record.content.clone()),
+        Box::new(record.at),
+    ])
+}
+
+fn from_json(value: serde_json::Value, at: i64) -> Use {
+    // A row that cannot be read counts as a POST under way: it refuses reuse, like a marker
+    // file cut short.
+    serde_json::from_value(value).unwrap_or(Use {
+        state: UseState::Posting,
+        at,
+        content: String::new(),
+    })
+}
+
+fn row_use(row: &Row) -> Use {
+    from_json(row.get(0), row.get(1))
+}
+
+impl SingleUse for UsedTokens {
+    fn get(&self, id: &str) -> io::Result<Option<Use>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT record, at_ms FROM used_tokens WHERE id = $1",
+                vec![Box::new(id.to_owned())],
+            )
+            .map_err(io::Error::other)?;
+        Ok(rows.first().map(row_use))
+    }
+
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>> {
+        let inserted = self
+            .db
+            .execute(
+                "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                row_params(id, first)?,
+            )
+            .map_err(io::Error::other)?;
+        if inserted == 1 {
+            return Ok(Ok(()));
+        }
+        // Released between the insert and the read: still not ours, and busy.
+        Ok(Err(self.get(id)?.unwrap_or(Use {
+            state: UseState::Posting,
+            at: first.at,
+            content: first.content.clone(),
+        })))
+    }
+
+    fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
+        self.db
+            .execute(
+                "UPDATE used_tokens SET state = $2, record = $3, content = $4, at_ms = $5, updated_at = now() WHERE id = $1",
+                row_params(id, record)?,
+            )
+            .map(drop)
+            .map_err(io::Error::other)
+    }
+
+    fn release(&self, id: &str) -> io::Result<()> {
+        self.db
+            .execute(
+                "DELETE FROM used_tokens WHERE id = $1",
+                vec![Box::new(id.to_owned())],
+            )
+            .map(drop)
+            .map_err(io::Error::other)
+    }
+
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT record, at_ms FROM used_tokens WHERE content = $1 AND at_ms >= $2 ORDER BY at_ms",
+                vec![Box::new(content.to_owned()), Box::new(since.timestamp_millis())],
+            )
+            .map_err(io::Error::other)?;
+        Ok(rows.iter().map(row_use).collect())
+    }
+
+    fn forget_before(&self, before: DateTime<Utc>) {
+        let before = before.timestamp_millis();
+        self.db.spawn(move |pool| async move {
+            let client = connection(&pool).await?;
+            client
+                .execute("DELETE FROM used_tokens WHERE at_ms < $1", &[&before])
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(())
+        });
+    }
+}
+
+/// The audit trail as an append-only table: one row per record, in `seq` order, the record
+/// itself as `jsonb` (the same object as a line of `audit.jsonl`).
+#[derive(Debug, Clone)]
+pub struct AuditTable {
+    db: Arc<StateDb>,
+    /// Which replica wrote the row (host and process id).
+    replica: String,
+}
+
+impl AuditTable {
+    pub fn new(db: Arc<StateDb>, replica: impl Into<String>) -> AuditTable {
+        AuditTable {
+            db,
+            replica: replica.into(),
+        }
+    }
+}
+
+impl AuditTrail for AuditTable {
+    fn append(&self, record: &Record) -> Result<(), String> {
+        let json = serde_json::to_value(record)
+            .map_err(|e| format!("could not encode the audit record: {e}"))?;
+        let event = json["event"].as_str().unwrap_or_default().to_owned();
+        self.db
+            .execute(
+                "INSERT INTO audit_trail (replica, event, token_id, record) VALUES ($1, $2, $3, $4)",
+                vec![
+                    Box::new(self.replica.clone()),
+                    Box::new(event),
+                    Box::new(record.token_id.clone()),
+                    Box::new(json),
+                ],
+            )
+            .map(drop)
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not write the audit trail to the state database");
+                format!(
+                    "the audit trail in the state database could not be written ({e}), and this server places no order it cannot audit. The operator must check the database ({})",
+                    self.db.shown()
+                )
+            })
+    }
+}
+
+/// The rate limit to 1NCE shared by every replica: one GCRA row per bucket (1NCE client id),
+/// its theoretical arrival time advanced by one statement (an upsert whose condition is the
+/// limit), so the row is locked for that statement only, on the database's clock, so replicas
+/// with skewed clocks still share one schedule.
+#[derive(Debug, Clone)]
+pub struct RateBuckets {
+    db: Arc<StateDb>,
+}
+
+impl RateBuckets {
+    pub fn new(db: Arc<StateDb>) -> RateBuckets {
+        RateBuckets { db }
+    }
+}
+
+/// The database's time in Unix milliseconds, read when the row is locked.
+macro_rules! db_now {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::double precision"
+    };
+}
+
+/// Takes a slot if one frees within `$4` ms: `$2` is the interval between requests, `$3` the
+/// burst's tolerance, both in ms. Returns the new arrival time and the time; nothing when the
+/// slot is too far away.
+const TAKE_SLOT: &str = concat!(
+    "INSERT INTO rate_buckets AS b (bucket, tat_ms) VALUES ($1, ",
+    db_now!(),
+    " + $2) ON CONFLICT (bucket) DO UPDATE SET tat_ms = greatest(b.tat_ms, ",
+    db_now!(),
+    ") + $2 WHERE greatest(b.tat_ms, ",
+    db_now!(),
+    ") - $3 - ",
+    db_now!(),
+    " <= $4 RETURNING tat_ms, ",
+    db_now!()
+);
+
+/// How far away the next slot is (`$2`: the tolerance), when [`TAKE_SLOT`] took none.
+const NEXT_SLOT: &str = concat!(
+    "SELECT greatest(tat_ms, ",
+    db_now!(),
+    ") - $2 - ",
+    db_now!(),
+    " FROM rate_buckets WHERE bucket = $1"
+);
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(1e9))
+}
+
+impl SharedBucket for RateBuckets {
+    fn reserve<'a>(
+        &'a self,
+        bucket: &'a str,
+        limit: RateLimit,
+        max_wait: Duration,
+    ) -> BoxFuture<'a, Result<Result<Duration, Duration>, String>> {
+        let bucket = bucket.to_owned();
+        Box::pin(self.db.run_async(move |pool| async move {
+            let client = connection(&pool).await?;
+            let interval = limit.per.as_secs_f64() * 1000.0 / f64::from(limit.requests);
+            let tolerance = interval * f64::from(limit.burst.max(1) - 1);
+            let max_wait = max_wait.as_secs_f64() * 1000.0;
+            let taken = client
+                .query_opt(TAKE_SLOT, &[&bucket, &interval, &tolerance, &max_wait])
+                .await
+                .map_err(|e| describe(&e))?;
+            if let Some(row) = taken {
+                let (tat, now): (f64, f64) = (row.get(0), row.get(1));
+                return Ok(Ok(millis(tat - interval - tolerance - now)));
+            }
+            let row = client
+                .query_one(NEXT_SLOT, &[&bucket, &tolerance])
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(Err(millis(row.get(0))))
+        }))
+    }
+}

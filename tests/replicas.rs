@@ -1,0 +1,503 @@
+//! Several replicas (`--http`) sharing one PostgreSQL (`--state-url`) in front of one simulated
+//! 1NCE: single use of tokens, declines, the audit trail and the rate limit hold across them,
+//! and a database that goes away refuses orders until it is back.
+
+use std::time::Duration;
+
+use onence_mcp::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+use crate::common::net::{HttpServer, stateless_call, stateless_request, stateless_request_with};
+use crate::common::pg::Postgres;
+use crate::common::{self, PATIENCE, posts};
+
+fn order() -> Value {
+    json!({"products": [{"product_id": 1001, "quantity": 3}]})
+}
+
+fn with_token(mut args: Value, token: &Value) -> Value {
+    args["confirmation_token"] = token.clone();
+    args
+}
+
+/// `n` replicas against `sandbox`, sharing `pg`, with `args` besides `--state-url`.
+async fn replicas(n: usize, sandbox: &Sandbox, pg: &Postgres, args: &[&str]) -> Vec<HttpServer> {
+    let url = pg.url();
+    let mut all = vec!["--state-url", url.as_str()];
+    all.extend_from_slice(args);
+    let mut started = Vec::new();
+    for _ in 0..n {
+        started.push(HttpServer::against(&sandbox.base_url(), &all, &[]).await);
+    }
+    started
+}
+
+/// A PostgreSQL, a sandbox and `n` replicas sharing them; `None` when PostgreSQL is absent.
+async fn cluster(
+    test: &str,
+    n: usize,
+    args: &[&str],
+) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
+    let pg = Postgres::start(test)?;
+    let sandbox = Sandbox::start().await.unwrap();
+    let servers = replicas(n, &sandbox, &pg, args).await;
+    Some((pg, sandbox, servers))
+}
+
+/// A stateless preview on `server`; its token.
+async fn preview(server: &HttpServer) -> Value {
+    let preview = stateless_call(server, "create_order", order()).await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+    token
+}
+
+fn status(result: &Value) -> String {
+    result["structuredContent"]["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audited() {
+    let Some((pg, sandbox, servers)) = cluster("replicas", 3, &["--rate-limit", "off"]).await
+    else {
+        return;
+    };
+    let token = preview(&servers[0]).await;
+    let confirmations = (0..40).map(|i| {
+        let server = &servers[i % servers.len()];
+        let args = with_token(order(), &token);
+        async move { stateless_call(server, "create_order", args).await }
+    });
+    let results = futures::future::join_all(confirmations).await;
+    let placed: Vec<&Value> = results.iter().filter(|r| status(r) == "placed").collect();
+    assert_eq!(placed.len(), 1, "{results:?}");
+    assert_eq!(posts(&sandbox), 1);
+    for refused in results.iter().filter(|r| status(r) != "placed") {
+        assert_eq!(refused["isError"], true, "{refused}");
+        let said = text(refused);
+        assert!(said.contains("nothing more was ordered"), "{said}");
+    }
+
+    // A token previewed on one replica is confirmed on another.
+    let token = preview(&servers[1]).await;
+    let placed = stateless_call(&servers[2], "create_order", with_token(order(), &token)).await;
+    assert_eq!(status(&placed), "placed", "{placed}");
+    assert_eq!(posts(&sandbox), 2);
+
+    // Every step of every replica is in the one trail, in order.
+    let rows = pg.query(
+        "SELECT event, coalesce(record->>'outcome', ''), replica FROM audit_trail WHERE event IN ('preview', 'post', 'outcome') ORDER BY seq",
+    );
+    let steps: Vec<String> = rows
+        .iter()
+        .map(|r| r.rsplit_once('|').unwrap().0.to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preview|",
+            "post|",
+            "outcome|placed",
+            "preview|",
+            "post|",
+            "outcome|placed"
+        ],
+        "{rows:?}"
+    );
+    let writers: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.rsplit('|').next().unwrap()).collect();
+    assert!(writers.len() >= 2, "{rows:?}");
+    // The 39 refusals are audited too, none of them with a POST.
+    let refused = pg.query("SELECT count(*) FROM audit_trail WHERE event = 'refused'");
+    assert_eq!(refused, ["39"]);
+    let used = pg.query("SELECT state, count(*) FROM used_tokens GROUP BY state");
+    assert_eq!(used, ["placed|2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_on_one_replica_hold_on_another_and_every_step_is_audited() {
+    let Some((pg, sandbox, servers)) = cluster("decline", 2, &[]).await else {
+        return;
+    };
+    let asks = json!({"elicitation": {}});
+    let preview = stateless_request(
+        &servers[0],
+        json!({"name": "create_order", "arguments": order()}),
+        asks.clone(),
+    )
+    .await;
+    let token = preview["structuredContent"]["confirmation_token"].clone();
+    assert!(token.is_string(), "{preview}");
+    let confirm = json!({"name": "create_order", "arguments": with_token(order(), &token)});
+    let question = stateless_request(&servers[0], confirm.clone(), asks.clone()).await;
+    let state = question["requestState"].clone();
+    assert!(state.is_string(), "{question}");
+    let mut answer = confirm.clone();
+    answer["requestState"] = state;
+    answer["inputResponses"] = json!({"approve_order": {"action": "decline"}});
+    // The question asked by one replica is answered on the other: they share the seal's key.
+    let declined = stateless_request(&servers[1], answer, asks.clone()).await;
+    assert_eq!(declined["isError"], true, "{declined}");
+    assert!(text(&declined).contains("declined"), "{declined}");
+
+    let elsewhere = stateless_request(&servers[0], confirm, asks.clone()).await;
+    assert_eq!(elsewhere["isError"], true, "{elsewhere}");
+    let said = text(&elsewhere);
+    assert!(said.contains("declined this order"), "{said}");
+    assert_eq!(posts(&sandbox), 0);
+    assert_eq!(
+        pg.query("SELECT state FROM used_tokens"),
+        ["declined"],
+        "the decline is recorded once, in the shared table"
+    );
+    let events = pg.query("SELECT event || '/' || replica FROM audit_trail ORDER BY seq");
+    let events: Vec<&str> = events
+        .iter()
+        .map(|e| e.split('/').next().unwrap())
+        .collect();
+    assert_eq!(events, ["preview", "declined", "refused"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicas_share_one_rate_limit() {
+    // Bursts of 3, then one request a minute: a few seconds of calls get 3 through, all told.
+    let limit = [
+        "--rate-limit",
+        "1/60s",
+        "--rate-burst",
+        "3",
+        "--retry-budget",
+        "1s",
+    ];
+    let Some((_pg, sandbox, servers)) = cluster("rate-limit", 2, &limit).await else {
+        return;
+    };
+    let calls = (0..10).map(|i| {
+        let server = &servers[i % servers.len()];
+        async move { stateless_call(server, "list_orders", json!({"page_size": 1})).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let throttled = results
+        .iter()
+        .filter(|r| text(r).contains("too many 1NCE requests"))
+        .count();
+    assert_eq!(common::api_requests(&sandbox), 3, "{results:?}");
+    assert_eq!(throttled, 7, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
+    let Some((pg, sandbox, servers)) = cluster("db-down", 2, &[]).await else {
+        return;
+    };
+    let token = preview(&servers[0]).await;
+
+    pg.stop();
+    let confirm = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
+    assert_eq!(confirm["isError"], true, "{confirm}");
+    assert!(text(&confirm).contains("othing was ordered"), "{confirm}");
+    let again = stateless_call(&servers[0], "create_order", order()).await;
+    assert_eq!(again["isError"], true, "{again}");
+    assert!(text(&again).contains("othing was ordered"), "{again}");
+    // Reads cannot consult the shared rate limit: they fail saying so, and send nothing.
+    let before = common::api_requests(&sandbox);
+    let read = stateless_call(&servers[1], "list_orders", json!({})).await;
+    assert_eq!(read["isError"], true, "{read}");
+    assert!(text(&read).contains("could not be consulted"), "{read}");
+    assert_eq!(common::api_requests(&sandbox), before);
+    assert_eq!(posts(&sandbox), 0);
+
+    pg.start_again();
+    // Each replica recovers by itself: the token was never claimed, so it still confirms.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let placed = loop {
+        let result = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
+        if status(&result) == "placed" || tokio::time::Instant::now() > deadline {
+            break result;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status(&placed), "placed", "{placed}");
+    assert_eq!(posts(&sandbox), 1);
+    let read = stateless_call(&servers[0], "list_orders", json!({})).await;
+    assert_ne!(read["isError"], true, "{read}");
+    let steps = pg.query(
+        "SELECT event || coalesce('/' || (record->>'outcome'), '') FROM audit_trail WHERE event <> 'refused' ORDER BY seq",
+    );
+    assert_eq!(steps, ["preview", "post", "outcome/placed"], "{steps:?}");
+}
+
+#[tokio::test]
+async fn migrations_run_twice_at_once_and_check_reports_the_database() {
+    let Some(pg) = Postgres::start("migrations") else {
+        return;
+    };
+    let url = pg.url();
+    let run = || {
+        common::command(&["check", "--sandbox", "--state-url", &url], &[])
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let (a, b) = tokio::join!(run(), run());
+    for out in [a.unwrap(), b.unwrap()] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("state database postgres://postgres@127.0.0.1"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("ready (PostgreSQL"), "{stdout}");
+    }
+    assert_eq!(pg.query("SELECT version FROM schema_migrations"), ["1"]);
+    assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
+
+    // The serving role of README's "Privileges" (no CREATE) starts on the migrated schema.
+    for grant in [
+        "CREATE ROLE once_mcp LOGIN",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets TO once_mcp",
+        "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
+        "GRANT INSERT ON audit_trail TO once_mcp",
+        "GRANT USAGE ON SEQUENCE audit_trail_seq_seq TO once_mcp",
+    ] {
+        pg.query(grant);
+    }
+    let serving = url.replace("postgres://postgres@", "postgres://once_mcp@");
+    let out = common::command(&["check", "--sandbox", "--state-url", &serving], &[])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // TLS: `prefer` (no sslmode) falls back to plain with a server without TLS; `require` refuses.
+    let prefer = url.replace("?sslmode=disable", "");
+    let require = url.replace("sslmode=disable", "sslmode=require");
+    for (url, code) in [(&prefer, 0), (&require, 3)] {
+        let out = common::command(&["check", "--sandbox", "--state-url", url], &[])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{url}: {stderr}");
+        if code == 3 {
+            assert!(stderr.contains("TLS"), "{stderr}");
+        }
+    }
+
+    // Unreachable at start-up: a clear exit, naming the database without a password.
+    pg.stop();
+    let out = common::command(
+        &["check", "--sandbox", "--state-url", &url],
+        &[("PGPASSWORD", "hunter2-secret")],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the state database postgres://postgres@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// The single-use id of `token`: the hex of bytes 1..17 of its payload (see `orders::tokens`).
+fn token_id(token: &Value) -> String {
+    use base64::Engine as _;
+    let payload = token.as_str().unwrap().strip_prefix("ct_").unwrap();
+    let payload = payload.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    bytes[1..17].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_free_one() {
+    let Some(pg) = Postgres::start("killed-mid-post") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    // At the most verbose logging, with a password given: neither it nor the key is logged.
+    let url = pg.url();
+    let server = HttpServer::against(
+        &sandbox.base_url(),
+        &["--state-url", &url],
+        &[("RUST_LOG", "trace"), ("PGPASSWORD", "pw-4c1d0e9a")],
+    )
+    .await;
+    let servers = [server];
+    let token = preview(&servers[0]).await;
+    // What a replica leaves when it dies after its claim: a `posting` row, here a fresh one.
+    let id = token_id(&token);
+    pg.query(&format!(
+        "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ('{id}', 'posting', \
+         jsonb_build_object('state', 'posting', 'at', (extract(epoch FROM now()) * 1000)::bigint, 'content', ''), \
+         '', (extract(epoch FROM now()) * 1000)::bigint)"
+    ));
+    let busy = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    assert!(text(&busy).contains("being used by another call"), "{busy}");
+    // Older than the posting grace (the request timeout and a minute): outcome unknown.
+    pg.query(&format!(
+        "UPDATE used_tokens SET at_ms = at_ms - 3600000, record = jsonb_set(record, '{{at}}', to_jsonb(at_ms - 3600000)) WHERE id = '{id}'"
+    ));
+    let unknown = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    assert_eq!(unknown["isError"], true, "{unknown}");
+    assert!(text(&unknown).contains("OUTCOME UNKNOWN"), "{unknown}");
+    assert_eq!(posts(&sandbox), 0);
+    let key = pg.query("SELECT encode(key, 'hex'), get_byte(key, 0), get_byte(key, 1), get_byte(key, 2) FROM signing_keys");
+    let fields: Vec<&str> = key[0].split('|').collect();
+    let as_debug = format!("[{}, {}, {}", fields[1], fields[2], fields[3]);
+    let logged = servers[0].stderr();
+    assert!(
+        logged.contains("TRACE") || logged.contains("DEBUG"),
+        "trace logging is on"
+    );
+    for secret in [fields[0], &as_debug, "pw-4c1d0e9a"] {
+        assert!(!logged.contains(secret), "{secret} in the log");
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// For BENCHMARKS.md, not a check: the latency a confirmation gains from PostgreSQL, and the calls
+/// per second of one and two replicas. `BENCH_BINARY=target/profiling/1nce-mcp cargo test --test
+/// integration replicas::measure -- --ignored --nocapture`, with `BENCH_PG_DURABLE=1` for a
+/// PostgreSQL that syncs its commits to disk as the state directory does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand for BENCHMARKS.md"]
+async fn measure_confirmation_latency_and_replica_throughput() {
+    let Some(pg) = Postgres::start("measure") else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = pg.url();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    for (label, args) in [
+        ("state directory", vec!["--rate-limit", "off"]),
+        (
+            "PostgreSQL",
+            vec!["--rate-limit", "off", "--state-url", &url],
+        ),
+    ] {
+        let server = HttpServer::against(&sandbox.base_url(), &args, &[]).await;
+        let (mut previews, mut confirms) = (Vec::new(), Vec::new());
+        let http = reqwest::Client::new();
+        let call = |arguments: Value| {
+            let params = json!({"name": "create_order", "arguments": arguments});
+            stateless_request_with(&http, &server, params, json!({}))
+        };
+        for i in 0..rounds + 10 {
+            let started = tokio::time::Instant::now();
+            let token = call(order()).await["structuredContent"]["confirmation_token"].clone();
+            let previewed = started.elapsed();
+            let started = tokio::time::Instant::now();
+            let placed = call(with_token(order(), &token)).await;
+            let confirmed = started.elapsed();
+            assert_eq!(status(&placed), "placed", "{placed}");
+            if i >= 10 {
+                previews.push(previewed);
+                confirms.push(confirmed);
+            }
+        }
+        previews.sort();
+        confirms.sort();
+        println!(
+            "{label}: preview p50 {:?} p90 {:?}; confirmation p50 {:?} p90 {:?} ({rounds} each)",
+            percentile(&previews, 0.5),
+            percentile(&previews, 0.9),
+            percentile(&confirms, 0.5),
+            percentile(&confirms, 0.9)
+        );
+        server.stop().await;
+    }
+    // Throughput of reads through the shared rate limit (a limit too high to bind, so every call
+    // consults the database and none waits), one replica and two, 32 clients.
+    let limit = ["--rate-limit", "1000000/1s", "--rate-burst", "1000"];
+    for (n, shared) in [(1, false), (1, true), (2, true)] {
+        let servers = if shared {
+            replicas(n, &sandbox, &pg, &limit).await
+        } else {
+            vec![HttpServer::against(&sandbox.base_url(), &limit, &[]).await]
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        let workers = (0..32).map(|w| {
+            let server = &servers[w % n];
+            let calls = &calls;
+            async move {
+                let http = reqwest::Client::new();
+                let params = json!({"name": "list_orders", "arguments": {"page_size": 1}});
+                while tokio::time::Instant::now() < until {
+                    let read =
+                        stateless_request_with(&http, server, params.clone(), json!({})).await;
+                    assert_ne!(read["isError"], true, "{read}");
+                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        futures::future::join_all(workers).await;
+        let total = calls.into_inner();
+        println!(
+            "{n} replica(s), rate limit {}, 32 clients, 10 s: {total} list_orders calls, {:.0} calls/s",
+            if shared {
+                "shared in PostgreSQL"
+            } else {
+                "in memory"
+            },
+            total as f64 / 10.0
+        );
+    }
+}
+
+#[test]
+fn the_used_tokens_table_keeps_the_single_use_contract() {
+    use onence_mcp::orders::single_use::{SingleUse, check_contract};
+    use onence_mcp::state_db::tables::UsedTokens;
+    use onence_mcp::state_db::{DbTarget, StateDb};
+    let Some(pg) = Postgres::start("single-use-contract") else {
+        return;
+    };
+    let target = DbTarget {
+        config: pg.url().parse().unwrap(),
+        shown: "test".to_owned(),
+    };
+    let store = UsedTokens::new(std::sync::Arc::new(StateDb::open(&target).unwrap()));
+    check_contract(&store);
+    // Forgetting is best effort, in the background.
+    store.forget_before(chrono::DateTime::from_timestamp_millis(2_500).unwrap());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while store.get("a").unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "a was not forgotten");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
