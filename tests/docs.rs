@@ -171,3 +171,42 @@ async fn readme_sandbox_examples_run_as_written() {
         );
     }
 }
+
+/// README's configuration table and `--help` name the same flags: none documented that does not
+/// exist, none that exists undocumented.
+#[tokio::test]
+async fn readme_configuration_table_has_every_flag_of_help() {
+    let help = output(&["--help"]).await;
+    let flags = |text: &str, in_line: fn(&str) -> bool| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| in_line(l))
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(str::to_owned)
+            .collect()
+    };
+    // Each option's own line in --help starts with its flag (after an optional short form).
+    let mut in_help = flags(&help, |l| {
+        let l = l.trim_start();
+        l.starts_with("--") || (l.starts_with('-') && l.get(2..4) == Some(", "))
+    });
+    for not_settings in ["--help", "--version"] {
+        in_help.remove(not_settings);
+    }
+    assert!(in_help.len() > 20, "the flags were read: {in_help:?}");
+    // The table's first column: a row's later cells may mention other flags.
+    let first_column: BTreeSet<String> = README
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(flag, _)| flag.trim_end_matches('`'))
+        })
+        .filter(|f| f.starts_with("--"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        first_column, in_help,
+        "README's configuration table and --help name the same flags"
+    );
+}
