@@ -45,6 +45,7 @@ pub mod api;
 pub mod config;
 pub mod exit_status;
 pub mod mcp;
+pub mod oauth;
 pub mod oneshot;
 pub mod orders;
 pub mod sandbox;

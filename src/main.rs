@@ -360,14 +360,36 @@ async fn serve_http(
     settings: onence_mcp::config::HttpSettings,
     config: &Config,
 ) -> Result<(), Exit> {
-    let http = transport::http::bind(settings)
+    // The authorization server is asked for its metadata and keys before the port opens: a
+    // server that cannot check tokens must not look ready.
+    let oauth = match &settings.oauth {
+        None => None,
+        Some(o) => {
+            let resource = onence_mcp::oauth::ResourceServer::discover(&o.issuer, &o.public_url)
+                .await
+                .map_err(|e| Exit::failure(format!("OAuth: {e}")))?;
+            for note in &resource.notes {
+                tracing::warn!("the authorization server {}: {note}", resource.issuer());
+            }
+            Some(std::sync::Arc::new(resource))
+        }
+    };
+    let oauth_line = oauth.as_ref().map(|o| {
+        format!(
+            "OAuth access tokens of {} for {} required; metadata at {}",
+            o.issuer(),
+            o.resource(),
+            o.metadata_url()
+        )
+    });
+    let http = transport::http::bind(settings, oauth)
         .await
         .map_err(Exit::failure)?;
     let addr = http.local_addr().map_err(Exit::failure)?;
-    let auth = if http.requires_token() {
-        "bearer token required"
-    } else {
-        "no token (loopback only)"
+    let auth = match (&oauth_line, http.requires_token()) {
+        (Some(line), _) => line.as_str(),
+        (None, true) => "bearer token required",
+        (None, false) => "no token (loopback only)",
     };
     let against = match &config.upstream {
         Upstream::Sandbox => {

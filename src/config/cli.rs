@@ -19,7 +19,8 @@ const ENV_HELP: &str = "\
 ENVIRONMENT:
   ONCE_CLIENT_ID        Client id of a 1NCE API user (required without --sandbox)
   ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
-  ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file)
+  ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file, or OAuth:
+                        --oauth-issuer with --public-url)
   PGPASSWORD            Password for --state-url (or ONCE_STATE_PASSWORD_FILE, a file holding it)
   RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
   Every flag above can also be set through the variable shown in its [env: …] note.
@@ -167,6 +168,20 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub http_token_file: Option<std::path::PathBuf>,
+
+    /// Accept OAuth access tokens from this authorization server instead of a static bearer
+    /// token: its issuer URL, e.g. https://keycloak.example.com/realms/acme. Its metadata and
+    /// signing keys are discovered at start-up. Needs --public-url; excludes ONCE_MCP_HTTP_TOKEN
+    /// and --http-token-file. Tokens must be JWTs for --public-url with the orders:read and/or
+    /// orders:write scopes.
+    #[arg(long, global = true, env = "ONCE_OAUTH_ISSUER", value_name = "URL")]
+    pub oauth_issuer: Option<String>,
+
+    /// This server's URL as MCP clients reach it, e.g. https://mcp.example.com/mcp: the
+    /// audience (RFC 8707 resource) access tokens must carry, and the base of the protected
+    /// resource metadata at /.well-known/oauth-protected-resource. Needs --oauth-issuer.
+    #[arg(long, global = true, env = "ONCE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 
     /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
     /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use url::Url;
 
 use super::cli::Cli;
 use crate::orders::private_fs;
@@ -17,13 +18,78 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Largest token file read: a token is a line of random characters, not a document.
 pub const MAX_TOKEN_FILE_BYTES: u64 = 4 * 1024;
 
+/// OAuth settings: an authorization server's issuer, and this server's public URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    pub issuer: Url,
+    pub public_url: Url,
+}
+
+impl OAuthSettings {
+    /// `None` without either flag; `Err` with one of them alone, or with a bad URL.
+    fn from_cli(cli: &Cli) -> Result<Option<OAuthSettings>, String> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let (issuer, public_url) = match (given(&cli.oauth_issuer), given(&cli.public_url)) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err("--oauth-issuer needs --public-url (ONCE_PUBLIC_URL): the URL MCP clients reach this server at, e.g. https://mcp.example.com/mcp, which access tokens must name as their audience".to_owned());
+            }
+            (None, Some(_)) => {
+                return Err("--public-url only applies with --oauth-issuer (ONCE_OAUTH_ISSUER): the authorization server whose access tokens this server accepts".to_owned());
+            }
+            (Some(i), Some(p)) => (i, p),
+        };
+        let issuer = oauth_url(issuer, "--oauth-issuer")?;
+        if issuer.query().is_some() {
+            return Err(format!(
+                "--oauth-issuer {issuer} has a query; an issuer is a URL without query or fragment"
+            ));
+        }
+        let public_url = oauth_url(public_url, "--public-url")?;
+        if public_url.query().is_some() {
+            return Err(format!(
+                "--public-url {public_url} has a query; give the URL clients use, e.g. https://mcp.example.com/mcp"
+            ));
+        }
+        Ok(Some(OAuthSettings { issuer, public_url }))
+    }
+}
+
+/// An absolute https URL (http only on loopback), without user info or fragment.
+fn oauth_url(value: &str, flag: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| {
+        format!(
+            "{flag} {value:?} is not a URL ({e}); write it whole, e.g. https://mcp.example.com/mcp"
+        )
+    })?;
+    if url.host().is_none() || !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{flag} {value:?} needs an https scheme and a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{flag} {value:?} has user info or a fragment; give the plain URL"
+        ));
+    }
+    if url.scheme() == "http" && !crate::oauth::is_loopback(&url) {
+        return Err(format!(
+            "{flag} {value:?} is plain http: access tokens and keys would cross the network readable and changeable; use https (plain http is accepted on loopback only)"
+        ));
+    }
+    Ok(url)
+}
+
 /// Validated settings of the HTTP transport.
 #[derive(Clone)]
 pub struct HttpSettings {
     /// Where to listen.
     pub addr: SocketAddr,
-    /// The bearer token clients must present; `None` only on loopback.
+    /// The bearer token clients must present; `None` with OAuth, or on loopback.
     pub token: Option<SecretString>,
+    /// OAuth instead of the static token: the authorization server trusted, and this server's
+    /// public URL.
+    pub oauth: Option<OAuthSettings>,
     /// `Host` values accepted (`host` or `host:port`); empty means any.
     pub allowed_hosts: Vec<String>,
     /// Browser origins accepted besides loopback ones, normalised (`scheme://host[:port]`).
@@ -44,6 +110,7 @@ impl fmt::Debug for HttpSettings {
         f.debug_struct("HttpSettings")
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("oauth", &self.oauth)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -65,6 +132,11 @@ impl HttpSettings {
             if cli.http_token_file.is_some() {
                 return Err(
                     "--http-token-file / ONCE_MCP_HTTP_TOKEN_FILE only applies with --http".into(),
+                );
+            }
+            if cli.oauth_issuer.is_some() || cli.public_url.is_some() {
+                return Err(
+                    "--oauth-issuer and --public-url only apply with --http: over stdio the client that starts the server is its only user".into(),
                 );
             }
             return Ok(None);
@@ -94,9 +166,15 @@ impl HttpSettings {
             }
             (None, None) => None,
         };
-        if token.is_none() && !addr.ip().is_loopback() {
+        let oauth = OAuthSettings::from_cli(cli)?;
+        if oauth.is_some() && token.is_some() {
             return Err(format!(
-                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients; or listen on loopback (127.0.0.1) only"
+                "--oauth-issuer and a static bearer token ({TOKEN_ENV} or --http-token-file) are both set; use one: OAuth gives each person their own token (unset {TOKEN_ENV} and --http-token-file), a static token is one shared secret (drop --oauth-issuer and --public-url)"
+            ));
+        }
+        if token.is_none() && oauth.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients; or use OAuth (--oauth-issuer with --public-url); or listen on loopback (127.0.0.1) only"
             ));
         }
         let session_idle_timeout = cli.session_idle_timeout;
@@ -108,7 +186,19 @@ impl HttpSettings {
                 humantime::format_duration(session_idle_timeout)
             ));
         }
-        let allowed_hosts = allowed_hosts(addr, &cli.allowed_hosts)?;
+        // Clients reach the server under its public URL's host: that name is allowed too.
+        let mut hosts = cli.allowed_hosts.clone();
+        if let Some(public) = oauth.as_ref().and_then(|o| o.public_url.host_str())
+            && !(hosts.iter().any(|h| h.trim() == "*"))
+        {
+            hosts.push(
+                public
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            );
+        }
+        let allowed_hosts = allowed_hosts(addr, &hosts)?;
         let allowed_origins = cli
             .allowed_origins
             .iter()
@@ -119,6 +209,7 @@ impl HttpSettings {
         Ok(Some(HttpSettings {
             addr,
             token,
+            oauth,
             allowed_hosts,
             allowed_origins,
             shutdown_grace,

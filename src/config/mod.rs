@@ -17,7 +17,7 @@ mod cli;
 mod http;
 
 pub use cli::{Cli, Command, RateLimitSetting};
-pub use http::{HttpSettings, TOKEN_ENV, normalize_origin};
+pub use http::{HttpSettings, OAuthSettings, TOKEN_ENV, normalize_origin};
 
 /// Where the server gets its 1NCE from.
 #[derive(Debug, Clone)]

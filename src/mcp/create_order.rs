@@ -168,6 +168,7 @@ impl OrderServer {
                 customer_reference: args.customer_reference.as_deref(),
                 confirmation_token: args.confirmation_token.as_deref(),
                 scope: &self.session_scope,
+                person: super::caller(&ctx).map(|c| &c.person),
                 can_ask,
             })
             .await

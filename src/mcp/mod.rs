@@ -35,8 +35,8 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
@@ -44,6 +44,7 @@ use serde::Serialize;
 
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
+use crate::oauth::{Caller, Scopes};
 use crate::orders::{Account, AuditLog, AuditTrail, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
@@ -51,7 +52,7 @@ pub use get_order::GetOrderArgs;
 pub use list_orders::{ListOrdersArgs, ListOrdersOutput};
 pub use list_products::ListProductsOutput;
 pub use pre_init::IgnoreBeforeInitialize;
-pub use tool_set::ToolSet;
+pub use tool_set::{ToolSet, needed};
 
 /// Settings of the MCP layer.
 #[derive(Debug, Clone, Default)]
@@ -202,6 +203,21 @@ impl ServerHandler for OrderServer {
         request: rmcp::model::CallToolRequestParams,
         context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let scopes = caller(&context).map_or(Scopes::ALL, |c| c.scopes);
+        if let Some(tool) = self.tool_router.get(&request.name)
+            && !scopes.allow(needed(tool))
+        {
+            // The HTTP transport answers such a call 403 before it gets here; this is the
+            // second lock on the same door.
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "{} needs the {} scope, which this access token does not carry",
+                    request.name,
+                    needed(tool).scope().unwrap_or_default()
+                ),
+                None,
+            ));
+        }
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
         let (response, waits) = crate::api::pacing::observe(self.tool_router.call(call)).await;
         Ok(waits::annotate(response?, &waits))
@@ -268,6 +284,20 @@ impl ServerHandler for OrderServer {
         .with_instructions(instructions)
     }
 
+    /// The tools offered, less those the caller's access token has no scope for.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let scopes = caller(&context).map_or(Scopes::ALL, |c| c.scopes);
+        let mut tools = self.tool_router.list_all();
+        if scopes != Scopes::ALL {
+            tools.retain(|t| scopes.allow(needed(t)));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -293,6 +323,18 @@ impl ServerHandler for OrderServer {
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.read(&request.uri).await.map(Into::into)
     }
+}
+
+/// The OAuth caller of a request, when the HTTP transport verified one: the legacy SSE
+/// transport puts it in the request's extensions, Streamable HTTP in the HTTP request's parts
+/// that rmcp hands over.
+pub fn caller(context: &RequestContext<RoleServer>) -> Option<&Caller> {
+    context.extensions.get::<Caller>().or_else(|| {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+    })
 }
 
 /// A successful tool result: `data` becomes `structuredContent`, `summary` the text content.

@@ -10,6 +10,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::Tool;
 
 use super::OrderServer;
+use crate::oauth::Needed;
 
 /// The tools one server offers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +103,16 @@ impl ToolSet {
 }
 
 /// Whether a tool declares that it only reads. A tool that says nothing does not.
+/// The OAuth scope a tool needs: `orders:read` for one that only reads (its `readOnlyHint`),
+/// `orders:write` for any other.
+pub fn needed(tool: &Tool) -> Needed {
+    if reads_only(tool) {
+        Needed::Read
+    } else {
+        Needed::Write
+    }
+}
+
 fn reads_only(tool: &Tool) -> bool {
     tool.annotations
         .as_ref()

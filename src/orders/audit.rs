@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::consent::Approval;
+use super::person::Person;
 use super::private_fs;
 use crate::api::model::NewOrder;
 
@@ -95,6 +96,10 @@ pub struct Record {
     pub products: Vec<AuditLine>,
     /// Where the order ships, reduced to city and country.
     pub ships_to: String,
+    /// Who acted, when the transport knows (OAuth): `sub`, and `email` and
+    /// `preferred_username` when the access token carries them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
     /// How the order is approved: `approval_form` or `confirmation_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
@@ -137,11 +142,17 @@ impl Record {
                 })
                 .collect(),
             ships_to: ships_to(order),
+            person: None,
             approval: None,
             outcome: None,
             detail: None,
             order_number: None,
         }
+    }
+
+    pub fn person(mut self, who: Option<&Person>) -> Self {
+        self.person = who.cloned();
+        self
     }
 
     pub fn approval(mut self, how: Approval) -> Self {

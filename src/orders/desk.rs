@@ -12,6 +12,7 @@ use super::audit::{AuditOutcome, AuditTrail, Environment, Event, Record};
 use super::checks::{OrderLimits, PricedOrder, check_order};
 use super::consent::{Approval, NotApproved, PersonAnswer};
 use super::lost_answer::{self, Found};
+use super::person::{self, Person};
 use super::post_answer::{NotProcessed, PostAnswer, classify};
 use super::single_use::Use;
 use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal};
@@ -57,6 +58,8 @@ pub struct Request<'a> {
     pub confirmation_token: Option<&'a str>,
     /// The session the token is (to be) bound to.
     pub scope: &'a str,
+    /// Who acts, when the transport knows (OAuth): in every record, bound to the token.
+    pub person: Option<&'a Person>,
     /// Whether the client can show its user an approval form.
     pub can_ask: bool,
 }
@@ -67,6 +70,7 @@ pub struct Checked {
     pub order: NewOrder,
     pub priced: PricedOrder,
     scope: String,
+    person: Option<Person>,
     token: Option<(String, Claims)>,
 }
 
@@ -74,6 +78,10 @@ impl Checked {
     /// The token this call confirms with, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    fn person_key(&self) -> String {
+        person::binding_key(self.person.as_ref())
     }
 }
 
@@ -294,15 +302,27 @@ fn brief(order: &Order) -> String {
 }
 
 impl Desk {
-    fn record(&self, event: Event, order: &NewOrder, token: Option<&str>) -> Record {
-        Record::new(event, self.environment, order, token)
+    fn record(
+        &self,
+        event: Event,
+        order: &NewOrder,
+        token: Option<&str>,
+        who: Option<&Person>,
+    ) -> Record {
+        Record::new(event, self.environment, order, token).person(who)
     }
 
     /// Audits a refusal (best effort: nothing is ordered either way) and returns it.
-    fn refuse(&self, order: &NewOrder, token: Option<&str>, stop: Stop) -> OrderError {
+    fn refuse(
+        &self,
+        order: &NewOrder,
+        token: Option<&str>,
+        who: Option<&Person>,
+        stop: Stop,
+    ) -> OrderError {
         let _ = self.audit.append(
             &self
-                .record(Event::Refused, order, token)
+                .record(Event::Refused, order, token, who)
                 .outcome(AuditOutcome::Refused)
                 .detail(stop.to_string()),
         );
@@ -311,15 +331,21 @@ impl Desk {
 
     /// A token refusal; one that says an earlier POST's outcome is unknown comes with a
     /// search for that order.
-    async fn refused_token(&self, order: &NewOrder, token: &str, refusal: Refusal) -> OrderError {
+    async fn refused_token(
+        &self,
+        order: &NewOrder,
+        token: &str,
+        who: Option<&Person>,
+        refusal: Refusal,
+    ) -> OrderError {
         match refusal {
             Refusal::OutcomeUnknown { since } => {
                 let outcome = self
-                    .unknown(order, Some(token), since, false, refusal.to_string())
+                    .unknown(order, Some(token), who, since, false, refusal.to_string())
                     .await;
                 OrderError::Unknown(outcome)
             }
-            other => self.refuse(order, Some(token), Stop::Token(other)),
+            other => self.refuse(order, Some(token), who, Stop::Token(other)),
         }
     }
 
@@ -328,11 +354,13 @@ impl Desk {
         order: &'a NewOrder,
         priced: Option<&'a PricedOrder>,
         scope: &'a str,
+        person: &'a str,
     ) -> Binding<'a> {
         Binding {
             order,
             priced,
             scope,
+            person,
             account: self.account,
         }
     }
@@ -346,17 +374,20 @@ impl Desk {
             request.customer_reference,
         )
         .map_err(|e| Stop::Invalid(e.to_string()))?;
+        let who = request.person;
+        let person_key = person::binding_key(who);
         let token = request
             .confirmation_token
             .map(str::trim)
             .filter(|t| !t.is_empty());
         // A token that cannot be used is refused before anything is asked of 1NCE or anyone.
         if let Some(token) = token
-            && let Err(refusal) = self
-                .confirmations
-                .check(token, &self.binding(&order, None, request.scope))
+            && let Err(refusal) = self.confirmations.check(
+                token,
+                &self.binding(&order, None, request.scope, &person_key),
+            )
         {
-            return Err(self.refused_token(&order, token, refusal).await);
+            return Err(self.refused_token(&order, token, who, refusal).await);
         }
         // A confirmation reads the catalogue afresh: the price bound to the token is checked
         // against 1NCE's price now, not a cached one.
@@ -369,24 +400,27 @@ impl Desk {
             confirming: token.is_some(),
         })?;
         let priced = check_order(&order, &catalogue, &self.limits)
-            .map_err(|why| self.refuse(&order, token, Stop::Checks(why)))?;
+            .map_err(|why| self.refuse(&order, token, who, Stop::Checks(why)))?;
         if self.require_form && !request.can_ask {
-            return Err(self.refuse(&order, token, Stop::FormRequired { by_token: false }));
+            return Err(self.refuse(&order, token, who, Stop::FormRequired { by_token: false }));
         }
         let token = match token {
             None => None,
             Some(token) => {
-                let claims = match self
-                    .confirmations
-                    .check(token, &self.binding(&order, Some(&priced), request.scope))
-                {
+                let claims = match self.confirmations.check(
+                    token,
+                    &self.binding(&order, Some(&priced), request.scope, &person_key),
+                ) {
                     Ok(claims) => claims,
-                    Err(refusal) => return Err(self.refused_token(&order, token, refusal).await),
+                    Err(refusal) => {
+                        return Err(self.refused_token(&order, token, who, refusal).await);
+                    }
                 };
                 if claims.needs_form && !request.can_ask {
                     return Err(self.refuse(
                         &order,
                         Some(token),
+                        who,
                         Stop::FormRequired { by_token: true },
                     ));
                 }
@@ -397,6 +431,7 @@ impl Desk {
             order,
             priced,
             scope: request.scope.to_owned(),
+            person: request.person.cloned(),
             token,
         })
     }
@@ -412,14 +447,24 @@ impl Desk {
             Approval::ConfirmationToken
         };
         let issued = self.confirmations.issue(
-            &self.binding(&checked.order, Some(&checked.priced), &checked.scope),
+            &self.binding(
+                &checked.order,
+                Some(&checked.priced),
+                &checked.scope,
+                &checked.person_key(),
+            ),
             needs_form,
         );
         // Recorded before the token is shown: a token nobody can trace is never handed out.
         self.audit
             .append(
                 &self
-                    .record(Event::Preview, &checked.order, Some(&issued.token))
+                    .record(
+                        Event::Preview,
+                        &checked.order,
+                        Some(&issued.token),
+                        checked.person.as_ref(),
+                    )
                     .approval(approval),
             )
             .map_err(Stop::Unaudited)?;
@@ -455,7 +500,7 @@ impl Desk {
             }
         };
         let mut record = self
-            .record(event, &checked.order, Some(token))
+            .record(event, &checked.order, Some(token), checked.person.as_ref())
             .approval(Approval::ApprovalForm)
             .outcome(outcome);
         if let Some(detail) = &detail {
@@ -482,18 +527,24 @@ impl Desk {
             return Err(Stop::Token(Refusal::Invalid).into());
         };
         let order = &checked.order;
+        let who = checked.person.as_ref();
         // Redeemed only now: the person may have taken a while, and the token may have expired,
         // been declined or been used by a parallel call meanwhile.
         let redemption = match self.confirmations.redeem(
             token,
-            &self.binding(order, Some(&checked.priced), &checked.scope),
+            &self.binding(
+                order,
+                Some(&checked.priced),
+                &checked.scope,
+                &checked.person_key(),
+            ),
         ) {
             Ok(r) => r,
-            Err(refusal) => return Err(self.refused_token(order, token, refusal).await),
+            Err(refusal) => return Err(self.refused_token(order, token, who, refusal).await),
         };
         if let Err(e) = self.audit.append(
             &self
-                .record(Event::Post, order, Some(token))
+                .record(Event::Post, order, Some(token), who)
                 .approval(approval),
         ) {
             redemption.release(&NotProcessed::never_sent(ApiError::BadResponse {
@@ -504,7 +555,7 @@ impl Desk {
         tracing::info!(products = ?order.products, approval = approval.as_str(), "placing a confirmed 1NCE order");
         let sent_at = self.confirmations.now();
         let outcome = self
-            .record(Event::Outcome, order, Some(token))
+            .record(Event::Outcome, order, Some(token), who)
             .approval(approval);
         match classify(self.client.create_order(order).await) {
             PostAnswer::Created(created) => {
@@ -547,7 +598,7 @@ impl Desk {
                         .detail(unknown.reason.clone()),
                 );
                 Err(OrderError::Unknown(
-                    self.unknown(order, Some(token), sent_at, true, unknown.reason)
+                    self.unknown(order, Some(token), who, sent_at, true, unknown.reason)
                         .await,
                 ))
             }
@@ -560,6 +611,7 @@ impl Desk {
         &self,
         order: &NewOrder,
         token: Option<&str>,
+        who: Option<&Person>,
         since: DateTime<Utc>,
         this_call: bool,
         reason: String,
@@ -577,7 +629,7 @@ impl Desk {
         let numbers = report.found_numbers();
         let _ = self.audit.append(
             &self
-                .record(Event::Outcome, order, token)
+                .record(Event::Outcome, order, token, who)
                 .outcome(AuditOutcome::Lookup)
                 .order_number(numbers.first().copied())
                 .detail(match &report.lookup {

@@ -12,6 +12,7 @@
 //! - [`checks`]: the 1NCE catalogue and the operator's limits, prices in cents;
 //! - [`lost_answer`]: the search for an order whose answer was lost;
 //! - [`consent`]: how a person approves, and what they answered;
+//! - [`person`]: who acts, when the transport knows (OAuth): in every record, bound to tokens;
 //! - [`private_fs`]: the file-system rules that keep the state directory and the audit log
 //!   private;
 //! - [`clock`]: the time, injected.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod consent;
 pub mod desk;
 pub mod lost_answer;
+pub mod person;
 pub mod post_answer;
 pub mod private_fs;
 pub mod single_use;
@@ -33,4 +35,5 @@ pub use audit::{AuditLog, AuditTrail, Environment};
 pub use checks::{Money, OrderLimits, PricedLine, PricedOrder};
 pub use consent::{Approval, PersonAnswer};
 pub use desk::{Desk, OrderError, Stop};
+pub use person::Person;
 pub use tokens::{Account, Confirmations, Refusal};

@@ -11,6 +11,8 @@
 //!   hashed, so a sandbox preview never places a real order and one account's preview never
 //!   orders on another;
 //! - **the session**: one scope per HTTP session, one for a process a single user owns;
+//! - **the person**: with OAuth, the issuer and subject of whoever previewed the order, so
+//!   another person's access token cannot confirm it;
 //! - **the approval**: a token whose preview promised the client's own approval form, or was
 //!   made under `--require-human-approval`, places an order only after an approval in such a
 //!   form, wherever it is redeemed;
@@ -48,10 +50,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// Prefix of every token, so a person can tell one from other strings.
 const PREFIX: &str = "ct_";
 /// Layout version of the signed payload.
-const VERSION: u8 = 2;
-/// version(1) + id(16) + expiry ms(8) + scope(16) + account(16) + flags(1) + order(32) +
-/// prices(32) + totals length(1); the totals text follows.
-const FIXED_LEN: usize = 1 + 16 + 8 + 16 + 16 + 1 + 32 + 32 + 1;
+const VERSION: u8 = 3;
+/// version(1) + id(16) + expiry ms(8) + scope(16) + person(16) + account(16) + flags(1) +
+/// order(32) + prices(32) + totals length(1); the totals text follows.
+const FIXED_LEN: usize = 1 + 16 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + 1;
 /// Flag bit: only an approval in the client's form places this order.
 const NEEDS_FORM: u8 = 1;
 /// How long token records are kept after their token expired. Past expiry a token is refused
@@ -89,6 +91,8 @@ pub struct Binding<'a> {
     /// The order priced now; `None` checks everything but the price.
     pub priced: Option<&'a PricedOrder>,
     pub scope: &'a str,
+    /// Who acts ([`super::person::binding_key`]): empty when the transport knows nobody.
+    pub person: &'a str,
     pub account: Account,
 }
 
@@ -124,6 +128,7 @@ pub struct Claims {
     id: [u8; 16],
     expires: i64,
     scope: [u8; 16],
+    person: [u8; 16],
     account: Account,
     /// Only an approval in the client's own form places this order.
     pub needs_form: bool,
@@ -155,6 +160,10 @@ pub enum Refusal {
         "this confirmation_token was issued to another MCP session and cannot be used in this one: nothing was ordered. Call create_order without confirmation_token for a new preview in this session"
     )]
     OtherSession,
+    #[error(
+        "this confirmation_token was issued to another person (whoever previewed the order) and only they can confirm it: nothing was ordered. Call create_order without confirmation_token for a preview of your own and get your approval for it"
+    )]
+    OtherPerson,
     #[error(
         "this confirmation_token expired at {0}: nothing was ordered. Call create_order without confirmation_token for a new preview and get the user's approval again"
     )]
@@ -259,6 +268,7 @@ impl Confirmations {
         payload.extend_from_slice(&id);
         payload.extend_from_slice(&expires.to_be_bytes());
         payload.extend_from_slice(&hash16(binding.scope));
+        payload.extend_from_slice(&hash16(binding.person));
         payload.extend_from_slice(&binding.account.0);
         payload.push(if needs_form { NEEDS_FORM } else { 0 });
         payload.extend_from_slice(&digest(binding.order));
@@ -288,6 +298,11 @@ impl Confirmations {
         let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
         if claims.account != binding.account {
             return Err(Refusal::OtherAccount);
+        }
+        // The person before the session: when both differ, "another person" is the truth
+        // that matters to whoever reads the refusal.
+        if claims.person != hash16(binding.person) {
+            return Err(Refusal::OtherPerson);
         }
         if claims.scope != hash16(binding.scope) {
             return Err(Refusal::OtherSession);
@@ -423,10 +438,11 @@ impl Confirmations {
             id: take(1, 17).try_into().ok()?,
             expires: i64::from_be_bytes(take(17, 25).try_into().ok()?),
             scope: take(25, 41).try_into().ok()?,
-            account: Account(take(41, 57).try_into().ok()?),
-            needs_form: payload[57] & NEEDS_FORM != 0,
-            order: take(58, 90).try_into().ok()?,
-            prices: take(90, 122).try_into().ok()?,
+            person: take(41, 57).try_into().ok()?,
+            account: Account(take(57, 73).try_into().ok()?),
+            needs_form: payload[73] & NEEDS_FORM != 0,
+            order: take(74, 106).try_into().ok()?,
+            prices: take(106, 138).try_into().ok()?,
             totals: String::from_utf8(payload[FIXED_LEN..].to_vec()).ok()?,
         })
     }
@@ -653,6 +669,7 @@ mod tests {
             order,
             priced: Some(priced),
             scope,
+            person: "",
             account: live(),
         }
     }
@@ -665,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn a_token_is_single_use_and_bound_to_order_session_and_account() {
+    fn a_token_is_single_use_and_bound_to_order_session_person_and_account() {
         let f = fixture(Duration::from_secs(60));
         let (five, six) = (order(5), order(6));
         let (p5, p6) = (priced(&five, 100), priced(&six, 100));
@@ -680,6 +697,47 @@ mod tests {
             f.store.redeem(t, &binding(&five, &p5, "t")).unwrap_err(),
             Refusal::OtherSession
         );
+        let alice = "https://idp.example\nalice";
+        let by_alice = f.store.issue(
+            &Binding {
+                person: alice,
+                ..binding(&five, &p5, "s")
+            },
+            false,
+        );
+        for (person, scope) in [
+            ("https://idp.example\nbob", "s"),
+            ("", "s"),
+            ("https://idp.example\nbob", "t"),
+        ] {
+            let other = Binding {
+                person,
+                ..binding(&five, &p5, scope)
+            };
+            assert_eq!(
+                f.store.check(&by_alice.token, &other).unwrap_err(),
+                Refusal::OtherPerson,
+                "{person:?} in {scope}"
+            );
+        }
+        assert_eq!(
+            f.store
+                .redeem(
+                    t,
+                    &Binding {
+                        person: alice,
+                        ..binding(&five, &p5, "s")
+                    }
+                )
+                .unwrap_err(),
+            Refusal::OtherPerson,
+            "a token of nobody in particular is not anybody's"
+        );
+        let mine = Binding {
+            person: alice,
+            ..binding(&five, &p5, "s")
+        };
+        assert!(f.store.check(&by_alice.token, &mine).is_ok());
         for account in [
             Account::sandbox("id"),
             Account::live("https://other.example/", "id"),

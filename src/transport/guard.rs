@@ -1,6 +1,9 @@
 //! The gate in front of every MCP endpoint: `Host` and `Origin` first (DNS-rebinding
 //! protection: a web page must not reach a server on this machine through a name it controls),
-//! then the bearer token.
+//! then the bearer token: the server's static token, or (OAuth) an access token the
+//! [`ResourceServer`] verifies, whose [`Caller`] goes into the request's extensions for the
+//! layers behind. A request without a valid token gets 401 with a `WWW-Authenticate`
+//! challenge that points OAuth clients to the protected resource metadata.
 //!
 //! Refusals are logged through [`Refusals`]: what the client sent, cut short and escaped, and
 //! counted rather than written line by line.
@@ -21,6 +24,7 @@ use subtle::ConstantTimeEq;
 
 use super::refusals::{Reason, Refusals};
 use crate::config::normalize_origin;
+use crate::oauth::{Caller, Needed, ResourceServer, TokenError};
 
 /// Checks `Host`, `Origin` and `Authorization` of each request.
 #[derive(Clone)]
@@ -30,6 +34,8 @@ pub struct Guard {
 
 struct Inner {
     token_digest: Option<[u8; 32]>,
+    /// OAuth instead of the static token.
+    oauth: Option<Arc<ResourceServer>>,
     /// `(host, port)`; a `None` port matches any port. Empty: any host.
     allowed_hosts: Vec<(String, Option<u16>)>,
     /// Normalised origins allowed besides loopback ones.
@@ -40,6 +46,7 @@ struct Inner {
 impl Guard {
     pub fn new(
         token: Option<&SecretString>,
+        oauth: Option<Arc<ResourceServer>>,
         allowed_hosts: &[String],
         allowed_origins: &[String],
         refusals: Refusals,
@@ -51,6 +58,7 @@ impl Guard {
         Guard {
             inner: Arc::new(Inner {
                 token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
+                oauth,
                 allowed_hosts,
                 allowed_origins: allowed_origins.to_vec(),
                 refusals,
@@ -60,14 +68,77 @@ impl Guard {
 
     /// Whether a bearer token is required.
     pub fn requires_token(&self) -> bool {
-        self.inner.token_digest.is_some()
+        self.inner.token_digest.is_some() || self.inner.oauth.is_some()
     }
 
-    /// `Err` with the response to send when the request must not go further.
+    /// `Err` with the response to send when the request must not go further: `Host`,
+    /// `Origin`, and the static token if there is one (OAuth tokens are checked by
+    /// [`Guard::authenticate`]).
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         self.check_host(headers)?;
         self.check_origin(headers)?;
         self.check_token(headers)
+    }
+
+    /// With OAuth, verifies the request's access token: `Ok(Some(caller))` for a valid one,
+    /// `Err` with the 401 to send otherwise. Without OAuth, `Ok(None)`.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, Response> {
+        let Some(oauth) = &self.inner.oauth else {
+            return Ok(None);
+        };
+        let Some(token) = bearer(headers) else {
+            self.inner.refusals.note(Reason::MissingToken, None);
+            return Err(oauth_unauthorized(
+                oauth,
+                None,
+                "Unauthorized: this server takes OAuth access tokens. Discover the authorization server from the resource_metadata URL in WWW-Authenticate, sign in there, and send the access token as `Authorization: Bearer <token>`",
+            ));
+        };
+        match oauth.verify(token).await {
+            Ok(caller) => Ok(Some(caller)),
+            Err(error) => {
+                let why = error.to_string();
+                self.inner
+                    .refusals
+                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                Err(oauth_unauthorized(
+                    oauth,
+                    Some(&error),
+                    &format!(
+                        "Unauthorized: {why}; get a new access token from the authorization server"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// With OAuth, the 403 for a caller whose token lacks what a request needs, with the
+    /// `WWW-Authenticate` challenge a client steps up with.
+    pub fn insufficient_scope(&self, needed: Needed) -> Response {
+        let scope = needed.scope().unwrap_or_default();
+        self.inner
+            .refusals
+            .note(Reason::InsufficientScope, Some(scope.as_bytes()));
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden: this request needs the {scope} scope, which your access token does not carry; ask the authorization server for a token with it"
+            ),
+        )
+            .into_response();
+        if let Some(oauth) = &self.inner.oauth
+            && let Ok(value) = HeaderValue::from_str(&oauth.insufficient_scope(scope))
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    /// The refusal log, for refusals decided behind the guard.
+    pub fn refusals(&self) -> &Refusals {
+        &self.inner.refusals
     }
 
     fn check_host(&self, headers: &HeaderMap) -> Result<(), Rejection> {
@@ -130,14 +201,7 @@ impl Guard {
         let Some(expected) = &self.inner.token_digest else {
             return Ok(());
         };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        let Some(presented) = presented else {
+        let Some(presented) = bearer(headers) else {
             self.inner.refusals.note(Reason::MissingToken, None);
             return Err(unauthorized(
                 "Bearer realm=\"1nce-mcp\"",
@@ -157,12 +221,47 @@ impl Guard {
     }
 }
 
-/// axum middleware running [`Guard::check`].
-pub async fn middleware(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    match guard.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
+/// axum middleware running [`Guard::check`], then [`Guard::authenticate`]; a verified caller
+/// goes into the request's extensions.
+pub async fn middleware(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    if let Err(refusal) = guard.check(request.headers()) {
+        return refusal.into_response();
     }
+    match guard.authenticate(request.headers()).await {
+        Ok(Some(caller)) => {
+            request.extensions_mut().insert(caller);
+        }
+        Ok(None) => {}
+        Err(response) => return response,
+    }
+    next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// A 401 with the OAuth challenge (RFC 9728 §5.1, RFC 6750 §3).
+fn oauth_unauthorized(
+    oauth: &ResourceServer,
+    error: Option<&TokenError>,
+    message: &str,
+) -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, message.to_owned()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&oauth.challenge(error)) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// Why a request is turned away, and the response that says so.
@@ -248,7 +347,7 @@ mod tests {
         let token = token.map(|t| SecretString::from(t.to_owned()));
         let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
         let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
-        Guard::new(token.as_ref(), &hosts, &origins, Refusals::default())
+        Guard::new(token.as_ref(), None, &hosts, &origins, Refusals::default())
     }
 
     fn status(result: Result<(), Rejection>) -> Option<StatusCode> {

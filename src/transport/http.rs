@@ -5,11 +5,14 @@
 //! | `/mcp` | Streamable HTTP (rmcp's `StreamableHttpService`, one session per `initialize`) |
 //! | `GET /sse`, `POST /message` | legacy HTTP+SSE ([`super::sse`]) |
 //! | `GET /health` | `{"status":"ok"}`, no token, nothing about the account |
+//! | `GET /.well-known/oauth-protected-resource[/mcp]` | with OAuth: the protected resource metadata (RFC 9728), no token |
 //!
 //! Connections are accepted by [`listener`](super::listener) (a cap, header and keep-alive
 //! timeouts). Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
 //! listed); then the whole request body is read, at most [`MAX_BODY_BYTES`] within
-//! [`BODY_READ_TIMEOUT`]. Sessions are counted against `--max-sessions` ([`sessions`]) and
+//! [`BODY_READ_TIMEOUT`]. With OAuth, each JSON-RPC request is then held to the scopes of its
+//! access token ([`scope_gate`]: 403 `insufficient_scope` beyond them), and a session to the
+//! person who opened it. Sessions are counted against `--max-sessions` ([`sessions`]) and
 //! closed when idle. Shutdown is one small idea in three steps: stop accepting, wait (up to the
 //! grace period) for the calls in flight, then close the sessions so their open streams end.
 
@@ -36,10 +39,11 @@ use super::guard::{self, Guard};
 use super::listener;
 use super::random_id;
 use super::refusals::{Reason, Refusals};
-use super::sessions::{self, CappedSessions, NEW_SESSION_SLOT, SessionSlots};
+use super::sessions::{self, CappedSessions, NEW_SESSION_SLOT, SESSION_OWNER, SessionSlots};
 use super::sse::{self, SseSessions};
 use crate::config::HttpSettings;
 use crate::mcp::{InFlight, OrderServer};
+use crate::oauth::{Caller, Needed, ResourceServer};
 
 /// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -53,14 +57,24 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub struct HttpServer {
     listener: TcpListener,
     settings: HttpSettings,
+    oauth: Option<Arc<ResourceServer>>,
 }
 
-/// Binds the listener, so the caller can report the real address (port 0 picks one).
-pub async fn bind(settings: HttpSettings) -> Result<HttpServer, String> {
+/// Binds the listener, so the caller can report the real address (port 0 picks one). With
+/// `oauth` (discovered from `settings.oauth`), access tokens of that authorization server are
+/// required instead of the static token.
+pub async fn bind(
+    settings: HttpSettings,
+    oauth: Option<Arc<ResourceServer>>,
+) -> Result<HttpServer, String> {
     let listener = TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("could not listen on {}: {e}", settings.addr))?;
-    Ok(HttpServer { listener, settings })
+    Ok(HttpServer {
+        listener,
+        settings,
+        oauth,
+    })
 }
 
 impl HttpServer {
@@ -73,7 +87,12 @@ impl HttpServer {
 
     /// Whether clients must send a bearer token.
     pub fn requires_token(&self) -> bool {
-        self.settings.token.is_some()
+        self.settings.token.is_some() || self.oauth.is_some()
+    }
+
+    /// Whether clients must send OAuth access tokens.
+    pub fn uses_oauth(&self) -> bool {
+        self.oauth.is_some()
     }
 
     /// Serves until `shutdown` resolves (to the name of what asked for it), then shuts down
@@ -84,12 +103,14 @@ impl HttpServer {
         shutdown: impl Future<Output = &'static str>,
     ) -> Result<(), String> {
         let settings = self.settings;
+        let oauth = self.oauth;
         let calls = InFlight::default();
         let stop_accepting = CancellationToken::new();
         let close_sessions = CancellationToken::new();
         let refusals = Refusals::default();
         let app = router(
             &settings,
+            oauth,
             server,
             calls.clone(),
             close_sessions.clone(),
@@ -151,6 +172,7 @@ impl HttpServer {
 /// The whole application: MCP endpoints behind the guard, health outside it.
 fn router(
     settings: &HttpSettings,
+    oauth: Option<Arc<ResourceServer>>,
     server: OrderServer,
     calls: InFlight,
     close_sessions: CancellationToken,
@@ -158,6 +180,7 @@ fn router(
 ) -> Router {
     let guard = Guard::new(
         settings.token.as_ref(),
+        oauth.clone(),
         &settings.allowed_hosts,
         &settings.allowed_origins,
         refusals.clone(),
@@ -187,6 +210,7 @@ fn router(
         Arc::clone(&streamable_sessions),
         config,
     );
+    let server_tools = server.tools();
     let sse = SseSessions::new(
         server,
         close_sessions.child_token(),
@@ -201,6 +225,16 @@ fn router(
         sessions: streamable_sessions,
         refusals: refusals.clone(),
     };
+    let gate = ScopeGate {
+        guard: guard.clone(),
+        write_tools: Arc::new(
+            server_tools
+                .iter()
+                .filter(|t| crate::mcp::needed(t) == Needed::Write)
+                .map(|t| t.name.to_string())
+                .collect(),
+        ),
+    };
 
     let app = Router::new()
         .route_service("/mcp", streamable)
@@ -208,10 +242,22 @@ fn router(
         .route("/sse", get(sse::open))
         .route("/message", post(sse::message))
         .with_state(sse)
+        .layer(middleware::from_fn_with_state(gate, scope_gate))
         .layer(middleware::from_fn_with_state(refusals, read_body))
         .layer(middleware::from_fn_with_state(guard, guard::middleware))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let app = match oauth {
+        None => app,
+        Some(oauth) => {
+            let paths = crate::oauth::metadata_paths(&settings_public_url(settings));
+            let document = Arc::new(oauth.metadata());
+            paths.into_iter().fold(app, |app, path| {
+                let document = Arc::clone(&document);
+                app.route(&path, get(move || resource_metadata(Arc::clone(&document))))
+            })
+        }
+    };
     // Outermost: a browser's preflight carries no token, so it is answered before the guard.
     match cors::layer(&settings.allowed_origins) {
         Some(cors) => app.layer(cors),
@@ -222,6 +268,105 @@ fn router(
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.
 async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// The public URL OAuth settings name (only called with OAuth on).
+fn settings_public_url(settings: &HttpSettings) -> url::Url {
+    settings
+        .oauth
+        .as_ref()
+        .map(|o| o.public_url.clone())
+        .expect("OAuth is configured")
+}
+
+/// `GET /.well-known/oauth-protected-resource`: public, cacheable, readable by any web page
+/// (browser-based clients discover the authorization server from it).
+async fn resource_metadata(document: Arc<serde_json::Value>) -> Response {
+    (
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        axum::Json(document.as_ref().clone()),
+    )
+        .into_response()
+}
+
+/// What [`scope_gate`] needs: the guard (for its 403), and the tools that need
+/// `orders:write`.
+#[derive(Clone)]
+struct ScopeGate {
+    guard: Guard,
+    write_tools: Arc<std::collections::HashSet<String>>,
+}
+
+/// With OAuth, refuses a POSTed JSON-RPC request (or batch) beyond the scopes of the caller's
+/// access token: 403 with `WWW-Authenticate: Bearer error="insufficient_scope", scope=…`, so
+/// the client can ask the person for more (step-up). Without a caller (no OAuth) it passes
+/// everything. `tools/list` passes and is filtered by the MCP layer.
+async fn scope_gate(State(gate): State<ScopeGate>, request: Request, next: Next) -> Response {
+    let Some(scopes) = request.extensions().get::<Caller>().map(|c| c.scopes) else {
+        return next.run(request).await;
+    };
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // The body was read whole by `read_body`; this only takes it.
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let needed = needed_by(&body, &gate.write_tools);
+    if !scopes.allow(needed) {
+        return gate.guard.insufficient_scope(needed);
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// The scope a JSON-RPC message (or the most a batch) needs; see [`crate::oauth::Needed`].
+fn needed_by(body: &[u8], write_tools: &std::collections::HashSet<String>) -> Needed {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: Option<String>,
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: Option<serde_json::Value>,
+    }
+    let one = |m: &Message| match m.method.as_deref() {
+        Some("tools/call") => {
+            let name = m.params.as_ref().and_then(|p| p.name.as_ref());
+            match name.and_then(|n| n.as_str()) {
+                Some(name) if write_tools.contains(name) => Needed::Write,
+                _ => Needed::Read,
+            }
+        }
+        Some(method) if method.starts_with("resources/") || method.starts_with("prompts/") => {
+            Needed::Read
+        }
+        Some("completion/complete") => Needed::Read,
+        _ => Needed::Nothing,
+    };
+    let rank = |n: Needed| match n {
+        Needed::Nothing => 0,
+        Needed::Read => 1,
+        Needed::Write => 2,
+    };
+    let messages: Vec<Message> = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        Ok(value) => serde_json::from_value(value).into_iter().collect(),
+        // Not JSON: rmcp answers it as such; nothing is read or ordered.
+        Err(_) => Vec::new(),
+    };
+    messages
+        .iter()
+        .map(one)
+        .max_by_key(|n| rank(*n))
+        .unwrap_or(Needed::Nothing)
 }
 
 tokio::task_local! {
@@ -291,6 +436,26 @@ async fn read_body(State(refusals): State<Refusals>, request: Request, next: Nex
 /// `--max-sessions` is refused here, before rmcp creates anything; `DELETE` of a session that
 /// does not exist is answered 404, of one that does 204.
 async fn count_calls(State(mcp): State<McpState>, request: Request, next: Next) -> Response {
+    let person = request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.person.binding_key());
+    // With OAuth a session is its opener's: another person's request for it is answered as if
+    // it did not exist (its id says nothing).
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok());
+    if let Some(id) = session
+        && mcp.sessions.belongs_to(id, person.as_deref()) == Some(false)
+    {
+        mcp.refusals.note(Reason::ForeignSession, None);
+        return (
+            StatusCode::NOT_FOUND,
+            "Not Found: no such session (it ended, expired or never existed)",
+        )
+            .into_response();
+    }
     if request.method() == Method::DELETE {
         let id = request
             .headers()
@@ -337,7 +502,7 @@ async fn count_calls(State(mcp): State<McpState>, request: Request, next: Next) 
     let response = NEW_SESSION_SLOT
         .scope(
             std::sync::Mutex::new(slot),
-            CONFIRMATION_SCOPE.scope(scope, next.run(request)),
+            SESSION_OWNER.scope(person, CONFIRMATION_SCOPE.scope(scope, next.run(request))),
         )
         .await;
     let (parts, body) = response.into_parts();

@@ -29,6 +29,12 @@ pub enum Reason {
     MissingToken,
     /// A bearer token that is not this server's (never logged).
     WrongToken,
+    /// An OAuth access token refused (the reason is logged, never the token).
+    InvalidToken,
+    /// A valid OAuth access token without the scope the request needs.
+    InsufficientScope,
+    /// A session used with another person's access token.
+    ForeignSession,
     /// `--max-connections` reached.
     TooManyConnections,
     /// `--max-sessions` reached.
@@ -45,6 +51,13 @@ impl Reason {
             Reason::ForeignOrigin => "refused a request from a foreign Origin",
             Reason::MissingToken => "refused a request without a bearer token",
             Reason::WrongToken => "refused a request with a wrong bearer token",
+            Reason::InvalidToken => "refused a request with an invalid OAuth access token",
+            Reason::InsufficientScope => {
+                "refused a request beyond its access token's scopes (403 insufficient_scope)"
+            }
+            Reason::ForeignSession => {
+                "refused a request for a session that another person's access token opened"
+            }
             Reason::TooManyConnections => {
                 "refused a connection: --max-connections reached (raise it if these are real clients)"
             }

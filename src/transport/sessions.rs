@@ -72,6 +72,18 @@ tokio::task_local! {
     pub static NEW_SESSION_SLOT: Mutex<Option<SessionSlot>>;
 }
 
+tokio::task_local! {
+    /// With OAuth, the person (binding key) whose `initialize` creates a session, for
+    /// [`CappedSessions::create_session`] to record.
+    pub static SESSION_OWNER: Option<String>;
+}
+
+/// What an open session holds: its `--max-sessions` slot, and its owner.
+struct Held {
+    _slot: SessionSlot,
+    owner: Option<String>,
+}
+
 /// Refused: `--max-sessions` sessions are open.
 #[derive(Debug, thiserror::Error)]
 pub enum CappedSessionsError {
@@ -84,7 +96,7 @@ pub enum CappedSessionsError {
 /// rmcp's in-memory session store, where every session holds a [`SessionSlot`].
 pub struct CappedSessions {
     local: LocalSessionManager,
-    held: Mutex<HashMap<SessionId, SessionSlot>>,
+    held: Mutex<HashMap<SessionId, Held>>,
     slots: SessionSlots,
 }
 
@@ -99,6 +111,17 @@ impl CappedSessions {
     }
 
     /// Whether a session with this id is open.
+    /// Whether the session `id` is open and `person` (a [`crate::orders::Person`] binding key,
+    /// `None` without OAuth) may use it: only the person whose access token opened a session
+    /// may use it. `None` when there is no such session.
+    pub fn belongs_to(&self, id: &str, person: Option<&str>) -> Option<bool> {
+        self.held
+            .lock()
+            .expect("held lock")
+            .get(&SessionId::from(id))
+            .map(|held| held.owner.as_deref() == person)
+    }
+
     pub async fn exists(&self, id: &str) -> bool {
         self.local
             .has_session(&SessionId::from(id))
@@ -120,11 +143,12 @@ impl SessionManager for CappedSessions {
         let slot = reserved
             .or_else(|| self.slots.try_take())
             .ok_or(CappedSessionsError::Full)?;
+        let owner = SESSION_OWNER.try_with(|owner| owner.clone()).ok().flatten();
         let (id, transport) = self.local.create_session().await?;
         self.held
             .lock()
             .expect("held lock")
-            .insert(id.clone(), slot);
+            .insert(id.clone(), Held { _slot: slot, owner });
         Ok((id, transport))
     }
 

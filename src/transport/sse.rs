@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use rmcp::ServiceExt;
-use rmcp::model::{ClientJsonRpcMessage, RequestId, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, RequestId, ServerJsonRpcMessage};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, PollSender};
@@ -34,6 +34,7 @@ use tokio_util::sync::{CancellationToken, PollSender};
 use super::refusals::{Reason, Refusals};
 use super::sessions::{SessionSlot, SessionSlots};
 use crate::mcp::{InFlight, InFlightGuard, OrderServer};
+use crate::oauth::Caller;
 
 /// Messages buffered per direction and session before a sender waits.
 const CHANNEL_CAPACITY: usize = 64;
@@ -58,6 +59,9 @@ pub struct SseSessions {
 
 struct Session {
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
+    /// With OAuth, the person whose access token opened the session: only their tokens may
+    /// use it.
+    owner: Option<String>,
     /// One guard per request awaiting its answer.
     pending: Arc<Mutex<HashMap<RequestId, InFlightGuard>>>,
     /// When the client last POSTed a message.
@@ -90,7 +94,11 @@ impl SseSessions {
 }
 
 /// `GET /sse`: opens a session and its event stream.
-pub async fn open(State(state): State<SseSessions>, headers: HeaderMap) -> Response {
+pub async fn open(
+    State(state): State<SseSessions>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
     if !accepts_event_stream(&headers) {
         return (
             StatusCode::NOT_ACCEPTABLE,
@@ -121,6 +129,7 @@ pub async fn open(State(state): State<SseSessions>, headers: HeaderMap) -> Respo
         id.clone(),
         Session {
             to_server,
+            owner: caller.map(|Extension(c)| c.person.binding_key()),
             pending: Arc::clone(&pending),
             last_seen: Arc::clone(&last_seen),
         },
@@ -191,6 +200,7 @@ pub struct MessageQuery {
 pub async fn message(
     State(state): State<SseSessions>,
     Query(query): Query<MessageQuery>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Response {
     let Some(id) = query.session_id.filter(|s| !s.is_empty()) else {
@@ -200,7 +210,8 @@ pub async fn message(
         )
             .into_response();
     };
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+    let caller = caller.map(|Extension(c)| c);
+    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
         Ok(message) => message,
         Err(error) => {
             return (
@@ -214,16 +225,29 @@ pub async fn message(
         let sessions = state.sessions.lock().expect("sessions lock");
         sessions.get(&id).map(|s| {
             *s.last_seen.lock().expect("last seen lock") = Instant::now();
-            (s.to_server.clone(), Arc::clone(&s.pending))
+            (s.to_server.clone(), Arc::clone(&s.pending), s.owner.clone())
         })
     };
-    let Some((to_server, pending)) = session else {
+    // Another person's session is answered as if it did not exist: its id says nothing.
+    let session = session.filter(|(_, _, owner)| {
+        let same = *owner == caller.as_ref().map(|c| c.person.binding_key());
+        if !same {
+            state.refusals.note(Reason::ForeignSession, None);
+        }
+        same
+    });
+    let Some((to_server, pending, _)) = session else {
         return (
             StatusCode::NOT_FOUND,
             "Not Found: no such session (it ended or never existed); open a new one with GET /sse",
         )
             .into_response();
     };
+    // What Streamable HTTP gets from rmcp (the request's parts), this transport hands over
+    // itself: the caller, for the tools' scopes and the audit trail.
+    if let (ClientJsonRpcMessage::Request(request), Some(caller)) = (&mut message, caller) {
+        request.request.extensions_mut().insert(caller);
+    }
     if let ClientJsonRpcMessage::Request(request) = &message {
         pending
             .lock()

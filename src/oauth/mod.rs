@@ -1,0 +1,479 @@
+//! The OAuth 2.1 resource server: the HTTP transport trusts the organisation's own
+//! authorization server (Keycloak, Auth0, Okta, Entra ID…) and issues no tokens itself.
+//!
+//! - [`discovery`]: the authorization server's metadata (RFC 8414, or OpenID Connect
+//!   discovery), read once at start-up, its `issuer` checked against the configured one.
+//! - [`keys`]: its signing keys (JWKS), cached; refreshed when a token names a key not in the
+//!   cache, at most once per [`keys::REFRESH_FLOOR`], so a flood of made-up key ids costs the
+//!   authorization server nothing.
+//! - [`ResourceServer::verify`]: every request's JWT access token (RFC 9068): signature under an
+//!   allowed algorithm (asymmetric only: never `none`, never HMAC, whose "secret" would be the
+//!   public key), `iss`, `aud` equal to this server's public URL (RFC 8707: a token for another
+//!   resource is refused, never passed on), `exp` and `nbf` with [`LEEWAY_SECS`] of leeway. What
+//!   passes becomes a [`Caller`]: the person and the scopes they granted.
+//! - The protected resource metadata (RFC 9728) clients discover the authorization server
+//!   from, and the `WWW-Authenticate` challenges that point to it.
+//!
+//! Opaque access tokens (RFC 7662 introspection) are not supported: the authorization server
+//! must issue JWT access tokens for this resource. Knows HTTP and JWTs, never MCP or 1NCE.
+
+pub mod discovery;
+pub mod keys;
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use url::Url;
+
+use crate::orders::Person;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 30;
+/// The scope that reads: list, get, find, products, resources, prompts.
+pub const READ_SCOPE: &str = "orders:read";
+/// The scope that orders (`create_order`).
+pub const WRITE_SCOPE: &str = "orders:write";
+/// Longest claim value kept (names, subjects): an audit line is not a document.
+const MAX_CLAIM_CHARS: usize = 256;
+/// How long a request to the authorization server may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest metadata or JWKS document read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// The signature algorithms accepted: asymmetric ones only. A token's header names its
+/// algorithm, and the key it names must be of that family.
+const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// What a token lets its bearer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Scopes {
+    /// Everything: a transport that does not use OAuth (stdio, a static bearer token).
+    pub const ALL: Scopes = Scopes {
+        read: true,
+        write: true,
+    };
+
+    /// The scopes of a space-separated `scope` claim (RFC 9068), or of an `scp` claim as a
+    /// list or a string (Okta, Entra ID).
+    fn from_claims(scope: Option<&str>, scp: Option<&ScopeList>) -> Scopes {
+        let mut names: Vec<&str> = scope
+            .map(|s| s.split_whitespace().collect())
+            .unwrap_or_default();
+        match scp {
+            Some(ScopeList::Many(list)) => names.extend(list.iter().map(String::as_str)),
+            Some(ScopeList::One(s)) => names.extend(s.split_whitespace()),
+            None => {}
+        }
+        Scopes {
+            read: names.contains(&READ_SCOPE),
+            write: names.contains(&WRITE_SCOPE),
+        }
+    }
+
+    /// Whether these scopes allow a request that needs `needed`.
+    pub fn allow(&self, needed: Needed) -> bool {
+        match needed {
+            Needed::Nothing => true,
+            Needed::Read => self.read,
+            Needed::Write => self.write,
+        }
+    }
+}
+
+/// The scope a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// Session housekeeping: initialize, ping, notifications, tools/list (filtered).
+    Nothing,
+    Read,
+    Write,
+}
+
+impl Needed {
+    pub fn scope(self) -> Option<&'static str> {
+        match self {
+            Needed::Nothing => None,
+            Needed::Read => Some(READ_SCOPE),
+            Needed::Write => Some(WRITE_SCOPE),
+        }
+    }
+}
+
+/// Who sent a request, as a valid access token says: put in the request's extensions by the
+/// HTTP transport, read by the MCP layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub person: Person,
+    pub scopes: Scopes,
+}
+
+/// Why a token is refused. The description goes to the client in `error_description` and
+/// to the log: it never quotes the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token is not a JWT; this server accepts JWT access tokens only")]
+    Malformed,
+    #[error("the access token's algorithm is not accepted (asymmetric signatures only)")]
+    Algorithm,
+    #[error("the access token is signed with a key the authorization server does not publish")]
+    UnknownKey,
+    #[error("the access token's signature is invalid")]
+    Signature,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    #[error("the access token was issued by another authorization server")]
+    Issuer,
+    #[error("the access token is for another resource (its audience is not this server)")]
+    Audience,
+    #[error("the access token lacks the {0} claim")]
+    MissingClaim(&'static str),
+}
+
+/// The claims read from a verified token.
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    scope: Option<String>,
+    scp: Option<ScopeList>,
+    email: Option<String>,
+    preferred_username: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScopeList {
+    Many(Vec<String>),
+    One(String),
+}
+
+/// The resource server: this server's identity as a protected resource, and the keys of the
+/// authorization server it trusts.
+pub struct ResourceServer {
+    issuer: String,
+    resource: String,
+    metadata_url: String,
+    keys: keys::KeySet,
+    /// From the authorization server's metadata, for the start-up report.
+    pub notes: Vec<String>,
+}
+
+impl fmt::Debug for ResourceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceServer")
+            .field("issuer", &self.issuer)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceServer {
+    /// Reads the authorization server's metadata and keys; `Err` says what to fix.
+    pub async fn discover(issuer: &Url, public_url: &Url) -> Result<ResourceServer, String> {
+        let http = http_client(issuer)?;
+        let found = discovery::discover(&http, issuer).await?;
+        let keys = keys::KeySet::new(http, found.jwks_uri.clone());
+        keys.load()
+            .await
+            .map_err(|e| format!("could not read the signing keys at {}: {e}", found.jwks_uri))?;
+        Ok(ResourceServer {
+            issuer: found.issuer,
+            resource: public_url.as_str().to_owned(),
+            metadata_url: metadata_url(public_url),
+            keys,
+            notes: found.notes,
+        })
+    }
+
+    /// The issuer, exactly as its metadata says.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// This server's resource identifier: the public URL, the audience tokens must carry.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Where clients find [`Self::metadata`].
+    pub fn metadata_url(&self) -> &str {
+        &self.metadata_url
+    }
+
+    /// The protected resource metadata (RFC 9728).
+    pub fn metadata(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resource": self.resource,
+            "authorization_servers": [self.issuer],
+            "scopes_supported": [READ_SCOPE, WRITE_SCOPE],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "1NCE orders (1nce-mcp)",
+        })
+    }
+
+    /// The `WWW-Authenticate` value of a 401: where the metadata is and which scopes to ask
+    /// for; with the reason when a token was sent.
+    pub fn challenge(&self, refused: Option<&TokenError>) -> String {
+        let mut value = format!(
+            "Bearer resource_metadata=\"{}\", scope=\"{READ_SCOPE} {WRITE_SCOPE}\"",
+            self.metadata_url
+        );
+        if let Some(error) = refused {
+            value.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{error}\""
+            ));
+        }
+        value
+    }
+
+    /// The `WWW-Authenticate` value of a 403 for a request that needs `scope` (RFC 6750 §3.1),
+    /// so the client can ask the person for it (step-up).
+    pub fn insufficient_scope(&self, scope: &str) -> String {
+        format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\", error_description=\"this request needs the {scope} scope\"",
+            self.metadata_url
+        )
+    }
+
+    /// Verifies a JWT access token; see the module docs for every check.
+    pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
+            | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => TokenError::Algorithm,
+            _ => TokenError::Malformed,
+        })?;
+        if !ALLOWED_ALGORITHMS.contains(&header.alg) {
+            return Err(TokenError::Algorithm);
+        }
+        let key = self
+            .keys
+            .find(header.kid.as_deref(), header.alg)
+            .await
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.resource]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => TokenError::Expired,
+                K::ImmatureSignature => TokenError::NotYetValid,
+                K::InvalidIssuer => TokenError::Issuer,
+                K::InvalidAudience => TokenError::Audience,
+                K::InvalidAlgorithm => TokenError::Algorithm,
+                K::MissingRequiredClaim(c) => TokenError::MissingClaim(match c.as_str() {
+                    "exp" => "exp",
+                    "iss" => "iss",
+                    "aud" => "aud",
+                    _ => "sub",
+                }),
+                K::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Malformed,
+            }
+        })?;
+        let claims = data.claims;
+        let sub = claims
+            .sub
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(TokenError::MissingClaim("sub"))?;
+        Ok(Caller {
+            person: Person {
+                issuer: self.issuer.clone(),
+                sub: short(sub),
+                email: claims.email.map(short),
+                preferred_username: claims.preferred_username.map(short),
+            },
+            scopes: Scopes::from_claims(claims.scope.as_deref(), claims.scp.as_ref()),
+        })
+    }
+}
+
+/// `https://host/.well-known/oauth-protected-resource{path}` for a public URL with a path
+/// (RFC 9728 §3.1), without `{path}` for one without.
+pub fn metadata_url(public_url: &Url) -> String {
+    let path = public_url.path().trim_end_matches('/');
+    format!(
+        "{}/.well-known/oauth-protected-resource{path}",
+        public_url.origin().ascii_serialization()
+    )
+}
+
+/// The paths the metadata is served at: the path-suffixed form and the bare one.
+pub fn metadata_paths(public_url: &Url) -> Vec<String> {
+    let bare = "/.well-known/oauth-protected-resource".to_owned();
+    let path = public_url.path().trim_end_matches('/');
+    let mut paths = vec![bare.clone()];
+    if !path.is_empty() {
+        paths.push(format!("{bare}{path}"));
+    }
+    paths
+}
+
+/// Whether `url` names this machine: plain http is tolerated there only (tests, a local
+/// authorization server).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A claim value as kept: at most [`MAX_CLAIM_CHARS`], control characters dropped.
+fn short(value: String) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CLAIM_CHARS)
+        .collect()
+}
+
+/// The HTTP client for the authorization server: no redirects (metadata and keys are where
+/// the metadata says), bounded time; the system's roots for https, none for a loopback http
+/// issuer (tests).
+fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("1nce-mcp/", env!("CARGO_PKG_VERSION")));
+    if issuer.scheme() == "http" {
+        builder = builder.tls_certs_only([]);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("could not set up HTTPS for the authorization server: {e}"))
+}
+
+/// GETs `url` as JSON, at most [`MAX_DOCUMENT_BYTES`]; `Err` says what went wrong.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Result<T, String> {
+    let mut response = http
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("no answer ({})", without_url(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("the answer broke off ({})", without_url(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "the answer is larger than {} KiB",
+                MAX_DOCUMENT_BYTES / 1024
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the answer is not the expected JSON: {e}"))
+}
+
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// The names of the scopes a [`Scopes`] grants, for messages.
+pub fn scope_names(scopes: Scopes) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if scopes.read {
+        names.push(READ_SCOPE);
+    }
+    if scopes.write {
+        names.push(WRITE_SCOPE);
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_urls_follow_rfc_9728() {
+        let url = Url::parse("https://mcp.example.com/mcp").unwrap();
+        assert_eq!(
+            metadata_url(&url),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            metadata_paths(&url),
+            [
+                "/.well-known/oauth-protected-resource",
+                "/.well-known/oauth-protected-resource/mcp"
+            ]
+        );
+        let root = Url::parse("https://mcp.example.com:8443/").unwrap();
+        assert_eq!(
+            metadata_url(&root),
+            "https://mcp.example.com:8443/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(metadata_paths(&root).len(), 1);
+    }
+
+    #[test]
+    fn scopes_come_from_scope_or_scp() {
+        let s = Scopes::from_claims(Some("openid orders:read"), None);
+        assert_eq!((s.read, s.write), (true, false));
+        let s = Scopes::from_claims(
+            None,
+            Some(&ScopeList::Many(vec![
+                "orders:write".into(),
+                "orders:read".into(),
+            ])),
+        );
+        assert_eq!((s.read, s.write), (true, true));
+        let s = Scopes::from_claims(None, Some(&ScopeList::One("orders:write".into())));
+        assert_eq!((s.read, s.write), (false, true));
+        let s = Scopes::from_claims(Some("orders:reader orders"), None);
+        assert_eq!(s, Scopes::default());
+        assert!(s.allow(Needed::Nothing));
+        assert!(!s.allow(Needed::Read));
+    }
+
+    #[test]
+    fn claims_are_kept_short_and_printable() {
+        assert_eq!(short("a\u{7}b\nc".into()), "abc");
+        assert_eq!(short("x".repeat(1000)).len(), MAX_CLAIM_CHARS);
+    }
+}
