@@ -45,6 +45,14 @@ HTTP LIMITS (--http):
   10 s), and log lines never hold up a request: when stderr is not read they are dropped.
   --http-token-file must be owner-only (chmod 600) and at most 4 KiB.
 
+OAUTH (--http with --oauth-issuer and --public-url):
+  Each person signs in at your authorization server (Keycloak, Auth0, Okta, Entra ID…); clients
+  such as claude.ai and ChatGPT connectors find it through /.well-known/oauth-protected-resource.
+  Access tokens must be JWTs signed by a key of the issuer's JWKS, for the audience --public-url,
+  unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
+  otherwise). The person's sub, email and preferred_username go into every audit record, and
+  only the person who previewed an order can confirm it.
+
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
   and connection failures or timeouts, honouring Retry-After, up to --max-retries times and
