@@ -22,6 +22,15 @@ use super::{PATIENCE, Session, Stderr, command, install_crypto, sandbox_env};
 
 pub const TOKEN: &str = "test-bearer-token-7f3a9c2e5b1d4860";
 
+/// A loopback port that was free a moment ago, for a server whose URL must be known before it
+/// starts (its OAuth public URL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
 /// The binary serving HTTP, and its stderr.
 pub struct HttpServer {
     pub child: tokio::process::Child,
@@ -40,8 +49,13 @@ impl HttpServer {
 
     /// Spawns the binary with `--http 127.0.0.1:0` plus `args` and waits for its ready line.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> HttpServer {
+        HttpServer::spawn_at("127.0.0.1:0", args, env).await
+    }
+
+    /// [`HttpServer::spawn`] listening on `addr`.
+    pub async fn spawn_at(addr: &str, args: &[&str], env: &[(&str, &str)]) -> HttpServer {
         install_crypto();
-        let mut all_args = vec!["--http", "127.0.0.1:0"];
+        let mut all_args = vec!["--http", addr];
         all_args.extend_from_slice(args);
         let mut child = command(&all_args, env)
             .stdin(Stdio::null())

@@ -1,0 +1,581 @@
+//! OAuth end to end: a real authorization server (npm's oidc-provider, started by
+//! `common::oidc`) issues JWT access tokens, and the built binary is their resource server
+//! (`--oauth-issuer`, `--public-url`) in front of a sandbox. Clients are rmcp's Streamable HTTP
+//! client and raw HTTP requests, as an MCP client's own OAuth code would send them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use onence_mcp::sandbox::Sandbox;
+use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::net::{HttpServer, free_port, stateless_request_with};
+use crate::common::oidc::{self, Metadata, Oidc, REDIRECT_URI, SCOPES};
+use crate::common::sse::LegacySession;
+
+/// A resource server in front of a sandbox, trusting one running authorization server.
+struct Setup {
+    oidc: Oidc,
+    server: HttpServer,
+    sandbox: Sandbox,
+    /// `--public-url`: the resource tokens are for.
+    public: String,
+    audit: std::path::PathBuf,
+}
+
+impl Setup {
+    /// `None` when oidc-provider is not installed (and not required).
+    async fn start() -> Option<Setup> {
+        let port = free_port();
+        let public = format!("http://127.0.0.1:{port}/mcp");
+        let oidc = Oidc::start(&public).await?;
+        let sandbox = Sandbox::start().await.expect("start the sandbox");
+        let audit = common::temp_dir("oauth-audit").join("audit.jsonl");
+        let server = HttpServer::spawn_at(
+            &format!("127.0.0.1:{port}"),
+            &[
+                "--oauth-issuer",
+                &oidc.issuer(),
+                "--public-url",
+                &public,
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ],
+            &common::sandbox_env(&sandbox.base_url()),
+        )
+        .await;
+        Some(Setup {
+            oidc,
+            server,
+            sandbox,
+            public,
+            audit,
+        })
+    }
+
+    /// POSTs a JSON-RPC message to /mcp with `token` (if any), as a client's first request.
+    async fn post(&self, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = http()
+            .post(self.server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("POST /mcp")
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+}
+
+fn http() -> reqwest::Client {
+    common::install_crypto();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(common::PATIENCE)
+        .build()
+        .unwrap()
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "oauth-test", "version": "0"}}})
+}
+
+fn call(tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}})
+}
+
+fn order() -> Value {
+    json!({"products": [{"product_id": 1001, "quantity": 3}], "customer_reference": "oauth"})
+}
+
+/// The `WWW-Authenticate` header of a response.
+fn challenge(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .unwrap_or_else(|| panic!("a {} without WWW-Authenticate", response.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The value of `name="…"` in a challenge.
+fn param(challenge: &str, name: &str) -> Option<String> {
+    let start = challenge.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = challenge[start..].find('"')? + start;
+    Some(challenge[start..end].to_owned())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn the_whole_client_journey_from_a_bare_initialize() {
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    // 1. A bare initialize: 401 pointing to the protected resource metadata.
+    let refused = s.post(None, &initialize()).await;
+    assert_eq!(refused.status(), 401);
+    let www = challenge(&refused);
+    assert!(www.starts_with("Bearer "), "{www}");
+    assert_eq!(param(&www, "scope").as_deref(), Some(SCOPES), "{www}");
+    assert_eq!(param(&www, "error"), None, "no token, no error: {www}");
+    let metadata_url = param(&www, "resource_metadata").expect("resource_metadata");
+    assert_eq!(
+        metadata_url,
+        s.server.url("/.well-known/oauth-protected-resource/mcp")
+    );
+
+    // 2. The protected resource metadata (RFC 9728), at the path-suffixed and the bare URL.
+    let prm: Value = http()
+        .get(&metadata_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["resource"], s.public);
+    assert_eq!(prm["authorization_servers"], json!([s.oidc.issuer()]));
+    assert_eq!(
+        prm["scopes_supported"],
+        json!(["orders:read", "orders:write"])
+    );
+    assert_eq!(prm["bearer_methods_supported"], json!(["header"]));
+    let bare = http()
+        .get(s.server.url("/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.headers()["access-control-allow-origin"], "*");
+    assert_eq!(bare.json::<Value>().await.unwrap(), prm);
+
+    // 3. The authorization server's metadata, from the issuer the resource names.
+    let issuer = prm["authorization_servers"][0].as_str().unwrap();
+    let metadata = Metadata::discover(issuer).await;
+    assert!(
+        metadata
+            .code_challenge_methods_supported
+            .iter()
+            .any(|m| m == "S256"),
+        "PKCE S256 is offered"
+    );
+
+    // 4. Registration, 5. the authorization code with PKCE (login and consent driven here),
+    // 6. the token for the resource.
+    let client_id = oidc::register(&metadata, REDIRECT_URI).await;
+    let resource = prm["resource"].as_str().unwrap();
+    let code =
+        oidc::authorize(&metadata, &client_id, REDIRECT_URI, SCOPES, resource, "alice").await;
+    let token = oidc::exchange(&metadata, &client_id, REDIRECT_URI, &code, Some(resource)).await;
+
+    // 7. MCP calls succeed with it, the order path included.
+    let session = s.server.client(Some(&token)).await;
+    let tools = session.client.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort();
+    assert_eq!(names, common::ALL_TOOLS);
+    let page = session.ok("list_orders", json!({"page_size": 2})).await;
+    assert_eq!(page["orders"].as_array().unwrap().len(), 2);
+    let preview = session.ok("create_order", order()).await;
+    let mut confirm = order();
+    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let placed = session.ok("create_order", confirm).await;
+    assert_eq!(placed["status"], "placed", "{placed}");
+    assert_eq!(common::posts(&s.sandbox), 1);
+
+    // Every record names alice, as her token does.
+    let records = s.audit();
+    assert!(records.len() >= 3, "{records:?}");
+    for record in &records {
+        assert_eq!(
+            record["person"],
+            json!({"sub": "alice", "email": "alice@example.test", "preferred_username": "alice"}),
+            "{record}"
+        );
+    }
+    let stderr = s.server.stderr();
+    assert!(!stderr.contains(&token), "the access token was logged");
+    assert!(stderr.contains("OAuth access tokens of"), "{stderr}");
+}
+
+#[tokio::test]
+async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    let claims = |change: &dyn Fn(&mut Value)| {
+        let mut c = s.oidc.claims("alice", SCOPES);
+        change(&mut c);
+        c
+    };
+    let valid = s.oidc.sign(&claims(&|_| {}));
+    let t = now();
+    let expired = s.oidc.sign(&claims(&|c| {
+        c["iat"] = json!(t - 900);
+        c["exp"] = json!(t - 120);
+    }));
+    let not_yet = s.oidc.sign(&claims(&|c| c["nbf"] = json!(t + 600)));
+    let other_issuer = s
+        .oidc
+        .sign(&claims(&|c| c["iss"] = json!("http://127.0.0.1:1/realms/other")));
+    let other_audience = s
+        .oidc
+        .sign(&claims(&|c| c["aud"] = json!("https://other.example/mcp")));
+    let no_subject = s.oidc.sign(&claims(&|c| {
+        c.as_object_mut().unwrap().remove("sub");
+    }));
+    let segment = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        segment(json!({"alg": "none", "typ": "at+jwt"})),
+        segment(claims(&|_| {}))
+    );
+    // The same claims with `sub` changed after signing.
+    let tampered = {
+        let parts: Vec<&str> = valid.split('.').collect();
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            segment(claims(&|c| c["sub"] = json!("mallory"))),
+            parts[2]
+        )
+    };
+    // Signed with the provider's key, but naming a key id its JWKS does not have.
+    let unknown_key = {
+        let (kid, _) = s.oidc.signing_key();
+        let token = s.oidc.sign(&claims(&|_| {}));
+        let parts: Vec<&str> = token.split('.').collect();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["kid"], kid);
+        let mut header = header;
+        header["kid"] = json!("not-published");
+        format!("{}.{}.{}", segment(header), parts[1], parts[2])
+    };
+    // HMAC "signed" with the public key (algorithm confusion).
+    let hmac = {
+        let (kid, _) = s.oidc.signing_key();
+        let jwks = oidc::jwks(s.oidc.metadata()).await;
+        let public = serde_json::to_vec(&jwks.keys[0]).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(
+            &header,
+            &claims(&|_| {}),
+            &jsonwebtoken::EncodingKey::from_secret(&public),
+        )
+        .unwrap()
+    };
+
+    let cases: [(&str, &str, &str); 10] = [
+        ("expired", &expired, "has expired"),
+        ("not yet valid", &not_yet, "not valid yet"),
+        ("wrong issuer", &other_issuer, "another authorization server"),
+        ("wrong audience", &other_audience, "another resource"),
+        ("no subject", &no_subject, "lacks the sub claim"),
+        ("alg none", &unsigned, "algorithm is not accepted"),
+        ("tampered", &tampered, "signature is invalid"),
+        ("unknown key", &unknown_key, "does not publish"),
+        ("HMAC with the public key", &hmac, "algorithm is not accepted"),
+        ("not a JWT", "opaque-token-0123456789", "not a JWT"),
+    ];
+    for (what, token, reason) in cases {
+        let response = s.post(Some(token), &initialize()).await;
+        assert_eq!(response.status(), 401, "{what}");
+        let www = challenge(&response);
+        assert_eq!(
+            param(&www, "error").as_deref(),
+            Some("invalid_token"),
+            "{what}: {www}"
+        );
+        assert!(
+            param(&www, "error_description").is_some_and(|d| d.contains(reason)),
+            "{what}: {www}"
+        );
+        assert!(
+            param(&www, "resource_metadata").is_some(),
+            "{what}: {www}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(body.contains(reason), "{what}: {body}");
+    }
+    // The valid one passes, and the only JWKS fetch since start-up was for the unknown key.
+    let ok = s.post(Some(&valid), &initialize()).await;
+    assert_eq!(ok.status(), 200);
+    assert!(s.oidc.jwks_fetches().await <= 2);
+    let stderr = s.server.stderr();
+    assert!(
+        stderr.contains("refused a request with an invalid OAuth access token"),
+        "{stderr}"
+    );
+    for (what, token) in [
+        ("expired", &expired),
+        ("tampered", &tampered),
+        ("valid", &valid),
+    ] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!stderr.contains(signature), "the {what} token was logged");
+    }
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up_without_a_restart_and_made_up_keys_cost_nothing() {
+    let Some(mut s) = Setup::start().await else {
+        return;
+    };
+    let before = s.oidc.sign(&s.oidc.claims("alice", SCOPES));
+    assert_eq!(s.post(Some(&before), &initialize()).await.status(), 200);
+    let fetched = s.oidc.jwks_fetches().await;
+    assert_eq!(fetched, 1, "the keys are fetched once, at start-up");
+
+    // A flood of tokens naming made-up keys: each refused, the JWKS fetched at most once.
+    let mut flood = Vec::new();
+    for i in 0..60 {
+        let mut token: Vec<String> = before.split('.').map(str::to_owned).collect();
+        token[0] = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("made-up-{i}")}).to_string());
+        flood.push(token.join("."));
+    }
+    let answers = futures::future::join_all(
+        flood
+            .iter()
+            .map(|t| async { s.post(Some(t), &initialize()).await.status() }),
+    )
+    .await;
+    assert!(answers.iter().all(|a| *a == 401), "{answers:?}");
+    assert!(s.oidc.jwks_fetches().await <= fetched + 1);
+
+    // The authorization server rotates its key; the server's refresh floor passes.
+    let (old_kid, _) = s.oidc.signing_key();
+    s.oidc.rotate_keys().await;
+    let (new_kid, _) = s.oidc.signing_key();
+    assert_ne!(old_kid, new_kid);
+    tokio::time::sleep(onence_mcp::oauth::keys::REFRESH_FLOOR + std::time::Duration::from_secs(1))
+        .await;
+    let after = s.oidc.sign(&s.oidc.claims("alice", SCOPES));
+    assert_eq!(
+        s.post(Some(&after), &initialize()).await.status(),
+        200,
+        "a token of the new key is accepted without a restart"
+    );
+    // A token from the real flow, signed by the rotated provider, works too.
+    let issued = s.oidc.token_for("alice", SCOPES).await;
+    let session = s.server.client(Some(&issued)).await;
+    session.ok("list_products", json!({})).await;
+    // The withdrawn key no longer counts.
+    let withdrawn = s.post(Some(&before), &initialize()).await;
+    assert_eq!(withdrawn.status(), 401);
+    assert!(challenge(&withdrawn).contains("does not publish"));
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_no_create_order_and_gets_403_insufficient_scope() {
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    let reader = s.oidc.token_for("reader", "orders:read").await;
+    let session = s.server.client(Some(&reader)).await;
+    let tools = session.client.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort();
+    let readers: Vec<&str> = common::ALL_TOOLS
+        .into_iter()
+        .filter(|t| *t != "create_order")
+        .collect();
+    assert_eq!(names, readers);
+    session.ok("list_orders", json!({"page_size": 1})).await;
+
+    let refused = s.post(Some(&reader), &call("create_order", order())).await;
+    assert_eq!(refused.status(), 403);
+    let www = challenge(&refused);
+    assert_eq!(
+        param(&www, "error").as_deref(),
+        Some("insufficient_scope"),
+        "{www}"
+    );
+    assert_eq!(param(&www, "scope").as_deref(), Some("orders:write"), "{www}");
+    assert!(param(&www, "resource_metadata").is_some(), "{www}");
+    // The same through rmcp's client: a transport error, nothing previewed or audited.
+    let params = rmcp::model::CallToolRequestParams::new("create_order")
+        .with_arguments(order().as_object().cloned().unwrap());
+    assert!(session.client.call_tool(params).await.is_err());
+    assert!(s.audit().is_empty(), "{:?}", s.audit());
+
+    // A token with no scope of this server reads nothing, and lists no tool.
+    let nothing = s.oidc.sign(&s.oidc.claims("nobody", "openid"));
+    let refused = s.post(Some(&nothing), &call("list_orders", json!({}))).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        param(&challenge(&refused), "scope").as_deref(),
+        Some("orders:read")
+    );
+    let resources = s
+        .post(
+            Some(&nothing),
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+                "params": {"uri": "onence://products"}}),
+        )
+        .await;
+    assert_eq!(resources.status(), 403);
+    let empty = s.server.client(Some(&nothing)).await;
+    assert!(empty.client.list_all_tools().await.unwrap().is_empty());
+    assert_eq!(common::posts(&s.sandbox), 0);
+}
+
+#[tokio::test]
+async fn two_people_one_previews_and_the_other_cannot_confirm_or_use_the_session() {
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    let alice = s.oidc.token_for("alice", SCOPES).await;
+    let bob = s.oidc.token_for("bob", SCOPES).await;
+
+    let alice_session = s.server.client(Some(&alice)).await;
+    let bob_session = s.server.client(Some(&bob)).await;
+    let preview = alice_session.ok("create_order", order()).await;
+    let mut confirm = order();
+    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let refused = bob_session.err("create_order", confirm.clone()).await;
+    assert!(
+        refused.contains("issued to another person") && refused.contains("nothing was ordered"),
+        "{refused}"
+    );
+    // Not through a stateless request either, where no session stands between them.
+    let as_bob = {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            format!("Bearer {bob}").parse().expect("a header value"),
+        );
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let stateless = stateless_request_with(
+        &as_bob,
+        &s.server,
+        json!({"name": "create_order", "arguments": confirm.clone()}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(stateless["isError"], true, "{stateless}");
+    assert!(
+        stateless.to_string().contains("issued to another person"),
+        "{stateless}"
+    );
+    assert_eq!(common::posts(&s.sandbox), 0);
+
+    // Bob cannot use Alice's session either: it does not exist for him.
+    let opened = s.post(Some(&alice), &initialize()).await;
+    assert_eq!(opened.status(), 200);
+    let id = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let in_session = |token: &str, body: Value| {
+        http()
+            .post(s.server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .bearer_auth(token.to_owned())
+            .json(&body)
+            .send()
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(in_session(&alice, initialized).await.unwrap().status(), 202);
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
+    assert_eq!(in_session(&bob, list.clone()).await.unwrap().status(), 404);
+    assert_eq!(in_session(&alice, list).await.unwrap().status(), 200);
+
+    // Alice confirms her own preview.
+    let placed = alice_session.ok("create_order", confirm).await;
+    assert_eq!(placed["status"], "placed", "{placed}");
+    assert_eq!(common::posts(&s.sandbox), 1);
+
+    // The audit trail says who did what.
+    let who = |r: &Value| r["person"]["sub"].as_str().unwrap_or_default().to_owned();
+    let steps: Vec<(String, String)> = s
+        .audit()
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap().to_owned(), who(r)))
+        .collect();
+    let expect = |event: &str, person: &str| {
+        assert!(
+            steps.iter().any(|(e, p)| e == event && p == person),
+            "no {event} by {person} in {steps:?}"
+        );
+    };
+    expect("preview", "alice");
+    expect("refused", "bob");
+    expect("post", "alice");
+    assert!(
+        !steps
+            .iter()
+            .any(|(e, p)| p == "bob" && (e == "post" || e == "outcome")),
+        "{steps:?}"
+    );
+}
+
+#[tokio::test]
+async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    // LegacySession keeps its token for the whole test run.
+    let reader: &'static str = Box::leak(s.oidc.token_for("reader", "orders:read").await.into());
+    let bob = s.oidc.token_for("bob", SCOPES).await;
+    let mut session = LegacySession::open(&s.server, Some(reader)).await;
+    session.initialize().await;
+    let tools = session.request(2, "tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"create_order"), "{names:?}");
+    assert_eq!(names.len(), common::ALL_TOOLS.len() - 1, "{names:?}");
+    let listed = session
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "list_orders", "arguments": {"page_size": 1}}),
+        )
+        .await;
+    assert_eq!(listed["result"]["isError"], json!(null), "{listed}");
+    // Beyond the scopes: 403 before anything reaches the session.
+    let post = |token: &str, message: Value| {
+        session
+            .http
+            .post(&session.post_url)
+            .bearer_auth(token.to_owned())
+            .json(&message)
+            .send()
+    };
+    let write = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "create_order", "arguments": order()}});
+    let refused = post(reader, write.clone()).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(challenge(&refused).contains("insufficient_scope"));
+    // Another person's token finds no such session.
+    assert_eq!(post(&bob, write).await.unwrap().status(), 404);
+    assert_eq!(common::posts(&s.sandbox), 0);
+}
