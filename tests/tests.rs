@@ -26,6 +26,7 @@ mod interop;
 mod load;
 mod log_privacy;
 mod model_reads;
+mod oauth_provider;
 #[cfg(unix)]
 mod packaging;
 mod post_answers;
