@@ -182,8 +182,15 @@ async fn the_whole_client_journey_from_a_bare_initialize() {
     // 6. the token for the resource.
     let client_id = oidc::register(&metadata, REDIRECT_URI).await;
     let resource = prm["resource"].as_str().unwrap();
-    let code =
-        oidc::authorize(&metadata, &client_id, REDIRECT_URI, SCOPES, resource, "alice").await;
+    let code = oidc::authorize(
+        &metadata,
+        &client_id,
+        REDIRECT_URI,
+        SCOPES,
+        Some(resource),
+        "alice",
+    )
+    .await;
     let token = oidc::exchange(&metadata, &client_id, REDIRECT_URI, &code, Some(resource)).await;
 
     // 7. MCP calls succeed with it, the order path included.
@@ -233,9 +240,9 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
         c["exp"] = json!(t - 120);
     }));
     let not_yet = s.oidc.sign(&claims(&|c| c["nbf"] = json!(t + 600)));
-    let other_issuer = s
-        .oidc
-        .sign(&claims(&|c| c["iss"] = json!("http://127.0.0.1:1/realms/other")));
+    let other_issuer = s.oidc.sign(&claims(&|c| {
+        c["iss"] = json!("http://127.0.0.1:1/realms/other")
+    }));
     let other_audience = s
         .oidc
         .sign(&claims(&|c| c["aud"] = json!("https://other.example/mcp")));
@@ -280,7 +287,7 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
         jsonwebtoken::encode(
             &header,
             &claims(&|_| {}),
-            &jsonwebtoken::EncodingKey::from_secret(&public),
+            &jsonwebtoken::EncodingKey::from_secret(&public).unwrap(),
         )
         .unwrap()
     };
@@ -288,13 +295,21 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
     let cases: [(&str, &str, &str); 10] = [
         ("expired", &expired, "has expired"),
         ("not yet valid", &not_yet, "not valid yet"),
-        ("wrong issuer", &other_issuer, "another authorization server"),
+        (
+            "wrong issuer",
+            &other_issuer,
+            "another authorization server",
+        ),
         ("wrong audience", &other_audience, "another resource"),
         ("no subject", &no_subject, "lacks the sub claim"),
         ("alg none", &unsigned, "algorithm is not accepted"),
         ("tampered", &tampered, "signature is invalid"),
         ("unknown key", &unknown_key, "does not publish"),
-        ("HMAC with the public key", &hmac, "algorithm is not accepted"),
+        (
+            "HMAC with the public key",
+            &hmac,
+            "algorithm is not accepted",
+        ),
         ("not a JWT", "opaque-token-0123456789", "not a JWT"),
     ];
     for (what, token, reason) in cases {
@@ -310,17 +325,15 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
             param(&www, "error_description").is_some_and(|d| d.contains(reason)),
             "{what}: {www}"
         );
-        assert!(
-            param(&www, "resource_metadata").is_some(),
-            "{what}: {www}"
-        );
+        assert!(param(&www, "resource_metadata").is_some(), "{what}: {www}");
         let body = response.text().await.unwrap();
         assert!(body.contains(reason), "{what}: {body}");
     }
-    // The valid one passes, and the only JWKS fetch since start-up was for the unknown key.
+    // The valid one passes. JWKS fetches: the server's at start-up, this test's own (for the
+    // HMAC case) and at most one for the unknown key id.
     let ok = s.post(Some(&valid), &initialize()).await;
     assert_eq!(ok.status(), 200);
-    assert!(s.oidc.jwks_fetches().await <= 2);
+    assert!(s.oidc.jwks_fetches().await <= 3);
     let stderr = s.server.stderr();
     assert!(
         stderr.contains("refused a request with an invalid OAuth access token"),
@@ -350,8 +363,9 @@ async fn key_rotation_is_picked_up_without_a_restart_and_made_up_keys_cost_nothi
     let mut flood = Vec::new();
     for i in 0..60 {
         let mut token: Vec<String> = before.split('.').map(str::to_owned).collect();
-        token[0] = URL_SAFE_NO_PAD
-            .encode(json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("made-up-{i}")}).to_string());
+        token[0] = URL_SAFE_NO_PAD.encode(
+            json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("made-up-{i}")}).to_string(),
+        );
         flood.push(token.join("."));
     }
     let answers = futures::future::join_all(
@@ -411,7 +425,11 @@ async fn a_read_only_token_sees_no_create_order_and_gets_403_insufficient_scope(
         Some("insufficient_scope"),
         "{www}"
     );
-    assert_eq!(param(&www, "scope").as_deref(), Some("orders:write"), "{www}");
+    assert_eq!(
+        param(&www, "scope").as_deref(),
+        Some("orders:write"),
+        "{www}"
+    );
     assert!(param(&www, "resource_metadata").is_some(), "{www}");
     // The same through rmcp's client: a transport error, nothing previewed or audited.
     let params = rmcp::model::CallToolRequestParams::new("create_order")
@@ -421,7 +439,9 @@ async fn a_read_only_token_sees_no_create_order_and_gets_403_insufficient_scope(
 
     // A token with no scope of this server reads nothing, and lists no tool.
     let nothing = s.oidc.sign(&s.oidc.claims("nobody", "openid"));
-    let refused = s.post(Some(&nothing), &call("list_orders", json!({}))).await;
+    let refused = s
+        .post(Some(&nothing), &call("list_orders", json!({})))
+        .await;
     assert_eq!(refused.status(), 403);
     assert_eq!(
         param(&challenge(&refused), "scope").as_deref(),
@@ -488,7 +508,10 @@ async fn two_people_one_previews_and_the_other_cannot_confirm_or_use_the_session
     // Bob cannot use Alice's session either: it does not exist for him.
     let opened = s.post(Some(&alice), &initialize()).await;
     assert_eq!(opened.status(), 200);
-    let id = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let id = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let in_session = |token: &str, body: Value| {
         http()
             .post(s.server.url("/mcp"))
@@ -560,7 +583,7 @@ async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
             json!({"name": "list_orders", "arguments": {"page_size": 1}}),
         )
         .await;
-    assert_eq!(listed["result"]["isError"], json!(null), "{listed}");
+    assert_ne!(listed["result"]["isError"], json!(true), "{listed}");
     // Beyond the scopes: 403 before anything reaches the session.
     let post = |token: &str, message: Value| {
         session

@@ -26,6 +26,8 @@ mod interop;
 mod load;
 mod log_privacy;
 mod model_reads;
+mod oauth;
+mod oauth_provider;
 #[cfg(unix)]
 mod packaging;
 mod post_answers;

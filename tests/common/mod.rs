@@ -4,6 +4,7 @@
 //! and waiting for a condition with a deadline. HTTP helpers are in [`net`] and [`sse`].
 
 pub mod net;
+pub mod oidc;
 #[cfg(unix)]
 pub mod pg;
 pub mod sse;
