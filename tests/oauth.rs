@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common;
 use crate::common::net::{HttpServer, free_port, stateless_request_with};
-use crate::common::oidc::{self, Metadata, Oidc, REDIRECT_URI, SCOPES};
+use crate::common::oidc::{self, Metadata, Oidc, Options, REDIRECT_URI, SCOPES};
 use crate::common::sse::LegacySession;
 
 /// A resource server in front of a sandbox, trusting one running authorization server.
@@ -28,9 +28,14 @@ struct Setup {
 impl Setup {
     /// `None` when oidc-provider is not installed (and not required).
     async fn start() -> Option<Setup> {
+        Setup::start_with(|o| o).await
+    }
+
+    /// [`Setup::start`] with the authorization server's options changed by `options`.
+    async fn start_with(options: impl FnOnce(Options) -> Options) -> Option<Setup> {
         let port = free_port();
         let public = format!("http://127.0.0.1:{port}/mcp");
-        let oidc = Oidc::start(&public).await?;
+        let oidc = Oidc::start_with(options(Options::new(&public))).await?;
         let sandbox = Sandbox::start().await.expect("start the sandbox");
         let audit = common::temp_dir("oauth-audit").join("audit.jsonl");
         let server = HttpServer::spawn_at(
@@ -218,8 +223,20 @@ async fn the_whole_client_journey_from_a_bare_initialize() {
             "{record}"
         );
     }
+    // The same journey without the `resource` parameter gets an opaque token for the
+    // authorization server's own use: refused here, never passed on.
+    let code = oidc::authorize(&metadata, &client_id, REDIRECT_URI, SCOPES, None, "alice").await;
+    let opaque = oidc::exchange(&metadata, &client_id, REDIRECT_URI, &code, None).await;
+    let refused = s.post(Some(&opaque), &initialize()).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        param(&challenge(&refused), "error").as_deref(),
+        Some("invalid_token")
+    );
+
     let stderr = s.server.stderr();
     assert!(!stderr.contains(&token), "the access token was logged");
+    assert!(!stderr.contains(&opaque), "the opaque token was logged");
     assert!(stderr.contains("OAuth access tokens of"), "{stderr}");
 }
 
@@ -402,7 +419,10 @@ async fn key_rotation_is_picked_up_without_a_restart_and_made_up_keys_cost_nothi
 
 #[tokio::test]
 async fn a_read_only_token_sees_no_create_order_and_gets_403_insufficient_scope() {
-    let Some(s) = Setup::start().await else {
+    // An issuer with a path, as Keycloak's realms have, signing with ES256.
+    let Some(s) =
+        Setup::start_with(|o| o.path("/realms/acme").alg(jsonwebtoken::Algorithm::ES256)).await
+    else {
         return;
     };
     let reader = s.oidc.token_for("reader", "orders:read").await;
