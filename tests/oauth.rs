@@ -622,3 +622,129 @@ async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
     assert_eq!(post(&bob, write).await.unwrap().status(), 404);
     assert_eq!(common::posts(&s.sandbox), 0);
 }
+
+/// What checking an access token costs a call: stateless `list_products` (answered from the
+/// catalogue cache) over HTTP with a static bearer token, and with RS256 and ES256 JWTs of a
+/// real authorization server; then a flood of tokens naming made-up keys, against the JWKS
+/// fetches it causes. `BENCH_BINARY=target/profiling/1nce-mcp cargo test --test integration
+/// oauth::measure -- --ignored --nocapture` (BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand for BENCHMARKS.md"]
+async fn measure_token_checks() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let percentile = |sorted: &[std::time::Duration], p: f64| {
+        sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    };
+    let measure = |server: &HttpServer, token: String| {
+        let url = server.url("/mcp");
+        async move {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .default_headers(headers)
+                .build()
+                .unwrap();
+            let server_url = url;
+            let mut took = Vec::with_capacity(rounds);
+            for i in 0..rounds + 100 {
+                let started = std::time::Instant::now();
+                let response = http
+                    .post(&server_url)
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "list_products")
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                        "name": "list_products", "arguments": {},
+                        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                            "io.modelcontextprotocol/clientCapabilities": {},
+                            "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"}}}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap();
+                if i >= 100 {
+                    took.push(started.elapsed());
+                }
+            }
+            took.sort();
+            took
+        }
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let api_url = sandbox.base_url();
+    let env = common::sandbox_env(&api_url);
+    let mut with_token = env.to_vec();
+    with_token.push(("ONCE_MCP_HTTP_TOKEN", common::net::TOKEN));
+    let plain = HttpServer::spawn(&["--rate-limit", "off"], &with_token).await;
+    let took = measure(&plain, common::net::TOKEN.to_owned()).await;
+    println!(
+        "static token: p50 {:?} p90 {:?} p99 {:?} ({rounds} calls)",
+        percentile(&took, 0.5),
+        percentile(&took, 0.9),
+        percentile(&took, 0.99)
+    );
+    plain.stop().await;
+    for alg in [
+        jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::Algorithm::ES256,
+    ] {
+        let port = free_port();
+        let public = format!("http://127.0.0.1:{port}/mcp");
+        let Some(oidc) = Oidc::start_with(Options::new(&public).alg(alg)).await else {
+            return;
+        };
+        let server = HttpServer::spawn_at(
+            &format!("127.0.0.1:{port}"),
+            &[
+                "--rate-limit",
+                "off",
+                "--oauth-issuer",
+                &oidc.issuer(),
+                "--public-url",
+                &public,
+            ],
+            &env,
+        )
+        .await;
+        let token = oidc.token_for("bench", SCOPES).await;
+        let took = measure(&server, token.clone()).await;
+        println!(
+            "OAuth {alg:?}: p50 {:?} p90 {:?} p99 {:?} ({rounds} calls)",
+            percentile(&took, 0.5),
+            percentile(&took, 0.9),
+            percentile(&took, 0.99)
+        );
+        let before = oidc.jwks_fetches().await;
+        let started = std::time::Instant::now();
+        let http = http();
+        let mut refused = 0;
+        for i in 0..1000 {
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            parts[0] = URL_SAFE_NO_PAD.encode(
+                json!({"alg": format!("{alg:?}"), "typ": "at+jwt", "kid": format!("flood-{i}")})
+                    .to_string(),
+            );
+            let status = http
+                .post(server.url("/mcp"))
+                .bearer_auth(parts.join("."))
+                .json(&initialize())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            refused += usize::from(status == 401);
+        }
+        let fetches = oidc.jwks_fetches().await - before;
+        println!(
+            "OAuth {alg:?}: 1000 tokens naming made-up keys in {:?}: {refused} refused, {fetches} JWKS fetch(es)",
+            started.elapsed()
+        );
+        server.stop().await;
+    }
+}

@@ -6,12 +6,14 @@
 //! server. Keys older than [`MAX_AGE`] are refreshed on use, so a key the authorization server
 //! withdrew stops working within that time; while a refresh fails the cached keys stay.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::get_json;
@@ -26,6 +28,8 @@ pub struct KeySet {
     http: reqwest::Client,
     uri: Url,
     cached: RwLock<Arc<Cached>>,
+    /// Counts the key sets stored: tokens checked under an older one are checked again.
+    generation: AtomicU64,
     /// When the last fetch started; held while one runs, so concurrent misses share it.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -38,6 +42,8 @@ struct Cached {
 
 /// One usable signing key.
 struct Key {
+    /// SHA-256 of the JWK as published.
+    fingerprint: [u8; 32],
     kid: Option<String>,
     /// The one algorithm the JWK pins, if it does.
     alg: Option<Algorithm>,
@@ -46,6 +52,11 @@ struct Key {
 }
 
 impl Key {
+    /// The same key, as far as a token's check goes.
+    fn same(&self, other: &Key) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+
     /// Whether this key may check a token signed with `alg`: the same family (jsonwebtoken
     /// checks that too), the algorithm the JWK pins, the curve the algorithm needs.
     fn fits(&self, alg: Algorithm) -> bool {
@@ -71,6 +82,7 @@ impl KeySet {
             http,
             uri,
             cached: RwLock::default(),
+            generation: AtomicU64::new(0),
             last_fetch: tokio::sync::Mutex::new(None),
         }
     }
@@ -145,10 +157,21 @@ impl KeySet {
     }
 
     fn store(&self, keys: Vec<Key>) {
-        *self.cached.write().expect("key cache lock") = Arc::new(Cached {
+        let mut cached = self.cached.write().expect("key cache lock");
+        let same = cached.keys.len() == keys.len()
+            && cached.keys.iter().zip(&keys).all(|(a, b)| a.same(b));
+        *cached = Arc::new(Cached {
             keys,
             fetched: Some(Instant::now()),
         });
+        if !same {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Which key set is current; it changes when the authorization server's keys do.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     async fn fetch(&self) -> Result<Vec<Key>, String> {
@@ -161,14 +184,17 @@ impl KeySet {
 /// server cannot check are left out, each without failing the others.
 fn usable(keys: Vec<serde_json::Value>) -> Vec<Key> {
     keys.into_iter()
-        .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
-        .filter(|jwk| {
+        .filter_map(|value| {
+            let fingerprint: [u8; 32] = Sha256::digest(value.to_string().as_bytes()).into();
+            Some((fingerprint, serde_json::from_value::<Jwk>(value).ok()?))
+        })
+        .filter(|(_, jwk)| {
             !matches!(
                 jwk.common.public_key_use,
                 Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
             )
         })
-        .filter_map(|jwk| {
+        .filter_map(|(fingerprint, jwk)| {
             let alg = match jwk.common.key_algorithm {
                 None => None,
                 Some(a) => Some(signing_algorithm(a)?),
@@ -182,6 +208,7 @@ fn usable(keys: Vec<serde_json::Value>) -> Vec<Key> {
             };
             let key = DecodingKey::from_jwk(&jwk).ok()?;
             Some(Key {
+                fingerprint,
                 kid: jwk.common.key_id,
                 alg,
                 curve,

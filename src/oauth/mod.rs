@@ -20,11 +20,13 @@
 pub mod discovery;
 pub mod keys;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::orders::Person;
@@ -35,6 +37,11 @@ pub const LEEWAY_SECS: u64 = 30;
 pub const READ_SCOPE: &str = "orders:read";
 /// The scope that orders (`create_order`).
 pub const WRITE_SCOPE: &str = "orders:write";
+/// How long a verified token is taken as verified without a new check: never past its `exp`,
+/// nor past a change of the authorization server's keys.
+pub const REMEMBER_VERIFIED: Duration = Duration::from_secs(60);
+/// Most tokens remembered as verified.
+const MAX_REMEMBERED: usize = 10_000;
 /// Longest claim value kept (names, subjects): an audit line is not a document.
 const MAX_CLAIM_CHARS: usize = 256;
 /// How long a request to the authorization server may take.
@@ -151,6 +158,7 @@ pub enum TokenError {
 /// The claims read from a verified token.
 #[derive(Deserialize)]
 struct Claims {
+    exp: Option<u64>,
     sub: Option<String>,
     scope: Option<String>,
     scp: Option<ScopeList>,
@@ -172,6 +180,9 @@ pub struct ResourceServer {
     resource: String,
     metadata_url: String,
     keys: keys::KeySet,
+    /// Tokens verified lately, by SHA-256: a client sends the same token with every request,
+    /// and checking its signature again costs more than the rest of a cached read.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
     /// From the authorization server's metadata, for the start-up report.
     pub notes: Vec<String>,
 }
@@ -199,6 +210,7 @@ impl ResourceServer {
             resource: public_url.as_str().to_owned(),
             metadata_url: metadata_url(public_url),
             keys,
+            verified: std::sync::Mutex::default(),
             notes: found.notes,
         })
     }
@@ -253,8 +265,42 @@ impl ResourceServer {
         )
     }
 
-    /// Verifies a JWT access token; see the module docs for every check.
+    /// Verifies a JWT access token; see the module docs for every check. A token verified in
+    /// the last [`REMEMBER_VERIFIED`] is taken as verified again until its `exp` (plus the
+    /// leeway), as a new check would: its signature and claims cannot have changed.
     pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        let keys = self.keys.generation();
+        if let Some(known) = self.verified.lock().expect("verified lock").get(&digest)
+            && known.usable(now, keys)
+        {
+            return Ok(known.caller.clone());
+        }
+        let (caller, exp) = self.check(token).await?;
+        // The keys it was checked with (a refresh during the check may have replaced them).
+        let keys = self.keys.generation();
+        let mut verified = self.verified.lock().expect("verified lock");
+        if verified.len() >= MAX_REMEMBERED {
+            verified.retain(|_, v| v.usable(now, keys));
+            if verified.len() >= MAX_REMEMBERED {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            digest,
+            Verified {
+                caller: caller.clone(),
+                exp,
+                keys,
+                at: std::time::Instant::now(),
+            },
+        );
+        Ok(caller)
+    }
+
+    /// The checks themselves: the caller, and the token's `exp`.
+    async fn check(&self, token: &str) -> Result<(Caller, u64), TokenError> {
         // The algorithm is read first, by name: `none` (or any name jsonwebtoken does not
         // know) is refused as an algorithm, not mistaken for a broken token.
         if let Some(alg) = header_algorithm(token)
@@ -304,7 +350,7 @@ impl ResourceServer {
             .sub
             .filter(|s| !s.trim().is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
-        Ok(Caller {
+        let caller = Caller {
             person: Person {
                 issuer: self.issuer.clone(),
                 sub: short(sub),
@@ -312,7 +358,8 @@ impl ResourceServer {
                 preferred_username: claims.preferred_username.map(short),
             },
             scopes: Scopes::from_claims(claims.scope.as_deref(), claims.scp.as_ref()),
-        })
+        };
+        Ok((caller, claims.exp.unwrap_or_default()))
     }
 }
 
@@ -328,6 +375,24 @@ fn header_algorithm(token: &str) -> Option<String> {
         .decode(header.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice::<Header>(&json).ok().map(|h| h.alg)
+}
+
+/// A token verified lately.
+struct Verified {
+    caller: Caller,
+    exp: u64,
+    /// The generation of the key set it was checked against: new keys (a rotation, a key
+    /// withdrawn) forget every token checked before.
+    keys: u64,
+    at: std::time::Instant,
+}
+
+impl Verified {
+    fn usable(&self, now: u64, keys: u64) -> bool {
+        self.keys == keys
+            && now < self.exp.saturating_add(LEEWAY_SECS)
+            && self.at.elapsed() < REMEMBER_VERIFIED
+    }
 }
 
 /// `https://host/.well-known/oauth-protected-resource{path}` for a public URL with a path
