@@ -346,6 +346,11 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
         let body = response.text().await.unwrap();
         assert!(body.contains(reason), "{what}: {body}");
     }
+    // The public URL with a trailing slash names the same resource.
+    let slash = s
+        .oidc
+        .sign(&claims(&|c| c["aud"] = json!(format!("{}/", s.public))));
+    assert_eq!(s.post(Some(&slash), &initialize()).await.status(), 200);
     // The valid one passes. JWKS fetches: the server's at start-up, this test's own (for the
     // HMAC case) and at most one for the unknown key id.
     let ok = s.post(Some(&valid), &initialize()).await;

@@ -325,7 +325,10 @@ impl ResourceServer {
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.resource]);
+        // The public URL with or without a trailing slash: URL parsing adds one to a bare
+        // host, and authorization servers store an audience as it was typed.
+        let bare = self.resource.trim_end_matches('/');
+        validation.set_audience(&[bare.to_owned(), format!("{bare}/")]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
