@@ -11,7 +11,8 @@ pub enum ExitStatus {
     ToolError,
     /// Bad usage or configuration.
     Usage,
-    /// Could not run: the runtime, the sandbox, the state directory or database, a broken session.
+    /// Could not run: the runtime, the sandbox, the state directory or database, the OAuth
+    /// authorization server, a broken session.
     Failure,
     /// `check`: 1NCE refused the credentials.
     CredentialsRefused,
@@ -52,7 +53,7 @@ impl ExitStatus {
             ExitStatus::ToolError => "the tool reported an error (call)",
             ExitStatus::Usage => "bad usage or configuration",
             ExitStatus::Failure => {
-                "could not run (the sandbox, the state directory or database, a broken session)"
+                "could not run (the sandbox, the state directory or database, the OAuth authorization server, a broken session)"
             }
             ExitStatus::CredentialsRefused => "check: 1NCE refused the credentials",
             ExitStatus::Unreachable => {

@@ -753,3 +753,71 @@ async fn measure_token_checks() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn misconfigurations_exit_with_the_fix() {
+    let run = |args: Vec<&'static str>, env: Vec<(&'static str, &'static str)>| async move {
+        let mut all = vec!["--sandbox"];
+        all.extend(args);
+        let out = tokio::time::timeout(common::PATIENCE, common::command(&all, &env).output())
+            .await
+            .expect("the server exits")
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let issuer = ["--oauth-issuer", "http://127.0.0.1:9/realms/acme"];
+    let public = ["--public-url", "http://127.0.0.1:8080/mcp"];
+    let http = ["--http", "127.0.0.1:0"];
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, i32, &str)> = vec![
+        (
+            [&http[..], &issuer[..]].concat(),
+            vec![],
+            2,
+            "--oauth-issuer needs --public-url",
+        ),
+        (
+            [&http[..], &public[..]].concat(),
+            vec![],
+            2,
+            "--public-url only applies with --oauth-issuer",
+        ),
+        (
+            [&http[..], &issuer[..], &public[..]].concat(),
+            vec![("ONCE_MCP_HTTP_TOKEN", common::net::TOKEN)],
+            2,
+            "use one",
+        ),
+        (
+            [&issuer[..], &public[..]].concat(),
+            vec![],
+            2,
+            "only apply with --http",
+        ),
+        (
+            [
+                &http[..],
+                &["--oauth-issuer", "http://idp.example.com/"][..],
+                &public[..],
+            ]
+            .concat(),
+            vec![],
+            2,
+            "plain http",
+        ),
+        (
+            [&http[..], &issuer[..], &public[..]].concat(),
+            vec![],
+            3,
+            "could not read the authorization server's metadata",
+        ),
+    ];
+    for (args, env, code, says) in cases {
+        let (status, stderr) = run(args.clone(), env).await;
+        assert_eq!(status, Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains(common::net::TOKEN), "{stderr}");
+    }
+}
