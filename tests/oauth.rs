@@ -771,7 +771,9 @@ async fn misconfigurations_exit_with_the_fix() {
     let issuer = ["--oauth-issuer", "http://127.0.0.1:9/realms/acme"];
     let public = ["--public-url", "http://127.0.0.1:8080/mcp"];
     let http = ["--http", "127.0.0.1:0"];
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, i32, &str)> = vec![
+    // (arguments, environment, exit status, what stderr says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let cases: Vec<Case> = vec![
         (
             [&http[..], &issuer[..]].concat(),
             vec![],
