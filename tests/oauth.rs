@@ -1,7 +1,8 @@
 //! OAuth end to end: a real authorization server (npm's oidc-provider, started by
 //! `common::oidc`) issues JWT access tokens, and the built binary is their resource server
 //! (`--oauth-issuer`, `--public-url`) in front of a sandbox. Clients are rmcp's Streamable HTTP
-//! client and raw HTTP requests, as an MCP client's own OAuth code would send them.
+//! client and raw HTTP requests, as an MCP client's own OAuth code would send them, and the
+//! official Python MCP SDK with its own OAuth support (`tests/interop/python_oauth_client.py`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -822,4 +823,153 @@ async fn misconfigurations_exit_with_the_fix() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(!stderr.contains(common::net::TOKEN), "{stderr}");
     }
+}
+
+/// The official Python MCP SDK as the client, with its own OAuth support
+/// (`OAuthClientProvider`): from the bare 401 it discovers the protected resource and the
+/// authorization server, registers itself and runs the authorization code flow with PKCE.
+/// `tests/interop/python_oauth_client.py` plays only the person (login and consent, granting
+/// read access the first time) and the redirect URI's listener. A read-only person sees no
+/// create_order and can list orders; create_order then meets 403 insufficient_scope, which the
+/// SDK answers by re-authorizing with the challenged scope (step-up) and retrying: a preview.
+/// Once with the initialize handshake (a session) and once with server/discover (stateless).
+#[tokio::test]
+async fn python_sdk_does_the_whole_oauth_journey_by_itself() {
+    let Some(python) = crate::interop::client("ONCE_INTEROP_PYTHON") else {
+        return;
+    };
+    let Some(s) = Setup::start().await else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_oauth_client.py"
+    );
+    let readers: Vec<&str> = common::ALL_TOOLS
+        .into_iter()
+        .filter(|t| *t != "create_order")
+        .collect();
+    for (mode, subject) in [("legacy", "rita"), ("auto", "ravi")] {
+        let args = [script, mode, &s.public, subject].map(str::to_owned);
+        let (ok, stdout, stderr) = crate::interop::run(&python, &args).await;
+        assert!(
+            ok,
+            "the python SDK's OAuth journey ({mode}) failed:\n{stdout}\n{stderr}\n\
+             server:\n{}\nprovider:\n{}",
+            s.server.stderr(),
+            s.oidc.stderr()
+        );
+        let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+
+        // Read-only: no create_order, and list_orders works.
+        assert_eq!(report["read_tools"], json!(readers), "{report}");
+        assert_eq!(report["list_orders"], 2, "{report}");
+        let read = &report["read_token"]["claims"];
+        assert_eq!(read["sub"], subject, "{report}");
+        assert_eq!(read["aud"], s.public, "{report}");
+        assert_eq!(read["iss"], s.oidc.issuer(), "{report}");
+        let scopes = |claims: &Value| -> Vec<String> {
+            claims["scope"]
+                .as_str()
+                .unwrap_or_default()
+                .split(' ')
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(scopes(read).contains(&"orders:read".into()), "{report}");
+        assert!(!scopes(read).contains(&"orders:write".into()), "{report}");
+
+        // The SDK found everything from the 401: the metadata URL the challenge named first,
+        // then the issuer's metadata, registration, and `resource` on every authorization and
+        // token request.
+        let requests = report["requests"].as_array().unwrap();
+        let first_get = |prefix: &str| {
+            requests.iter().position(|r| {
+                r["method"] == "GET" && r["url"].as_str().unwrap().starts_with(prefix)
+            })
+        };
+        let prm = first_get(&s.server.url("/.well-known/oauth-protected-resource"))
+            .expect("the SDK fetched the protected resource metadata");
+        assert_eq!(
+            requests[prm]["url"],
+            s.server.url("/.well-known/oauth-protected-resource/mcp"),
+            "{report}"
+        );
+        assert_eq!(requests[prm]["status"], 200, "{report}");
+        assert_eq!(
+            requests[prm.saturating_sub(1)]["status"],
+            401,
+            "the metadata was fetched after a 401: {report}"
+        );
+        let asm = first_get(&format!("{}/.well-known/", s.oidc.issuer()))
+            .expect("the SDK fetched the authorization server's metadata");
+        assert!(asm > prm, "{report}");
+        let metadata = s.oidc.metadata();
+        let registration = metadata.registration_endpoint.as_deref().unwrap();
+        assert!(
+            requests
+                .iter()
+                .any(|r| r["method"] == "POST" && r["url"] == registration && r["status"] == 201),
+            "{report}"
+        );
+        let authorizations = report["authorizations"].as_array().unwrap();
+        assert_eq!(
+            authorizations.len(),
+            2,
+            "one authorization, one step-up: {report}"
+        );
+        for a in authorizations {
+            assert_eq!(a["endpoint"], metadata.authorization_endpoint, "{report}");
+            assert_eq!(a["resource"], s.public, "{report}");
+            assert_eq!(a["code_challenge_method"], "S256", "{report}");
+        }
+        let exchanges: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["url"] == metadata.token_endpoint)
+            .collect();
+        assert_eq!(exchanges.len(), 2, "{report}");
+        for exchange in &exchanges {
+            assert_eq!(exchange["grant_type"], "authorization_code", "{report}");
+            assert_eq!(exchange["resource"], s.public, "{report}");
+            assert_eq!(exchange["status"], 200, "{report}");
+        }
+
+        // The step-up: 403 insufficient_scope naming orders:write, a second authorization that
+        // asks for it on top of orders:read, and the retried call is a preview.
+        let refused = requests
+            .iter()
+            .find(|r| r["status"] == 403)
+            .expect("the server refused create_order with 403");
+        let www = refused["www_authenticate"].as_str().unwrap();
+        assert_eq!(param(www, "error").as_deref(), Some("insufficient_scope"));
+        assert_eq!(param(www, "scope").as_deref(), Some("orders:write"));
+        let step_up = authorizations[1]["scope_asked"].as_str().unwrap();
+        assert!(
+            step_up.contains("orders:read") && step_up.contains("orders:write"),
+            "{report}"
+        );
+        assert_eq!(
+            report["step_up"]["preview_status"], "confirmation_required",
+            "{report}"
+        );
+        let write = &report["step_up"]["token"]["claims"];
+        assert_eq!(write["sub"], subject, "{report}");
+        assert!(scopes(write).contains(&"orders:write".into()), "{report}");
+        assert_eq!(report["tools_after_step_up"], json!(common::ALL_TOOLS));
+
+        // The audit log names the person for the preview.
+        let previews: Vec<Value> = s
+            .audit()
+            .into_iter()
+            .filter(|r| r["event"] == "preview" && r["person"]["sub"] == subject)
+            .collect();
+        assert_eq!(previews.len(), 1, "{:?}", s.audit());
+    }
+    for record in s.audit() {
+        assert!(
+            ["rita", "ravi"].contains(&record["person"]["sub"].as_str().unwrap_or_default()),
+            "{record}"
+        );
+    }
+    assert_eq!(common::posts(&s.sandbox), 0, "previews only");
 }
