@@ -439,6 +439,45 @@ mod tests {
     }
 
     /// A token file in the temp directory with `contents` and (on Unix) `mode`.
+    #[test]
+    fn oauth_needs_both_urls_replaces_the_token_and_allows_the_public_host() {
+        let oauth = [
+            "--http",
+            "0.0.0.0:8080",
+            "--oauth-issuer",
+            "https://kc.example.com/realms/acme",
+            "--public-url",
+            "https://mcp.example.com/mcp",
+        ];
+        let s = HttpSettings::from_cli(&cli(&oauth), |_| None)
+            .unwrap()
+            .unwrap();
+        let o = s.oauth.as_ref().unwrap();
+        assert_eq!(o.issuer.as_str(), "https://kc.example.com/realms/acme");
+        assert_eq!(o.public_url.as_str(), "https://mcp.example.com/mcp");
+        assert!(s.token.is_none());
+        assert!(
+            s.allowed_hosts.contains(&"mcp.example.com".to_owned()),
+            "{:?}",
+            s.allowed_hosts
+        );
+        let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
+        let err = HttpSettings::from_cli(&cli(&oauth), token).unwrap_err();
+        assert!(err.contains("use one"), "{err}");
+        let err = HttpSettings::from_cli(&cli(&oauth[..4]), |_| None).unwrap_err();
+        assert!(err.contains("needs --public-url"), "{err}");
+        for bad in [
+            "mcp.example.com/mcp",
+            "http://mcp.example.com/mcp",
+            "https://u:p@mcp.example.com/",
+        ] {
+            let mut args = oauth.to_vec();
+            args[5] = bad;
+            let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
+            assert!(err.contains("--public-url"), "{bad}: {err}");
+        }
+    }
+
     fn token_file(label: &str, contents: &str, mode: u32) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("1nce-mcp-{label}-{}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
