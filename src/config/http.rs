@@ -438,7 +438,6 @@ mod tests {
         assert!(err.contains("could not use the bearer token file"), "{err}");
     }
 
-    /// A token file in the temp directory with `contents` and (on Unix) `mode`.
     #[test]
     fn oauth_needs_both_urls_replaces_the_token_and_allows_the_public_host() {
         let oauth = [
@@ -478,6 +477,7 @@ mod tests {
         }
     }
 
+    /// A token file in the temp directory with `contents` and (on Unix) `mode`.
     fn token_file(label: &str, contents: &str, mode: u32) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("1nce-mcp-{label}-{}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
