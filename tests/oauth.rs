@@ -34,8 +34,13 @@ impl Setup {
 
     /// [`Setup::start`] with the authorization server's options changed by `options`.
     async fn start_with(options: impl FnOnce(Options) -> Options) -> Option<Setup> {
+        Setup::start_at("/mcp", options).await
+    }
+
+    /// [`Setup::start_with`] with `path` as the public URL's path.
+    async fn start_at(path: &str, options: impl FnOnce(Options) -> Options) -> Option<Setup> {
         let port = free_port();
-        let public = format!("http://127.0.0.1:{port}/mcp");
+        let public = format!("http://127.0.0.1:{port}{path}");
         let oidc = Oidc::start_with(options(Options::new(&public))).await?;
         let sandbox = Sandbox::start().await.expect("start the sandbox");
         let audit = common::temp_dir("oauth-audit").join("audit.jsonl");
@@ -585,9 +590,31 @@ async fn two_people_one_previews_and_the_other_cannot_confirm_or_use_the_session
 
 #[tokio::test]
 async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
-    let Some(s) = Setup::start().await else {
+    // The server's root as the resource, which covers /sse as well as /mcp.
+    let Some(s) = Setup::start_at("/", |o| o).await else {
         return;
     };
+    let refused = http()
+        .get(s.server.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let metadata_url = param(&challenge(&refused), "resource_metadata").unwrap();
+    assert_eq!(
+        metadata_url,
+        s.server.url("/.well-known/oauth-protected-resource")
+    );
+    let prm: Value = http()
+        .get(&metadata_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["resource"], s.public);
     // LegacySession keeps its token for the whole test run.
     let reader: &'static str = Box::leak(s.oidc.token_for("reader", "orders:read").await.into());
     let bob = s.oidc.token_for("bob", SCOPES).await;
