@@ -552,7 +552,12 @@ impl Desk {
             }));
             return Err(Stop::Unaudited(e).into());
         }
-        tracing::info!(products = ?order.products, approval = approval.as_str(), "placing a confirmed 1NCE order");
+        tracing::info!(
+            products = ?order.products,
+            approval = approval.as_str(),
+            person = who.map_or("-", |p| p.sub.as_str()),
+            "placing a confirmed 1NCE order"
+        );
         let sent_at = self.confirmations.now();
         let outcome = self
             .record(Event::Outcome, order, Some(token), who)

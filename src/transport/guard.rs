@@ -136,11 +136,6 @@ impl Guard {
         response
     }
 
-    /// The refusal log, for refusals decided behind the guard.
-    pub fn refusals(&self) -> &Refusals {
-        &self.inner.refusals
-    }
-
     fn check_host(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         if self.inner.allowed_hosts.is_empty() {
             return Ok(());

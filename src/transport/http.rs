@@ -67,6 +67,10 @@ pub async fn bind(
     settings: HttpSettings,
     oauth: Option<Arc<ResourceServer>>,
 ) -> Result<HttpServer, String> {
+    // Settings that ask for OAuth never serve without it.
+    if settings.oauth.is_some() != oauth.is_some() {
+        return Err("the OAuth settings and the authorization server found do not match".into());
+    }
     let listener = TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("could not listen on {}: {e}", settings.addr))?;
@@ -88,11 +92,6 @@ impl HttpServer {
     /// Whether clients must send a bearer token.
     pub fn requires_token(&self) -> bool {
         self.settings.token.is_some() || self.oauth.is_some()
-    }
-
-    /// Whether clients must send OAuth access tokens.
-    pub fn uses_oauth(&self) -> bool {
-        self.oauth.is_some()
     }
 
     /// Serves until `shutdown` resolves (to the name of what asked for it), then shuts down
