@@ -96,6 +96,13 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs a JSON document.
+async fn get_json(url: &str) -> Value {
+    let response = http().get(url).send().await.expect("GET");
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.json().await.expect("a JSON document")
+}
+
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
@@ -155,14 +162,7 @@ async fn the_whole_client_journey_from_a_bare_initialize() {
     );
 
     // 2. The protected resource metadata (RFC 9728), at the path-suffixed and the bare URL.
-    let prm: Value = http()
-        .get(&metadata_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = get_json(&metadata_url).await;
     assert_eq!(prm["resource"], s.public);
     assert_eq!(prm["authorization_servers"], json!([s.oidc.issuer()]));
     assert_eq!(
@@ -606,14 +606,7 @@ async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
         metadata_url,
         s.server.url("/.well-known/oauth-protected-resource")
     );
-    let prm: Value = http()
-        .get(&metadata_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = get_json(&metadata_url).await;
     assert_eq!(prm["resource"], s.public);
     // LegacySession keeps its token for the whole test run.
     let reader: &'static str = Box::leak(s.oidc.token_for("reader", "orders:read").await.into());
