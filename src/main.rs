@@ -365,9 +365,13 @@ async fn serve_http(
     let oauth = match &settings.oauth {
         None => None,
         Some(o) => {
-            let resource = onence_mcp::oauth::ResourceServer::discover(&o.issuer, &o.public_url)
-                .await
-                .map_err(|e| Exit::failure(format!("OAuth: {e}")))?;
+            let resource = onence_mcp::oauth::ResourceServer::discover(
+                &o.issuer,
+                &o.public_url,
+                o.introspection.clone(),
+            )
+            .await
+            .map_err(|e| Exit::failure(format!("OAuth: {e}")))?;
             for note in &resource.notes {
                 tracing::warn!("the authorization server {}: {note}", resource.issuer());
             }

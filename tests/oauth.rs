@@ -39,24 +39,35 @@ impl Setup {
 
     /// [`Setup::start_with`] with `path` as the public URL's path.
     async fn start_at(path: &str, options: impl FnOnce(Options) -> Options) -> Option<Setup> {
+        Setup::start_full(path, options, &[], &[]).await
+    }
+
+    /// [`Setup::start_at`] with more arguments and environment for the server.
+    async fn start_full(
+        path: &str,
+        options: impl FnOnce(Options) -> Options,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Setup> {
         let port = free_port();
         let public = format!("http://127.0.0.1:{port}{path}");
         let oidc = Oidc::start_with(options(Options::new(&public))).await?;
         let sandbox = Sandbox::start().await.expect("start the sandbox");
         let audit = common::temp_dir("oauth-audit").join("audit.jsonl");
-        let server = HttpServer::spawn_at(
-            &format!("127.0.0.1:{port}"),
-            &[
-                "--oauth-issuer",
-                &oidc.issuer(),
-                "--public-url",
-                &public,
-                "--audit-log",
-                audit.to_str().unwrap(),
-            ],
-            &common::sandbox_env(&sandbox.base_url()),
-        )
-        .await;
+        let issuer = oidc.issuer();
+        let mut all_args = vec![
+            "--oauth-issuer",
+            &issuer,
+            "--public-url",
+            &public,
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ];
+        all_args.extend_from_slice(args);
+        let api_url = sandbox.base_url();
+        let mut all_env = common::sandbox_env(&api_url).to_vec();
+        all_env.extend_from_slice(env);
+        let server = HttpServer::spawn_at(&format!("127.0.0.1:{port}"), &all_args, &all_env).await;
         Some(Setup {
             oidc,
             server,
@@ -773,6 +784,97 @@ async fn measure_token_checks() {
         );
         server.stop().await;
     }
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_under_the_same_rules_and_a_flood_is_limited() {
+    let (id, secret) = (
+        "1nce-mcp-resource-server",
+        "introspection-secret-for-the-test",
+    );
+    let Some(s) = Setup::start_full(
+        "/mcp",
+        |o| o.opaque(id, secret),
+        &["--oauth-client-id", id],
+        &[("ONCE_OAUTH_CLIENT_SECRET", secret)],
+    )
+    .await
+    else {
+        return;
+    };
+    // A real-flow token is opaque now, and vouched for by the authorization server.
+    let reader = s.oidc.token_for("reader", "orders:read").await;
+    assert_eq!(reader.split('.').count(), 1, "an opaque token: {reader}");
+    let session = s.server.client(Some(&reader)).await;
+    let tools = session.client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), common::ALL_TOOLS.len() - 1, "{tools:?}");
+    session.ok("list_orders", json!({"page_size": 1})).await;
+    let refused = s.post(Some(&reader), &call("create_order", order())).await;
+    assert_eq!(refused.status(), 403);
+
+    let alice = s.oidc.token_for("alice", SCOPES).await;
+    let writer = s.server.client(Some(&alice)).await;
+    writer.ok("create_order", order()).await;
+    assert_eq!(s.audit()[0]["person"]["sub"], "alice", "{:?}", s.audit());
+
+    // Introspected once per token: later calls use the remembered answer.
+    let introspections = || s.oidc.requests_to("/token/introspection");
+    let before = introspections().await;
+    for _ in 0..5 {
+        writer.ok("list_products", json!({})).await;
+    }
+    assert_eq!(introspections().await, before);
+
+    // Unknown to the authorization server: 401, not active. JWTs are still checked locally.
+    let unknown = s
+        .post(Some("made-up-opaque-token-1234567890"), &initialize())
+        .await;
+    assert_eq!(unknown.status(), 401);
+    assert!(
+        challenge(&unknown).contains("not active"),
+        "{}",
+        challenge(&unknown)
+    );
+    let jwt = s.oidc.sign(&s.oidc.claims("carol", SCOPES));
+    assert_eq!(s.post(Some(&jwt), &initialize()).await.status(), 200);
+
+    // A flood of made-up tokens costs the authorization server at most the introspection
+    // limit: the rest are answered 503 "try again" without asking it.
+    let before = introspections().await;
+    let started = std::time::Instant::now();
+    let flood: Vec<String> = (0..300)
+        .map(|i| format!("flood-token-{i:04}-padding"))
+        .collect();
+    // One kept-alive connection, as fast as the server answers.
+    let client = http();
+    let mut answers = Vec::new();
+    for token in &flood {
+        let response = client
+            .post(s.server.url("/mcp"))
+            .bearer_auth(token)
+            .json(&initialize())
+            .send()
+            .await
+            .unwrap();
+        answers.push(response.status().as_u16());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        answers.iter().all(|a| *a == 401 || *a == 503),
+        "{answers:?}"
+    );
+    let asked = introspections().await - before;
+    let limit = onence_mcp::oauth::introspection::LIMIT;
+    let allowed = f64::from(limit.burst) + f64::from(limit.requests) * elapsed + 1.0;
+    assert!(
+        (asked as f64) <= allowed,
+        "{asked} introspections in {elapsed:.2} s (limit {allowed:.0})"
+    );
+    assert_eq!(answers.iter().filter(|a| **a == 401).count(), asked);
+    eprintln!("flood: {asked} of 300 introspected in {elapsed:.2} s, the rest answered 503");
+    let stderr = s.server.stderr();
+    assert!(!stderr.contains(secret), "the client secret was logged");
+    assert!(!stderr.contains(&alice), "an access token was logged");
 }
 
 #[tokio::test]

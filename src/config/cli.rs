@@ -21,6 +21,7 @@ ENVIRONMENT:
   ONCE_CLIENT_SECRET    Its secret (required without --sandbox; never pass it as a flag)
   ONCE_MCP_HTTP_TOKEN   Bearer token HTTP clients must send (or --http-token-file, or OAuth:
                         --oauth-issuer with --public-url)
+  ONCE_OAUTH_CLIENT_SECRET  Secret of --oauth-client-id, for token introspection
   PGPASSWORD            Password for --state-url (or ONCE_STATE_PASSWORD_FILE, a file holding it)
   RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
   Every flag above can also be set through the variable shown in its [env: …] note.
@@ -52,6 +53,8 @@ OAUTH (--http with --oauth-issuer and --public-url):
   unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
   otherwise). The person's sub, email and preferred_username go into every audit record, and
   only the person who previewed an order can confirm it.
+  With --oauth-client-id (and ONCE_OAUTH_CLIENT_SECRET), opaque tokens are accepted through
+  the authorization server's token introspection (RFC 7662), at most 50 a second.
 
 RETRIES AND RATE LIMIT:
   Reads (list_orders, get_order) and the token request are repeated after 429, 502, 503, 504
@@ -190,6 +193,12 @@ pub struct Cli {
     /// resource metadata at /.well-known/oauth-protected-resource. Needs --oauth-issuer.
     #[arg(long, global = true, env = "ONCE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+
+    /// This server's own client id at the authorization server, to accept opaque access tokens
+    /// through token introspection (RFC 7662); its secret comes from ONCE_OAUTH_CLIENT_SECRET,
+    /// never a flag. Without it only JWT access tokens are accepted. Needs --oauth-issuer.
+    #[arg(long, global = true, env = "ONCE_OAUTH_CLIENT_ID", value_name = "ID")]
+    pub oauth_client_id: Option<String>,
 
     /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
     /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a

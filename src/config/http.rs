@@ -18,21 +18,38 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Largest token file read: a token is a line of random characters, not a document.
 pub const MAX_TOKEN_FILE_BYTES: u64 = 4 * 1024;
 
-/// OAuth settings: an authorization server's issuer, and this server's public URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The environment variable holding the secret of `--oauth-client-id`.
+pub const OAUTH_SECRET_ENV: &str = "ONCE_OAUTH_CLIENT_SECRET";
+
+/// OAuth settings: an authorization server's issuer, this server's public URL, and its own
+/// client for token introspection.
+#[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub issuer: Url,
     pub public_url: Url,
+    /// Client id and secret for introspecting opaque tokens (RFC 7662); `None`: JWTs only.
+    pub introspection: Option<(String, SecretString)>,
 }
 
 impl OAuthSettings {
     /// `None` without either flag; `Err` with one of them alone, or with a bad URL.
-    fn from_cli(cli: &Cli) -> Result<Option<OAuthSettings>, String> {
+    fn from_cli(
+        cli: &Cli,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<OAuthSettings>, String> {
         fn given(v: &Option<String>) -> Option<&str> {
             v.as_deref().map(str::trim).filter(|v| !v.is_empty())
         }
         let (issuer, public_url) = match (given(&cli.oauth_issuer), given(&cli.public_url)) {
-            (None, None) => return Ok(None),
+            (None, None) => {
+                if given(&cli.oauth_client_id).is_some() {
+                    return Err(
+                        "--oauth-client-id only applies with --oauth-issuer and --public-url"
+                            .to_owned(),
+                    );
+                }
+                return Ok(None);
+            }
             (Some(_), None) => {
                 return Err("--oauth-issuer needs --public-url (ONCE_PUBLIC_URL): the URL MCP clients reach this server at, e.g. https://mcp.example.com/mcp, which access tokens must name as their audience".to_owned());
             }
@@ -53,7 +70,28 @@ impl OAuthSettings {
                 "--public-url {public_url} has a query; give the URL clients use, e.g. https://mcp.example.com/mcp"
             ));
         }
-        Ok(Some(OAuthSettings { issuer, public_url }))
+        let secret = env(OAUTH_SECRET_ENV).filter(|s| !s.trim().is_empty());
+        let introspection = match (given(&cli.oauth_client_id), secret) {
+            (None, None) => None,
+            (Some(id), Some(secret)) => {
+                Some((id.to_owned(), SecretString::from(secret.trim().to_owned())))
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "--oauth-client-id needs its secret in {OAUTH_SECRET_ENV}: this server authenticates with both to introspect opaque access tokens"
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{OAUTH_SECRET_ENV} is set without --oauth-client-id (ONCE_OAUTH_CLIENT_ID); set both to accept opaque access tokens, or neither"
+                ));
+            }
+        };
+        Ok(Some(OAuthSettings {
+            issuer,
+            public_url,
+            introspection,
+        }))
     }
 }
 
@@ -134,7 +172,10 @@ impl HttpSettings {
                     "--http-token-file / ONCE_MCP_HTTP_TOKEN_FILE only applies with --http".into(),
                 );
             }
-            if cli.oauth_issuer.is_some() || cli.public_url.is_some() {
+            if cli.oauth_issuer.is_some()
+                || cli.public_url.is_some()
+                || cli.oauth_client_id.is_some()
+            {
                 return Err(
                     "--oauth-issuer and --public-url only apply with --http: over stdio the client that starts the server is its only user".into(),
                 );
@@ -166,7 +207,7 @@ impl HttpSettings {
             }
             (None, None) => None,
         };
-        let oauth = OAuthSettings::from_cli(cli)?;
+        let oauth = OAuthSettings::from_cli(cli, &env)?;
         if oauth.is_some() && token.is_some() {
             return Err(format!(
                 "--oauth-issuer and a static bearer token ({TOKEN_ENV} or --http-token-file) are both set; use one: OAuth gives each person their own token (unset {TOKEN_ENV} and --http-token-file), a static token is one shared secret (drop --oauth-issuer and --public-url)"

@@ -13,6 +13,8 @@ pub struct Found {
     /// The issuer exactly as the metadata says it: the `iss` tokens carry.
     pub issuer: String,
     pub jwks_uri: Url,
+    /// Where opaque tokens are introspected (RFC 7662), when the metadata says.
+    pub introspection_endpoint: Option<Url>,
     /// What MCP clients will miss, for the start-up log.
     pub notes: Vec<String>,
 }
@@ -21,6 +23,7 @@ pub struct Found {
 struct Metadata {
     issuer: String,
     jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
     registration_endpoint: Option<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
@@ -93,9 +96,15 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
     if metadata.registration_endpoint.is_none() && !metadata.client_id_metadata_document_supported {
         notes.push("it offers neither dynamic client registration (registration_endpoint) nor client ID metadata documents; claude.ai and ChatGPT connectors need one of them, other clients need a client registered by hand".to_owned());
     }
+    let introspection_endpoint = metadata
+        .introspection_endpoint
+        .as_deref()
+        .and_then(|u| Url::parse(u).ok())
+        .filter(|u| u.scheme() == "https" || super::is_loopback(u));
     Ok(Found {
         issuer: metadata.issuer,
         jwks_uri,
+        introspection_endpoint,
         notes,
     })
 }
@@ -134,6 +143,7 @@ mod tests {
         Metadata {
             issuer: issuer.to_owned(),
             jwks_uri: jwks.map(str::to_owned),
+            introspection_endpoint: None,
             registration_endpoint: None,
             code_challenge_methods_supported: vec!["S256".into()],
             client_id_metadata_document_supported: true,

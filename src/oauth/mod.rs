@@ -14,10 +14,14 @@
 //! - The protected resource metadata (RFC 9728) clients discover the authorization server
 //!   from, and the `WWW-Authenticate` challenges that point to it.
 //!
-//! Opaque access tokens (RFC 7662 introspection) are not supported: the authorization server
-//! must issue JWT access tokens for this resource. Knows HTTP and JWTs, never MCP or 1NCE.
+//! - [`introspection`]: opaque access tokens, when this server has a client of its own at the
+//!   authorization server (`--oauth-client-id`): asked about (RFC 7662), held to the same
+//!   rules, at a limited rate.
+//!
+//! Knows HTTP and JWTs, never MCP or 1NCE.
 
 pub mod discovery;
+pub mod introspection;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -25,6 +29,7 @@ use std::fmt;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
+use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -137,6 +142,16 @@ pub struct Caller {
 pub enum TokenError {
     #[error("the access token is not a JWT; this server accepts JWT access tokens only")]
     Malformed,
+    #[error(
+        "the access token is not active (expired, revoked or unknown to the authorization server)"
+    )]
+    Inactive,
+    #[error(
+        "the access token could not be checked: the authorization server did not answer; try again shortly"
+    )]
+    Unavailable,
+    #[error("too many unknown access tokens are being checked; try again in a second")]
+    Busy,
     #[error("the access token's algorithm is not accepted (asymmetric signatures only)")]
     Algorithm,
     #[error("the access token is signed with a key the authorization server does not publish")]
@@ -168,7 +183,7 @@ struct Claims {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum ScopeList {
+pub enum ScopeList {
     Many(Vec<String>),
     One(String),
 }
@@ -180,6 +195,8 @@ pub struct ResourceServer {
     resource: String,
     metadata_url: String,
     keys: keys::KeySet,
+    /// Opaque tokens, when this server has a client for introspection.
+    introspector: Option<introspection::Introspector>,
     /// Tokens verified lately, by SHA-256: a client sends the same token with every request,
     /// and checking its signature again costs more than the rest of a cached read.
     verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
@@ -197,10 +214,29 @@ impl fmt::Debug for ResourceServer {
 }
 
 impl ResourceServer {
-    /// Reads the authorization server's metadata and keys; `Err` says what to fix.
-    pub async fn discover(issuer: &Url, public_url: &Url) -> Result<ResourceServer, String> {
+    /// Reads the authorization server's metadata and keys; `Err` says what to fix. With
+    /// `introspection` (this server's client id and secret), opaque tokens are accepted too.
+    pub async fn discover(
+        issuer: &Url,
+        public_url: &Url,
+        introspection: Option<(String, SecretString)>,
+    ) -> Result<ResourceServer, String> {
         let http = http_client(issuer)?;
         let found = discovery::discover(&http, issuer).await?;
+        let introspector = match (introspection, &found.introspection_endpoint) {
+            (None, _) => None,
+            (Some((id, secret)), Some(endpoint)) => Some(introspection::Introspector::new(
+                http.clone(),
+                endpoint.clone(),
+                id,
+                secret,
+            )),
+            (Some(_), None) => {
+                return Err(format!(
+                    "--oauth-client-id is set to introspect opaque access tokens, but the metadata of {issuer} names no introspection_endpoint (RFC 7662); drop --oauth-client-id to accept JWT access tokens only"
+                ));
+            }
+        };
         let keys = keys::KeySet::new(http, found.jwks_uri.clone());
         keys.load()
             .await
@@ -210,6 +246,7 @@ impl ResourceServer {
             resource: public_url.as_str().to_owned(),
             metadata_url: metadata_url(public_url),
             keys,
+            introspector,
             verified: std::sync::Mutex::default(),
             notes: found.notes,
         })
@@ -277,7 +314,23 @@ impl ResourceServer {
         {
             return Ok(known.caller.clone());
         }
-        let (caller, exp) = self.check(token).await?;
+        let (caller, exp) = match &self.introspector {
+            // Not a JWT: an opaque token, for the authorization server to vouch for.
+            Some(introspector) if header_algorithm(token).is_none() => {
+                let answer = introspector
+                    .introspect(token, &self.issuer, &self.resource)
+                    .await?;
+                let exp = answer.exp.unwrap_or(u64::MAX);
+                let caller = self.caller(
+                    answer.sub.unwrap_or_default(),
+                    answer.email,
+                    answer.preferred_username,
+                    Scopes::from_claims(answer.scope.as_deref(), answer.scp.as_ref()),
+                );
+                (caller, exp)
+            }
+            _ => self.check(token).await?,
+        };
         // The keys it was checked with (a refresh during the check may have replaced them).
         let keys = self.keys.generation();
         let mut verified = self.verified.lock().expect("verified lock");
@@ -353,16 +406,27 @@ impl ResourceServer {
             .sub
             .filter(|s| !s.trim().is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
-        let caller = Caller {
+        let scopes = Scopes::from_claims(claims.scope.as_deref(), claims.scp.as_ref());
+        let caller = self.caller(sub, claims.email, claims.preferred_username, scopes);
+        Ok((caller, claims.exp.unwrap_or_default()))
+    }
+
+    fn caller(
+        &self,
+        sub: String,
+        email: Option<String>,
+        preferred_username: Option<String>,
+        scopes: Scopes,
+    ) -> Caller {
+        Caller {
             person: Person {
                 issuer: self.issuer.clone(),
                 sub: short(sub),
-                email: claims.email.map(short),
-                preferred_username: claims.preferred_username.map(short),
+                email: email.map(short),
+                preferred_username: preferred_username.map(short),
             },
-            scopes: Scopes::from_claims(claims.scope.as_deref(), claims.scp.as_ref()),
-        };
-        Ok((caller, claims.exp.unwrap_or_default()))
+            scopes,
+        }
     }
 }
 

@@ -96,6 +96,19 @@ impl Guard {
         };
         match oauth.verify(token).await {
             Ok(caller) => Ok(Some(caller)),
+            // Not the token's fault: a new token would not help, a moment's wait may.
+            Err(error @ (TokenError::Unavailable | TokenError::Busy)) => {
+                let why = error.to_string();
+                self.inner
+                    .refusals
+                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    format!("Service Unavailable: {why}"),
+                )
+                    .into_response())
+            }
             Err(error) => {
                 let why = error.to_string();
                 self.inner

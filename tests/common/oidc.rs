@@ -48,6 +48,8 @@ pub struct Options {
     path: String,
     ttl: u64,
     alg: Algorithm,
+    /// Opaque access tokens, introspected by this client id and secret.
+    opaque: Option<(String, String)>,
 }
 
 impl Options {
@@ -58,12 +60,20 @@ impl Options {
             path: String::new(),
             ttl: 600,
             alg: Algorithm::RS256,
+            opaque: None,
         }
     }
 
     /// The issuer gets this path, as Keycloak's realms do (`/realms/test`).
     pub fn path(mut self, path: &str) -> Options {
         self.path = path.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Opaque access tokens instead of JWTs, which the confidential client `client_id` with
+    /// `secret` may introspect (RFC 7662); revocation is on too.
+    pub fn opaque(mut self, client_id: &str, secret: &str) -> Options {
+        self.opaque = Some((client_id.to_owned(), secret.to_owned()));
         self
     }
 
@@ -151,8 +161,12 @@ impl Launch {
     async fn spawn(&self, port: u16) -> (Child, Stderr, u16) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let mut child = Command::new(&self.node)
-                .arg(script())
+            let mut command = Command::new(&self.node);
+            command.arg(script());
+            if let Some((id, secret)) = &self.options.opaque {
+                command.args(["--opaque", "--introspector", &format!("{id}:{secret}")]);
+            }
+            let mut child = command
                 .arg("--provider")
                 .arg(&self.package)
                 .args(["--port", &port.to_string()])
@@ -271,6 +285,22 @@ impl Oidc {
     /// How many times the JWKS was fetched, across restarts. Exact: it first makes a request of
     /// its own and waits until that is logged, so every earlier request has been read too.
     pub async fn jwks_fetches(&self) -> usize {
+        let log = self.log_so_far().await;
+        self.earlier_jwks_fetches + jwks_requests(&log, &self.metadata.jwks_uri)
+    }
+
+    /// How many requests for a path ending in `suffix` (e.g. `/token/introspection`) the
+    /// provider has seen since it last started; exact, as [`Oidc::jwks_fetches`] is.
+    pub async fn requests_to(&self, suffix: &str) -> usize {
+        let log = self.log_so_far().await;
+        log.lines()
+            .filter(|l| l.starts_with("request ") && l.ends_with(suffix))
+            .count()
+    }
+
+    /// The provider's stderr, once every request made before this call is in it: a request
+    /// of its own is sent first and waited for.
+    async fn log_so_far(&self) -> String {
         static BARRIER: AtomicUsize = AtomicUsize::new(0);
         // Ends in a word of its own, so that no marker is a prefix of a later one.
         let marker = format!("/barrier-{}-end", BARRIER.fetch_add(1, Ordering::Relaxed));
@@ -280,7 +310,7 @@ impl Oidc {
             .await
             .expect("the provider answers");
         self.stderr.wait_for(&format!("request GET {marker}")).await;
-        self.earlier_jwks_fetches + jwks_requests(&self.stderr.now(), &self.metadata.jwks_uri)
+        self.stderr.now()
     }
 
     /// The kid and PKCS#8 PEM of the key the provider signs with, to sign tokens a test crafts

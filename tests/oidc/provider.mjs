@@ -6,7 +6,7 @@
 // (devInteractions) that a test drives over HTTP. tests/common/oidc.rs starts it.
 //
 //   node provider.mjs --provider DIR --port PORT --resource URL --jwks FILE \
-//        [--path /realms/test] [--ttl SECONDS] [--clients FILE]
+//        [--path /realms/test] [--ttl SECONDS] [--clients FILE] [--opaque --introspector ID:SECRET]
 //   node provider.mjs genkey --kid KID [--alg RS256|ES256] --out-jwk FILE --out-pem FILE
 //
 // --provider is the installed oidc-provider package (or ONCE_OIDC_PROVIDER): an ES module import
@@ -82,8 +82,14 @@ async function serve(args) {
       jwks: { type: 'string' },
       ttl: { type: 'string', default: '600' },
       clients: { type: 'string' },
+      // Opaque access tokens for the resource, which the confidential client ID:SECRET (the
+      // resource server) introspects; the revocation endpoint is on too.
+      opaque: { type: 'boolean', default: false },
+      introspector: { type: 'string' },
     },
   });
+  if (values.opaque && !values.introspector) fail('--opaque needs --introspector ID:SECRET');
+  const [introspectorId, introspectorSecret] = (values.introspector ?? '').split(':');
   if (!values.provider) fail('--provider DIR (or ONCE_OIDC_PROVIDER) names the installed oidc-provider');
   if (!values.resource) fail('--resource URL is the one resource tokens are issued for');
   if (!values.jwks) fail('--jwks FILE holds the private signing keys, the first signs');
@@ -121,8 +127,23 @@ async function serve(args) {
     jwks: { keys },
     // Fixed per process: nothing signed with them outlives a restart that matters to a test.
     cookies: { keys: [randomBytes(32).toString('base64url')] },
+    // The resource server's own client, which authenticates to introspect tokens.
+    clients: values.introspector
+      ? [
+          {
+            client_id: introspectorId,
+            client_secret: introspectorSecret,
+            grant_types: [],
+            response_types: [],
+            redirect_uris: [],
+            token_endpoint_auth_method: 'client_secret_basic',
+          },
+        ]
+      : [],
     features: {
       devInteractions: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       // Open registration (no initial access token), as MCP clients expect.
       registration: { enabled: true },
       resourceIndicators: {
@@ -136,7 +157,7 @@ async function serve(args) {
           return {
             scope: SCOPES,
             accessTokenTTL: ttl,
-            accessTokenFormat: 'jwt',
+            accessTokenFormat: values.opaque ? 'opaque' : 'jwt',
             jwt: { sign: signing },
           };
         },
