@@ -194,6 +194,8 @@ pub struct ResourceServer {
     issuer: String,
     resource: String,
     metadata_url: String,
+    /// Where this server serves [`Self::metadata`].
+    metadata_paths: Vec<String>,
     keys: keys::KeySet,
     /// Opaque tokens, when this server has a client for introspection.
     introspector: Option<introspection::Introspector>,
@@ -245,6 +247,7 @@ impl ResourceServer {
             issuer: found.issuer,
             resource: public_url.as_str().to_owned(),
             metadata_url: metadata_url(public_url),
+            metadata_paths: metadata_paths(public_url),
             keys,
             introspector,
             verified: std::sync::Mutex::default(),
@@ -265,6 +268,11 @@ impl ResourceServer {
     /// Where clients find [`Self::metadata`].
     pub fn metadata_url(&self) -> &str {
         &self.metadata_url
+    }
+
+    /// The paths [`Self::metadata`] is served at: the path-suffixed form and the bare one.
+    pub fn metadata_paths(&self) -> &[String] {
+        &self.metadata_paths
     }
 
     /// The protected resource metadata (RFC 9728).
@@ -472,8 +480,8 @@ pub fn metadata_url(public_url: &Url) -> String {
     )
 }
 
-/// The paths the metadata is served at: the path-suffixed form and the bare one.
-pub fn metadata_paths(public_url: &Url) -> Vec<String> {
+/// The paths the metadata is served at for `public_url`.
+fn metadata_paths(public_url: &Url) -> Vec<String> {
     let bare = "/.well-known/oauth-protected-resource".to_owned();
     let path = public_url.path().trim_end_matches('/');
     let mut paths = vec![bare.clone()];
@@ -564,18 +572,6 @@ fn without_url(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// The names of the scopes a [`Scopes`] grants, for messages.
-pub fn scope_names(scopes: Scopes) -> Vec<&'static str> {
-    let mut names = Vec::new();
-    if scopes.read {
-        names.push(READ_SCOPE);
-    }
-    if scopes.write {
-        names.push(WRITE_SCOPE);
-    }
-    names
 }
 
 #[cfg(test)]

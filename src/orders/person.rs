@@ -23,14 +23,6 @@ impl Person {
     pub fn binding_key(&self) -> String {
         format!("{}\n{}", self.issuer, self.sub)
     }
-
-    /// How the person is named to people: email, else user name, else subject.
-    pub fn display(&self) -> &str {
-        self.email
-            .as_deref()
-            .or(self.preferred_username.as_deref())
-            .unwrap_or(&self.sub)
-    }
 }
 
 /// The binding key of whoever acts: a person's, or the empty key of a transport that knows

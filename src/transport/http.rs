@@ -249,11 +249,10 @@ fn router(
     let app = match oauth {
         None => app,
         Some(oauth) => {
-            let paths = crate::oauth::metadata_paths(&settings_public_url(settings));
             let document = Arc::new(oauth.metadata());
-            paths.into_iter().fold(app, |app, path| {
+            oauth.metadata_paths().iter().fold(app, |app, path| {
                 let document = Arc::clone(&document);
-                app.route(&path, get(move || resource_metadata(Arc::clone(&document))))
+                app.route(path, get(move || resource_metadata(Arc::clone(&document))))
             })
         }
     };
@@ -267,15 +266,6 @@ fn router(
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.
 async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
-}
-
-/// The public URL OAuth settings name (only called with OAuth on).
-fn settings_public_url(settings: &HttpSettings) -> url::Url {
-    settings
-        .oauth
-        .as_ref()
-        .map(|o| o.public_url.clone())
-        .expect("OAuth is configured")
 }
 
 /// `GET /.well-known/oauth-protected-resource`: public, cacheable, readable by any web page
