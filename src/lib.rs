@@ -54,6 +54,17 @@ pub mod state_db;
 pub mod stderr_log;
 pub mod transport;
 
+/// Whether `url` names this machine (`localhost` or a loopback IP): where plain http and
+/// browser origins are as safe as a local process.
+pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Lower-case hex of `bytes`: token ids, content hashes.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

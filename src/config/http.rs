@@ -110,7 +110,7 @@ fn oauth_url(value: &str, flag: &str) -> Result<Url, String> {
             "{flag} {value:?} has user info or a fragment; give the plain URL"
         ));
     }
-    if url.scheme() == "http" && !crate::oauth::is_loopback(&url) {
+    if url.scheme() == "http" && !crate::is_loopback_url(&url) {
         return Err(format!(
             "{flag} {value:?} is plain http: access tokens and keys would cross the network readable and changeable; use https (plain http is accepted on loopback only)"
         ));

@@ -80,7 +80,7 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
         .ok_or_else(|| format!("the metadata at {from} has no jwks_uri: this server needs the authorization server's signing keys to check JWT access tokens"))?;
     let jwks_uri = Url::parse(jwks_uri)
         .map_err(|e| format!("the metadata at {from} has an invalid jwks_uri: {e}"))?;
-    if jwks_uri.scheme() != "https" && !super::is_loopback(&jwks_uri) {
+    if jwks_uri.scheme() != "https" && !crate::is_loopback_url(&jwks_uri) {
         return Err(format!(
             "the authorization server's jwks_uri {jwks_uri} is not https: keys fetched in the clear could be replaced on the way"
         ));
@@ -100,7 +100,7 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
         .introspection_endpoint
         .as_deref()
         .and_then(|u| Url::parse(u).ok())
-        .filter(|u| u.scheme() == "https" || super::is_loopback(u));
+        .filter(|u| u.scheme() == "https" || crate::is_loopback_url(u));
     Ok(Found {
         issuer: metadata.issuer,
         jwks_uri,

@@ -491,17 +491,6 @@ fn metadata_paths(public_url: &Url) -> Vec<String> {
     paths
 }
 
-/// Whether `url` names this machine: plain http is tolerated there only (tests, a local
-/// authorization server).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// A claim value as kept: at most [`MAX_CLAIM_CHARS`], control characters dropped.
 fn short(value: String) -> String {
     value

@@ -328,15 +328,7 @@ fn parse_authority(s: &str) -> Option<(String, Option<u16>)> {
 
 /// Pages served from this machine's loopback addresses are as trusted as local processes.
 fn is_loopback_origin(origin: &str) -> bool {
-    let Ok(url) = url::Url::parse(origin) else {
-        return false;
-    };
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
+    url::Url::parse(origin).is_ok_and(|url| crate::is_loopback_url(&url))
 }
 
 #[cfg(test)]
