@@ -128,12 +128,19 @@ fn main() -> ExitCode {
                     writeln!(out, "state database {}: ready (PostgreSQL {version}, schema current)", db.shown())
                         .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
                 }
+                let clock = server.clock_check();
+                match &clock {
+                    Ok(agreement) => writeln!(out, "state store clock: agrees with this machine's (within {} ms)", agreement.off_by.num_milliseconds().abs()),
+                    Err(why) => writeln!(out, "state store clock: FAIL: {why}"),
+                }
+                .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
                 let verdict = onence_mcp::setup_check::run(server.client(), &mut out)
                     .await
                     .map_err(|e| Exit::failure(format!("could not write the report: {e}")))?;
-                match verdict.exit_status() {
-                    ExitStatus::Success => Ok(()),
-                    status => Err(Exit {
+                match (verdict.exit_status(), clock) {
+                    (ExitStatus::Success, Ok(_)) => Ok(()),
+                    (ExitStatus::Success, Err(_)) => Err(Exit::failure("")),
+                    (status, _) => Err(Exit {
                         status,
                         message: String::new(),
                     }),
@@ -288,6 +295,10 @@ async fn connect(
     // A claimed token without an outcome after the longest a POST can take is one whose
     // process died mid-POST.
     .with_posting_grace(config.request_timeout + Duration::from_secs(60));
+    // Said at start-up, and again by every preview and confirmation while it lasts.
+    if let Err(why) = confirmations.clock_check() {
+        tracing::warn!("{why}");
+    }
     let server = OrderServer::new(
         client,
         Arc::new(confirmations),

@@ -186,16 +186,26 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     assert_eq!(mode(&state.join("used-tokens")), 0o700);
     assert_eq!(mode(&state.join("confirmation.key")), 0o600);
     assert_eq!(mode(&state.join("audit.jsonl")), 0o600);
-    let markers: Vec<_> = std::fs::read_dir(state.join("used-tokens"))
+    let (markers, beside): (Vec<_>, Vec<_>) = std::fs::read_dir(state.join("used-tokens"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .collect();
+        .partition(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
     assert_eq!(
         markers.len(),
         1,
         "one marker, no temporary files: {markers:?}"
     );
+    // Beside the markers: the clock probe, the floor and the sweep lock, and nothing else.
+    let mut names: Vec<_> = beside
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".clock", ".floor", ".sweep.lock"]);
+    for path in &beside {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+    }
     assert_eq!(mode(&markers[0]), 0o600, "{}", markers[0].display());
     let marker = std::fs::read_to_string(&markers[0]).unwrap();
     assert!(marker.contains(r#""state":"placed""#), "{marker}");

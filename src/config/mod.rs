@@ -74,7 +74,7 @@ impl Config {
             "confirmation-ttl",
             cli.confirmation_ttl,
             Duration::from_secs(1),
-            Duration::from_secs(24 * 3600),
+            crate::orders::tokens::LONGEST_TTL,
         )?;
         let connect_timeout = within(
             "connect-timeout",

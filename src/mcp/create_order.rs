@@ -23,7 +23,7 @@ use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
 use crate::orders::desk::{Placed, PreviewIssued, Request};
-use crate::orders::single_use::{Use, UseState};
+use crate::orders::single_use::{Recorded, UseState};
 use crate::orders::{Approval, OrderError};
 
 /// What ships when no delivery address is given.
@@ -270,28 +270,28 @@ fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> ToolOutput<Cr
     }
 }
 
-fn recent_order(record: &Use) -> RecentOrder {
-    let (order_number, outcome) = match record.state {
+fn recent_order(recorded: &Recorded) -> RecentOrder {
+    let (order_number, outcome) = match recorded.record.state {
         UseState::Placed { order_number } => (order_number, RecentOutcome::Placed),
         _ => (None, RecentOutcome::OutcomeUnknown),
     };
     RecentOrder {
         order_number,
         outcome,
-        at: record.at().to_rfc3339_opts(SecondsFormat::Secs, true),
+        at: recorded.at.to_rfc3339_opts(SecondsFormat::Secs, true),
     }
 }
 
 /// A warning about identical orders sent recently, for the preview and the approval form.
-fn identical_warning(identical: &[Use]) -> Option<String> {
+fn identical_warning(identical: &[Recorded]) -> Option<String> {
     if identical.is_empty() {
         return None;
     }
     let list: Vec<String> = identical
         .iter()
         .map(|r| {
-            let at = r.at().to_rfc3339_opts(SecondsFormat::Secs, true);
-            match r.state {
+            let at = r.at.to_rfc3339_opts(SecondsFormat::Secs, true);
+            match r.record.state {
                 UseState::Placed {
                     order_number: Some(n),
                 } => format!("order {n} placed at {at}"),
@@ -308,7 +308,7 @@ fn identical_warning(identical: &[Use]) -> Option<String> {
 
 /// The text of the approval form: the whole preview with prices. Every free-text value is
 /// quoted, on a line that starts with its label, so none can pass for a line of the form.
-fn approval_message(preview: &OrderPreview, identical: &[Use]) -> String {
+fn approval_message(preview: &OrderPreview, identical: &[Recorded]) -> String {
     let mut text = String::from(
         "Approve this REAL, PAID 1NCE order? It ships SIM cards and is charged to the account.\n",
     );

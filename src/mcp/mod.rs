@@ -182,6 +182,11 @@ impl OrderServer {
         &self.client
     }
 
+    /// This machine's clock against the state store's (`1nce-mcp check`).
+    pub fn clock_check(&self) -> Result<crate::orders::tokens::ClockAgreement, String> {
+        self.desk.confirmations.clock_check()
+    }
+
     /// Counts order placements in progress, so shutdown can wait for them.
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.clone()

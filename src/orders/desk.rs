@@ -14,7 +14,7 @@ use super::consent::{Approval, NotApproved, PersonAnswer};
 use super::lost_answer::{self, Found};
 use super::person::{self, Person};
 use super::post_answer::{NotProcessed, PostAnswer, classify};
-use super::single_use::Use;
+use super::single_use::Recorded;
 use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::api::products::Catalogue;
@@ -91,7 +91,7 @@ pub struct PreviewIssued {
     pub issued: Issued,
     pub approval: Approval,
     /// Identical orders placed (or of unknown outcome) from this state in the last 24 hours.
-    pub identical: Vec<Use>,
+    pub identical: Vec<Recorded>,
 }
 
 /// A placed order: its number and, when it could be read, the order.
@@ -140,6 +140,9 @@ pub enum Stop {
     FormRequired { by_token: bool },
     /// The person did not approve.
     NotApproved(NotApproved, Option<String>),
+    /// No token could be issued: the state store could not be read, or this process's clock
+    /// disagrees with it.
+    NoPreview(Refusal),
     /// A step could not be audited.
     Unaudited(String),
     /// 1NCE refused before processing anything.
@@ -187,6 +190,15 @@ impl fmt::Display for Stop {
                     "{what}. Nothing was ordered and nothing was sent to 1NCE; this confirmation_token can never place the order. Do not ask again unless the user asks you to; a new preview is needed then."
                 )
             }
+            Stop::NoPreview(Refusal::Storage(why)) => write!(
+                f,
+                "No preview could be made: the state store could not be read ({why}). Nothing was ordered. The operator must check the state store (the state directory, or the database of --state-url)."
+            ),
+            Stop::NoPreview(Refusal::ClockSkew { local, store, by }) => write!(
+                f,
+                "No preview could be made: this server's clock ({local}) disagrees with the state store's ({store}) by {by}, more than the minute it allows, so it makes no previews and places no orders. Nothing was ordered. Tell the user the operator must set this machine's clock right (NTP)."
+            ),
+            Stop::NoPreview(refusal) => write!(f, "No preview could be made: {refusal}."),
             Stop::Unaudited(why) => write!(f, "Refused: {why}. Nothing was ordered."),
             Stop::NotProcessed(np) if matches!(np.error(), ApiError::Unauthorized) => f.write_str(
                 "1NCE did not place the order: it refused this server's access token (401 Unauthorized; the token may have expired early or been revoked). Nothing was ordered, and the order was not sent a second time on its own: one approval, one POST. The confirmation_token stays valid until it expires, and the next call uses a new access token, so the same approved order can be confirmed again.",
@@ -446,15 +458,25 @@ impl Desk {
         } else {
             Approval::ConfirmationToken
         };
-        let issued = self.confirmations.issue(
-            &self.binding(
-                &checked.order,
-                Some(&checked.priced),
-                &checked.scope,
-                &checked.person_key(),
-            ),
-            needs_form,
-        );
+        let issued = self
+            .confirmations
+            .issue(
+                &self.binding(
+                    &checked.order,
+                    Some(&checked.priced),
+                    &checked.scope,
+                    &checked.person_key(),
+                ),
+                needs_form,
+            )
+            .map_err(|refusal| {
+                self.refuse(
+                    &checked.order,
+                    None,
+                    checked.person.as_ref(),
+                    Stop::NoPreview(refusal),
+                )
+            })?;
         // Recorded before the token is shown: a token nobody can trace is never handed out.
         self.audit
             .append(
@@ -478,7 +500,7 @@ impl Desk {
 
     /// Identical orders (same content) placed, or of unknown outcome, from this state in the
     /// last 24 hours: for the preview and the approval form, so nobody reorders blindly.
-    pub fn identical(&self, checked: &Checked) -> Vec<Use> {
+    pub fn identical(&self, checked: &Checked) -> Vec<Recorded> {
         self.confirmations
             .recent_identical(&checked.order, IDENTICAL_WITHIN)
     }
@@ -687,6 +709,21 @@ mod tests {
             Refusal::InFlight,
             Refusal::NotApproved(NotApproved::Declined),
             Refusal::Storage("disk full".into()),
+            Refusal::FromTheFuture {
+                issued: "2027-01-01T00:00:00Z".into(),
+                expires: "2027-01-01T00:10:00Z".into(),
+                now: "2026-12-06T00:00:00Z".into(),
+            },
+            Refusal::ClockSkew {
+                local: "2026-12-14T00:00:00Z".into(),
+                store: "2026-12-06T00:00:00Z".into(),
+                by: "8days".into(),
+            },
+            Refusal::StoreClockBack {
+                store: "2026-12-06T00:00:00Z".into(),
+                floor: "2027-12-06T00:00:00Z".into(),
+                by: "365days".into(),
+            },
         ];
         let mut stops: Vec<Stop> = refusals.into_iter().map(Stop::Token).collect();
         stops.extend([
@@ -703,6 +740,12 @@ mod tests {
             Stop::Unaudited("the audit log could not be written".into()),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Unauthorized)),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Forbidden)),
+            Stop::NoPreview(Refusal::Storage("disk full".into())),
+            Stop::NoPreview(Refusal::ClockSkew {
+                local: "2026-12-14T00:00:00Z".into(),
+                store: "2026-12-06T00:00:00Z".into(),
+                by: "8days".into(),
+            }),
         ]);
         for stop in stops {
             let text = stop.to_string();

@@ -107,6 +107,30 @@ pub fn create_new_private(path: &Path) -> io::Result<File> {
 /// disk, then renamed over `path`, so a reader sees the old content or the new, never half. A
 /// symbolic link at `path` is replaced itself; its target is not touched.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = write_beside(path, bytes)?;
+    let renamed = fs::rename(&tmp, path);
+    if renamed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+/// Creates `path` holding `bytes`, whole or not at all: written to a new private file beside it,
+/// flushed to disk, then hard-linked into place, which fails with
+/// [`io::ErrorKind::AlreadyExists`] if `path` exists (as a file or a link). Of two processes
+/// creating the same path, exactly one succeeds; and one that fails half way (a full disk)
+/// leaves nothing at `path`, never an empty or partial file.
+pub fn create_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = write_beside(path, bytes)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked
+}
+
+/// Writes `bytes` to a new private temporary file beside `path` (named `.<name>.<random>.tmp`,
+/// so readers of the directory can skip it), flushed to disk, and returns its path. On failure
+/// nothing is left behind.
+fn write_beside(path: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -130,14 +154,29 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
                 path.display()
             )))
         })?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    written
+}
+
+/// Writes `path` (created `0600` if missing, never through a link) and returns the modification
+/// time the file system stamped on it: the time of the machine (or file server) that keeps the
+/// state directory, whatever this process believes the time is.
+pub fn stamp(path: &Path) -> io::Result<std::time::SystemTime> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    private(&mut options, 0);
+    let mut file = options.open(path).map_err(|e| explain_open(path, e))?;
+    file.write_all(b"1nce-mcp clock probe\n")?;
+    let meta = file.metadata()?;
+    check_file(path, &meta)?;
+    meta.modified()
 }
 
 /// Opens `path` for appending, creating it `0600`, without following a symbolic link, and

@@ -1,21 +1,41 @@
-//! Single use of confirmation tokens: one record per token id, claimed by exactly one caller.
+//! Single use of confirmation tokens: one record per token id, claimed by exactly one caller,
+//! and kept for as long as any process could still accept its token.
 //!
 //! [`SingleUse`] is the store's contract; [`MarkerFiles`] keeps it in the state directory, one
-//! file per token, claimed with `create_new` (so of any number of concurrent redeemers, in any
-//! number of processes sharing the directory, exactly one wins). A shared database can stand
-//! beside it without touching the rules in [`super::tokens`].
+//! file per token, claimed by hard-linking a fully written file into place (so of any number of
+//! concurrent redeemers, in any number of processes sharing the directory, exactly one wins, and
+//! a claim that could not be written leaves nothing behind). A shared database stands beside it
+//! (`crate::state_db`) without touching the rules in [`super::tokens`].
+//!
+//! **Time.** No process's clock decides what the store keeps. The store has a clock of its own
+//! ([`SingleUse::time`]): the time the file system stamps on a file just written in the state
+//! directory, or the database's. Records carry the signed expiry of their token, and a sweep
+//! removes only records whose token expired [`RETAIN`] before the store's time, never by a
+//! record's age. Because the store's own clock may be set back too, every sweep first raises a
+//! *floor* (the highest store time any sweep used), and a claim made while the store's clock is
+//! more than [`RETAIN`] behind that floor is refused (see [`super::tokens`]). So whatever any
+//! clock says, a swept record's token is one no process can use any more: the model in
+//! `lifecycle_model.rs` checks this over every interleaving.
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::consent::NotApproved;
-use super::private_fs::{create_new_private as new_private_file, replace_private};
+use super::private_fs::{create_whole, replace_private, stamp};
+
+/// How long a token's record is kept after the token expired, by the store's clock. Past its
+/// expiry a token is refused anyway; this keeps "already placed order N" precise for a week, and
+/// is the margin the store's clock may go back before claims are refused.
+pub const RETAIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most records one sweep removes: a sweep runs with every preview and must stay quick.
+pub const SWEEP_AT_MOST: usize = 64;
 
 /// What became of a token, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,45 +51,115 @@ pub enum UseState {
     NotApproved { answer: NotApproved },
 }
 
-/// A token's record.
+/// A token's record, as its user writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Use {
     #[serde(flatten)]
     pub state: UseState,
-    /// When the state was recorded, in Unix milliseconds.
-    pub at: i64,
     /// The order's content id (a hash prefix), to find identical orders.
     pub content: String,
+    /// The token's signed expiry, in Unix milliseconds. A record whose expiry is unknown (an
+    /// unreadable one) is never swept.
+    #[serde(default = "never")]
+    pub expires: i64,
 }
 
-impl Use {
-    pub fn at(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.at).unwrap_or_default()
+fn never() -> i64 {
+    i64::MAX
+}
+
+/// A record as the store holds it: with the store's time of its last change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub record: Use,
+    /// When the store recorded the current state, by the store's clock.
+    pub at: DateTime<Utc>,
+}
+
+/// The store's clock, read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTime {
+    /// The store's time.
+    pub now: DateTime<Utc>,
+    /// The highest store time a sweep has used, if any sweep ran.
+    pub floor: Option<DateTime<Utc>>,
+}
+
+impl StoreTime {
+    /// How far the store's clock is behind its floor, when it is.
+    pub fn behind_floor(&self) -> Option<chrono::Duration> {
+        self.floor
+            .filter(|floor| *floor > self.now)
+            .map(|floor| floor - self.now)
     }
+}
+
+/// How a claim ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the token.
+    Won,
+    /// A record exists already; here it is.
+    Taken(Recorded),
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// The store's clock as the sweep read it (after raising the floor).
+    pub time: StoreTime,
+    /// Records removed.
+    pub removed: usize,
 }
 
 /// The single-use store.
 pub trait SingleUse: Send + Sync + fmt::Debug {
     /// The record of token `id`, if any.
-    fn get(&self, id: &str) -> io::Result<Option<Use>>;
+    fn get(&self, id: &str) -> io::Result<Option<Recorded>>;
     /// Records `first` for `id` unless a record exists; then returns that record instead.
-    /// Of concurrent callers exactly one gets `Ok(Ok(()))`.
-    fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>>;
+    /// Of concurrent callers exactly one gets [`Claim::Won`]. A claim that fails leaves no
+    /// record.
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Claim>;
     /// Replaces the record of a token this caller claimed.
     fn settle(&self, id: &str, record: &Use) -> io::Result<()>;
     /// Removes the record: the token may be used again.
     fn release(&self, id: &str) -> io::Result<()>;
-    /// Records of tokens for order content `content` made at or after `since`.
-    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>>;
-    /// Forgets records made before `before`. Best effort.
-    fn forget_before(&self, before: DateTime<Utc>);
+    /// Records of tokens for order content `content` changed at or after `since` (store time).
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>>;
+    /// The store's clock and floor, read now.
+    fn time(&self) -> io::Result<StoreTime>;
+    /// Raises the floor to the store's time, then removes at most `at_most` records whose
+    /// token expired more than [`RETAIN`] before the floor. Safe whatever any process's clock
+    /// says: it reads only the store's.
+    fn sweep(&self, at_most: usize) -> io::Result<Swept>;
 }
 
-/// One marker file per token id in a private directory.
+/// Milliseconds since the Unix epoch of `t` (0 before it).
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// One marker file per token id in a private directory, and beside them (names that start with
+/// a dot, which no token id does) the clock probe, the floor and the sweep lock.
 #[derive(Debug)]
 pub struct MarkerFiles {
     dir: PathBuf,
 }
+
+/// Written to read the file system's time.
+const PROBE: &str = ".clock";
+/// The floor, in Unix milliseconds, as text.
+const FLOOR: &str = ".floor";
+/// Held (flock) by the one process sweeping.
+const SWEEP_LOCK: &str = ".sweep.lock";
+/// Temporary files older than this (by the store's clock) are left over from a crash.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 impl MarkerFiles {
     /// Uses `dir`, which must exist and be private to this user.
@@ -83,23 +173,53 @@ impl MarkerFiles {
         self.dir.join(id)
     }
 
-    fn read(path: &Path) -> io::Result<Option<Use>> {
-        match fs::read_to_string(path) {
-            Ok(text) => Ok(Some(parse(&text).unwrap_or_else(|| Use {
-                // Empty or cut short by a crash right after the claim: a POST may be under way
-                // or may have happened. Dated by the file.
-                state: UseState::Posting,
-                at: modified_millis(path),
-                content: String::new(),
-            }))),
+    fn read(path: &Path) -> io::Result<Option<Recorded>> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let at = fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .map(millis)
+            .unwrap_or(0);
+        // A marker that cannot be read (written by hand, or by an older release) refuses reuse
+        // like a POST under way, and is never swept.
+        let record = serde_json::from_str(text.trim()).unwrap_or(Use {
+            state: UseState::Posting,
+            content: String::new(),
+            expires: never(),
+        });
+        Ok(Some(Recorded {
+            record,
+            at: from_millis(at),
+        }))
+    }
+
+    fn floor(&self) -> io::Result<Option<i64>> {
+        match fs::read_to_string(self.dir.join(FLOOR)) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+                io::Error::other(format!(
+                    "{} is not a time in milliseconds; it records the latest time used tokens were cleared, and only this server writes it",
+                    self.dir.join(FLOOR).display()
+                ))
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
-}
 
-fn parse(text: &str) -> Option<Use> {
-    serde_json::from_str(text.trim()).ok()
+    /// Every marker in the directory (never the dot files), with its path.
+    fn markers(&self) -> io::Result<impl Iterator<Item = (PathBuf, Recorded)>> {
+        Ok(fs::read_dir(&self.dir)?.flatten().filter_map(|entry| {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                return None;
+            }
+            let path = entry.path();
+            let record = MarkerFiles::read(&path).ok()??;
+            Some((path, record))
+        }))
+    }
 }
 
 fn line(record: &Use) -> Vec<u8> {
@@ -108,34 +228,27 @@ fn line(record: &Use) -> Vec<u8> {
     bytes
 }
 
-fn modified_millis(path: &Path) -> i64 {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl SingleUse for MarkerFiles {
-    fn get(&self, id: &str) -> io::Result<Option<Use>> {
+    fn get(&self, id: &str) -> io::Result<Option<Recorded>> {
         MarkerFiles::read(&self.path(id))
     }
 
-    fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>> {
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Claim> {
         let path = self.path(id);
-        match new_private_file(&path) {
-            Ok(mut file) => {
-                file.write_all(&line(first))?;
-                file.sync_all()?;
-                Ok(Ok(()))
-            }
+        match create_whole(&path, &line(first)) {
+            Ok(()) => Ok(Claim::Won),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Ok(Err(MarkerFiles::read(&path)?.unwrap_or(Use {
-                    state: UseState::Posting,
-                    at: first.at,
-                    content: String::new(),
-                })))
+                Ok(match MarkerFiles::read(&path)? {
+                    Some(recorded) => Claim::Taken(recorded),
+                    // Released between the link and the read: still not ours, and busy.
+                    None => Claim::Taken(Recorded {
+                        record: Use {
+                            state: UseState::Posting,
+                            ..first.clone()
+                        },
+                        at: from_millis(millis(SystemTime::now())),
+                    }),
+                })
             }
             Err(e) => Err(e),
         }
@@ -151,53 +264,122 @@ impl SingleUse for MarkerFiles {
         fs::remove_file(self.path(id))
     }
 
-    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>> {
-        let since = since.timestamp_millis();
-        let mut found = Vec::new();
-        for entry in fs::read_dir(&self.dir)?.flatten() {
-            let name = entry.file_name();
-            // Temporary files of a settle in progress end in ".tmp…".
-            if name.to_string_lossy().contains('.') {
-                continue;
-            }
-            if let Ok(Some(record)) = MarkerFiles::read(&entry.path())
-                && record.content == content
-                && record.at >= since
-            {
-                found.push(record);
-            }
-        }
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>> {
+        let mut found: Vec<Recorded> = self
+            .markers()?
+            .map(|(_, recorded)| recorded)
+            .filter(|r| r.record.content == content && r.at >= since)
+            .collect();
         found.sort_by_key(|r| r.at);
         Ok(found)
     }
 
-    fn forget_before(&self, before: DateTime<Utc>) {
-        let before = before.timestamp_millis();
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+    fn time(&self) -> io::Result<StoreTime> {
+        let now = millis(stamp(&self.dir.join(PROBE))?);
+        Ok(StoreTime {
+            now: from_millis(now),
+            floor: self.floor()?.map(from_millis),
+        })
+    }
+
+    fn sweep(&self, at_most: usize) -> io::Result<Swept> {
+        let Some(_lock) = SweepLock::try_take(&self.dir.join(SWEEP_LOCK))? else {
+            // Another process is sweeping: the store's time is all this call needs.
+            return Ok(Swept {
+                time: self.time()?,
+                removed: 0,
+            });
         };
-        for entry in entries.flatten() {
-            if modified_millis(&entry.path()) < before {
-                let _ = fs::remove_file(entry.path());
+        let now = millis(stamp(&self.dir.join(PROBE))?);
+        let floor = self.floor()?.unwrap_or(i64::MIN).max(now);
+        // The floor is on disk before anything it allows is removed.
+        replace_private(&self.dir.join(FLOOR), floor.to_string().as_bytes())?;
+        let retain = i64::try_from(RETAIN.as_millis()).unwrap_or(i64::MAX);
+        let expired_before = floor.saturating_sub(retain);
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            if removed >= at_most {
+                break;
+            }
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                // A temporary file a crash left behind, dated by the same file system's clock.
+                let stale = name.ends_with(".tmp")
+                    && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                        millis(t) < now.saturating_sub(STALE_TEMP.as_millis() as i64)
+                    });
+                if stale && fs::remove_file(&path).is_ok() {
+                    removed += 1;
+                }
+                continue;
+            }
+            if let Ok(Some(recorded)) = MarkerFiles::read(&path)
+                && recorded.record.expires < expired_before
+                && fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
             }
         }
+        Ok(Swept {
+            time: StoreTime {
+                now: from_millis(now),
+                floor: Some(from_millis(floor)),
+            },
+            removed,
+        })
+    }
+}
+
+/// An exclusive advisory lock on a file, released when dropped (or when the process dies).
+struct SweepLock(#[allow(dead_code)] fs::File);
+
+impl SweepLock {
+    /// The lock, or `None` when another process holds it.
+    fn try_take(path: &Path) -> io::Result<Option<SweepLock>> {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a file descriptor this function owns; no memory is shared.
+            let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if taken != 0 {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EWOULDBLOCK) => Ok(None),
+                    _ => Err(e),
+                };
+            }
+        }
+        Ok(Some(SweepLock(file)))
     }
 }
 
 /// The contract every [`SingleUse`] store keeps, as a check its tests run on an empty store (the
 /// marker files' unit test, the PostgreSQL table's integration test): twenty threads claiming one
-/// id, one wins; settle, release, recent. Panics on the first difference.
+/// id, one wins; settle, release, recent; the store's clock; a sweep that removes only records
+/// whose token expired [`RETAIN`] before the store's time. Panics on the first difference.
 #[doc(hidden)]
 pub fn check_contract(store: &dyn SingleUse) {
-    let record = |state, at, content: &str| Use {
+    let before = store.time().unwrap();
+    let now = before.now.timestamp_millis();
+    let record = |state, content: &str, expires| Use {
         state,
-        at,
         content: content.to_owned(),
+        expires,
     };
-    let posting = record(UseState::Posting, 1_000, "c1");
+    let posting = record(UseState::Posting, "c1", now + 60_000);
     let winners = std::thread::scope(|scope| {
         let claims: Vec<_> = (0..20)
-            .map(|_| scope.spawn(|| store.claim("a", &posting).unwrap().is_ok()))
+            .map(|_| scope.spawn(|| store.claim("a", &posting).unwrap() == Claim::Won))
             .collect();
         claims
             .into_iter()
@@ -206,25 +388,183 @@ pub fn check_contract(store: &dyn SingleUse) {
             .count()
     });
     assert_eq!(winners, 1, "exactly one of twenty claims wins");
-    assert_eq!(store.claim("a", &posting).unwrap(), Err(posting.clone()));
+    match store.claim("a", &posting).unwrap() {
+        Claim::Taken(recorded) => assert_eq!(recorded.record, posting),
+        Claim::Won => panic!("a second claim won"),
+    }
     let placed = record(
         UseState::Placed {
             order_number: Some(9),
         },
-        2_000,
         "c1",
+        now + 60_000,
     );
     store.settle("a", &placed).unwrap();
-    assert_eq!(store.get("a").unwrap(), Some(placed.clone()));
-    store
-        .claim("b", &record(UseState::Posting, 3_000, "c2"))
-        .unwrap()
-        .unwrap();
+    let got = store.get("a").unwrap().unwrap();
+    assert_eq!(got.record, placed);
+    // Stamped by the store's clock, which these checks read a moment ago.
+    let slack = chrono::Duration::seconds(5);
+    assert!(
+        got.at >= before.now - slack && got.at <= store.time().unwrap().now + slack,
+        "{got:?} {before:?}"
+    );
+    assert_eq!(
+        store
+            .claim("b", &record(UseState::Posting, "c2", now + 60_000))
+            .unwrap(),
+        Claim::Won
+    );
     store.release("b").unwrap();
     assert_eq!(store.get("b").unwrap(), None);
-    let since = DateTime::from_timestamp_millis(1_500).unwrap();
-    assert_eq!(store.recent("c1", since).unwrap(), vec![placed]);
+    let since = before.now - slack;
+    let recent: Vec<Use> = store
+        .recent("c1", since)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record)
+        .collect();
+    assert_eq!(recent, vec![placed.clone()]);
     assert!(store.recent("c2", since).unwrap().is_empty());
+    assert!(store.recent("c1", got.at + slack).unwrap().is_empty());
+
+    // Sweeping: only tokens that expired RETAIN before the store's time go, whatever their
+    // records' age; a record whose expiry is unknown stays.
+    let retain = RETAIN.as_millis() as i64;
+    let old = record(UseState::Unknown, "c3", now - retain - 60_000);
+    let recent_expiry = record(UseState::Unknown, "c3", now - retain + 600_000);
+    let unknown_expiry = record(UseState::Unknown, "c3", i64::MAX);
+    store.claim("old", &old).unwrap();
+    store.claim("recent", &recent_expiry).unwrap();
+    store.claim("unknown", &unknown_expiry).unwrap();
+    let swept = store.sweep(SWEEP_AT_MOST).unwrap();
+    assert_eq!(swept.removed, 1, "{swept:?}");
+    assert!(swept.time.floor.is_some_and(|f| f >= swept.time.now));
+    assert_eq!(store.get("old").unwrap(), None);
+    for kept in ["a", "recent", "unknown"] {
+        assert!(store.get(kept).unwrap().is_some(), "{kept} was swept");
+    }
+    // The floor never goes down, and the store's time reads it back.
+    let later = store.time().unwrap();
+    assert!(later.floor >= swept.time.floor, "{later:?} {swept:?}");
+    // At most `at_most` per sweep.
+    for i in 0..3 {
+        store.claim(&format!("old{i}"), &old).unwrap();
+    }
+    assert_eq!(store.sweep(2).unwrap().removed, 2);
+    assert_eq!(store.sweep(2).unwrap().removed, 1);
+    for id in ["a", "recent", "unknown"] {
+        store.release(id).unwrap();
+    }
+}
+
+/// The contract in memory, on an injected clock that stands for the store's: for unit tests of
+/// the rules above the store, where time is moved by hand.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct MemoryStore {
+    records: std::sync::Mutex<std::collections::BTreeMap<String, Recorded>>,
+    floor: std::sync::Mutex<Option<DateTime<Utc>>>,
+    clock: std::sync::Arc<dyn super::clock::Clock>,
+}
+
+#[cfg(test)]
+impl MemoryStore {
+    pub(crate) fn new(clock: std::sync::Arc<dyn super::clock::Clock>) -> MemoryStore {
+        MemoryStore {
+            records: Default::default(),
+            floor: Default::default(),
+            clock,
+        }
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Recorded>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+impl SingleUse for MemoryStore {
+    fn get(&self, id: &str) -> io::Result<Option<Recorded>> {
+        Ok(self.records().get(id).cloned())
+    }
+
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Claim> {
+        let at = self.clock.now();
+        Ok(match self.records().entry(id.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(e) => Claim::Taken(e.get().clone()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Recorded {
+                    record: first.clone(),
+                    at,
+                });
+                Claim::Won
+            }
+        })
+    }
+
+    fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
+        let at = self.clock.now();
+        self.records().insert(
+            id.to_owned(),
+            Recorded {
+                record: record.clone(),
+                at,
+            },
+        );
+        Ok(())
+    }
+
+    fn release(&self, id: &str) -> io::Result<()> {
+        self.records().remove(id);
+        Ok(())
+    }
+
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>> {
+        let mut found: Vec<Recorded> = self
+            .records()
+            .values()
+            .filter(|r| r.record.content == content && r.at >= since)
+            .cloned()
+            .collect();
+        found.sort_by_key(|r| r.at);
+        Ok(found)
+    }
+
+    fn time(&self) -> io::Result<StoreTime> {
+        Ok(StoreTime {
+            now: self.clock.now(),
+            floor: *self.floor.lock().unwrap_or_else(|p| p.into_inner()),
+        })
+    }
+
+    fn sweep(&self, at_most: usize) -> io::Result<Swept> {
+        let now = self.clock.now();
+        let floor = {
+            let mut floor = self.floor.lock().unwrap_or_else(|p| p.into_inner());
+            let raised = floor.map_or(now, |f| f.max(now));
+            *floor = Some(raised);
+            raised
+        };
+        let before =
+            (floor - chrono::Duration::from_std(RETAIN).unwrap_or_default()).timestamp_millis();
+        let mut records = self.records();
+        let gone: Vec<String> = records
+            .iter()
+            .filter(|(_, r)| r.record.expires < before)
+            .map(|(id, _)| id.clone())
+            .take(at_most)
+            .collect();
+        for id in &gone {
+            records.remove(id);
+        }
+        Ok(Swept {
+            time: StoreTime {
+                now,
+                floor: Some(floor),
+            },
+            removed: gone.len(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -232,16 +572,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_claim_then_settle_release_and_recent() {
+    fn the_memory_store_keeps_the_contract() {
+        let clock = std::sync::Arc::new(super::super::clock::SystemClock);
+        check_contract(&MemoryStore::new(clock));
+    }
+
+    #[test]
+    fn the_marker_files_keep_the_contract() {
         let dir = tempfile::tempdir().unwrap();
         check_contract(&MarkerFiles::new(dir.path()));
     }
 
     #[test]
-    fn an_empty_marker_is_a_posting_one() {
+    fn an_unreadable_marker_refuses_reuse_and_is_never_swept() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("x"), "").unwrap();
         let store = MarkerFiles::new(dir.path());
-        assert_eq!(store.get("x").unwrap().unwrap().state, UseState::Posting);
+        let got = store.get("x").unwrap().unwrap();
+        assert_eq!(got.record.state, UseState::Posting);
+        assert_eq!(got.record.expires, i64::MAX);
+        store.sweep(SWEEP_AT_MOST).unwrap();
+        assert!(store.get("x").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_sweeper_s_clock_does_not_matter_and_the_file_system_s_does() {
+        // The marker is dated by the file system; a process whose clock is days ahead (not
+        // simulated here: the store never reads it) cannot make a fresh record look old.
+        let dir = tempfile::tempdir().unwrap();
+        let store = MarkerFiles::new(dir.path());
+        let now = store.time().unwrap().now.timestamp_millis();
+        let fresh = Use {
+            state: UseState::Placed {
+                order_number: Some(1),
+            },
+            content: "c".into(),
+            expires: now + 600_000,
+        };
+        store.claim("t", &fresh).unwrap();
+        // Even a floor set far ahead (a file-system clock that was once wrong) removes only
+        // what expired a week before it, and claims see it.
+        fs::write(
+            dir.path().join(FLOOR),
+            (now + 30 * 24 * 3600 * 1000).to_string(),
+        )
+        .unwrap();
+        let swept = store.sweep(SWEEP_AT_MOST).unwrap();
+        assert_eq!(
+            swept.removed, 1,
+            "the token expired 3 weeks before the floor"
+        );
+        let time = store.time().unwrap();
+        assert!(time.behind_floor().unwrap() > chrono::Duration::days(29));
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_written_leaves_nothing() {
+        // A directory the claim cannot write into (as a full disk would refuse the write).
+        let dir = tempfile::tempdir().unwrap();
+        let store = MarkerFiles::new(&dir.path().join("missing"));
+        let record = Use {
+            state: UseState::Posting,
+            content: "c".into(),
+            expires: 1,
+        };
+        assert!(store.claim("t", &record).is_err());
+        assert!(store.get("t").unwrap().is_none());
     }
 }

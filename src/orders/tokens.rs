@@ -16,11 +16,21 @@
 //! - **the approval**: a token whose preview promised the client's own approval form, or was
 //!   made under `--require-human-approval`, places an order only after an approval in such a
 //!   form, wherever it is redeemed;
-//! - **an expiry**.
+//! - **its time**: when it was issued and when it expires, by the clock of the process that
+//!   issued it. A token issued in the future, or expiring further ahead than [`LONGEST_TTL`], was
+//!   made by a process whose clock is wrong, and is refused.
 //!
 //! Single use rests on a [`SingleUse`] store: redeeming claims the token's id, and the record
 //! then says what became of it (see [`Redemption`]). A person's "no" is recorded there too, so
 //! no process sharing the store can use the token after it.
+//!
+//! **Clocks.** A process's clock is never trusted alone where a second POST could follow. A
+//! claim is judged again by the store's clock once it is held: a process whose clock disagrees
+//! with the store's by more than [`CLOCK_SKEW`] places nothing, a token the store's clock says
+//! has expired places nothing, and neither does any token while the store's clock stands more
+//! than [`RETAIN`] behind the highest time it ever swept by (its floor). In each case the claim
+//! is given back, since nothing was sent. See [`super::single_use`] for why this keeps every
+//! swept record's token unusable.
 
 use std::fmt;
 use std::fs;
@@ -41,7 +51,9 @@ use super::clock::{Clock, SystemClock};
 use super::consent::NotApproved;
 use super::post_answer::{Created, NotProcessed, Unknown};
 use super::private_fs;
-use super::single_use::{MarkerFiles, SingleUse, Use, UseState};
+use super::single_use::{
+    Claim, MarkerFiles, RETAIN, Recorded, SWEEP_AT_MOST, SingleUse, StoreTime, Use, UseState,
+};
 use crate::api::model::NewOrder;
 use crate::hex;
 
@@ -50,15 +62,19 @@ type HmacSha256 = Hmac<Sha256>;
 /// Prefix of every token, so a person can tell one from other strings.
 const PREFIX: &str = "ct_";
 /// Layout version of the signed payload.
-const VERSION: u8 = 3;
-/// version(1) + id(16) + expiry ms(8) + scope(16) + person(16) + account(16) + flags(1) +
-/// order(32) + prices(32) + totals length(1); the totals text follows.
-const FIXED_LEN: usize = 1 + 16 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + 1;
+const VERSION: u8 = 4;
+/// version(1) + id(16) + issued ms(8) + expiry ms(8) + scope(16) + person(16) + account(16) +
+/// flags(1) + order(32) + prices(32) + totals length(1); the totals text follows.
+const FIXED_LEN: usize = 1 + 16 + 8 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + 1;
 /// Flag bit: only an approval in the client's form places this order.
 const NEEDS_FORM: u8 = 1;
-/// How long token records are kept after their token expired. Past expiry a token is refused
-/// anyway, so this keeps "already placed order N" precise and identical orders findable.
-const REMEMBER_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest a token may live (the most `--confirmation-ttl` allows). A token that claims
+/// to live longer, or to expire further ahead than this, comes from a process whose clock is
+/// wrong.
+pub const LONGEST_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How far a process's clock may be from the state store's before it places no order, and how
+/// far in the future a token may say it was issued.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// How long a POST may stay unrecorded before its outcome counts as unknown, unless told.
 const DEFAULT_POSTING_GRACE: Duration = Duration::from_secs(120);
 
@@ -126,6 +142,7 @@ pub struct Issued {
 #[derive(Debug, Clone)]
 pub struct Claims {
     id: [u8; 16],
+    issued: i64,
     expires: i64,
     scope: [u8; 16],
     person: [u8; 16],
@@ -168,6 +185,30 @@ pub enum Refusal {
         "this confirmation_token expired at {0}: nothing was ordered. Call create_order without confirmation_token for a new preview and get the user's approval again"
     )]
     Expired(String),
+    #[error(
+        "this confirmation_token says it was issued at {issued} and expires at {expires}, which cannot be right at this server's time ({now}): the clock of the server that issued it, or of this one, is wrong. Nothing was ordered. Tell the user the operator must set the clocks right; then call create_order without confirmation_token for a new preview"
+    )]
+    FromTheFuture {
+        issued: String,
+        expires: String,
+        now: String,
+    },
+    #[error(
+        "this server's clock ({local}) disagrees with the state store's ({store}) by {by}, more than the minute it allows, so it places no order: nothing was ordered. Tell the user the operator must set this machine's clock right (NTP); the confirmation_token stays valid until it expires"
+    )]
+    ClockSkew {
+        local: String,
+        store: String,
+        by: String,
+    },
+    #[error(
+        "the state store's clock ({store}) is {by} behind the time it showed when used tokens were last cleared ({floor}), so no order is placed until it is right: nothing was ordered. Tell the user the operator must set the clock of the state store right (see README, \"Clocks\")"
+    )]
+    StoreClockBack {
+        store: String,
+        floor: String,
+        by: String,
+    },
     #[error(
         "the order differs from the preview this confirmation_token approved (products, quantities, delivery address or reference changed): nothing was ordered. Call create_order without confirmation_token for a preview of the new order and get the user's approval for it"
     )]
@@ -250,14 +291,21 @@ impl Confirmations {
         self.clock.now()
     }
 
-    /// Issues a token that confirms exactly `binding`, valid for the configured time.
-    pub fn issue(&self, binding: &Binding<'_>, needs_form: bool) -> Issued {
+    /// Issues a token that confirms exactly `binding`, valid for the configured time. First
+    /// sweeps the store (a bounded number of records, by the store's clock), and refuses when
+    /// this process's clock disagrees with the store's: a token it made would carry a wrong
+    /// expiry, and it could not place the order anyway.
+    pub fn issue(&self, binding: &Binding<'_>, needs_form: bool) -> Result<Issued, Refusal> {
+        let swept = self
+            .store
+            .sweep(SWEEP_AT_MOST)
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        let now = self.clock.now();
+        skew(now, &swept.time)?;
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
-        let now = self.clock.now();
-        let expires = now
-            .timestamp_millis()
-            .saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let issued = now.timestamp_millis();
+        let expires = issued.saturating_add(millis(self.ttl));
         let prices = binding.priced.map(price_digest).unwrap_or_default();
         let totals = binding
             .priced
@@ -266,6 +314,7 @@ impl Confirmations {
         let mut payload = Vec::with_capacity(FIXED_LEN + totals.len());
         payload.push(VERSION);
         payload.extend_from_slice(&id);
+        payload.extend_from_slice(&issued.to_be_bytes());
         payload.extend_from_slice(&expires.to_be_bytes());
         payload.extend_from_slice(&hash16(binding.scope));
         payload.extend_from_slice(&hash16(binding.person));
@@ -276,11 +325,7 @@ impl Confirmations {
         payload.push(totals.len() as u8);
         payload.extend_from_slice(totals.as_bytes());
         let signature = self.mac(&payload).finalize().into_bytes();
-        self.store.forget_before(
-            now - chrono::Duration::from_std(self.ttl + REMEMBER_FOR)
-                .unwrap_or(chrono::Duration::MAX),
-        );
-        Issued {
+        Ok(Issued {
             token: format!(
                 "{PREFIX}{}.{}",
                 URL_SAFE_NO_PAD.encode(&payload),
@@ -288,12 +333,12 @@ impl Confirmations {
             ),
             expires_at: DateTime::from_timestamp_millis(expires)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        }
+        })
     }
 
     /// Checks that `token` could place the order of `binding` right now, without claiming it.
     /// Signature, account and session come first, then what the store says of the token, its
-    /// expiry, and last the order and its price.
+    /// time, and last the order and its price.
     pub fn check(&self, token: &str, binding: &Binding<'_>) -> Result<Claims, Refusal> {
         let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
         if claims.account != binding.account {
@@ -311,16 +356,10 @@ impl Confirmations {
             .store
             .get(&claims.id())
             .map_err(|e| Refusal::Storage(e.to_string()))?;
-        if let Some(record) = recorded {
-            return Err(self.refusal(&record));
+        if let Some(recorded) = recorded {
+            return Err(self.refusal(&recorded));
         }
-        if self.clock.now().timestamp_millis() >= claims.expires {
-            return Err(Refusal::Expired(
-                DateTime::from_timestamp_millis(claims.expires)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(SecondsFormat::Secs, true),
-            ));
-        }
+        claims.in_time(self.clock.now())?;
         if claims.order != digest(binding.order) {
             return Err(Refusal::Mismatch);
         }
@@ -336,27 +375,56 @@ impl Confirmations {
     }
 
     /// Claims `token` for posting the order of `binding`. Of any number of concurrent callers,
-    /// in any number of processes sharing the store, at most one gets the claim.
+    /// in any number of processes sharing the store, at most one gets the claim; and it keeps it
+    /// only if the store's clock, read once the claim is held, agrees that the token is in time
+    /// (see the module's "Clocks").
     pub fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
         let claims = self.check(token, binding)?;
         let id = claims.id();
         let content = content_id(binding.order);
         let first = Use {
             state: UseState::Posting,
-            at: self.clock.now().timestamp_millis(),
             content: content.clone(),
+            expires: claims.expires,
         };
         match self.store.claim(&id, &first) {
-            Ok(Ok(())) => Ok(Redemption {
-                store: Arc::clone(&self.store),
-                clock: Arc::clone(&self.clock),
-                id,
-                content,
-                settled: false,
-            }),
-            Ok(Err(existing)) => Err(self.refusal(&existing)),
-            Err(e) => Err(Refusal::Storage(e.to_string())),
+            Ok(Claim::Won) => {}
+            Ok(Claim::Taken(existing)) => return Err(self.refusal(&existing)),
+            Err(e) => return Err(Refusal::Storage(e.to_string())),
         }
+        // Read after the claim: a sweep that removed an earlier record of this token raised the
+        // floor before it did, so this reading sees that floor.
+        let judged = self
+            .store
+            .time()
+            .map_err(|e| Refusal::Storage(e.to_string()))
+            .and_then(|time| {
+                skew(self.clock.now(), &time)?;
+                if let Some(by) = time.behind_floor()
+                    && by > chrono_duration(RETAIN)
+                {
+                    return Err(Refusal::StoreClockBack {
+                        store: rfc3339(time.now),
+                        floor: rfc3339(time.floor.unwrap_or_default()),
+                        by: human(by),
+                    });
+                }
+                claims.in_time(time.now)
+            });
+        if let Err(refusal) = judged {
+            // Nothing was sent: the token is given back, to be used where the clocks agree.
+            if let Err(e) = self.store.release(&id) {
+                tracing::error!(error = %e, "could not give back a confirmation token that was refused before posting; it now counts as used");
+            }
+            return Err(refusal);
+        }
+        Ok(Redemption {
+            store: Arc::clone(&self.store),
+            id,
+            content,
+            expires: claims.expires,
+            settled: false,
+        })
     }
 
     /// Ends `claims`' token after the person did not approve, for every process sharing the
@@ -369,38 +437,66 @@ impl Confirmations {
     ) -> io::Result<()> {
         let record = Use {
             state: UseState::NotApproved { answer },
-            at: self.clock.now().timestamp_millis(),
             content: content_id(order),
+            expires: claims.expires,
         };
         self.store.claim(&claims.id(), &record).map(|_| ())
     }
 
     /// Orders with the same content placed (or of unknown outcome) from this store within
     /// `within`, oldest first.
-    pub fn recent_identical(&self, order: &NewOrder, within: Duration) -> Vec<Use> {
-        let since =
-            self.clock.now() - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+    pub fn recent_identical(&self, order: &NewOrder, within: Duration) -> Vec<Recorded> {
+        let since = self.clock.now() - chrono_duration(within);
         self.store
             .recent(&content_id(order), since)
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| !matches!(r.state, UseState::NotApproved { .. }))
+            .filter(|r| !matches!(r.record.state, UseState::NotApproved { .. }))
             .collect()
     }
 
-    fn refusal(&self, record: &Use) -> Refusal {
-        match record.state {
+    /// This process's clock against the store's, for start-up and `1nce-mcp check`: `Err` says
+    /// what is wrong and that no order is placed until it is fixed.
+    pub fn clock_check(&self) -> Result<ClockAgreement, String> {
+        let time = self
+            .store
+            .time()
+            .map_err(|e| format!("could not read the state store's clock: {e}"))?;
+        let local = self.clock.now();
+        skew(local, &time).map_err(|refusal| match refusal {
+            Refusal::ClockSkew { local, store, by } => format!(
+                "this machine's clock ({local}) disagrees with the state store's ({store}) by {by}; no order is placed until it is set right (NTP)"
+            ),
+            other => other.to_string(),
+        })?;
+        if let Some(by) = time.behind_floor()
+            && by > chrono_duration(RETAIN)
+        {
+            return Err(format!(
+                "the state store's clock ({}) is {} behind the time it showed when used tokens were last cleared ({}); no order is placed until it is right (see README, \"Clocks\")",
+                rfc3339(time.now),
+                human(by),
+                rfc3339(time.floor.unwrap_or_default())
+            ));
+        }
+        Ok(ClockAgreement {
+            off_by: (local - time.now).abs(),
+        })
+    }
+
+    fn refusal(&self, recorded: &Recorded) -> Refusal {
+        match recorded.record.state {
             UseState::Posting => {
-                let age = self.clock.now().timestamp_millis() - record.at;
-                if age > i64::try_from(self.posting_grace.as_millis()).unwrap_or(i64::MAX) {
+                let age = self.clock.now() - recorded.at;
+                if age > chrono_duration(self.posting_grace) {
                     // The process that claimed it died mid-POST, or could not record the end.
-                    Refusal::OutcomeUnknown { since: record.at() }
+                    Refusal::OutcomeUnknown { since: recorded.at }
                 } else {
                     Refusal::InFlight
                 }
             }
             UseState::Placed { order_number } => Refusal::AlreadyPlaced(order_number),
-            UseState::Unknown => Refusal::OutcomeUnknown { since: record.at() },
+            UseState::Unknown => Refusal::OutcomeUnknown { since: recorded.at },
             UseState::NotApproved { answer } => Refusal::NotApproved(answer),
         }
     }
@@ -434,17 +530,22 @@ impl Confirmations {
             return None;
         }
         let take = |from: usize, to: usize| &payload[from..to];
-        Some(Claims {
+        let claims = Claims {
             id: take(1, 17).try_into().ok()?,
-            expires: i64::from_be_bytes(take(17, 25).try_into().ok()?),
-            scope: take(25, 41).try_into().ok()?,
-            person: take(41, 57).try_into().ok()?,
-            account: Account(take(57, 73).try_into().ok()?),
-            needs_form: payload[73] & NEEDS_FORM != 0,
-            order: take(74, 106).try_into().ok()?,
-            prices: take(106, 138).try_into().ok()?,
+            issued: i64::from_be_bytes(take(17, 25).try_into().ok()?),
+            expires: i64::from_be_bytes(take(25, 33).try_into().ok()?),
+            scope: take(33, 49).try_into().ok()?,
+            person: take(49, 65).try_into().ok()?,
+            account: Account(take(65, 81).try_into().ok()?),
+            needs_form: payload[81] & NEEDS_FORM != 0,
+            order: take(82, 114).try_into().ok()?,
+            prices: take(114, 146).try_into().ok()?,
             totals: String::from_utf8(payload[FIXED_LEN..].to_vec()).ok()?,
-        })
+        };
+        // Signed by this key, so made by a process sharing it; a lifetime no process could
+        // have set is a broken token.
+        let lifetime = claims.expires.checked_sub(claims.issued)?;
+        (lifetime > 0 && lifetime <= millis(LONGEST_TTL)).then_some(claims)
     }
 }
 
@@ -453,9 +554,9 @@ impl Confirmations {
 #[derive(Debug)]
 pub struct Redemption {
     store: Arc<dyn SingleUse>,
-    clock: Arc<dyn Clock>,
     id: String,
     content: String,
+    expires: i64,
     settled: bool,
 }
 
@@ -486,8 +587,8 @@ impl Redemption {
         self.settled = true;
         let record = Use {
             state,
-            at: self.clock.now().timestamp_millis(),
             content: self.content.clone(),
+            expires: self.expires,
         };
         if let Err(e) = self.store.settle(&self.id, &record) {
             tracing::warn!(error = %e, "could not record a confirmation token's outcome");
@@ -501,6 +602,77 @@ impl Drop for Redemption {
             self.settle(UseState::Unknown);
         }
     }
+}
+
+/// This process's clock agrees with the state store's.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockAgreement {
+    /// How far apart the two clocks are.
+    pub off_by: chrono::Duration,
+}
+
+impl Claims {
+    /// Refuses a token that, at `now`, has expired, or that no process with a right clock could
+    /// have made: issued in the future, or expiring further ahead than the longest lifetime.
+    fn in_time(&self, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let now_ms = now.timestamp_millis();
+        let skew = millis(CLOCK_SKEW);
+        if self.issued > now_ms.saturating_add(skew)
+            || self.expires > now_ms.saturating_add(millis(LONGEST_TTL) + skew)
+        {
+            return Err(Refusal::FromTheFuture {
+                issued: rfc3339_ms(self.issued),
+                expires: rfc3339_ms(self.expires),
+                now: rfc3339(now),
+            });
+        }
+        if now_ms >= self.expires {
+            return Err(Refusal::Expired(rfc3339_ms(self.expires)));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses when `local` and the store's time are more than [`CLOCK_SKEW`] apart.
+fn skew(local: DateTime<Utc>, store: &StoreTime) -> Result<(), Refusal> {
+    let by = (local - store.now).abs();
+    if by > chrono_duration(CLOCK_SKEW) {
+        return Err(Refusal::ClockSkew {
+            local: rfc3339(local),
+            store: rfc3339(store.now),
+            by: human(by),
+        });
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(rfc3339)
+        .unwrap_or_else(|| format!("{ms} ms after 1970"))
+}
+
+/// A duration as a person reads it: "8 days 2 hours", "3 minutes 4 seconds".
+fn human(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().unsigned_abs();
+    humantime::format_duration(Duration::from_secs(if secs >= 3600 {
+        secs / 60 * 60
+    } else {
+        secs
+    }))
+    .to_string()
 }
 
 /// SHA-256 of the validated order's canonical JSON (fixed field order, absent fields as null).
@@ -621,6 +793,7 @@ mod tests {
     use crate::orders::checks::tests::product;
     use crate::orders::checks::{OrderLimits, check_order};
     use crate::orders::clock::ManualClock;
+    use crate::orders::single_use::MemoryStore;
 
     fn order(quantity: i64) -> NewOrder {
         NewOrder::new(
@@ -646,13 +819,15 @@ mod tests {
         store: Confirmations,
     }
 
+    /// Confirmations whose process clock and store clock are one manual clock (moved by hand),
+    /// over an in-memory store.
     fn fixture(ttl: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let store = Confirmations::open(dir.path(), ttl)
-            .unwrap()
-            .with_clock(clock.clone())
-            .with_posting_grace(Duration::from_secs(90));
+        let store =
+            Confirmations::with_store([7; 32], Arc::new(MemoryStore::new(clock.clone())), ttl)
+                .with_clock(clock.clone())
+                .with_posting_grace(Duration::from_secs(90));
         Fixture {
             _dir: dir,
             clock,
@@ -686,7 +861,7 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let (five, six) = (order(5), order(6));
         let (p5, p6) = (priced(&five, 100), priced(&six, 100));
-        let issued = f.store.issue(&binding(&five, &p5, "s"), false);
+        let issued = f.store.issue(&binding(&five, &p5, "s"), false).unwrap();
         assert!(issued.token.starts_with("ct_"));
         let t = issued.token.as_str();
         assert_eq!(
@@ -698,13 +873,16 @@ mod tests {
             Refusal::OtherSession
         );
         let alice = "https://idp.example\nalice";
-        let by_alice = f.store.issue(
-            &Binding {
-                person: alice,
-                ..binding(&five, &p5, "s")
-            },
-            false,
-        );
+        let by_alice = f
+            .store
+            .issue(
+                &Binding {
+                    person: alice,
+                    ..binding(&five, &p5, "s")
+                },
+                false,
+            )
+            .unwrap();
         for (person, scope) in [
             ("https://idp.example\nbob", "s"),
             ("", "s"),
@@ -767,7 +945,10 @@ mod tests {
     fn a_changed_price_is_refused_naming_both_prices() {
         let f = fixture(Duration::from_secs(60));
         let o = order(10);
-        let issued = f.store.issue(&binding(&o, &priced(&o, 10_000), "s"), false);
+        let issued = f
+            .store
+            .issue(&binding(&o, &priced(&o, 10_000), "s"), false)
+            .unwrap();
         let now = priced(&o, 45_000);
         let err = f
             .store
@@ -807,8 +988,8 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
-        let form = f.store.issue(&binding(&o, &p, "s"), true);
-        let plain = f.store.issue(&binding(&o, &p, "s"), false);
+        let form = f.store.issue(&binding(&o, &p, "s"), true).unwrap();
+        let plain = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
         assert!(
             f.store
                 .check(&form.token, &binding(&o, &p, "s"))
@@ -828,7 +1009,7 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
-        let issued = f.store.issue(&binding(&o, &p, "s"), false);
+        let issued = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
         f.clock.advance(Duration::from_secs(59));
         assert!(f.store.check(&issued.token, &binding(&o, &p, "s")).is_ok());
         f.clock.advance(Duration::from_secs(1));
@@ -846,7 +1027,8 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let issued = Confirmations::open(dir.path(), ttl)
             .unwrap()
-            .issue(&binding(&o, &p, "s"), false);
+            .issue(&binding(&o, &p, "s"), false)
+            .unwrap();
         // A new process opens the same state directory.
         let again = Confirmations::open(dir.path(), ttl).unwrap();
         let mut tampered = issued.token.clone().into_bytes();
@@ -880,7 +1062,7 @@ mod tests {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, false);
+        let issued = f.store.issue(&b, false).unwrap();
         let proof = NotProcessed::never_sent(crate::api::ApiError::Forbidden);
         f.store.redeem(&issued.token, &b).unwrap().release(&proof);
         f.store
@@ -894,7 +1076,7 @@ mod tests {
             Refusal::OutcomeUnknown { .. }
         ));
         // A call dropped mid-POST is an unknown outcome too.
-        let second = f.store.issue(&b, false);
+        let second = f.store.issue(&b, false).unwrap();
         drop(f.store.redeem(&second.token, &b).unwrap());
         assert!(matches!(
             f.store.redeem(&second.token, &b).unwrap_err(),
@@ -908,7 +1090,7 @@ mod tests {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, false);
+        let issued = f.store.issue(&b, false).unwrap();
         // The process dies mid-POST: the claim is never settled.
         std::mem::forget(f.store.redeem(&issued.token, &b).unwrap());
         assert_eq!(
@@ -927,7 +1109,7 @@ mod tests {
         let o = order(3);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let declined = f.store.issue(&b, true);
+        let declined = f.store.issue(&b, true).unwrap();
         let claims = f.store.check(&declined.token, &b).unwrap();
         f.store
             .end_unapproved(&claims, &o, NotApproved::Declined)
@@ -941,7 +1123,7 @@ mod tests {
                 .recent_identical(&o, Duration::from_secs(3600))
                 .is_empty()
         );
-        let placed = f.store.issue(&b, false);
+        let placed = f.store.issue(&b, false).unwrap();
         f.store
             .redeem(&placed.token, &b)
             .unwrap()
@@ -949,7 +1131,7 @@ mod tests {
         let recent = f.store.recent_identical(&o, Duration::from_secs(3600));
         assert_eq!(recent.len(), 1);
         assert_eq!(
-            recent[0].state,
+            recent[0].record.state,
             UseState::Placed {
                 order_number: Some(77)
             }
@@ -972,7 +1154,7 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(3);
         let p = priced(&o, 100);
-        let issued = f.store.issue(&binding(&o, &p, "s"), false);
+        let issued = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
         let winners: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
@@ -987,6 +1169,187 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(winners, 1);
+    }
+
+    /// A process clock and a store clock that are moved apart by hand, over one in-memory
+    /// store, with the fixture's key.
+    fn two_clocks(
+        process_ahead: chrono::Duration,
+    ) -> (Arc<ManualClock>, Arc<ManualClock>, Confirmations) {
+        let now = Utc::now();
+        let store_clock = Arc::new(ManualClock::new(now));
+        let process_clock = Arc::new(ManualClock::new(now + process_ahead));
+        let c = Confirmations::with_store(
+            [7; 32],
+            Arc::new(MemoryStore::new(store_clock.clone())),
+            Duration::from_secs(600),
+        )
+        .with_clock(process_clock.clone());
+        (process_clock, store_clock, c)
+    }
+
+    #[test]
+    fn a_process_whose_clock_is_days_ahead_neither_previews_nor_frees_a_used_token() {
+        // The attack of issue 24 on the state directory: a token is placed; a process 8 days
+        // ahead makes a preview (which sweeps); the token must stay spent.
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(600);
+        let right = Confirmations::open(dir.path(), ttl).unwrap();
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let issued = right.issue(&b, false).unwrap();
+        right
+            .redeem(&issued.token, &b)
+            .unwrap()
+            .placed(&created(38));
+        let ahead = Confirmations::open(dir.path(), ttl)
+            .unwrap()
+            .with_clock(Arc::new(ManualClock::new(
+                Utc::now() + chrono::Duration::days(8),
+            )));
+        let refused = ahead.issue(&b, false).unwrap_err();
+        assert!(matches!(refused, Refusal::ClockSkew { .. }), "{refused:?}");
+        assert!(ahead.clock_check().unwrap_err().contains("disagrees"));
+        assert_eq!(
+            right.redeem(&issued.token, &b).unwrap_err(),
+            Refusal::AlreadyPlaced(Some(38))
+        );
+        assert!(right.clock_check().is_ok());
+    }
+
+    #[test]
+    fn a_token_from_a_clock_ahead_is_refused_wherever_it_is_presented() {
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let (_, _, right) = two_clocks(chrono::Duration::zero());
+        for (ahead, refused) in [
+            (chrono::Duration::days(30), true),
+            (chrono::Duration::minutes(2), true),
+            (chrono::Duration::seconds(30), false),
+        ] {
+            // A process whose store agrees with its wrong clock (its own, or the key copied).
+            let (_, _, wrong) = two_clocks(chrono::Duration::zero());
+            let wrong = wrong.with_clock(Arc::new(ManualClock::new(Utc::now() + ahead)));
+            let wrong = Confirmations {
+                store: Arc::new(MemoryStore::new(Arc::new(ManualClock::new(
+                    Utc::now() + ahead,
+                )))),
+                ..wrong
+            };
+            let token = wrong.issue(&b, false).unwrap().token;
+            let got = right.check(&token, &b);
+            assert_eq!(
+                matches!(got, Err(Refusal::FromTheFuture { .. })),
+                refused,
+                "{ahead}: {got:?}"
+            );
+            if refused {
+                let text = got.unwrap_err().to_string();
+                assert!(text.contains("is wrong") && text.contains("Nothing was ordered"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_claim_is_judged_by_the_store_s_clock_and_given_back_when_the_clocks_disagree() {
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let (process, store, c) = two_clocks(chrono::Duration::zero());
+        let issued = c.issue(&b, false).unwrap();
+        // The process's clock jumps two minutes ahead after the preview. (One that jumps back
+        // sees the token as issued in the future, refused before any claim.)
+        let ahead = Arc::new(ManualClock::new(
+            process.now() + chrono::Duration::minutes(2),
+        ));
+        let jumped = Confirmations { clock: ahead, ..c };
+        let err = jumped.redeem(&issued.token, &b).unwrap_err();
+        assert!(matches!(err, Refusal::ClockSkew { .. }), "{err:?}");
+        assert!(err.to_string().contains("stays valid"), "{err}");
+        // Given back: the same token places the order once the clocks agree.
+        let id = jumped.verify(&issued.token).unwrap().id();
+        assert_eq!(jumped.store.get(&id).unwrap(), None);
+        let fixed = Confirmations {
+            clock: store.clone(),
+            ..jumped
+        };
+        fixed.redeem(&issued.token, &b).unwrap().placed(&created(1));
+        // Expiry by the store's clock: a token the process thinks is still good (its clock 30 s
+        // behind, within the skew) is refused once the store says it has expired.
+        let second = fixed.issue(&b, false).unwrap();
+        store.advance(Duration::from_secs(610));
+        let late = Confirmations {
+            clock: Arc::new(ManualClock::new(
+                store.now() - chrono::Duration::seconds(30),
+            )),
+            ..fixed
+        };
+        assert!(late.check(&second.token, &b).is_ok());
+        assert!(matches!(
+            late.redeem(&second.token, &b).unwrap_err(),
+            Refusal::Expired(_)
+        ));
+    }
+
+    #[test]
+    fn a_store_clock_set_back_past_its_floor_stops_every_claim() {
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let (process, store, c) = two_clocks(chrono::Duration::zero());
+        let issued = c.issue(&b, false).unwrap();
+        // Both clocks run 30 days ahead for a while, and a preview sweeps by them.
+        store.advance(Duration::from_secs(30 * 24 * 3600));
+        process.advance(Duration::from_secs(30 * 24 * 3600));
+        c.issue(&b, false).unwrap();
+        // Then both are set right again: nothing may be claimed until the floor is reached.
+        let back = Arc::new(ManualClock::new(Utc::now()));
+        let c = Confirmations {
+            clock: back.clone(),
+            store: Arc::new(ShiftedStore {
+                inner: c.store,
+                by: -chrono::Duration::days(30),
+            }),
+            ..c
+        };
+        let err = c.redeem(&issued.token, &b).unwrap_err();
+        assert!(matches!(err, Refusal::StoreClockBack { .. }), "{err:?}");
+        assert!(c.clock_check().unwrap_err().contains("behind"));
+    }
+
+    /// A store whose clock reads `by` off its inner store's (a clock set back).
+    #[derive(Debug)]
+    struct ShiftedStore {
+        inner: Arc<dyn SingleUse>,
+        by: chrono::Duration,
+    }
+
+    impl SingleUse for ShiftedStore {
+        fn get(&self, id: &str) -> io::Result<Option<Recorded>> {
+            self.inner.get(id)
+        }
+        fn claim(&self, id: &str, first: &Use) -> io::Result<Claim> {
+            self.inner.claim(id, first)
+        }
+        fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
+            self.inner.settle(id, record)
+        }
+        fn release(&self, id: &str) -> io::Result<()> {
+            self.inner.release(id)
+        }
+        fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>> {
+            self.inner.recent(content, since)
+        }
+        fn time(&self) -> io::Result<StoreTime> {
+            let mut time = self.inner.time()?;
+            time.now += self.by;
+            Ok(time)
+        }
+        fn sweep(&self, at_most: usize) -> io::Result<crate::orders::single_use::Swept> {
+            self.inner.sweep(at_most)
+        }
     }
 
     #[cfg(unix)]

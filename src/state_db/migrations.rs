@@ -12,9 +12,10 @@ use super::{connection, describe};
 const LOCK: i64 = 0x316e_6365;
 
 /// `(version, SQL)`, in order. Never edit a step that shipped: add one.
-pub const STEPS: &[(i32, &str)] = &[(
-    1,
-    "
+pub const STEPS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE used_tokens (
         id          text PRIMARY KEY,
         state       text NOT NULL,
@@ -45,7 +46,20 @@ pub const STEPS: &[(i32, &str)] = &[(
         tat_ms  double precision NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        "
+    ALTER TABLE used_tokens ADD COLUMN expires_ms bigint;
+    CREATE INDEX used_tokens_expires ON used_tokens (expires_ms);
+    DROP INDEX used_tokens_at;
+    CREATE TABLE store_clock (
+        id        integer PRIMARY KEY,
+        floor_ms  bigint NOT NULL
+    );
+    ",
+    ),
+];
 
 /// Applies the steps not applied yet, under the lock.
 pub async fn apply(pool: &Pool) -> Result<(), String> {

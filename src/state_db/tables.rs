@@ -15,10 +15,14 @@ use crate::api::RateLimit;
 use crate::api::rate_limit::SharedBucket;
 use crate::orders::AuditTrail;
 use crate::orders::audit::Record;
-use crate::orders::single_use::{SingleUse, Use, UseState};
+use crate::orders::single_use::{
+    Claim, RETAIN, Recorded, SingleUse, StoreTime, Swept, Use, UseState,
+};
 
 /// Single use of confirmation tokens: one row per token id. A claim is an insert that can
 /// succeed once (`ON CONFLICT DO NOTHING`), so of any number of replicas exactly one gets it.
+/// Every time in the table is the database's (`at_ms`, the floor in `store_clock`), never a
+/// replica's; `expires_ms` is the token's own signed expiry, and the only thing a sweep judges.
 #[derive(Debug, Clone)]
 pub struct UsedTokens {
     db: Arc<StateDb>,
@@ -44,7 +48,14 @@ fn state_name(state: &UseState) -> &'static str {
     }
 }
 
-/// The parameters `$1`…`$5` of a row: id, state, record, content, at_ms.
+/// The database's time in Unix milliseconds.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// The parameters `$1`…`$5` of a row: id, state, record, content, expires_ms.
 fn row_params(id: &str, record: &Use) -> io::Result<Params> {
     let json = serde_json::to_value(record).map_err(io::Error::other)?;
     Ok(vec![
@@ -52,26 +63,38 @@ fn row_params(id: &str, record: &Use) -> io::Result<Params> {
         Box::new(state_name(&record.state).to_owned()),
         Box::new(json),
         Box::new(record.content.clone()),
-        Box::new(record.at),
+        Box::new(record.expires),
     ])
 }
 
-fn from_json(value: serde_json::Value, at: i64) -> Use {
-    // A row that cannot be read counts as a POST under way: it refuses reuse, like a marker
-    // file cut short.
-    serde_json::from_value(value).unwrap_or(Use {
-        state: UseState::Posting,
-        at,
-        content: String::new(),
-    })
+fn millis_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn row_use(row: &Row) -> Use {
-    from_json(row.get(0), row.get(1))
+/// A row of `SELECT record, at_ms`.
+fn row_recorded(row: &Row) -> Recorded {
+    // A row that cannot be read counts as a POST under way that is never swept: it refuses
+    // reuse, like a marker file written by hand.
+    let record = serde_json::from_value(row.get(0)).unwrap_or(Use {
+        state: UseState::Posting,
+        content: String::new(),
+        expires: i64::MAX,
+    });
+    Recorded {
+        record,
+        at: millis_time(row.get(1)),
+    }
+}
+
+fn store_time(now: i64, floor: Option<i64>) -> StoreTime {
+    StoreTime {
+        now: millis_time(now),
+        floor: floor.map(millis_time),
+    }
 }
 
 impl SingleUse for UsedTokens {
-    fn get(&self, id: &str) -> io::Result<Option<Use>> {
+    fn get(&self, id: &str) -> io::Result<Option<Recorded>> {
         let rows = self
             .db
             .query(
@@ -79,32 +102,45 @@ impl SingleUse for UsedTokens {
                 vec![Box::new(id.to_owned())],
             )
             .map_err(io::Error::other)?;
-        Ok(rows.first().map(row_use))
+        Ok(rows.first().map(row_recorded))
     }
 
-    fn claim(&self, id: &str, first: &Use) -> io::Result<Result<(), Use>> {
+    fn claim(&self, id: &str, first: &Use) -> io::Result<Claim> {
         let inserted = self
             .db
             .execute(
-                "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                concat!(
+                    "INSERT INTO used_tokens (id, state, record, content, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5, ",
+                    db_now_ms!(),
+                    ") ON CONFLICT (id) DO NOTHING"
+                ),
                 row_params(id, first)?,
             )
             .map_err(io::Error::other)?;
         if inserted == 1 {
-            return Ok(Ok(()));
+            return Ok(Claim::Won);
         }
-        // Released between the insert and the read: still not ours, and busy.
-        Ok(Err(self.get(id)?.unwrap_or(Use {
-            state: UseState::Posting,
-            at: first.at,
-            content: first.content.clone(),
-        })))
+        Ok(Claim::Taken(match self.get(id)? {
+            Some(recorded) => recorded,
+            // Released between the insert and the read: still not ours, and busy.
+            None => Recorded {
+                record: Use {
+                    state: UseState::Posting,
+                    ..first.clone()
+                },
+                at: Utc::now(),
+            },
+        }))
     }
 
     fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
         self.db
             .execute(
-                "UPDATE used_tokens SET state = $2, record = $3, content = $4, at_ms = $5, updated_at = now() WHERE id = $1",
+                concat!(
+                    "UPDATE used_tokens SET state = $2, record = $3, content = $4, expires_ms = $5, at_ms = ",
+                    db_now_ms!(),
+                    ", updated_at = now() WHERE id = $1"
+                ),
                 row_params(id, record)?,
             )
             .map(drop)
@@ -121,7 +157,7 @@ impl SingleUse for UsedTokens {
             .map_err(io::Error::other)
     }
 
-    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Use>> {
+    fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>> {
         let rows = self
             .db
             .query(
@@ -129,19 +165,62 @@ impl SingleUse for UsedTokens {
                 vec![Box::new(content.to_owned()), Box::new(since.timestamp_millis())],
             )
             .map_err(io::Error::other)?;
-        Ok(rows.iter().map(row_use).collect())
+        Ok(rows.iter().map(row_recorded).collect())
     }
 
-    fn forget_before(&self, before: DateTime<Utc>) {
-        let before = before.timestamp_millis();
-        self.db.spawn(move |pool| async move {
-            let client = connection(&pool).await?;
-            client
-                .execute("DELETE FROM used_tokens WHERE at_ms < $1", &[&before])
-                .await
-                .map_err(|e| describe(&e))?;
-            Ok(())
-        });
+    fn time(&self) -> io::Result<StoreTime> {
+        let rows = self
+            .db
+            .query(
+                concat!(
+                    "SELECT ",
+                    db_now_ms!(),
+                    ", (SELECT floor_ms FROM store_clock WHERE id = 1)"
+                ),
+                Vec::new(),
+            )
+            .map_err(io::Error::other)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| io::Error::other("the database did not say its time"))?;
+        Ok(store_time(row.get(0), row.get(1)))
+    }
+
+    fn sweep(&self, at_most: usize) -> io::Result<Swept> {
+        let retain = i64::try_from(RETAIN.as_millis()).unwrap_or(i64::MAX);
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+        self.db
+            .run(move |pool| async move {
+                let mut client = connection(&pool).await?;
+                let tx = client.transaction().await.map_err(|e| describe(&e))?;
+                // The floor row is locked until the commit, so sweeps run one at a time, and
+                // it is raised in the same transaction that removes what it allows.
+                let row = tx
+                    .query_one(
+                        concat!(
+                            "WITH t AS (SELECT ",
+                            db_now_ms!(),
+                            " AS now_ms) INSERT INTO store_clock AS c (id, floor_ms) SELECT 1, now_ms FROM t ON CONFLICT (id) DO UPDATE SET floor_ms = greatest(c.floor_ms, excluded.floor_ms) RETURNING floor_ms, (SELECT now_ms FROM t)"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                let (floor, now): (i64, i64) = (row.get(0), row.get(1));
+                let removed = tx
+                    .execute(
+                        "DELETE FROM used_tokens WHERE id IN (SELECT id FROM used_tokens WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2)",
+                        &[&floor.saturating_sub(retain), &at_most],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                tx.commit().await.map_err(|e| describe(&e))?;
+                Ok(Swept {
+                    time: store_time(now, Some(floor)),
+                    removed: usize::try_from(removed).unwrap_or(usize::MAX),
+                })
+            })
+            .map_err(io::Error::other)
     }
 }
 
@@ -204,7 +283,7 @@ impl RateBuckets {
     }
 }
 
-/// The database's time in Unix milliseconds, read when the row is locked.
+/// The database's time in Unix milliseconds (as a float), read when the row is locked.
 macro_rules! db_now {
     () => {
         "(extract(epoch FROM clock_timestamp()) * 1000)::double precision"
