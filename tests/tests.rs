@@ -13,6 +13,7 @@ mod browser;
 mod check;
 mod cli;
 mod client;
+mod clocks;
 mod conformance;
 mod docs;
 mod elicitation;

@@ -99,6 +99,77 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     cmd
 }
 
+/// How a one-shot run of the binary (`call`, `check`) ended, and what it printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as JSON (what `call` prints for a successful tool).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// `1nce-mcp <args>` with `env` on top of [`command`]'s clean environment, stdin closed; with
+/// `clock` (`faketime`'s offset, such as `"+8d"`) under libfaketime, so the process alone
+/// believes it is another time (the file system and the database keep the true time).
+pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = command(args, env);
+    if let Some(offset) = clock {
+        let faketime = installed(
+            "ONCE_FAKETIME",
+            Some("/usr/bin/faketime"),
+            "install Debian's faketime package (apt-get install faketime)",
+        )
+        .expect("faketime is needed for this test; see the line above");
+        let std = cmd.as_std();
+        let mut wrapped = tokio::process::Command::new(faketime);
+        wrapped.args(["-f", offset]).arg(std.get_program());
+        wrapped.args(std.get_args());
+        wrapped.env_clear();
+        for (key, value) in std.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        for (key, value) in std::env::vars_os() {
+            if std.get_envs().all(|(k, _)| k != key) {
+                wrapped.env(key, value);
+            }
+        }
+        // Timers keep the real monotonic clock; only the wall clock is off.
+        wrapped.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        cmd = wrapped;
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run the 1nce-mcp binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether the test machine can run programs at another time (libfaketime); says how to get
+/// it when not, and fails under `ONCE_INTEROP_REQUIRED=1`.
+pub fn faketime_installed() -> bool {
+    installed(
+        "ONCE_FAKETIME",
+        Some("/usr/bin/faketime"),
+        "install Debian's faketime package (apt-get install faketime)",
+    )
+    .is_some()
+}
+
 /// The program `var` names, else `default` when that exists, or `None` after saying on stderr
 /// how to get it (`how`). Missing is a failure when `ONCE_INTEROP_REQUIRED=1`, as in CI.
 pub fn installed(var: &str, default: Option<&str>, how: &str) -> Option<PathBuf> {
