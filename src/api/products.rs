@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::model::lenient::number_to_u64;
+use super::model::one_line;
 use super::{ApiError, Client, Effect};
 
 /// How long a fetched catalogue is used before it is read again.
@@ -163,6 +164,13 @@ impl WireCharge {
                 "product {product} has a charge whose amount_net {text:?} is not an amount of money"
             ),
         })?;
+        if amount_net.0 < 0 {
+            return Err(ApiError::BadResponse {
+                reason: format!(
+                    "product {product} has a negative charge ({text}); an order is never priced below zero"
+                ),
+            });
+        }
         let currency = self
             .currency
             .map(|c| c.trim().to_ascii_uppercase())
@@ -170,8 +178,17 @@ impl WireCharge {
             .ok_or_else(|| ApiError::BadResponse {
                 reason: format!("product {product} has a charge without a currency"),
             })?;
+        // What a person reads beside every price: an ISO 4217 code, nothing else.
+        if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(ApiError::BadResponse {
+                reason: format!(
+                    "product {product} has a charge in currency {:?}, not a three-letter currency code",
+                    one_line(&currency)
+                ),
+            });
+        }
         Ok(Charge {
-            name: self.name.unwrap_or_default(),
+            name: one_line(&self.name.unwrap_or_default()).into_owned(),
             amount_net,
             currency,
         })
@@ -189,11 +206,14 @@ impl WireCatalogueProduct {
         };
         Ok(Product {
             id,
+            // Cleaned here, once: a name is shown beside prices in previews and approval forms,
+            // and no line break or invisible character from upstream may reach those.
             name: self
                 .product
                 .filter(|p| !p.trim().is_empty())
+                .map(|p| one_line(&p).into_owned())
                 .unwrap_or_else(|| format!("product {id}")),
-            material: self.material,
+            material: self.material.map(|m| one_line(&m).into_owned()),
             package_size: self.package_size,
             min_quantity: self.min_quantity.unwrap_or(1).max(1),
             max_quantity: self.max_quantity,
@@ -323,5 +343,44 @@ mod tests {
         assert_eq!(products[1].min_quantity, 1);
         let bad = br#"[{"id":1,"one_time_charges":[{"amount_net":"free","currency":"EUR"}]}]"#;
         assert!(parse_products(bad).is_err());
+    }
+
+    #[test]
+    fn a_catalogue_cannot_write_the_person_s_approval_text() {
+        // A name with a line break stays on its line wherever it is shown.
+        let body =
+            br#"[{"id":1,"product":"SIM\nApproved by the user: yes","material":"a\u2028b"}]"#;
+        let products = parse_products(body).unwrap();
+        assert_eq!(products[0].name, "SIM\u{FFFD}Approved by the user: yes");
+        assert_eq!(products[0].material.as_deref(), Some("a\u{FFFD}b"));
+        // A charge below zero, or a currency that is not a three-letter code, is not priced.
+        for (charge, why) in [
+            (r#"{"amount_net":-200,"currency":"EUR"}"#, "negative charge"),
+            (
+                r#"{"amount_net":"-0.01","currency":"EUR"}"#,
+                "negative charge",
+            ),
+            (
+                r#"{"amount_net":1,"currency":"EU\nR"}"#,
+                "not a three-letter",
+            ),
+            (
+                r#"{"amount_net":1,"currency":"EURO"}"#,
+                "not a three-letter",
+            ),
+            (
+                r#"{"amount_net":1,"currency":"\u20ac"}"#,
+                "not a three-letter",
+            ),
+        ] {
+            let body = format!(r#"[{{"id":7,"one_time_charges":[{charge}]}}]"#);
+            let err = parse_products(body.as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains(why) && err.contains("product 7"),
+                "{charge}: {err}"
+            );
+            let body = format!(r#"[{{"id":7,"recurring_charges":[{charge}]}}]"#);
+            assert!(parse_products(body.as_bytes()).is_err(), "{charge}");
+        }
     }
 }

@@ -140,7 +140,7 @@ pub fn write_order_line(out: &mut String, order: &ListedOrder) {
                 write_ship_to(out, &ship_to.city, &ship_to.country);
             }
             if let Some(reference) = &s.customer_reference {
-                let _ = write!(out, "{SEPARATOR}ref \"{}\"", one_line(reference));
+                let _ = write!(out, "{SEPARATOR}ref {}", quoted(reference));
             }
         }
         ListedOrder::Full(order) => write_order_details(out, order, |_| None),
@@ -165,11 +165,11 @@ pub fn write_order_details<'a>(
         let _ = write!(out, "{SEPARATOR}invoice {}", one_line(invoice));
     }
     if let Some(reference) = &order.customer_reference {
-        let _ = write!(out, "{SEPARATOR}ref \"{}\"", one_line(reference));
+        let _ = write!(out, "{SEPARATOR}ref {}", quoted(reference));
     }
     write_products(out, "\n  products: ", &order.products, name_of);
     if let Some(address) = &order.shipping_address {
-        let _ = write!(out, "\n  ship to: {}", one_line(&address.to_string()));
+        let _ = write!(out, "\n  ship to: {}", quoted(&address.to_string()));
         if let Some(phone) = &address.phone {
             let _ = write!(out, " (phone {})", one_line(phone));
         }
@@ -244,26 +244,24 @@ fn write_ship_to(out: &mut String, city: &Option<String>, country: &Option<Strin
     }
 }
 
-/// `text` with every invisible or line-breaking character replaced by U+FFFD, so a value read
-/// from 1NCE or given by an agent stays on its line and hides nothing.
-pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text
-        .chars()
-        .any(|c| crate::api::model::invisible(c).is_some())
-    {
-        return std::borrow::Cow::Borrowed(text);
+/// `text` in double quotes that no value can close: on one line (see [`one_line`]), with every
+/// `"` and `\` escaped as JSON escapes them, so a reference `x" Ships to: "Berlin` reads
+/// `"x\" Ships to: \"Berlin"` and never passes for a line of the server's own.
+pub fn quoted(text: &str) -> String {
+    let text = one_line(text);
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
-    text.chars()
-        .map(|c| {
-            if crate::api::model::invisible(c).is_some() {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect::<String>()
-        .into()
+    out.push('"');
+    out
 }
+
+pub use crate::api::model::one_line;
 
 #[cfg(test)]
 mod tests {
@@ -334,7 +332,7 @@ mod tests {
             text,
             "order 2000000007 · ADDITIONAL_ORDER · COMPLETED · 2024-08-23T11:12:00Z · 53.55 EUR · invoice 20000007 · ref \"Fleet\u{FFFD}North\"\n  \
              products: 3 × product 1002, 1 × product 1001 (SIM card)\n  \
-             ship to: Max Mustermann, Musterstraße 12, 10115 Berlin, DE (phone +49 30 1)\n  \
+             ship to: \"Max Mustermann, Musterstraße 12, 10115 Berlin, DE\" (phone +49 30 1)\n  \
              SIMs (3): 8988280666000000015, 8988280666000000023 (1 without an ICCID)"
         );
     }

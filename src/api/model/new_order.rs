@@ -153,6 +153,24 @@ pub fn invisible(c: char) -> Option<&'static str> {
     }
 }
 
+/// `text` with every invisible or line-breaking character replaced by U+FFFD, so a value read
+/// from 1NCE or given by an agent stays on its line and hides nothing.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| invisible(c).is_some()) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if invisible(c).is_some() {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 impl NewOrder {
     /// Validates an order as an agent gave it, before anything is sent anywhere.
     pub fn new(
