@@ -128,9 +128,9 @@ pub trait SingleUse: Send + Sync + fmt::Debug {
     fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>>;
     /// The store's clock and floor, read now.
     fn time(&self) -> io::Result<StoreTime>;
-    /// Raises the floor to the store's time, then removes at most `at_most` records whose
-    /// token expired more than [`RETAIN`] before the floor. Safe whatever any process's clock
-    /// says: it reads only the store's.
+    /// Removes at most `at_most` records whose token expired more than [`RETAIN`] before the
+    /// store's time, after raising the floor to at least that time. Safe whatever any process's
+    /// clock says: it reads only the store's.
     fn sweep(&self, at_most: usize) -> io::Result<Swept>;
 }
 
@@ -291,14 +291,12 @@ impl SingleUse for MarkerFiles {
             });
         };
         let now = millis(stamp(&self.dir.join(PROBE))?);
-        let floor = self.floor()?.unwrap_or(i64::MIN).max(now);
-        // The floor is on disk before anything it allows is removed.
-        replace_private(&self.dir.join(FLOOR), floor.to_string().as_bytes())?;
         let retain = i64::try_from(RETAIN.as_millis()).unwrap_or(i64::MAX);
-        let expired_before = floor.saturating_sub(retain);
-        let mut removed = 0;
+        let expired_before = now.saturating_sub(retain);
+        let stale_before = now.saturating_sub(STALE_TEMP.as_millis() as i64);
+        let mut doomed = Vec::new();
         for entry in fs::read_dir(&self.dir)?.flatten() {
-            if removed >= at_most {
+            if doomed.len() >= at_most {
                 break;
             }
             let path = entry.path();
@@ -306,26 +304,36 @@ impl SingleUse for MarkerFiles {
             let name = name.to_string_lossy();
             if name.starts_with('.') {
                 // A temporary file a crash left behind, dated by the same file system's clock.
-                let stale = name.ends_with(".tmp")
-                    && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-                        millis(t) < now.saturating_sub(STALE_TEMP.as_millis() as i64)
-                    });
-                if stale && fs::remove_file(&path).is_ok() {
-                    removed += 1;
+                if name.ends_with(".tmp")
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| millis(t) < stale_before)
+                {
+                    doomed.push(path);
                 }
-                continue;
-            }
-            if let Ok(Some(recorded)) = MarkerFiles::read(&path)
+            } else if let Ok(Some(recorded)) = MarkerFiles::read(&path)
                 && recorded.record.expires < expired_before
-                && fs::remove_file(&path).is_ok()
             {
-                removed += 1;
+                doomed.push(path);
             }
         }
+        let mut floor = self.floor()?;
+        if !doomed.is_empty() {
+            // The floor is on disk before anything it allows is removed (and written only then:
+            // a sweep that removes nothing costs no flush).
+            let raised = floor.unwrap_or(i64::MIN).max(now);
+            replace_private(&self.dir.join(FLOOR), raised.to_string().as_bytes())?;
+            floor = Some(raised);
+        }
+        let removed = doomed
+            .iter()
+            .filter(|path| fs::remove_file(path).is_ok())
+            .count();
         Ok(Swept {
             time: StoreTime {
                 now: from_millis(now),
-                floor: Some(from_millis(floor)),
+                floor: floor.map(from_millis),
             },
             removed,
         })
@@ -539,30 +547,25 @@ impl SingleUse for MemoryStore {
 
     fn sweep(&self, at_most: usize) -> io::Result<Swept> {
         let now = self.clock.now();
-        let floor = {
-            let mut floor = self.floor.lock().unwrap_or_else(|p| p.into_inner());
-            let raised = floor.map_or(now, |f| f.max(now));
-            *floor = Some(raised);
-            raised
-        };
         let before =
-            (floor - chrono::Duration::from_std(RETAIN).unwrap_or_default()).timestamp_millis();
+            (now - chrono::Duration::from_std(RETAIN).unwrap_or_default()).timestamp_millis();
         let mut records = self.records();
-        let gone: Vec<String> = records
+        let doomed: Vec<String> = records
             .iter()
             .filter(|(_, r)| r.record.expires < before)
             .map(|(id, _)| id.clone())
             .take(at_most)
             .collect();
-        for id in &gone {
+        let mut floor = self.floor.lock().unwrap_or_else(|p| p.into_inner());
+        if !doomed.is_empty() {
+            *floor = Some(floor.map_or(now, |f| f.max(now)));
+        }
+        for id in &doomed {
             records.remove(id);
         }
         Ok(Swept {
-            time: StoreTime {
-                now,
-                floor: Some(floor),
-            },
-            removed: gone.len(),
+            time: StoreTime { now, floor: *floor },
+            removed: doomed.len(),
         })
     }
 }
@@ -610,19 +613,14 @@ mod tests {
             expires: now + 600_000,
         };
         store.claim("t", &fresh).unwrap();
-        // Even a floor set far ahead (a file-system clock that was once wrong) removes only
-        // what expired a week before it, and claims see it.
-        fs::write(
-            dir.path().join(FLOOR),
-            (now + 30 * 24 * 3600 * 1000).to_string(),
-        )
-        .unwrap();
-        let swept = store.sweep(SWEEP_AT_MOST).unwrap();
-        assert_eq!(
-            swept.removed, 1,
-            "the token expired 3 weeks before the floor"
-        );
+        // A floor set far ahead (a file-system clock that was once wrong) is kept, and claims
+        // see how far behind it the clock now stands; the sweep judges by the clock it reads.
+        let ahead = now + 30 * 24 * 3600 * 1000;
+        fs::write(dir.path().join(FLOOR), ahead.to_string()).unwrap();
+        assert_eq!(store.sweep(SWEEP_AT_MOST).unwrap().removed, 0);
+        assert!(store.get("t").unwrap().is_some());
         let time = store.time().unwrap();
+        assert_eq!(time.floor, Some(from_millis(ahead)));
         assert!(time.behind_floor().unwrap() > chrono::Duration::days(29));
     }
 

@@ -1299,23 +1299,30 @@ mod tests {
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
-        let issued = c.issue(&b, false).unwrap();
-        // Both clocks run 30 days ahead for a while, and a preview sweeps by them.
+        let placed = c.issue(&b, false).unwrap();
+        let unused = c.issue(&b, false).unwrap();
+        c.redeem(&placed.token, &b).unwrap().placed(&created(5));
+        // Both clocks run 30 days ahead for a while, and a preview sweeps by them: the placed
+        // token's record goes, its token long expired by that time.
         store.advance(Duration::from_secs(30 * 24 * 3600));
         process.advance(Duration::from_secs(30 * 24 * 3600));
         c.issue(&b, false).unwrap();
-        // Then both are set right again: nothing may be claimed until the floor is reached.
-        let back = Arc::new(ManualClock::new(Utc::now()));
+        let id = c.verify(&placed.token).unwrap().id();
+        assert_eq!(c.store.get(&id).unwrap(), None, "swept");
+        // Then both are set right again: the swept token is not placed a second time, and
+        // nothing is claimed until the store's clock is within a week of its floor.
         let c = Confirmations {
-            clock: back.clone(),
+            clock: Arc::new(ManualClock::new(Utc::now())),
             store: Arc::new(ShiftedStore {
                 inner: c.store,
                 by: -chrono::Duration::days(30),
             }),
             ..c
         };
-        let err = c.redeem(&issued.token, &b).unwrap_err();
-        assert!(matches!(err, Refusal::StoreClockBack { .. }), "{err:?}");
+        for token in [&placed.token, &unused.token] {
+            let err = c.redeem(token, &b).unwrap_err();
+            assert!(matches!(err, Refusal::StoreClockBack { .. }), "{err:?}");
+        }
         assert!(c.clock_check().unwrap_err().contains("behind"));
     }
 

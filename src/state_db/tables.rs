@@ -194,7 +194,8 @@ impl SingleUse for UsedTokens {
                 let mut client = connection(&pool).await?;
                 let tx = client.transaction().await.map_err(|e| describe(&e))?;
                 // The floor row is locked until the commit, so sweeps run one at a time, and
-                // it is raised in the same transaction that removes what it allows.
+                // it is raised to the database's time in the same transaction that removes the
+                // records whose token expired RETAIN before that time.
                 let row = tx
                     .query_one(
                         concat!(
@@ -210,7 +211,7 @@ impl SingleUse for UsedTokens {
                 let removed = tx
                     .execute(
                         "DELETE FROM used_tokens WHERE id IN (SELECT id FROM used_tokens WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2)",
-                        &[&floor.saturating_sub(retain), &at_most],
+                        &[&now.saturating_sub(retain), &at_most],
                     )
                     .await
                     .map_err(|e| describe(&e))?;
