@@ -33,7 +33,7 @@ pub mod tokens;
 
 pub use audit::{AuditLog, AuditTrail, Environment};
 pub use checks::{Money, OrderLimits, PricedLine, PricedOrder};
-pub use consent::{Approval, PersonAnswer};
+pub use consent::{Approval, CanShow, PersonAnswer};
 pub use desk::{Desk, OrderError, Stop};
 pub use person::Person;
 pub use tokens::{Account, Confirmations, Refusal};

@@ -209,7 +209,7 @@ fn router(
         Arc::clone(&streamable_sessions),
         config,
     );
-    let server_tools = server.tools();
+    let server_tools = server.callable_tools();
     let sse = SseSessions::new(
         server,
         close_sessions.child_token(),
