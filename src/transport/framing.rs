@@ -13,7 +13,9 @@
 //! - JSON but not a valid request (a batch, no or another `jsonrpc`, `params` not an object,
 //!   an id that is not a string or an integer, a duplicate key): -32600 with the id.
 //!
-//! A sound envelope goes to rmcp, which answers unknown methods and bad parameters itself.
+//! A sound envelope goes to rmcp, which answers unknown methods and bad parameters itself. The
+//! duplicate-key rule is the HTTP transports' too: [`duplicate_key`] refuses such a body with the
+//! same answer.
 //!
 //! Notifications and answers (`result`/`error`) are never answered, whatever is wrong with them:
 //! two peers that answered each other's broken answers would never stop. Answers without an id
@@ -147,13 +149,8 @@ pub fn check(line: &[u8]) -> Verdict {
     let parsed = match serde_json::from_slice::<Parsed>(line) {
         Ok(parsed) => parsed,
         Err(_) if recover(line).is_answer => return Verdict::Ignore("a broken answer"),
-        // The only data error a `Parsed` raises.
-        Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return refuse(
-                recover_id(line),
-                INVALID_REQUEST,
-                format!("Invalid request: {e}"),
-            );
+        Err(e) if is_duplicate_key(&e) => {
+            return refuse(recover_id(line), INVALID_REQUEST, duplicate_key_message(&e));
         }
         Err(e) => {
             return refuse(
@@ -244,6 +241,39 @@ fn envelope_problem(message: &mut Map<String, Value>) -> Option<&'static str> {
         Some(_) => return Some("\"params\" must be an object."),
     }
     None
+}
+
+/// The refusal of a body that is JSON with a key twice in one object, at any depth: the -32600
+/// a stdio line gets for it, for the HTTP transports, so that one rule holds for every transport.
+/// It carries the request's id when that can be read (never an answer's: its id is ours). `None`
+/// for any other body, valid or not, which the transport answers as it does anyway.
+pub fn duplicate_key(body: &[u8]) -> Option<Refusal> {
+    match serde_json::from_slice::<Parsed>(body) {
+        Err(e) if is_duplicate_key(&e) => {
+            let found = recover(body);
+            let id = found.id.filter(|_| !found.is_answer);
+            Some(Refusal::new(id, INVALID_REQUEST, duplicate_key_message(&e)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a parse failed on a duplicate key: the only data error [`Parsed`] and [`Unique`]
+/// raise (every JSON value is of a type they take; syntax errors, numbers out of range and
+/// lone surrogates included, are `Syntax` errors).
+fn is_duplicate_key(e: &serde_json::Error) -> bool {
+    e.classify() == serde_json::error::Category::Data
+}
+
+fn duplicate_key_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let what = text.strip_suffix(&at).unwrap_or(&text);
+    format!(
+        "Invalid request: {what} (line {}, column {}), which JSON parsers read differently; send each key once.",
+        e.line(),
+        e.column()
+    )
 }
 
 /// MCP dropped JSON-RPC batches in 2025-06-18, and no revision this server speaks has them: each
@@ -433,7 +463,7 @@ fn unique_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Map<String, Value>, 
     while let Some(key) = map.next_key::<String>()? {
         if object.contains_key(&key) {
             return Err(de::Error::custom(format_args!(
-                "the key {:?} appears twice in one object, which JSON parsers read differently.",
+                "the key {:?} appears twice in one object",
                 truncated_key(&key)
             )));
         }
@@ -958,6 +988,45 @@ mod tests {
             refusals(r#"[{"jsonrpc":"2.0","id":1,"method":"ping","id":2}]"#),
             [(None, INVALID_REQUEST)]
         );
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth_are_refused_for_http_as_on_stdio() {
+        let body = r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"create_order","arguments":{"products":[{"product_id":1001,"quantity":1,"quantity":900}]}}}"#;
+        let refusal = duplicate_key(body.as_bytes()).expect("refused");
+        assert_eq!(
+            (refusal.id(), refusal.code()),
+            (Some(&json!("x")), INVALID_REQUEST)
+        );
+        assert!(
+            refusal.message.contains(r#""quantity""#),
+            "{}",
+            refusal.message
+        );
+        assert!(
+            refusal.message.contains("send each key once"),
+            "{}",
+            refusal.message
+        );
+        // The same line on stdio gets the same answer.
+        let Verdict::Refuse(on_stdio) = check(body.as_bytes()) else {
+            panic!("passed on stdio")
+        };
+        assert_eq!(on_stdio, [refusal]);
+        // An answer's id is the server's own: refused without it.
+        let answer = r#"{"jsonrpc":"2.0","id":7,"result":{"action":"accept","action":"decline"}}"#;
+        assert_eq!(duplicate_key(answer.as_bytes()).unwrap().id(), None);
+        for fine in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"a":{"k":1},"b":{"k":2}}"#,
+            // Not JSON, or not a message: the transport's own answer.
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping""#,
+            r#"{"a":1e400,"a":1}"#,
+            "",
+            "[1,2]",
+        ] {
+            assert_eq!(duplicate_key(fine.as_bytes()), None, "{fine}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum Reason {
     TooManySessions,
     /// A request body that did not arrive in time.
     SlowBody,
+    /// A JSON-RPC body with a key twice in one object.
+    DuplicateKey,
 }
 
 impl Reason {
@@ -65,6 +67,9 @@ impl Reason {
                 "refused a new session: --max-sessions reached (raise it if these are real clients)"
             }
             Reason::SlowBody => "closed a request whose body did not arrive in time",
+            Reason::DuplicateKey => {
+                "refused a JSON-RPC body with a key twice in one object (400, -32600)"
+            }
         }
     }
 }
