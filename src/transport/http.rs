@@ -8,7 +8,9 @@
 //! | `GET /.well-known/oauth-protected-resource[/mcp]` | with OAuth: the protected resource metadata (RFC 9728), no token |
 //!
 //! Connections are accepted by [`listener`](super::listener) (a cap, header and keep-alive
-//! timeouts). Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
+//! timeouts). Every request, whatever its path, names one host ([`guard::one_authority`]: one
+//! `Host` header, and an absolute-form target only with the same authority; `400` otherwise).
+//! Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
 //! listed); then the whole request body is read, at most [`MAX_BODY_BYTES`] within
 //! [`BODY_READ_TIMEOUT`], and a JSON body with a key twice in one object is refused (`400` with
 //! a JSON-RPC -32600, as stdio answers it). With OAuth, each JSON-RPC request is then held to
@@ -227,6 +229,7 @@ fn router(
         sessions: streamable_sessions,
         refusals: refusals.clone(),
     };
+    let authority_guard = guard.clone();
     let gate = ScopeGate {
         guard: guard.clone(),
         write_tools: Arc::new(
@@ -259,11 +262,16 @@ fn router(
             })
         }
     };
-    // Outermost: a browser's preflight carries no token, so it is answered before the guard.
-    match cors::layer(&settings.allowed_origins) {
+    // A browser's preflight carries no token, so it is answered before the guard.
+    let app = match cors::layer(&settings.allowed_origins) {
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost, for every path: one Host, and a request target that agrees with it.
+    app.layer(middleware::from_fn_with_state(
+        authority_guard,
+        guard::one_authority,
+    ))
 }
 
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.

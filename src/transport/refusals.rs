@@ -23,6 +23,8 @@ pub enum Reason {
     ForeignHost,
     /// No readable `Host`.
     MissingHost,
+    /// More than one `Host` header, or a request target naming another host than `Host`.
+    AmbiguousHost,
     /// A browser `Origin` neither loopback nor listed.
     ForeignOrigin,
     /// No bearer token.
@@ -50,6 +52,9 @@ impl Reason {
         match self {
             Reason::ForeignHost => "refused a request for a Host this server does not serve",
             Reason::MissingHost => "refused a request without a readable Host header",
+            Reason::AmbiguousHost => {
+                "refused a request naming two hosts (two Host headers, or a request target and a Host that differ)"
+            }
             Reason::ForeignOrigin => "refused a request from a foreign Origin",
             Reason::MissingToken => "refused a request without a bearer token",
             Reason::WrongToken => "refused a request with a wrong bearer token",
