@@ -990,6 +990,36 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_long_line_is_answered_then_its_buffer_is_given_up() {
+        let mut input = b"[".to_vec();
+        for id in 0..50_000 {
+            input.extend_from_slice(
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}},"#).as_bytes(),
+            );
+        }
+        input.pop();
+        input.extend_from_slice(b"]\n{\"jsonrpc\":\"2.0\",\"id\":\"next\",\"method\":\"ping\"}\n");
+        assert!(input.len() > GIVE_BACK_AFTER);
+        let mut transport = LineTransport::new(&input[..], Vec::new());
+        let next = transport
+            .receive()
+            .await
+            .expect("the request after the batch");
+        assert!(
+            matches!(next, RxJsonRpcMessage::<RoleServer>::Request(_)),
+            "{next:?}"
+        );
+        assert!(transport.line.capacity() <= KEEP_LINE_CAPACITY);
+        assert!(transport.owed.is_empty() && !transport.unflushed);
+        let written = transport.write.lock().await;
+        let written = written.as_ref().unwrap().get_ref();
+        assert_eq!(
+            written.iter().filter(|b| **b == b'\n').count(),
+            BATCH_IDS + 1
+        );
+    }
+
     #[test]
     fn duplicate_keys_at_any_depth_are_refused_for_http_as_on_stdio() {
         let body = r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"create_order","arguments":{"products":[{"product_id":1001,"quantity":1,"quantity":900}]}}}"#;
