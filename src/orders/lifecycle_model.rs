@@ -66,6 +66,10 @@
 //! expiry judged only by local clocks), [`Rules::NoFloor`] (no floor: a store clock that jumps
 //! forward, sweeps, and jumps back lets a token post twice), [`Rules::UnlockedFloor`] (the floor
 //! read and written by two sweeps without the lock: one sweep's stale write lowers it).
+//!
+//! **An alternative.** [`Rules::ExpiryMark`] is not the design: the sweep persists the highest
+//! expiry it forgets, and a claim of a token whose expiry is at or below it is refused. It holds
+//! too, even with the sweep judged by the sweeper's own clock, the rule that broke the old code.
 
 use std::fmt::{self, Write as _};
 use std::time::Instant;
@@ -93,6 +97,11 @@ enum Rules {
     /// `max(F, S)` back in a later one, without the lock (or a `SELECT` then an `UPDATE`): two
     /// sweeps may interleave, and the later write wins.
     UnlockedFloor,
+    /// Not the design, an alternative to its floor: the sweep, by any clock (here the sweeper's
+    /// own), first raises a persisted mark `M` to the highest expiry it is about to delete,
+    /// under the lock; a won claim is refused if `E <= M`. The clocks still judge expiry, but
+    /// the single use no longer rests on any of them.
+    ExpiryMark,
     /// The rules before issue 24: expiry judged only by the redeemer's local clock, nothing
     /// checked after a won claim, and the sweep deletes records older than `TTL + RETAIN` by the
     /// sweeper's local clock (`forget_before(now - (ttl + REMEMBER_FOR))` on every issue), a
@@ -132,7 +141,8 @@ struct State {
     /// Process `p`'s clock reads `now + offsets[p]`; slots past `processes` stay unused.
     offsets: [Time; MAX_PROCESSES],
     jumps_left: u8,
-    /// F: the highest store time a sweep used. It starts below every clock reading, which
+    /// F: the highest store time a sweep used (under [`Rules::ExpiryMark`], M: the highest
+    /// expiry a sweep forgot). It starts below every clock reading and every expiry, which
     /// stands for "no sweep yet".
     floor: Time,
     tokens: [Token; MAX_TOKENS],
@@ -140,7 +150,7 @@ struct State {
     /// [`Rules::UnlockedFloor`] only: the floor a process's sweep read and will write back.
     sweeping: [Option<Time>; MAX_PROCESSES],
     /// Ghost: a won claim of a token whose record a sweep deleted was refused because the store
-    /// clock was below `F - RETAIN`.
+    /// clock was below `F - RETAIN` (or, under [`Rules::ExpiryMark`], because `E <= M`).
     floor_refused: bool,
 }
 
@@ -256,7 +266,7 @@ const NO_POST_AFTER_NO: &str = "no POST after the person's no";
 const POSTED: &str = "a token is posted";
 const POSTED_AGAIN: &str = "a token is posted again after proof that nothing was processed";
 const SWEPT: &str = "a sweep deletes a record";
-const FLOOR_REFUSED: &str = "the floor refuses a claim of a token a sweep forgot";
+const FLOOR_REFUSED: &str = "a claim of a token a sweep forgot is refused for that";
 
 impl Lifecycle {
     /// Issue 24's design in a world of two processes, one token and two clock jumps of up to
@@ -292,7 +302,7 @@ impl Lifecycle {
     fn stamp(&self, s: &State) -> Time {
         match self.rules {
             Rules::Old => self.store_clock(s),
-            Rules::New | Rules::NoFloor | Rules::UnlockedFloor => 0,
+            Rules::New | Rules::NoFloor | Rules::UnlockedFloor | Rules::ExpiryMark => 0,
         }
     }
 
@@ -308,7 +318,7 @@ impl Lifecycle {
         let local = self.local_clock(s, p);
         match self.rules {
             Rules::Old => local < signed.expires,
-            Rules::New | Rules::NoFloor | Rules::UnlockedFloor => {
+            Rules::New | Rules::NoFloor | Rules::UnlockedFloor | Rules::ExpiryMark => {
                 signed.issued_at <= local + self.skew
                     && signed.expires - local <= self.longest_ttl + self.skew
                     && local < signed.expires
@@ -333,7 +343,10 @@ impl Lifecycle {
             Rules::New | Rules::UnlockedFloor if skewed => Err(false),
             Rules::New | Rules::UnlockedFloor if below_floor => Err(true),
             Rules::New | Rules::UnlockedFloor if expired || from_the_future => Err(false),
-            Rules::New | Rules::UnlockedFloor | Rules::NoFloor => Ok(()),
+            Rules::ExpiryMark if skewed => Err(false),
+            Rules::ExpiryMark if signed.expires <= s.floor => Err(true),
+            Rules::ExpiryMark if expired || from_the_future => Err(false),
+            Rules::New | Rules::UnlockedFloor | Rules::NoFloor | Rules::ExpiryMark => Ok(()),
         }
     }
 
@@ -341,9 +354,24 @@ impl Lifecycle {
     /// `record`.
     fn sweeps_at_once(&self, s: &State, p: usize, record: &Record) -> bool {
         match self.rules {
-            Rules::New | Rules::UnlockedFloor => false,
+            Rules::New | Rules::UnlockedFloor | Rules::ExpiryMark => false,
             Rules::NoFloor => record.expires < self.store_clock(s) - self.retain,
             Rules::Old => self.local_clock(s, p) - record.at > self.ttl + self.retain,
+        }
+    }
+
+    /// [`Rules::ExpiryMark`]: whether `p`'s sweep, by its own clock, would forget `record` and
+    /// so raise the mark to its expiry first.
+    fn mark_sweeps(&self, s: &State, p: usize, record: &Record) -> bool {
+        record.expires < self.local_clock(s, p) - self.retain && record.expires > s.floor
+    }
+
+    /// Whether the sweep may delete `record` now, in a step of its own.
+    fn deletable(&self, s: &State, record: &Record) -> bool {
+        match self.rules {
+            Rules::New => record.expires < s.floor - self.retain,
+            Rules::ExpiryMark => record.expires <= s.floor,
+            Rules::NoFloor | Rules::UnlockedFloor | Rules::Old => false,
         }
     }
 
@@ -351,6 +379,10 @@ impl Lifecycle {
     fn sweep_changes_something(&self, s: &State, p: usize) -> bool {
         match self.rules {
             Rules::New => self.store_clock(s) > s.floor,
+            Rules::ExpiryMark => s.tokens[..self.tokens]
+                .iter()
+                .filter_map(|t| t.record.as_ref())
+                .any(|r| self.mark_sweeps(s, p, r)),
             Rules::UnlockedFloor => s.sweeping[p].is_none(),
             Rules::NoFloor | Rules::Old => s.tokens[..self.tokens]
                 .iter()
@@ -449,11 +481,7 @@ impl Model for Lifecycle {
             if token.record.is_none() {
                 actions.push(Action::Decline(t));
             }
-            if self.rules == Rules::New
-                && token
-                    .record
-                    .is_some_and(|r| r.expires < s.floor - self.retain)
-            {
+            if token.record.is_some_and(|r| self.deletable(s, &r)) {
                 actions.push(Action::SweepDeletes(t));
             }
         }
@@ -584,6 +612,15 @@ impl Model for Lifecycle {
             }
             Action::Sweep(p) => match self.rules {
                 Rules::New => s.floor = s.floor.max(store_now),
+                Rules::ExpiryMark => {
+                    for token in &s.tokens[..self.tokens] {
+                        if let Some(r) = token.record
+                            && self.mark_sweeps(last, p, &r)
+                        {
+                            s.floor = s.floor.max(r.expires);
+                        }
+                    }
+                }
                 Rules::UnlockedFloor => s.sweeping[p] = Some(s.floor.max(store_now)),
                 Rules::NoFloor | Rules::Old => {
                     for token in &mut s.tokens[..self.tokens] {
@@ -803,4 +840,13 @@ fn a_floor_raised_without_the_lock_is_caught() {
         count(&actions, |a| matches!(a, Action::SweepWritesFloor(_))),
         2
     );
+}
+
+#[test]
+fn an_expiry_mark_instead_of_the_floor_holds_too() {
+    let model = Lifecycle {
+        horizon: 1,
+        ..Lifecycle::world().with_rules(Rules::ExpiryMark)
+    };
+    assert_holds(model, 50_000);
 }
