@@ -24,6 +24,8 @@ pub mod checks;
 pub mod clock;
 pub mod consent;
 pub mod desk;
+#[cfg(test)]
+mod lifecycle_model;
 pub mod lost_answer;
 pub mod person;
 pub mod post_answer;
