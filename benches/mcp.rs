@@ -13,7 +13,9 @@
 //!   upstream requests per call and the server's memory after each round;
 //! - a legitimate client's latency and the server's memory while hundreds of slow connections
 //!   and a flood of unauthenticated requests attack, and the log written per 10,000 refused
-//!   requests ([`attack`]; `BENCH_ONLY=attack` runs this part alone).
+//!   requests ([`attack`]; `BENCH_ONLY=attack` runs this part alone);
+//! - the peak and lasting memory of one stdio line holding 400,000 requests as a batch
+//!   ([`flood`]; `BENCH_ONLY=flood` runs this part alone, `BENCH_FLOOD_REQUESTS` sets the count).
 //!
 //! Counts can be lowered for a quick look: `BENCH_CALLS=2000 BENCH_SPAWNS=10 BENCH_ROUNDS=2 cargo bench --bench mcp`
 //! (also `BENCH_SESSIONS`, `BENCH_SESSION_CALLS`; `BENCH_BINARY` measures another build).
@@ -32,6 +34,8 @@ use tokio::process::Child;
 // In a directory of its own: a file beside this one would be taken for a benchmark of its own.
 #[path = "mcp/attack.rs"]
 mod attack;
+#[path = "mcp/flood.rs"]
+mod flood;
 
 const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
 
@@ -595,9 +599,16 @@ async fn main() {
     let spawns = count("BENCH_SPAWNS", 25);
     let sandbox = Sandbox::start().await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "attack") {
-        attack::under_attack(&sandbox, state.path()).await;
-        return;
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("attack") => {
+            attack::under_attack(&sandbox, state.path()).await;
+            return;
+        }
+        Ok("flood") => {
+            flood::one_line_batch(&sandbox, state.path()).await;
+            return;
+        }
+        _ => {}
     }
     let cases = [
         Case {
@@ -776,6 +787,7 @@ async fn main() {
     // The concurrent rounds keep to the first two cases, comparable with earlier runs.
     concurrent_http(&sandbox, state.path(), &cases[..2]).await;
     attack::under_attack(&sandbox, state.path()).await;
+    flood::one_line_batch(&sandbox, state.path()).await;
 }
 
 fn num_cpus() -> usize {

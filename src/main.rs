@@ -312,6 +312,7 @@ async fn connect(
                 Arc::new(AuditTable::new(Arc::clone(db), replica_name())) as Arc<dyn AuditTrail>
             }),
             approval_timeout: Some(config.confirmation_ttl),
+            order_card: config.order_card,
         },
     );
     Ok((server, sandbox, state_db))

@@ -224,6 +224,114 @@ async fn a_full_stderr_pipe_does_not_stop_the_server() {
     child.kill().await.unwrap();
 }
 
+/// One raw request, `Connection: close`, and all the server answers before it closes.
+async fn raw_exchange(
+    server: &HttpServer,
+    request_line: &str,
+    headers: &[String],
+    body: &str,
+) -> String {
+    let mut tcp = connect(server).await;
+    let mut head = format!("{request_line}\r\n");
+    for header in headers {
+        head.push_str(&format!("{header}\r\n"));
+    }
+    head.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    closed_by_server(tcp, PATIENCE, request_line).await
+}
+
+/// The status line's start: `HTTP/1.1 400`.
+fn status_of(answer: &str) -> &str {
+    answer.get(..12).unwrap_or(answer)
+}
+
+/// RFC 9112 §3.2: a request with two `Host` headers is 400 in either order and on every path
+/// (it was 200 with the allowed name first, 403 with it second), and an absolute-form target
+/// (`POST http://evil.example/mcp`) is held to the allowed hosts as `Host` is, and must name the
+/// same host as `Host` (400 otherwise). Each refusal is logged as the others are.
+#[tokio::test]
+async fn two_hosts_or_a_target_naming_another_host_are_refused() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let here = server.base.trim_start_matches("http://").to_owned();
+    let init = initialize(1).to_string();
+    let headers = |hosts: &[&str]| {
+        let mut all: Vec<String> = hosts.iter().map(|h| format!("Host: {h}")).collect();
+        all.push("Accept: application/json, text/event-stream".into());
+        all.push("Content-Type: application/json".into());
+        all
+    };
+
+    for hosts in [
+        [here.as_str(), "evil.example"],
+        ["evil.example", here.as_str()],
+    ] {
+        let answer = raw_exchange(&server, "POST /mcp HTTP/1.1", &headers(&hosts), &init).await;
+        assert_eq!(status_of(&answer), "HTTP/1.1 400", "{hosts:?}: {answer}");
+        assert!(answer.contains("more than one Host header"), "{answer}");
+        // Every path: the legacy transport, and health outside the guard.
+        for line in ["GET /sse HTTP/1.1", "GET /health HTTP/1.1"] {
+            let answer = raw_exchange(&server, line, &headers(&hosts), "").await;
+            assert_eq!(
+                status_of(&answer),
+                "HTTP/1.1 400",
+                "{line} {hosts:?}: {answer}"
+            );
+        }
+    }
+
+    // The target's authority against Host, then against the allowed hosts.
+    let answer = raw_exchange(
+        &server,
+        "POST http://evil.example/mcp HTTP/1.1",
+        &headers(&[&here]),
+        &init,
+    )
+    .await;
+    assert_eq!(status_of(&answer), "HTTP/1.1 400", "{answer}");
+    assert!(
+        answer.contains("another host than the Host header"),
+        "{answer}"
+    );
+    let answer = raw_exchange(
+        &server,
+        "POST http://evil.example/mcp HTTP/1.1",
+        &headers(&["evil.example"]),
+        &init,
+    )
+    .await;
+    assert_eq!(status_of(&answer), "HTTP/1.1 403", "{answer}");
+    let answer = raw_exchange(
+        &server,
+        "GET http://evil.example/health HTTP/1.1",
+        &headers(&[&here]),
+        "",
+    )
+    .await;
+    assert_eq!(status_of(&answer), "HTTP/1.1 400", "{answer}");
+    // An absolute-form target naming this server is served (HTTP/1.1 servers accept the form),
+    // and so is one Host naming it, as ever.
+    for line in [
+        format!("POST http://{here}/mcp HTTP/1.1"),
+        "POST /mcp HTTP/1.1".into(),
+    ] {
+        let answer = raw_exchange(&server, &line, &headers(&[&here]), &init).await;
+        assert_eq!(status_of(&answer), "HTTP/1.1 200", "{line}: {answer}");
+        assert!(answer.contains("serverInfo"), "{line}: {answer}");
+    }
+
+    let stderr = server.stop().await;
+    assert!(stderr.contains("naming two hosts"), "{stderr}");
+    assert!(
+        stderr.contains("for a Host this server does not serve"),
+        "{stderr}"
+    );
+}
+
 /// Slowloris: connections that trickle headers, send nothing, or trickle a body are closed by
 /// the server; past --max-connections new connections get 503 at once; a legitimate client and
 /// a long-lived SSE stream are served throughout.

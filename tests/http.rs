@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::common;
 use crate::common::net::{GatedProxy, HttpServer, TOKEN, stateless_call};
-use crate::common::sse::SseReader;
+use crate::common::sse::{LegacySession, SseReader};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -527,6 +527,154 @@ async fn stateless_requests_can_confirm_but_sessions_cannot_use_their_tokens() {
     let placed = stateless_call(&server, "create_order", with_token(args, &token)).await;
     assert_eq!(placed["structuredContent"]["status"], "placed", "{placed}");
     assert_eq!(common::posts(&sandbox), 1);
+}
+
+/// `{"quantity":1,"quantity":900}` is 1 to one JSON parser and 900 to the next: over Streamable
+/// HTTP and legacy SSE alike it is refused as stdio refuses it (400 with JSON-RPC -32600 and the
+/// request's id), at any depth, and nothing is previewed; the same call with the key once is
+/// served.
+#[tokio::test]
+async fn a_key_twice_is_refused_over_both_http_transports_as_on_stdio() {
+    let sandbox = sandbox().await;
+    let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
+    let http = reqwest::Client::new();
+    // `meta`: what a 2026-07-28 stateless request carries (as `stateless_call` sends it).
+    let call = |id: &str, meta: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call","params":{{{meta}"name":"create_order","arguments":{{"products":[{{"product_id":1001,"quantity":1,"quantity":900}}]}}}}}}"#
+        )
+    };
+    let stateless = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"stateless","version":"0"}},"#;
+    let refused =
+        |status: reqwest::StatusCode, content_type: Option<&str>, body: &str, id: &str| {
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(content_type, Some("application/json"), "{body}");
+            let answer: Value = serde_json::from_str(body).expect("a JSON-RPC error");
+            assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+            assert_eq!(answer["id"], id, "{answer}");
+            assert_eq!(answer["error"]["code"], -32600, "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(r#""quantity""#) && message.contains("send each key once"),
+                "{message}"
+            );
+        };
+
+    // Streamable HTTP, stateless (as `stateless_call` sends it) and within a session.
+    let response = http
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "create_order")
+        .body(call("streamable", stateless))
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type) = (
+        response.status(),
+        response.headers().get("content-type").cloned(),
+    );
+    let body = response.text().await.unwrap();
+    refused(
+        status,
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        &body,
+        "streamable",
+    );
+    let initialize = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    let opened = http
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let session_id = opened.headers()["mcp-session-id"].clone();
+    drop(opened);
+    let response = http
+        .post(server.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", session_id)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(call("in-session", ""))
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type) = (
+        response.status(),
+        response.headers().get("content-type").cloned(),
+    );
+    let body = response.text().await.unwrap();
+    refused(
+        status,
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        &body,
+        "in-session",
+    );
+
+    // Legacy SSE: refused on the POST, and nothing comes on the stream for it.
+    let mut legacy = LegacySession::open(&server, None).await;
+    legacy.initialize().await;
+    let response = legacy
+        .http
+        .post(&legacy.post_url)
+        .header("content-type", "application/json")
+        .body(call("legacy", ""))
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type) = (
+        response.status(),
+        response.headers().get("content-type").cloned(),
+    );
+    let body = response.text().await.unwrap();
+    refused(
+        status,
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        &body,
+        "legacy",
+    );
+    let pong = legacy.request(9, "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+
+    // Deeper still, and in a notification or a batch: refused too.
+    for body in [
+        r#"{"jsonrpc":"2.0","id":"deep","method":"ping","params":{"_meta":{"a":[{"b":{"c":1,"c":2}}]}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized","method":"x"}"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping","id":2}]"#,
+    ] {
+        let response = http
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32600, "{body}: {answer}");
+    }
+
+    // Nothing was previewed, let alone ordered; the key once is served.
+    assert_eq!(common::posts(&sandbox), 0);
+    let preview = stateless_call(
+        &server,
+        "create_order",
+        json!({"products": [{"product_id": 1001, "quantity": 1}]}),
+    )
+    .await;
+    assert!(
+        preview["structuredContent"]["confirmation_token"].is_string(),
+        "{preview}"
+    );
+    let stderr = server.stop().await;
+    assert!(stderr.contains("a key twice in one object"), "{stderr}");
 }
 
 /// Settings that would open a hole or read without end are refused at start-up with exit

@@ -202,7 +202,7 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [".clock", ".floor", ".sweep.lock"]);
+    assert_eq!(names, [".clock", ".sweep.lock"]);
     for path in &beside {
         assert_eq!(mode(path), 0o600, "{}", path.display());
     }

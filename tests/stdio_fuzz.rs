@@ -249,7 +249,14 @@ fn a_line_beyond_the_frame_limit_is_dropped_and_the_session_goes_on() {
 
 /// Every message the server writes until it answers [`FINAL_ID`], after `initialize` and `lines`.
 async fn messages_until_final(lines: Vec<Vec<u8>>) -> Vec<Value> {
+    messages_and_memory(lines).await.0
+}
+
+/// [`messages_until_final`], and the server's peak and current resident memory (`VmHWM`,
+/// `VmRSS`, KiB) once it answered.
+async fn messages_and_memory(lines: Vec<Vec<u8>>) -> (Vec<Value>, (u64, u64)) {
     let mut child = spawn_server().expect("spawn the binary");
+    let pid = child.id().expect("the server runs");
     let mut stdin = child.stdin.take().unwrap();
     let mut frames = vec![
         initialize(),
@@ -285,8 +292,73 @@ async fn messages_until_final(lines: Vec<Vec<u8>>) -> Vec<Value> {
     })
     .await
     .expect("the final request is answered");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
     drop(writer.await.unwrap());
-    seen
+    (seen, (kib("VmHWM:"), kib("VmRSS:")))
+}
+
+/// One line holding a batch of 350,000 requests (15 MiB, under the line limit): the first
+/// [`BATCH_IDS`] are refused each with its id, the rest with one answer without an id that
+/// says how many, and the session goes on. The answers in flight for one line are bounded, and
+/// so is the memory: the batch is never held as one value (it took 417 MiB for 400,000
+/// requests). The bound on memory is loose, for a debug build; `BENCHMARKS.md` has the
+/// measurement (`BENCH_ONLY=flood`).
+#[test]
+fn a_flood_of_requests_in_one_batch_gets_bounded_answers_and_memory() {
+    const BATCH_IDS: usize = 100;
+    const REQUESTS: usize = 350_000;
+    let mut line = Vec::with_capacity(REQUESTS * 44);
+    line.push(b'[');
+    for id in 0..REQUESTS {
+        if id > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#).as_bytes(),
+        );
+    }
+    line.push(b']');
+    assert!(line.len() < 16 * 1024 * 1024, "{} bytes", line.len());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (seen, (peak_kib, _)) = runtime.block_on(messages_and_memory(vec![line]));
+    // initialize's answer, the batch's, the final ping's.
+    let batch: Vec<&Value> = seen.iter().filter(|m| m.get("error").is_some()).collect();
+    assert_eq!(
+        batch.len(),
+        BATCH_IDS + 1,
+        "{:?}",
+        &seen[..seen.len().min(5)]
+    );
+    for (n, answer) in batch[..BATCH_IDS].iter().enumerate() {
+        assert_eq!(answer["id"], n, "{answer}");
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    }
+    let rest = batch[BATCH_IDS];
+    assert!(rest.get("id").is_none(), "{rest}");
+    assert_eq!(rest["error"]["code"], -32600, "{rest}");
+    let message = rest["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("held {REQUESTS} requests"))
+            && message.contains(&format!("other {}", REQUESTS - BATCH_IDS))
+            && message.contains("send each request on its own line"),
+        "{message}"
+    );
+    assert_eq!(seen.last().unwrap()["result"], json!({}));
+    assert!(
+        peak_kib > 0 && peak_kib < 160 * 1024,
+        "peak resident memory {peak_kib} KiB for one 15 MiB line"
+    );
 }
 
 /// Each line that used to get no answer at all: every request whose id can be read gets an

@@ -30,6 +30,7 @@ mod model_reads;
 mod oauth;
 mod oauth_provider;
 mod order_card;
+mod order_card_rules;
 #[cfg(unix)]
 mod packaging;
 mod post_answers;

@@ -127,10 +127,16 @@ pub struct Cli {
     )]
     pub tools: Option<Vec<String>>,
 
-    /// Place an order only after the user approved it in the MCP client's own form
-    /// (elicitation); refuse orders from clients that cannot ask their user.
+    /// Place an order only after the user approved it themselves: in the order card, or in the
+    /// MCP client's own form (elicitation); refuse orders from clients that can show neither.
     #[arg(long, global = true, env = "ONCE_REQUIRE_HUMAN_APPROVAL", value_parser = clap::builder::FalseyValueParser::new())]
     pub require_human_approval: bool,
+
+    /// Do not show the order card: clients that render MCP Apps (Claude Desktop, claude.ai,
+    /// ChatGPT, VS Code) then approve through their form or the agent, as other clients do.
+    /// Also ONCE_ORDER_CARD=off.
+    #[arg(long, global = true)]
+    pub no_order_card: bool,
 
     /// Most units one order may carry, summed over its lines.
     #[arg(long, global = true, env = "ONCE_MAX_QUANTITY", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -41,6 +41,9 @@ pub struct Config {
     pub tools: ToolSet,
     /// Orders need approval through elicitation; clients without it cannot order.
     pub require_human_approval: bool,
+    /// Show the order card to clients that render MCP Apps (`--no-order-card`,
+    /// `ONCE_ORDER_CARD=off` turn it off).
+    pub order_card: bool,
     /// The operator's limits on every order.
     pub limits: OrderLimits,
     /// Where the audit trail goes; `None` when off (or read-only: nothing to audit).
@@ -172,6 +175,7 @@ impl Config {
             request_timeout,
             tools,
             require_human_approval: cli.require_human_approval,
+            order_card: !cli.no_order_card && order_card_env(&env)?,
             limits: OrderLimits {
                 max_quantity: cli.max_quantity,
                 max_order_value: cli.max_order_value.clone(),
@@ -263,6 +267,30 @@ fn check_url(url: &Url) -> Result<(), String> {
     }
 }
 
+/// `ONCE_ORDER_CARD`: on (the default) or off.
+fn order_card_env(env: &impl Fn(&str) -> Option<String>) -> Result<bool, String> {
+    match env("ONCE_ORDER_CARD").as_deref().map(str::trim) {
+        None | Some("") => Ok(true),
+        Some(v)
+            if ["on", "true", "yes", "1"]
+                .iter()
+                .any(|o| v.eq_ignore_ascii_case(o)) =>
+        {
+            Ok(true)
+        }
+        Some(v)
+            if ["off", "false", "no", "0"]
+                .iter()
+                .any(|o| v.eq_ignore_ascii_case(o)) =>
+        {
+            Ok(false)
+        }
+        Some(v) => Err(format!(
+            "ONCE_ORDER_CARD must be on or off, not {v:?} (off is the same as --no-order-card)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +339,7 @@ mod tests {
 
     #[test]
     fn urls_and_durations_are_checked() {
-        let env = |_: &str| Some("v".to_owned());
+        let env = |k: &str| (k != "ONCE_ORDER_CARD").then(|| "v".to_owned());
         assert!(Config::from_cli(&cli(&["--api-url", "http://127.0.0.1:9/x"]), env).is_ok());
         let err = Config::from_cli(&cli(&["--api-url", "http://example.com"]), env).unwrap_err();
         assert!(err.contains("plain http"));
@@ -501,5 +529,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("audit_trail"), "{err}");
+    }
+
+    #[test]
+    fn the_order_card_is_on_unless_turned_off() {
+        let c = |args: &[&str], card: Option<&str>| {
+            let env = |k: &str| match k {
+                "ONCE_ORDER_CARD" => card.map(str::to_owned),
+                _ => None,
+            };
+            Config::from_cli(
+                &cli(&[&["--sandbox", "--state-dir", "/s"], args].concat()),
+                env,
+            )
+        };
+        assert!(c(&[], None).unwrap().order_card);
+        assert!(c(&[], Some("on")).unwrap().order_card);
+        assert!(!c(&[], Some("OFF")).unwrap().order_card);
+        assert!(!c(&["--no-order-card"], Some("on")).unwrap().order_card);
+        assert!(!c(&["--no-order-card"], None).unwrap().order_card);
+        let err = c(&[], Some("maybe")).unwrap_err();
+        assert!(
+            err.contains("ONCE_ORDER_CARD") && err.contains("on or off"),
+            "{err}"
+        );
     }
 }

@@ -6,25 +6,24 @@
 //! a task of its own so that a client that cancels or disconnects mid-call cannot cut it off
 //! between the POST and the record of its outcome, and the rendering of previews and answers.
 
-use std::sync::Arc;
-
 use chrono::SecondsFormat;
 use rmcp::handler::server::tool::{InputResponses, IntoCallToolResult, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResponse, InputRequiredResult};
+use rmcp::model::{CallToolResponse, InputRequiredResult, MetaObject};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::order_view::{one_line, quoted, write_order_details};
-use super::{OrderServer, ToolOutput, approval};
+use super::{OrderServer, ToolOutput, approval, order_card};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
 use crate::orders::desk::{Placed, PreviewIssued, Request};
 use crate::orders::single_use::{Recorded, UseState};
-use crate::orders::{Approval, OrderError};
+use crate::orders::{Approval, CanShow, OrderError};
+use std::sync::Arc;
 
 /// What ships when no delivery address is given.
 const DEFAULT_ADDRESS: &str = "the account's default address";
@@ -123,14 +122,22 @@ pub enum RecentOutcome {
 
 /// A finished answer, or (stateless sessions) a question for the user first.
 pub enum CreateOrderReply {
-    Done(Box<ToolOutput<CreateOrderOutput>>),
+    /// The answer, with the result's `_meta` for the order card when the client shows it.
+    Done(Box<ToolOutput<CreateOrderOutput>>, Option<MetaObject>),
     AskUser(InputRequiredResult),
 }
 
 impl IntoCallToolResult for CreateOrderReply {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
         match self {
-            CreateOrderReply::Done(answer) => (*answer).into_call_tool_result(),
+            CreateOrderReply::Done(answer, None) => (*answer).into_call_tool_result(),
+            CreateOrderReply::Done(answer, Some(meta)) => {
+                let mut response = (*answer).into_call_tool_result()?;
+                if let CallToolResponse::Complete(result) = &mut response {
+                    result.meta = Some(meta);
+                }
+                Ok(response)
+            }
             CreateOrderReply::AskUser(question) => Ok(question.into()),
         }
     }
@@ -159,7 +166,10 @@ impl OrderServer {
         RequestState(state): RequestState,
         InputResponses(responses): InputResponses,
     ) -> Result<CreateOrderReply, String> {
-        let can_ask = approval::client_can_ask(&ctx);
+        let can_show = CanShow {
+            form: approval::client_can_ask(&ctx),
+            card: self.shows_card(&ctx),
+        };
         let checked = self
             .desk
             .check(Request {
@@ -169,22 +179,28 @@ impl OrderServer {
                 confirmation_token: args.confirmation_token.as_deref(),
                 scope: &self.session_scope,
                 person: super::caller(&ctx).map(|c| &c.person),
-                can_ask,
+                can_show,
+                card_nonce: None,
             })
             .await
             .map_err(|e| e.to_string())?;
         let preview = preview(&checked.order, &checked.priced);
         let Some(token) = checked.token().map(str::to_owned) else {
-            let issued = self
+            let mut issued = self
                 .desk
-                .preview(&checked, can_ask)
+                .preview(&checked, can_show)
                 .map_err(|e| e.to_string())?;
-            return Ok(CreateOrderReply::Done(Box::new(preview_answer(
-                preview, issued,
-            ))));
+            let meta = issued
+                .card_nonce
+                .take()
+                .map(|nonce| order_card::preview_meta(&nonce, self.desk.environment, self));
+            return Ok(CreateOrderReply::Done(
+                Box::new(preview_answer(preview, issued)),
+                meta,
+            ));
         };
 
-        let approval = if can_ask {
+        let approval = if can_show.form {
             let question = approval_message(&preview, &self.desk.identical(&checked));
             let answer = if approval::stateless(&ctx) {
                 let subject = format!(
@@ -204,7 +220,7 @@ impl OrderServer {
                 approval::ask(&ctx, question, self.approval_timeout).await
             };
             self.desk
-                .answered(&checked, &answer)
+                .answered(&checked, &answer, Approval::ApprovalForm)
                 .map_err(|e| e.to_string())?;
             Approval::ApprovalForm
         } else {
@@ -212,19 +228,9 @@ impl OrderServer {
         };
 
         // Detached so that cancelling this call cannot interrupt the POST or lose its record.
-        let desk = Arc::clone(&self.desk);
-        // Tracked, so shutdown waits for it; it carries the call's pacing record, so waits
-        // inside it reach the answer too.
-        let posting = self
-            .in_flight
-            .spawn(crate::api::pacing::inherit(async move {
-                desk.place(checked, approval).await
-            }));
-        let outcome = posting.await.map_err(|_| {
-            "OUTCOME UNKNOWN: the order task failed unexpectedly, so whether 1NCE received the order is unknown. Do not order again: look for it with list_orders (sort order_date) first.".to_owned()
-        })?;
-        outcome
-            .map(|placed| CreateOrderReply::Done(Box::new(placed_answer(preview, placed))))
+        self.place_detached(checked, approval)
+            .await
+            .map(|placed| CreateOrderReply::Done(Box::new(placed_answer(preview, placed)), None))
             .map_err(|e: OrderError| e.to_string())
     }
 }
@@ -235,9 +241,13 @@ fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> ToolOutput<Cr
         issued,
         approval,
         identical,
+        ..
     } = issued;
     let expires_at = issued.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut next_step = match approval {
+        Approval::OrderCard => format!(
+            "Nothing has been ordered. The user approves or declines this order themselves in the order card shown with this result (its Place order and Decline buttons), before {expires_at}. Do not ask them to type their approval, and do not call create_order with the confirmation_token: it cannot place this order; only their click in the card does."
+        ),
         Approval::ApprovalForm => format!(
             "Nothing has been ordered. Show this preview to the user. If they want to go ahead, call create_order again with the same products, delivery_address and customer_reference plus confirmation_token \"{}\" before {expires_at}: the user will then be asked to approve the order in this client's approval form, and nothing is ordered unless they approve there.",
             issued.token
@@ -348,7 +358,7 @@ fn quoted_address(preview: &OrderPreview) -> String {
     }
 }
 
-fn placed_answer(
+pub(super) fn placed_answer(
     preview: OrderPreview,
     Placed {
         order_number,
@@ -390,7 +400,7 @@ fn placed_answer(
     }
 }
 
-fn preview(order: &NewOrder, priced: &PricedOrder) -> OrderPreview {
+pub(super) fn preview(order: &NewOrder, priced: &PricedOrder) -> OrderPreview {
     OrderPreview {
         products: priced.lines.clone(),
         one_time_net_total: priced.totals_for_people(),
@@ -429,6 +439,26 @@ fn describe(preview: &OrderPreview) -> String {
         text.push_str(&format!("; reference {}", quoted(reference)));
     }
     text
+}
+
+impl OrderServer {
+    /// Places a checked order in a task of its own (see `create_order`), so that a client that
+    /// cancels or disconnects cannot cut the POST off from the record of its outcome.
+    pub(super) async fn place_detached(
+        &self,
+        checked: crate::orders::desk::Checked,
+        approval: Approval,
+    ) -> Result<Placed, OrderError> {
+        let desk = Arc::clone(&self.desk);
+        // Tracked, so shutdown waits for it; it carries the call's pacing record, so waits
+        // inside it reach the answer too.
+        let posting = self
+            .in_flight
+            .spawn(crate::api::pacing::inherit(async move {
+                desk.place(checked, approval).await
+            }));
+        posting.await.unwrap_or(Err(OrderError::TaskDied))
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@
 //! out of the router altogether.
 
 mod approval;
+mod card_answer;
 mod create_order;
 mod find_orders;
 mod get_order;
 mod list_orders;
 mod list_products;
+pub mod order_card;
 mod order_view;
 mod pre_init;
 mod prompts;
@@ -72,6 +74,8 @@ pub struct ServerOptions {
     /// How long to wait for the user to answer an approval form (default 10 minutes; the
     /// binary uses the confirmation TTL).
     pub approval_timeout: Option<Duration>,
+    /// Show the order card to clients that render MCP Apps (`--no-order-card` turns it off).
+    pub order_card: bool,
 }
 
 /// How long the user has to answer an approval form unless told otherwise.
@@ -99,7 +103,12 @@ pub struct OrderServer {
     approval_timeout: Duration,
     /// Seals the state of approval questions asked through input-required results.
     state_seal: Arc<approval::StateSeal>,
+    /// Clients that render MCP Apps approve orders in the order card (create_order is offered
+    /// and the operator did not turn the card off).
+    order_card: bool,
     tool_router: ToolRouter<Self>,
+    /// The order card's own tool, routed only for clients shown the card.
+    card_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
 
@@ -141,7 +150,13 @@ impl OrderServer {
             require_human_approval: options.require_human_approval,
             approval_timeout,
             state_seal: Arc::new(approval::StateSeal::new(seal_key, approval_timeout)),
+            order_card: can_order && options.order_card,
             tool_router,
+            card_router: if can_order && options.order_card {
+                Self::order_card_router()
+            } else {
+                ToolRouter::new()
+            },
             // The one prompt walks the agent through a reorder: nothing a server that cannot
             // order offers.
             prompt_router: if can_order {
@@ -196,6 +211,13 @@ impl OrderServer {
     pub fn tools(&self) -> Vec<rmcp::model::Tool> {
         self.tool_router.list_all()
     }
+
+    /// Every tool some client may call: those listed to every client, and the order card's.
+    pub fn callable_tools(&self) -> Vec<rmcp::model::Tool> {
+        let mut tools = self.tool_router.list_all();
+        tools.extend(self.card_router.list_all());
+        tools
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -209,7 +231,14 @@ impl ServerHandler for OrderServer {
         context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let scopes = caller(&context).map_or(Scopes::ALL, |c| c.scopes);
-        if let Some(tool) = self.tool_router.get(&request.name)
+        // The card's tool exists only for clients shown the card; for any other it is as
+        // unknown as any name that is no tool.
+        let router = if self.card_router.has_route(&request.name) && self.shows_card(&context) {
+            &self.card_router
+        } else {
+            &self.tool_router
+        };
+        if let Some(tool) = router.get(&request.name)
             && !scopes.allow(needed(tool))
         {
             // The HTTP transport answers such a call 403 before it gets here; this is the
@@ -224,7 +253,7 @@ impl ServerHandler for OrderServer {
             ));
         }
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        let (response, waits) = crate::api::pacing::observe(self.tool_router.call(call)).await;
+        let (response, waits) = crate::api::pacing::observe(router.call(call)).await;
         Ok(waits::annotate(response?, &waits))
     }
 
@@ -297,6 +326,10 @@ impl ServerHandler for OrderServer {
     ) -> Result<ListToolsResult, ErrorData> {
         let scopes = caller(&context).map_or(Scopes::ALL, |c| c.scopes);
         let mut tools = self.tool_router.list_all();
+        if self.shows_card(&context) {
+            tools.extend(self.card_router.list_all());
+            tools = tools.into_iter().map(order_card::with_card).collect();
+        }
         if scopes != Scopes::ALL {
             tools.retain(|t| scopes.allow(needed(t)));
         }
@@ -306,9 +339,13 @@ impl ServerHandler for OrderServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(resources::resources()))
+        let mut listed = resources::resources();
+        if self.shows_card(&context) {
+            listed.push(order_card::resource());
+        }
+        Ok(ListResourcesResult::with_all_items(listed))
     }
 
     async fn list_resource_templates(
@@ -326,6 +363,10 @@ impl ServerHandler for OrderServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        // Hosts may read views ahead of any tool call; the card holds nothing private.
+        if self.order_card && request.uri == order_card::CARD_URI {
+            return Ok(order_card::contents().into());
+        }
         self.read(&request.uri).await.map(Into::into)
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::audit::{AuditOutcome, AuditTrail, Environment, Event, Record};
 use super::checks::{OrderLimits, PricedOrder, check_order};
-use super::consent::{Approval, NotApproved, PersonAnswer};
+use super::consent::{Approval, CanShow, NotApproved, PersonAnswer};
 use super::lost_answer::{self, Found};
 use super::person::{self, Person};
 use super::post_answer::{NotProcessed, PostAnswer, classify};
@@ -60,8 +60,10 @@ pub struct Request<'a> {
     pub scope: &'a str,
     /// Who acts, when the transport knows (OAuth): in every record, bound to the token.
     pub person: Option<&'a Person>,
-    /// Whether the client can show its user an approval form.
-    pub can_ask: bool,
+    /// What the client can show its user to approve in.
+    pub can_show: CanShow,
+    /// The order card's approval nonce, when the person clicked in the card (and only then).
+    pub card_nonce: Option<&'a str>,
 }
 
 /// An order that passed every check of this call, priced.
@@ -92,6 +94,8 @@ pub struct PreviewIssued {
     pub approval: Approval,
     /// Identical orders placed (or of unknown outcome) from this state in the last 24 hours.
     pub identical: Vec<Recorded>,
+    /// For the order card only (never the agent): the nonce its click must carry.
+    pub card_nonce: Option<String>,
 }
 
 /// A placed order: its number and, when it could be read, the order.
@@ -107,6 +111,9 @@ pub struct Placed {
 pub enum OrderError {
     Stopped(Stop),
     Unknown(UnknownOutcome),
+    /// The task placing the order died before it answered (a bug): its claim on the token was
+    /// settled as outcome unknown when it was dropped.
+    TaskDied,
 }
 
 impl From<Stop> for OrderError {
@@ -120,6 +127,9 @@ impl fmt::Display for OrderError {
         match self {
             OrderError::Stopped(stop) => stop.fmt(f),
             OrderError::Unknown(unknown) => unknown.fmt(f),
+            OrderError::TaskDied => f.write_str(
+                "OUTCOME UNKNOWN: the order task failed unexpectedly, so whether 1NCE received the order is unknown. Do not order again: look for it with list_orders (sort order_date) first.",
+            ),
         }
     }
 }
@@ -138,8 +148,13 @@ pub enum Stop {
     Checks(String),
     /// An approval in the client's own form is required, and this client cannot show one.
     FormRequired { by_token: bool },
-    /// The person did not approve.
-    NotApproved(NotApproved, Option<String>),
+    /// The preview was made for the order card: only the person's click there places it.
+    CardRequired,
+    /// A click in the card that does not belong to this preview (a forged or foreign nonce, or a
+    /// token not made for the card).
+    NotThisCard,
+    /// The person did not approve, in the form or the card.
+    NotApproved(NotApproved, Option<String>, Approval),
     /// No token could be issued: the state store could not be read, or this process's clock
     /// disagrees with it.
     NoPreview(Refusal),
@@ -172,13 +187,21 @@ impl fmt::Display for Stop {
             Stop::FormRequired { by_token: true } => f.write_str(
                 "Refused: this order's preview promised that the user approves it in the MCP client's own approval form, and this client cannot show one. Nothing was ordered. Confirm it from a client that can show the form, or call create_order without confirmation_token for a preview here and get the user's approval for it",
             ),
-            Stop::NotApproved(answer, detail) => {
+            Stop::CardRequired => f.write_str(
+                "Refused: the person approves this order in the order card shown with its preview (the Place order button there); a confirmation_token alone cannot place it. Nothing was ordered. Do not ask the user to type their approval: ask them to use the card, or call create_order without confirmation_token for a new preview with its card",
+            ),
+            Stop::NotThisCard => f.write_str(
+                "Refused: this approval does not belong to this order's preview (the order card's approval is missing, altered, or from another preview). Nothing was ordered. Ask for a new preview",
+            ),
+            Stop::NotApproved(answer, detail, via) => {
+                let place = match via {
+                    Approval::OrderCard => "the order card",
+                    _ => "the approval form",
+                };
                 let mut what = match answer {
-                    NotApproved::Declined => {
-                        "The user declined this order in the approval form".to_owned()
-                    }
+                    NotApproved::Declined => format!("The user declined this order in {place}"),
                     NotApproved::Cancelled => {
-                        "The user closed the approval form without approving this order".to_owned()
+                        format!("The user closed {place} without approving this order")
                     }
                     NotApproved::NoAnswer => "The user's approval could not be obtained".to_owned(),
                 };
@@ -392,14 +415,38 @@ impl Desk {
             .confirmation_token
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        // A token that cannot be used is refused before anything is asked of 1NCE or anyone.
-        if let Some(token) = token
-            && let Err(refusal) = self.confirmations.check(
-                token,
-                &self.binding(&order, None, request.scope, &person_key),
-            )
-        {
-            return Err(self.refused_token(&order, token, who, refusal).await);
+        // A token that cannot be used is refused before anything is asked of 1NCE or anyone,
+        // and so is one presented other than the way its preview said the person approves.
+        match (token, request.card_nonce) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(self.refuse(&order, None, who, Stop::NotThisCard)),
+            (Some(token), card_nonce) => {
+                let claims = match self.confirmations.check(
+                    token,
+                    &self.binding(&order, None, request.scope, &person_key),
+                ) {
+                    Ok(claims) => claims,
+                    Err(refusal) => {
+                        return Err(self.refused_token(&order, token, who, refusal).await);
+                    }
+                };
+                let wrong_way = match (claims.approval, card_nonce) {
+                    (Approval::OrderCard, None) => Some(Stop::CardRequired),
+                    (Approval::OrderCard, Some(nonce))
+                        if self.confirmations.card_nonce_fits(&claims, nonce) =>
+                    {
+                        None
+                    }
+                    (_, Some(_)) => Some(Stop::NotThisCard),
+                    (Approval::ApprovalForm, None) if !request.can_show.form => {
+                        Some(Stop::FormRequired { by_token: true })
+                    }
+                    _ => None,
+                };
+                if let Some(stop) = wrong_way {
+                    return Err(self.refuse(&order, Some(token), who, stop));
+                }
+            }
         }
         // A confirmation reads the catalogue afresh: the price bound to the token is checked
         // against 1NCE's price now, not a cached one.
@@ -413,7 +460,7 @@ impl Desk {
         })?;
         let priced = check_order(&order, &catalogue, &self.limits)
             .map_err(|why| self.refuse(&order, token, who, Stop::Checks(why)))?;
-        if self.require_form && !request.can_ask {
+        if self.require_form && !request.can_show.any() {
             return Err(self.refuse(&order, token, who, Stop::FormRequired { by_token: false }));
         }
         let token = match token {
@@ -428,14 +475,6 @@ impl Desk {
                         return Err(self.refused_token(&order, token, who, refusal).await);
                     }
                 };
-                if claims.needs_form && !request.can_ask {
-                    return Err(self.refuse(
-                        &order,
-                        Some(token),
-                        who,
-                        Stop::FormRequired { by_token: true },
-                    ));
-                }
                 Some((token.to_owned(), claims))
             }
         };
@@ -448,16 +487,15 @@ impl Desk {
         })
     }
 
-    /// Issues a token for a checked order and audits the preview. The token requires an
-    /// approval in the client's form whenever the client can show one (the preview promises
-    /// it) or the server requires one.
-    pub fn preview(&self, checked: &Checked, can_ask: bool) -> Result<PreviewIssued, OrderError> {
-        let needs_form = can_ask || self.require_form;
-        let approval = if needs_form {
-            Approval::ApprovalForm
-        } else {
-            Approval::ConfirmationToken
-        };
+    /// Issues a token for a checked order and audits the preview. The token requires the
+    /// person's own approval wherever the client can show something to approve in (the order
+    /// card, else its form: the preview promises it), or the server requires one.
+    pub fn preview(
+        &self,
+        checked: &Checked,
+        can_show: CanShow,
+    ) -> Result<PreviewIssued, OrderError> {
+        let approval = can_show.approval(self.require_form);
         let issued = self
             .confirmations
             .issue(
@@ -467,7 +505,7 @@ impl Desk {
                     &checked.scope,
                     &checked.person_key(),
                 ),
-                needs_form,
+                approval,
             )
             .map_err(|refusal| {
                 self.refuse(
@@ -491,10 +529,15 @@ impl Desk {
             )
             .map_err(Stop::Unaudited)?;
         let identical = self.identical(checked);
+        let card_nonce = (approval == Approval::OrderCard)
+            .then(|| self.confirmations.claims_of(&issued.token))
+            .flatten()
+            .map(|claims| self.confirmations.card_nonce(&claims));
         Ok(PreviewIssued {
             issued,
             approval,
             identical,
+            card_nonce,
         })
     }
 
@@ -505,9 +548,14 @@ impl Desk {
             .recent_identical(&checked.order, IDENTICAL_WITHIN)
     }
 
-    /// Audits the person's answer; anything but an approval ends the token for every process
-    /// sharing the state, and stops the order.
-    pub fn answered(&self, checked: &Checked, answer: &PersonAnswer) -> Result<(), OrderError> {
+    /// Audits the person's answer, given `via` the client's form or the order card; anything
+    /// but an approval ends the token for every process sharing the state, and stops the order.
+    pub fn answered(
+        &self,
+        checked: &Checked,
+        answer: &PersonAnswer,
+        via: Approval,
+    ) -> Result<(), OrderError> {
         let (token, claims) = checked
             .token
             .as_ref()
@@ -523,7 +571,7 @@ impl Desk {
         };
         let mut record = self
             .record(event, &checked.order, Some(token), checked.person.as_ref())
-            .approval(Approval::ApprovalForm)
+            .approval(via)
             .outcome(outcome);
         if let Some(detail) = &detail {
             record = record.detail(detail.clone());
@@ -536,7 +584,7 @@ impl Desk {
             {
                 tracing::warn!(error = %e, "could not record that the person did not approve");
             }
-            return Err(Stop::NotApproved(not, detail).into());
+            return Err(Stop::NotApproved(not, detail, via).into());
         }
         audited.map_err(|e| Stop::Unaudited(e).into())
     }
@@ -735,8 +783,15 @@ mod tests {
             Stop::Checks("Refused: product 9 is not in the catalogue. Nothing was ordered.".into()),
             Stop::FormRequired { by_token: false },
             Stop::FormRequired { by_token: true },
-            Stop::NotApproved(NotApproved::Cancelled, None),
-            Stop::NotApproved(NotApproved::NoAnswer, Some("timed out".into())),
+            Stop::NotApproved(NotApproved::Cancelled, None, Approval::ApprovalForm),
+            Stop::NotApproved(
+                NotApproved::NoAnswer,
+                Some("timed out".into()),
+                Approval::ApprovalForm,
+            ),
+            Stop::NotApproved(NotApproved::Declined, None, Approval::OrderCard),
+            Stop::CardRequired,
+            Stop::NotThisCard,
             Stop::Unaudited("the audit log could not be written".into()),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Unauthorized)),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Forbidden)),

@@ -24,6 +24,8 @@ pub mod checks;
 pub mod clock;
 pub mod consent;
 pub mod desk;
+#[cfg(test)]
+mod lifecycle_model;
 pub mod lost_answer;
 pub mod person;
 pub mod post_answer;
@@ -33,7 +35,7 @@ pub mod tokens;
 
 pub use audit::{AuditLog, AuditTrail, Environment};
 pub use checks::{Money, OrderLimits, PricedLine, PricedOrder};
-pub use consent::{Approval, PersonAnswer};
+pub use consent::{Approval, CanShow, PersonAnswer};
 pub use desk::{Desk, OrderError, Stop};
 pub use person::Person;
 pub use tokens::{Account, Confirmations, Refusal};

@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 use super::checks::{PricedOrder, money};
 use super::clock::{Clock, SystemClock};
-use super::consent::NotApproved;
+use super::consent::{Approval, NotApproved};
 use super::post_answer::{Created, NotProcessed, Unknown};
 use super::private_fs;
 use super::single_use::{
@@ -68,6 +68,8 @@ const VERSION: u8 = 4;
 const FIXED_LEN: usize = 1 + 16 + 8 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + 1;
 /// Flag bit: only an approval in the client's form places this order.
 const NEEDS_FORM: u8 = 1;
+/// Flag bit: only a click in the order card places this order.
+const NEEDS_CARD: u8 = 2;
 /// The longest a token may live (the most `--confirmation-ttl` allows). A token that claims
 /// to live longer, or to expire further ahead than this, comes from a process whose clock is
 /// wrong.
@@ -147,8 +149,9 @@ pub struct Claims {
     scope: [u8; 16],
     person: [u8; 16],
     account: Account,
-    /// Only an approval in the client's own form places this order.
-    pub needs_form: bool,
+    /// How this order must be approved: in the client's form, in the order card, or (a token
+    /// of the agent's) either way.
+    pub approval: Approval,
     order: [u8; 32],
     prices: [u8; 32],
     /// The one-time net totals the person saw, as shown.
@@ -295,7 +298,7 @@ impl Confirmations {
     /// sweeps the store (a bounded number of records, by the store's clock), and refuses when
     /// this process's clock disagrees with the store's: a token it made would carry a wrong
     /// expiry, and it could not place the order anyway.
-    pub fn issue(&self, binding: &Binding<'_>, needs_form: bool) -> Result<Issued, Refusal> {
+    pub fn issue(&self, binding: &Binding<'_>, approval: Approval) -> Result<Issued, Refusal> {
         let swept = self
             .store
             .sweep(SWEEP_AT_MOST)
@@ -319,7 +322,11 @@ impl Confirmations {
         payload.extend_from_slice(&hash16(binding.scope));
         payload.extend_from_slice(&hash16(binding.person));
         payload.extend_from_slice(&binding.account.0);
-        payload.push(if needs_form { NEEDS_FORM } else { 0 });
+        payload.push(match approval {
+            Approval::ApprovalForm => NEEDS_FORM,
+            Approval::OrderCard => NEEDS_CARD,
+            Approval::ConfirmationToken => 0,
+        });
         payload.extend_from_slice(&digest(binding.order));
         payload.extend_from_slice(&prices);
         payload.push(totals.len() as u8);
@@ -501,6 +508,33 @@ impl Confirmations {
         }
     }
 
+    /// The approval nonce of a token made for the order card: a MAC of the token's id under a
+    /// key derived from the signing key, so only this server (and its replicas) can make one, it
+    /// belongs to exactly one token, and it is as single-use as that token. It travels only to
+    /// the card (in the preview result's `_meta`), never to the agent.
+    pub fn card_nonce(&self, claims: &Claims) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.derived_key("order-card approval nonce"))
+            .expect("HMAC takes any key length");
+        mac.update(&claims.id);
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `nonce` is the card nonce of `claims`' token (in constant time).
+    pub fn card_nonce_fits(&self, claims: &Claims, nonce: &str) -> bool {
+        let Ok(given) = URL_SAFE_NO_PAD.decode(nonce.trim()) else {
+            return false;
+        };
+        let mut mac = HmacSha256::new_from_slice(&self.derived_key("order-card approval nonce"))
+            .expect("HMAC takes any key length");
+        mac.update(&claims.id);
+        mac.verify_slice(&given).is_ok()
+    }
+
+    /// The claims of a well-formed token signed by this key, whatever else is true of it.
+    pub fn claims_of(&self, token: &str) -> Option<Claims> {
+        self.verify(token.trim())
+    }
+
     /// A key for `purpose`, derived from the signing key (HMAC-SHA256 of the purpose), so every
     /// process sharing the signing key shares it, and the signing key itself stays here.
     pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
@@ -537,7 +571,12 @@ impl Confirmations {
             scope: take(33, 49).try_into().ok()?,
             person: take(49, 65).try_into().ok()?,
             account: Account(take(65, 81).try_into().ok()?),
-            needs_form: payload[81] & NEEDS_FORM != 0,
+            approval: match payload[81] {
+                0 => Approval::ConfirmationToken,
+                NEEDS_FORM => Approval::ApprovalForm,
+                NEEDS_CARD => Approval::OrderCard,
+                _ => return None,
+            },
             order: take(82, 114).try_into().ok()?,
             prices: take(114, 146).try_into().ok()?,
             totals: String::from_utf8(payload[FIXED_LEN..].to_vec()).ok()?,
@@ -793,6 +832,7 @@ mod tests {
     use crate::orders::checks::tests::product;
     use crate::orders::checks::{OrderLimits, check_order};
     use crate::orders::clock::ManualClock;
+    use crate::orders::consent::Approval;
     use crate::orders::single_use::MemoryStore;
 
     fn order(quantity: i64) -> NewOrder {
@@ -861,7 +901,10 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let (five, six) = (order(5), order(6));
         let (p5, p6) = (priced(&five, 100), priced(&six, 100));
-        let issued = f.store.issue(&binding(&five, &p5, "s"), false).unwrap();
+        let issued = f
+            .store
+            .issue(&binding(&five, &p5, "s"), Approval::ConfirmationToken)
+            .unwrap();
         assert!(issued.token.starts_with("ct_"));
         let t = issued.token.as_str();
         assert_eq!(
@@ -880,7 +923,7 @@ mod tests {
                     person: alice,
                     ..binding(&five, &p5, "s")
                 },
-                false,
+                Approval::ConfirmationToken,
             )
             .unwrap();
         for (person, scope) in [
@@ -947,7 +990,10 @@ mod tests {
         let o = order(10);
         let issued = f
             .store
-            .issue(&binding(&o, &priced(&o, 10_000), "s"), false)
+            .issue(
+                &binding(&o, &priced(&o, 10_000), "s"),
+                Approval::ConfirmationToken,
+            )
             .unwrap();
         let now = priced(&o, 45_000);
         let err = f
@@ -988,20 +1034,41 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
-        let form = f.store.issue(&binding(&o, &p, "s"), true).unwrap();
-        let plain = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
-        assert!(
-            f.store
-                .check(&form.token, &binding(&o, &p, "s"))
-                .unwrap()
-                .needs_form
+        for approval in [
+            Approval::ApprovalForm,
+            Approval::OrderCard,
+            Approval::ConfirmationToken,
+        ] {
+            let issued = f.store.issue(&binding(&o, &p, "s"), approval).unwrap();
+            let claims = f.store.check(&issued.token, &binding(&o, &p, "s")).unwrap();
+            assert_eq!(claims.approval, approval);
+        }
+    }
+
+    #[test]
+    fn a_card_nonce_belongs_to_one_token_and_this_key() {
+        let f = fixture(Duration::from_secs(60));
+        let o = order(1);
+        let p = priced(&o, 100);
+        let b = binding(&o, &p, "s");
+        let one = f.store.issue(&b, Approval::OrderCard).unwrap();
+        let other = f.store.issue(&b, Approval::OrderCard).unwrap();
+        let (one, other) = (
+            f.store.claims_of(&one.token).unwrap(),
+            f.store.claims_of(&other.token).unwrap(),
         );
-        assert!(
-            !f.store
-                .check(&plain.token, &binding(&o, &p, "s"))
-                .unwrap()
-                .needs_form
+        let nonce = f.store.card_nonce(&one);
+        assert!(f.store.card_nonce_fits(&one, &nonce));
+        assert!(!f.store.card_nonce_fits(&other, &nonce));
+        for forged in ["", "nonce", &f.store.card_nonce(&other), &nonce[1..]] {
+            assert!(!f.store.card_nonce_fits(&one, forged), "{forged:?}");
+        }
+        let elsewhere = Confirmations::with_store(
+            [8; 32],
+            Arc::new(MemoryStore::new(f.clock.clone())),
+            Duration::from_secs(60),
         );
+        assert!(!elsewhere.card_nonce_fits(&one, &nonce));
     }
 
     #[test]
@@ -1009,7 +1076,10 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
-        let issued = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
+        let issued = f
+            .store
+            .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
+            .unwrap();
         f.clock.advance(Duration::from_secs(59));
         assert!(f.store.check(&issued.token, &binding(&o, &p, "s")).is_ok());
         f.clock.advance(Duration::from_secs(1));
@@ -1027,7 +1097,7 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let issued = Confirmations::open(dir.path(), ttl)
             .unwrap()
-            .issue(&binding(&o, &p, "s"), false)
+            .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
             .unwrap();
         // A new process opens the same state directory.
         let again = Confirmations::open(dir.path(), ttl).unwrap();
@@ -1062,7 +1132,7 @@ mod tests {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, false).unwrap();
+        let issued = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
         let proof = NotProcessed::never_sent(crate::api::ApiError::Forbidden);
         f.store.redeem(&issued.token, &b).unwrap().release(&proof);
         f.store
@@ -1076,7 +1146,7 @@ mod tests {
             Refusal::OutcomeUnknown { .. }
         ));
         // A call dropped mid-POST is an unknown outcome too.
-        let second = f.store.issue(&b, false).unwrap();
+        let second = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
         drop(f.store.redeem(&second.token, &b).unwrap());
         assert!(matches!(
             f.store.redeem(&second.token, &b).unwrap_err(),
@@ -1090,7 +1160,7 @@ mod tests {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, false).unwrap();
+        let issued = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
         // The process dies mid-POST: the claim is never settled.
         std::mem::forget(f.store.redeem(&issued.token, &b).unwrap());
         assert_eq!(
@@ -1109,7 +1179,7 @@ mod tests {
         let o = order(3);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let declined = f.store.issue(&b, true).unwrap();
+        let declined = f.store.issue(&b, Approval::ApprovalForm).unwrap();
         let claims = f.store.check(&declined.token, &b).unwrap();
         f.store
             .end_unapproved(&claims, &o, NotApproved::Declined)
@@ -1123,7 +1193,7 @@ mod tests {
                 .recent_identical(&o, Duration::from_secs(3600))
                 .is_empty()
         );
-        let placed = f.store.issue(&b, false).unwrap();
+        let placed = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
         f.store
             .redeem(&placed.token, &b)
             .unwrap()
@@ -1154,7 +1224,10 @@ mod tests {
         let f = fixture(Duration::from_secs(60));
         let o = order(3);
         let p = priced(&o, 100);
-        let issued = f.store.issue(&binding(&o, &p, "s"), false).unwrap();
+        let issued = f
+            .store
+            .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
+            .unwrap();
         let winners: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
@@ -1198,7 +1271,7 @@ mod tests {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = right.issue(&b, false).unwrap();
+        let issued = right.issue(&b, Approval::ConfirmationToken).unwrap();
         right
             .redeem(&issued.token, &b)
             .unwrap()
@@ -1208,7 +1281,7 @@ mod tests {
             .with_clock(Arc::new(ManualClock::new(
                 Utc::now() + chrono::Duration::days(8),
             )));
-        let refused = ahead.issue(&b, false).unwrap_err();
+        let refused = ahead.issue(&b, Approval::ConfirmationToken).unwrap_err();
         assert!(matches!(refused, Refusal::ClockSkew { .. }), "{refused:?}");
         assert!(ahead.clock_check().unwrap_err().contains("disagrees"));
         assert_eq!(
@@ -1238,7 +1311,7 @@ mod tests {
                 )))),
                 ..wrong
             };
-            let token = wrong.issue(&b, false).unwrap().token;
+            let token = wrong.issue(&b, Approval::ConfirmationToken).unwrap().token;
             let got = right.check(&token, &b);
             assert_eq!(
                 matches!(got, Err(Refusal::FromTheFuture { .. })),
@@ -1258,7 +1331,7 @@ mod tests {
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
-        let issued = c.issue(&b, false).unwrap();
+        let issued = c.issue(&b, Approval::ConfirmationToken).unwrap();
         // The process's clock jumps two minutes ahead after the preview. (One that jumps back
         // sees the token as issued in the future, refused before any claim.)
         let ahead = Arc::new(ManualClock::new(
@@ -1278,7 +1351,7 @@ mod tests {
         fixed.redeem(&issued.token, &b).unwrap().placed(&created(1));
         // Expiry by the store's clock: a token the process thinks is still good (its clock 30 s
         // behind, within the skew) is refused once the store says it has expired.
-        let second = fixed.issue(&b, false).unwrap();
+        let second = fixed.issue(&b, Approval::ConfirmationToken).unwrap();
         store.advance(Duration::from_secs(610));
         let late = Confirmations {
             clock: Arc::new(ManualClock::new(
@@ -1299,14 +1372,14 @@ mod tests {
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
-        let placed = c.issue(&b, false).unwrap();
-        let unused = c.issue(&b, false).unwrap();
+        let placed = c.issue(&b, Approval::ConfirmationToken).unwrap();
+        let unused = c.issue(&b, Approval::ConfirmationToken).unwrap();
         c.redeem(&placed.token, &b).unwrap().placed(&created(5));
         // Both clocks run 30 days ahead for a while, and a preview sweeps by them: the placed
         // token's record goes, its token long expired by that time.
         store.advance(Duration::from_secs(30 * 24 * 3600));
         process.advance(Duration::from_secs(30 * 24 * 3600));
-        c.issue(&b, false).unwrap();
+        c.issue(&b, Approval::ConfirmationToken).unwrap();
         let id = c.verify(&placed.token).unwrap().id();
         assert_eq!(c.store.get(&id).unwrap(), None, "swept");
         // Then both are set right again: the swept token is not placed a second time, and

@@ -13,11 +13,18 @@
 //! - JSON but not a valid request (a batch, no or another `jsonrpc`, `params` not an object,
 //!   an id that is not a string or an integer, a duplicate key): -32600 with the id.
 //!
-//! A sound envelope goes to rmcp, which answers unknown methods and bad parameters itself.
+//! A sound envelope goes to rmcp, which answers unknown methods and bad parameters itself. The
+//! duplicate-key rule is the HTTP transports' too: [`duplicate_key`] refuses such a body with the
+//! same answer.
 //!
 //! Notifications and answers (`result`/`error`) are never answered, whatever is wrong with them:
 //! two peers that answered each other's broken answers would never stop. Answers without an id
 //! stop after [`IDLESS_ANSWERS`] in a row, for the same reason.
+//!
+//! What one line costs is bounded: a line is at most [`MAX_LINE`] long; a batch is read one
+//! element at a time, never as a value of its own, and gets at most [`BATCH_IDS`] refusals with
+//! an id plus one for the rest, however many requests it holds; and after a long line the line
+//! buffer shrinks and freed memory goes back to the operating system.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -43,9 +50,20 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How much of an over-long line is kept to find its id.
 const HEAD_OF_LONG_LINE: usize = 4096;
 
+/// The line buffer keeps at most this much room between lines: one long line must not hold its
+/// megabytes for the rest of the session.
+const KEEP_LINE_CAPACITY: usize = 64 * 1024;
+
+/// After a line that needed this much room, the allocator is asked to hand freed memory back to
+/// the operating system (glibc keeps it for the process otherwise).
+const GIVE_BACK_AFTER: usize = 1024 * 1024;
+
 /// Answers without an id sent in a row before the rest are only logged, until a valid message
 /// arrives: a peer that answers our error with more garbage cannot start an endless exchange.
 pub const IDLESS_ANSWERS: u32 = 100;
+
+/// Requests of one batch refused each with its own answer; the rest share one answer.
+pub const BATCH_IDS: usize = 100;
 
 /// How much of a parser's complaint an answer quotes.
 const MAX_DETAIL: usize = 200;
@@ -128,16 +146,11 @@ pub fn check(line: &[u8]) -> Verdict {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Verdict::Ignore("a blank line");
     }
-    let value = match serde_json::from_slice::<Unique>(line) {
-        Ok(Unique(value)) => value,
+    let parsed = match serde_json::from_slice::<Parsed>(line) {
+        Ok(parsed) => parsed,
         Err(_) if recover(line).is_answer => return Verdict::Ignore("a broken answer"),
-        // The only data error a `Unique` raises.
-        Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return refuse(
-                recover_id(line),
-                INVALID_REQUEST,
-                format!("Invalid request: {e}"),
-            );
+        Err(e) if is_duplicate_key(&e) => {
+            return refuse(recover_id(line), INVALID_REQUEST, duplicate_key_message(&e));
         }
         Err(e) => {
             return refuse(
@@ -150,10 +163,10 @@ pub fn check(line: &[u8]) -> Verdict {
             );
         }
     };
-    match value {
-        Value::Object(message) => check_message(message),
-        Value::Array(batch) => refuse_batch(batch),
-        _ => refuse(
+    match parsed {
+        Parsed::Message(message) => check_message(message),
+        Parsed::Batch(batch) => refuse_batch(batch),
+        Parsed::Other => refuse(
             None,
             INVALID_REQUEST,
             "Invalid request: a JSON-RPC message is a JSON object.",
@@ -230,17 +243,61 @@ fn envelope_problem(message: &mut Map<String, Value>) -> Option<&'static str> {
     None
 }
 
+/// The refusal of a body that is JSON with a key twice in one object, at any depth: the -32600
+/// a stdio line gets for it, for the HTTP transports, so that one rule holds for every transport.
+/// It carries the request's id when that can be read (never an answer's: its id is ours). `None`
+/// for any other body, valid or not, which the transport answers as it does anyway.
+pub fn duplicate_key(body: &[u8]) -> Option<Refusal> {
+    match serde_json::from_slice::<Parsed>(body) {
+        Err(e) if is_duplicate_key(&e) => {
+            let found = recover(body);
+            let id = found.id.filter(|_| !found.is_answer);
+            Some(Refusal::new(id, INVALID_REQUEST, duplicate_key_message(&e)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a parse failed on a duplicate key: the only data error [`Parsed`] and [`Unique`]
+/// raise (every JSON value is of a type they take; syntax errors, numbers out of range and
+/// lone surrogates included, are `Syntax` errors).
+fn is_duplicate_key(e: &serde_json::Error) -> bool {
+    e.classify() == serde_json::error::Category::Data
+}
+
+fn duplicate_key_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let what = text.strip_suffix(&at).unwrap_or(&text);
+    format!(
+        "Invalid request: {what} (line {}, column {}), which JSON parsers read differently; send each key once.",
+        e.line(),
+        e.column()
+    )
+}
+
 /// MCP dropped JSON-RPC batches in 2025-06-18, and no revision this server speaks has them: each
-/// request in one gets its own refusal, so that no client waits for an answer.
-fn refuse_batch(batch: Vec<Value>) -> Verdict {
+/// request in one gets its own refusal, so that no client waits for an answer; past
+/// [`BATCH_IDS`] requests, the rest share one refusal without an id that says how many they
+/// were, so that one line cannot queue more answers than that.
+fn refuse_batch(batch: Batch) -> Verdict {
     const WHY: &str = "Invalid request: JSON-RPC batches are not supported (MCP has none since 2025-06-18); send each request on its own line.";
-    let refusals: Vec<Refusal> = batch
-        .iter()
-        .filter_map(Value::as_object)
-        .filter(|m| m.contains_key("method"))
-        .filter_map(|m| m.get("id").and_then(readable))
+    let mut refusals: Vec<Refusal> = batch
+        .ids
+        .into_iter()
         .map(|id| Refusal::new(Some(id), INVALID_REQUEST, WHY))
         .collect();
+    if batch.more > 0 {
+        refusals.push(Refusal::new(
+            None,
+            INVALID_REQUEST,
+            format!(
+                "{WHY} This batch held {} requests: the first {BATCH_IDS} were each refused with their id, and the other {} are refused by this one answer. None of them was run.",
+                BATCH_IDS + batch.more,
+                batch.more
+            ),
+        ));
+    }
     if refusals.is_empty() {
         return refuse(None, INVALID_REQUEST, WHY);
     }
@@ -257,6 +314,87 @@ fn truncated(text: &str) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }
+}
+
+/// What a line or body holds, parsed without a key twice in any object: a message (an object),
+/// a batch (an array), or any other JSON value. A batch is read one element at a time and only
+/// what its refusals need is kept (see [`Batch`]), so a line of 400,000 requests costs a few
+/// ids, not a `Value` of them all.
+enum Parsed {
+    Message(Map<String, Value>),
+    Batch(Batch),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Parsed {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ParsedVisitor)
+    }
+}
+
+struct ParsedVisitor;
+
+impl<'de> Visitor<'de> for ParsedVisitor {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+        let mut batch = Batch::default();
+        while let Some(Unique(item)) = seq.next_element()? {
+            let id = item
+                .as_object()
+                .filter(|m| m.contains_key("method"))
+                .and_then(|m| m.get("id"))
+                .and_then(readable);
+            if let Some(id) = id {
+                if batch.ids.len() < BATCH_IDS {
+                    batch.ids.push(id);
+                } else {
+                    batch.more += 1;
+                }
+            }
+        }
+        Ok(Parsed::Batch(batch))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Parsed, A::Error> {
+        unique_map(map).map(Parsed::Message)
+    }
+}
+
+/// What is kept of a batch: the ids of its first [`BATCH_IDS`] requests (objects with a
+/// `method` and a readable id; notifications are never answered), and how many came after.
+#[derive(Debug, Default)]
+struct Batch {
+    ids: Vec<Value>,
+    more: usize,
 }
 
 /// A JSON value in which no object has a key twice: `{"quantity":1,"quantity":1000}` means one
@@ -314,20 +452,25 @@ impl<'de> Visitor<'de> for UniqueVisitor {
         Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "the key {:?} appears twice in one object, which JSON parsers read differently.",
-                    truncated_key(&key)
-                )));
-            }
-            let Unique(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        unique_map(map).map(Value::Object)
     }
+}
+
+/// An object's entries, refused at the first key it holds twice.
+fn unique_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Map<String, Value>, A::Error> {
+    let mut object = Map::new();
+    while let Some(key) = map.next_key::<String>()? {
+        if object.contains_key(&key) {
+            return Err(de::Error::custom(format_args!(
+                "the key {:?} appears twice in one object",
+                truncated_key(&key)
+            )));
+        }
+        let Unique(value) = map.next_value()?;
+        object.insert(key, value);
+    }
+    Ok(object)
 }
 
 fn truncated_key(key: &str) -> String {
@@ -521,6 +664,8 @@ pub struct LineTransport<R, W> {
     unflushed: bool,
     /// Answers without an id since the last valid message.
     idless_in_a_row: u32,
+    /// A long line was read: memory is handed back once its answers are written.
+    give_back: bool,
 }
 
 impl<R, W> LineTransport<R, W>
@@ -537,7 +682,19 @@ where
             owed: VecDeque::new(),
             unflushed: false,
             idless_in_a_row: 0,
+            give_back: false,
         }
+    }
+
+    /// Empties the line buffer for the next line, and gives up the room a long line made it
+    /// take (see [`KEEP_LINE_CAPACITY`], [`GIVE_BACK_AFTER`]).
+    fn next_line(&mut self) {
+        self.line.clear();
+        let room = self.line.capacity();
+        if room > KEEP_LINE_CAPACITY {
+            self.line = Vec::new();
+        }
+        self.give_back |= room >= GIVE_BACK_AFTER;
     }
 
     /// Reads up to and including the next newline into `self.line`, never past [`MAX_LINE`].
@@ -643,6 +800,9 @@ where
                 tracing::debug!("could not answer on stdout: {e}");
                 return None;
             }
+            if std::mem::take(&mut self.give_back) {
+                give_memory_back();
+            }
             let verdict = match self.read_line().await {
                 LineRead::Line => check(self.line.strip_suffix(b"\n").unwrap_or(&self.line)),
                 LineRead::TooLong => {
@@ -663,7 +823,7 @@ where
                     return None;
                 }
             };
-            self.line.clear();
+            self.next_line();
             match verdict {
                 Verdict::Pass(message) => {
                     self.idless_in_a_row = 0;
@@ -678,6 +838,19 @@ where
     async fn close(&mut self) -> Result<(), Self::Error> {
         drop(self.write.lock().await.take());
         Ok(())
+    }
+}
+
+/// Hands the heap memory freed since the last trim back to the operating system. glibc keeps
+/// freed memory for the process (in each thread's arena, below its top), so a server that once
+/// read and parsed a 16 MiB line would hold what that took for good; `malloc_trim` releases the
+/// free pages of every arena. Other allocators are left to their own policy.
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer; it only walks the allocator's own free lists, under
+    // the allocator's locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -780,6 +953,110 @@ mod tests {
             ]
         );
         assert_eq!(refusals("[]"), [(None, INVALID_REQUEST)]);
+    }
+
+    #[test]
+    fn a_large_batch_gets_its_first_ids_and_one_refusal_for_the_rest() {
+        let mut line = String::from("[");
+        for id in 0..1000 {
+            line.push_str(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}},"#
+            ));
+            // Notifications are neither answered nor counted.
+            line.push_str(r#"{"jsonrpc":"2.0","method":"notifications/initialized"},"#);
+        }
+        line.push_str(r#""junk"]"#);
+        let Verdict::Refuse(answers) = check(line.as_bytes()) else {
+            panic!("a batch passed")
+        };
+        assert_eq!(answers.len(), BATCH_IDS + 1);
+        for (n, refusal) in answers[..BATCH_IDS].iter().enumerate() {
+            assert_eq!(
+                (refusal.id(), refusal.code()),
+                (Some(&json!(n)), INVALID_REQUEST)
+            );
+        }
+        let rest = &answers[BATCH_IDS];
+        assert_eq!((rest.id(), rest.code()), (None, INVALID_REQUEST));
+        assert!(
+            rest.message.contains("held 1000 requests") && rest.message.contains("other 900"),
+            "{}",
+            rest.message
+        );
+        // A duplicate key inside an element refuses the whole line, as anywhere else.
+        assert_eq!(
+            refusals(r#"[{"jsonrpc":"2.0","id":1,"method":"ping","id":2}]"#),
+            [(None, INVALID_REQUEST)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_answered_then_its_buffer_is_given_up() {
+        let mut input = b"[".to_vec();
+        for id in 0..50_000 {
+            input.extend_from_slice(
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}},"#).as_bytes(),
+            );
+        }
+        input.pop();
+        input.extend_from_slice(b"]\n{\"jsonrpc\":\"2.0\",\"id\":\"next\",\"method\":\"ping\"}\n");
+        assert!(input.len() > GIVE_BACK_AFTER);
+        let mut transport = LineTransport::new(&input[..], Vec::new());
+        let next = transport
+            .receive()
+            .await
+            .expect("the request after the batch");
+        assert!(
+            matches!(next, RxJsonRpcMessage::<RoleServer>::Request(_)),
+            "{next:?}"
+        );
+        assert!(transport.line.capacity() <= KEEP_LINE_CAPACITY);
+        assert!(transport.owed.is_empty() && !transport.unflushed);
+        let written = transport.write.lock().await;
+        let written = written.as_ref().unwrap().get_ref();
+        assert_eq!(
+            written.iter().filter(|b| **b == b'\n').count(),
+            BATCH_IDS + 1
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth_are_refused_for_http_as_on_stdio() {
+        let body = r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"create_order","arguments":{"products":[{"product_id":1001,"quantity":1,"quantity":900}]}}}"#;
+        let refusal = duplicate_key(body.as_bytes()).expect("refused");
+        assert_eq!(
+            (refusal.id(), refusal.code()),
+            (Some(&json!("x")), INVALID_REQUEST)
+        );
+        assert!(
+            refusal.message.contains(r#""quantity""#),
+            "{}",
+            refusal.message
+        );
+        assert!(
+            refusal.message.contains("send each key once"),
+            "{}",
+            refusal.message
+        );
+        // The same line on stdio gets the same answer.
+        let Verdict::Refuse(on_stdio) = check(body.as_bytes()) else {
+            panic!("passed on stdio")
+        };
+        assert_eq!(on_stdio, [refusal]);
+        // An answer's id is the server's own: refused without it.
+        let answer = r#"{"jsonrpc":"2.0","id":7,"result":{"action":"accept","action":"decline"}}"#;
+        assert_eq!(duplicate_key(answer.as_bytes()).unwrap().id(), None);
+        for fine in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"a":{"k":1},"b":{"k":2}}"#,
+            // Not JSON, or not a message: the transport's own answer.
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping""#,
+            r#"{"a":1e400,"a":1}"#,
+            "",
+            "[1,2]",
+        ] {
+            assert_eq!(duplicate_key(fine.as_bytes()), None, "{fine}");
+        }
     }
 
     #[test]

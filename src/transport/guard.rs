@@ -1,9 +1,14 @@
 //! The gate in front of every MCP endpoint: `Host` and `Origin` first (DNS-rebinding
-//! protection: a web page must not reach a server on this machine through a name it controls),
-//! then the bearer token: the server's static token, or (OAuth) an access token the
+//! protection: a web page must not reach a server on this machine through a name it controls;
+//! the host checked is an absolute-form target's authority when the request has one), then the
+//! bearer token: the server's static token, or (OAuth) an access token the
 //! [`ResourceServer`] verifies, whose [`Caller`] goes into the request's extensions for the
 //! layers behind. A request without a valid token gets 401 with a `WWW-Authenticate`
 //! challenge that points OAuth clients to the protected resource metadata.
+//!
+//! In front of every path, MCP or not, [`one_authority`] holds requests to RFC 9112 §3.2: one
+//! `Host` header, and an absolute-form target only with the same authority in `Host`; `400`
+//! otherwise.
 //!
 //! Refusals are logged through [`Refusals`]: what the client sent, cut short and escaped, and
 //! counted rather than written line by line.
@@ -15,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -71,13 +76,69 @@ impl Guard {
         self.inner.token_digest.is_some() || self.inner.oauth.is_some()
     }
 
-    /// `Err` with the response to send when the request must not go further: `Host`,
-    /// `Origin`, and the static token if there is one (OAuth tokens are checked by
-    /// [`Guard::authenticate`]).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
-        self.check_host(headers)?;
+    /// `Err` with the response to send when the request must not go further: the host it is
+    /// for, `Origin`, and the static token if there is one (OAuth tokens are checked by
+    /// [`Guard::authenticate`]). The host is the authority of an absolute-form target
+    /// (`POST http://127.0.0.1:8080/mcp`), which RFC 9112 §3.2.2 puts before `Host`, and
+    /// `Host` otherwise; [`Guard::check_authority`] has made sure before that they agree.
+    pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
+        self.check_host(uri, headers)?;
         self.check_origin(headers)?;
         self.check_token(headers)
+    }
+
+    /// RFC 9112 §3.2 for every request, whatever its path: `400` for more than one `Host`
+    /// header (the first is not the one every reader takes), and for an absolute-form target
+    /// whose authority is not the `Host` header's (the two name different servers, and which one
+    /// wins differs between an origin server and whatever stands in front of it).
+    pub fn check_authority(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let host = hosts.next();
+        if hosts.next().is_some() {
+            let all: Vec<&[u8]> = headers
+                .get_all(header::HOST)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect();
+            self.inner
+                .refusals
+                .note(Reason::AmbiguousHost, Some(&all.join(&b", "[..])));
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: more than one Host header; send exactly one (RFC 9112 section 3.2)",
+            ));
+        }
+        let Some(target) = uri.authority() else {
+            return Ok(());
+        };
+        // A port left out is the scheme's default, in the target and in Host alike.
+        let default_port = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+            Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+            _ => None,
+        };
+        let named = |authority: &str| {
+            parse_authority(authority).map(|(name, port)| (name, port.or(default_port)))
+        };
+        let same = host
+            .and_then(|h| h.to_str().ok())
+            .and_then(named)
+            .is_some_and(|host| named(target.as_str()) == Some(host));
+        if same {
+            return Ok(());
+        }
+        let sent = format!(
+            "{target} (Host: {})",
+            host.map(|h| String::from_utf8_lossy(h.as_bytes()))
+                .unwrap_or_default()
+        );
+        self.inner
+            .refusals
+            .note(Reason::AmbiguousHost, Some(sent.as_bytes()));
+        Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the request target names another host than the Host header; send the path alone (`POST /mcp`) with the server's name in Host (RFC 9112 section 3.2)",
+        ))
     }
 
     /// With OAuth, verifies the request's access token: `Ok(Some(caller))` for a valid one,
@@ -149,12 +210,13 @@ impl Guard {
         response
     }
 
-    fn check_host(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+    fn check_host(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
         if self.inner.allowed_hosts.is_empty() {
             return Ok(());
         }
+        let target = uri.authority().map(|a| a.as_str());
         let raw = headers.get(header::HOST);
-        let Some(host) = raw.and_then(|h| h.to_str().ok()) else {
+        let Some(host) = target.or_else(|| raw.and_then(|h| h.to_str().ok())) else {
             self.inner
                 .refusals
                 .note(Reason::MissingHost, raw.map(HeaderValue::as_bytes));
@@ -232,7 +294,7 @@ impl Guard {
 /// axum middleware running [`Guard::check`], then [`Guard::authenticate`]; a verified caller
 /// goes into the request's extensions.
 pub async fn middleware(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    if let Err(refusal) = guard.check(request.headers()) {
+    if let Err(refusal) = guard.check(request.uri(), request.headers()) {
         return refusal.into_response();
     }
     match guard.authenticate(request.headers()).await {
@@ -241,6 +303,14 @@ pub async fn middleware(State(guard): State<Guard>, mut request: Request, next: 
         }
         Ok(None) => {}
         Err(response) => return response,
+    }
+    next.run(request).await
+}
+
+/// axum middleware running [`Guard::check_authority`], in front of every path.
+pub async fn one_authority(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    if let Err(refusal) = guard.check_authority(request.uri(), request.headers()) {
+        return refusal.into_response();
     }
     next.run(request).await
 }
@@ -350,6 +420,10 @@ mod tests {
         Guard::new(token.as_ref(), None, &hosts, &origins, Refusals::default())
     }
 
+    fn mcp() -> Uri {
+        Uri::from_static("/mcp")
+    }
+
     fn status(result: Result<(), Rejection>) -> Option<StatusCode> {
         result.err().map(|r| r.status)
     }
@@ -358,7 +432,11 @@ mod tests {
     fn hosts_are_matched_by_name_with_any_port() {
         let g = loopback_guard(None, &[]);
         for host in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:9"] {
-            assert_eq!(status(g.check(&headers(&[("host", host)]))), None, "{host}");
+            assert_eq!(
+                status(g.check(&mcp(), &headers(&[("host", host)]))),
+                None,
+                "{host}"
+            );
         }
         for host in [
             "evil.example:8080",
@@ -366,13 +444,13 @@ mod tests {
             "localhost.evil.example",
         ] {
             assert_eq!(
-                status(g.check(&headers(&[("host", host)]))),
+                status(g.check(&mcp(), &headers(&[("host", host)]))),
                 Some(StatusCode::FORBIDDEN),
                 "{host}"
             );
         }
         assert_eq!(
-            status(g.check(&headers(&[]))),
+            status(g.check(&mcp(), &headers(&[]))),
             Some(StatusCode::BAD_REQUEST)
         );
     }
@@ -387,7 +465,7 @@ mod tests {
             "https://app.example.com",
             "https://APP.example.com:443",
         ] {
-            assert_eq!(status(g.check(&with(ok))), None, "{ok}");
+            assert_eq!(status(g.check(&mcp(), &with(ok))), None, "{ok}");
         }
         for bad in [
             "https://evil.example",
@@ -396,7 +474,7 @@ mod tests {
             "garbage",
         ] {
             assert_eq!(
-                status(g.check(&with(bad))),
+                status(g.check(&mcp(), &with(bad))),
                 Some(StatusCode::FORBIDDEN),
                 "{bad}"
             );
@@ -415,19 +493,93 @@ mod tests {
             h
         };
         assert_eq!(
-            status(g.check(&with(Some(&format!("Bearer {token}"))))),
+            status(g.check(&mcp(), &with(Some(&format!("Bearer {token}"))))),
             None
         );
         assert_eq!(
-            status(g.check(&with(Some(&format!("bearer {token}"))))),
+            status(g.check(&mcp(), &with(Some(&format!("bearer {token}"))))),
             None
         );
         for bad in [None, Some("Bearer nope"), Some(token), Some("Basic abc")] {
-            let refusal = g.check(&with(bad)).unwrap_err();
+            let refusal = g.check(&mcp(), &with(bad)).unwrap_err();
             assert_eq!(refusal.status, StatusCode::UNAUTHORIZED, "{bad:?}");
             let response = refusal.into_response();
             assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
         }
         assert!(!loopback_guard(None, &[]).requires_token());
+    }
+
+    #[test]
+    fn two_host_headers_are_a_bad_request_in_either_order() {
+        let g = loopback_guard(None, &[]);
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("127.0.0.1"));
+        h.append(header::HOST, HeaderValue::from_static("evil.example"));
+        assert_eq!(
+            status(g.check_authority(&mcp(), &h)),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("evil.example"));
+        h.append(header::HOST, HeaderValue::from_static("127.0.0.1"));
+        assert_eq!(
+            status(g.check_authority(&mcp(), &h)),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        // Also when any host is allowed: the rule is HTTP's, not the allow list's.
+        let any = Guard::new(None, None, &[], &[], Refusals::default());
+        assert_eq!(
+            status(any.check_authority(&mcp(), &h)),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status(g.check_authority(&mcp(), &headers(&[("host", "127.0.0.1")]))),
+            None
+        );
+    }
+
+    #[test]
+    fn an_absolute_target_must_name_the_host_of_the_host_header_and_is_checked() {
+        let g = loopback_guard(None, &[]);
+        let target = |t: &'static str| Uri::from_static(t);
+        let host = |h: &str| headers(&[("host", h)]);
+        for (uri, h) in [
+            ("http://127.0.0.1:8080/mcp", "127.0.0.1:8080"),
+            ("http://LOCALHOST/mcp", "localhost:80"),
+            ("https://localhost/mcp", "localhost:443"),
+            ("http://[::1]:9/mcp", "[::1]:9"),
+        ] {
+            assert_eq!(
+                status(g.check_authority(&target(uri), &host(h))),
+                None,
+                "{uri} {h}"
+            );
+            assert_eq!(status(g.check(&target(uri), &host(h))), None, "{uri} {h}");
+        }
+        for (uri, h) in [
+            ("http://evil.example/mcp", "127.0.0.1"),
+            ("http://127.0.0.1/mcp", "evil.example"),
+            ("http://127.0.0.1:8080/mcp", "127.0.0.1:8081"),
+            ("http://127.0.0.1/mcp", "127.0.0.1:8080"),
+        ] {
+            assert_eq!(
+                status(g.check_authority(&target(uri), &host(h))),
+                Some(StatusCode::BAD_REQUEST),
+                "{uri} {h}"
+            );
+        }
+        assert_eq!(
+            status(g.check_authority(&target("http://127.0.0.1/mcp"), &headers(&[]))),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        // The target's authority, not Host, is what the allow list is held to.
+        assert_eq!(
+            status(g.check(&target("http://evil.example/mcp"), &host("127.0.0.1"))),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(g.check(&target("http://evil.example/mcp"), &host("evil.example"))),
+            Some(StatusCode::FORBIDDEN)
+        );
     }
 }

@@ -8,13 +8,17 @@
 //! | `GET /.well-known/oauth-protected-resource[/mcp]` | with OAuth: the protected resource metadata (RFC 9728), no token |
 //!
 //! Connections are accepted by [`listener`](super::listener) (a cap, header and keep-alive
-//! timeouts). Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
+//! timeouts). Every request, whatever its path, names one host ([`guard::one_authority`]: one
+//! `Host` header, and an absolute-form target only with the same authority; `400` otherwise).
+//! Every MCP path passes the [`Guard`] first (after [`cors`], when origins are
 //! listed); then the whole request body is read, at most [`MAX_BODY_BYTES`] within
-//! [`BODY_READ_TIMEOUT`]. With OAuth, each JSON-RPC request is then held to the scopes of its
-//! access token ([`scope_gate`]: 403 `insufficient_scope` beyond them), and a session to the
-//! person who opened it. Sessions are counted against `--max-sessions` ([`sessions`]) and
-//! closed when idle. Shutdown is one small idea in three steps: stop accepting, wait (up to the
-//! grace period) for the calls in flight, then close the sessions so their open streams end.
+//! [`BODY_READ_TIMEOUT`], and a JSON body with a key twice in one object is refused (`400` with
+//! a JSON-RPC -32600, as stdio answers it). With OAuth, each JSON-RPC request is then held to
+//! the scopes of its access token ([`scope_gate`]: 403 `insufficient_scope` beyond them), and a
+//! session to the person who opened it. Sessions are counted against `--max-sessions`
+//! ([`sessions`]) and closed when idle. Shutdown is one small idea in three steps: stop
+//! accepting, wait (up to the grace period) for the calls in flight, then close the sessions so
+//! their open streams end.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::cors;
+use super::framing;
 use super::guard::{self, Guard};
 use super::listener;
 use super::random_id;
@@ -209,7 +214,7 @@ fn router(
         Arc::clone(&streamable_sessions),
         config,
     );
-    let server_tools = server.tools();
+    let server_tools = server.callable_tools();
     let sse = SseSessions::new(
         server,
         close_sessions.child_token(),
@@ -224,6 +229,7 @@ fn router(
         sessions: streamable_sessions,
         refusals: refusals.clone(),
     };
+    let authority_guard = guard.clone();
     let gate = ScopeGate {
         guard: guard.clone(),
         write_tools: Arc::new(
@@ -256,11 +262,16 @@ fn router(
             })
         }
     };
-    // Outermost: a browser's preflight carries no token, so it is answered before the guard.
-    match cors::layer(&settings.allowed_origins) {
+    // A browser's preflight carries no token, so it is answered before the guard.
+    let app = match cors::layer(&settings.allowed_origins) {
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost, for every path: one Host, and a request target that agrees with it.
+    app.layer(middleware::from_fn_with_state(
+        authority_guard,
+        guard::one_authority,
+    ))
 }
 
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.
@@ -379,7 +390,10 @@ struct McpState {
 
 /// Reads the whole request body before the handlers see it: at most [`MAX_BODY_BYTES`]
 /// (a larger `Content-Length` is refused before a byte is read) within [`BODY_READ_TIMEOUT`].
-/// Runs after the guard, so nobody unauthenticated gets a body read at all.
+/// Runs after the guard, so nobody unauthenticated gets a body read at all. A POSTed body with a
+/// key twice in one object, at any depth, is refused here for both transports, as stdio refuses
+/// the line ([`framing::duplicate_key`]): `{"quantity":1,"quantity":900}` is 1 to one parser and
+/// 900 to another, so it is never guessed at.
 async fn read_body(State(refusals): State<Refusals>, request: Request, next: Next) -> Response {
     let too_large = || {
         (
@@ -415,7 +429,27 @@ async fn read_body(State(refusals): State<Refusals>, request: Request, next: Nex
                 .into_response();
         }
     };
+    if parts.method == Method::POST
+        && let Some(refusal) = framing::duplicate_key(&body)
+    {
+        refusals.note(Reason::DuplicateKey, None);
+        return invalid_message(&refusal);
+    }
     next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// `400 Bad Request` with the JSON-RPC error in the body, as the Streamable HTTP transport
+/// answers a message the server cannot accept (and rmcp answers an invalid request).
+fn invalid_message(refusal: &framing::Refusal) -> Response {
+    match serde_json::to_vec(refusal) {
+        Ok(body) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
 }
 
 /// Counts a Streamable HTTP POST as a call in flight until its response body is finished (the

@@ -10,7 +10,8 @@
 //!   transport, one pair per session.
 //! - [`listener`]: the accept loop: `--max-connections`, header and keep-alive timeouts.
 //! - [`guard`]: what every MCP request passes first: `Host` and `Origin` checks against DNS
-//!   rebinding, and the bearer token, compared in constant time.
+//!   rebinding, and the bearer token, compared in constant time; and, for every request, one
+//!   `Host` that an absolute-form target agrees with (RFC 9112 §3.2).
 //! - [`refusals`]: refused requests logged short, escaped and counted, never line by line.
 //! - [`sessions`]: `--max-sessions` over both HTTP transports, and rmcp's session store wrapped
 //!   to keep the count.

@@ -23,6 +23,8 @@ pub enum Reason {
     ForeignHost,
     /// No readable `Host`.
     MissingHost,
+    /// More than one `Host` header, or a request target naming another host than `Host`.
+    AmbiguousHost,
     /// A browser `Origin` neither loopback nor listed.
     ForeignOrigin,
     /// No bearer token.
@@ -41,6 +43,8 @@ pub enum Reason {
     TooManySessions,
     /// A request body that did not arrive in time.
     SlowBody,
+    /// A JSON-RPC body with a key twice in one object.
+    DuplicateKey,
 }
 
 impl Reason {
@@ -48,6 +52,9 @@ impl Reason {
         match self {
             Reason::ForeignHost => "refused a request for a Host this server does not serve",
             Reason::MissingHost => "refused a request without a readable Host header",
+            Reason::AmbiguousHost => {
+                "refused a request naming two hosts (two Host headers, or a request target and a Host that differ)"
+            }
             Reason::ForeignOrigin => "refused a request from a foreign Origin",
             Reason::MissingToken => "refused a request without a bearer token",
             Reason::WrongToken => "refused a request with a wrong bearer token",
@@ -65,6 +72,9 @@ impl Reason {
                 "refused a new session: --max-sessions reached (raise it if these are real clients)"
             }
             Reason::SlowBody => "closed a request whose body did not arrive in time",
+            Reason::DuplicateKey => {
+                "refused a JSON-RPC body with a key twice in one object (400, -32600)"
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `GET /sse` opens an event stream whose first event, `endpoint`, names where to POST:
 //! `/message?sessionId=…`. Each POSTed JSON-RPC message is answered `202 Accepted`; the server's
-//! replies travel back on the event stream as `message` events.
+//! replies travel back on the event stream as `message` events. A body that is not one JSON-RPC
+//! message is answered `400`, and so is one with a key twice in one object, refused before it
+//! gets here with the JSON-RPC error stdio answers it with ([`super::http`]'s `read_body`).
 //!
 //! rmcp no longer ships this server transport, so each session is its own rmcp service on rmcp's
 //! generic `(Sink, Stream)` transport: POSTs feed a channel the service reads, the service writes
