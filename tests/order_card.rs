@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use crate::common::net::{HttpServer, free_port};
 use crate::common::{self, installed, temp_dir, text};
 
-/// Chromium starts, and the driver renders six cards, clicks and takes twelve screenshots, in
+/// Chromium starts, and the driver renders seven cards, clicks and takes twelve screenshots, in
 /// well under this on a loaded 2-core machine.
 const DRIVER_PATIENCE: Duration = Duration::from_secs(240);
 
@@ -342,6 +342,16 @@ async fn a_person_approves_in_the_card_and_nothing_else_can_order() {
     // The same nonce again, from the app's side: refused, and the card still says placed.
     assert_refused("a replay of the placed card", &a["replay"]);
     assert_eq!(a["after_replay"]["outcome"], "placed");
+    // The same card rendered again (a reloaded chat) still offers the click; it orders nothing
+    // and says why.
+    let reloaded = &a["reloaded_clicked"];
+    assert_eq!(a["reloaded"]["state"], "preview", "{}", a["reloaded"]);
+    assert_eq!(reloaded["outcome"], "refused", "{reloaded}");
+    let why = reloaded["out_text"].as_str().unwrap();
+    assert!(
+        why.contains("ordered nothing") && why.contains(&number.to_string()),
+        "{why}"
+    );
 
     // B: declined in the card; its token is then refused to the model and to the app.
     let b = &report["b"];

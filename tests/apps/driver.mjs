@@ -349,6 +349,12 @@ async function scenario({ page, consoleErrors, dialogs }) {
   });
   a.replay = await appCall(page, "answer_order_card", answer(A, pa.result, nonceA, "place"));
   a.after_replay = await read(view);
+  // The chat reloads and shows the same preview's card again: its click is refused.
+  const again = await page.evaluate((i) => window.host.rerender(i), pa.card);
+  const reloaded = await viewOf(page, again);
+  a.reloaded = await read(reloaded);
+  await clickAndTime(reloaded, "place");
+  a.reloaded_clicked = await read(reloaded);
 
   // B: a preview declined in the card, then its token tried by the model and by the app.
   const b = (report.b = {});

@@ -100,6 +100,7 @@ async function render(uri, toolArguments, resultPromise) {
   const card = {
     index,
     uri,
+    args: toolArguments,
     html_bytes: new TextEncoder().encode(html).length,
     csp: ui.csp || null,
     initialized: false,
@@ -138,6 +139,7 @@ async function render(uri, toolArguments, resultPromise) {
     card.initialized = true;
     await bridge.sendToolInput({ arguments: toolArguments });
     const result = await resultPromise;
+    card.result = result;
     await bridge.sendToolResult(result);
     card.result_sent = true;
   };
@@ -198,6 +200,12 @@ window.host = {
     };
   },
 
+  /** Card `index` rendered once more from the same call, as a host does when a chat reloads. */
+  async rerender(index) {
+    const { uri, args, result } = state.cards[index];
+    return render(uri, args, Promise.resolve(result));
+  },
+
   /** A `tools/call` on the path a view's call takes (for replays and forgeries). */
   async appCall(name, args) {
     try {
@@ -209,7 +217,7 @@ window.host = {
 
   /** What card `index` reported so far. */
   card(index) {
-    const { bridge, ...report } = state.cards[index];
+    const { bridge, args, result, ...report } = state.cards[index];
     return JSON.parse(JSON.stringify(report));
   },
 
