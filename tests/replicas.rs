@@ -274,7 +274,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         "CREATE ROLE once_mcp LOGIN",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets TO once_mcp",
-        "GRANT SELECT, INSERT, UPDATE ON store_clock TO once_mcp",
+        "GRANT SELECT, INSERT, UPDATE ON sweep_mark TO once_mcp",
         "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
         "GRANT INSERT ON audit_trail TO once_mcp",
         "GRANT USAGE ON SEQUENCE audit_trail_seq_seq TO once_mcp",

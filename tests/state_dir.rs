@@ -196,7 +196,8 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
         1,
         "one marker, no temporary files: {markers:?}"
     );
-    // Beside the markers: the clock probe, the floor and the sweep lock, and nothing else.
+    // Beside the markers: the clock probe and the sweep lock, and nothing else (no sweep has
+    // removed anything, so there is no swept-through mark yet).
     let mut names: Vec<_> = beside
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

@@ -142,7 +142,11 @@ impl OrderServer {
             CardDecision::Place => PersonAnswer::Approved,
             CardDecision::Decline => PersonAnswer::Declined,
         };
-        if let Err(e) = self.desk.answered(&checked, &answer, Approval::OrderCard) {
+        if let Err(e) = self
+            .desk
+            .answered(&checked, &answer, Approval::OrderCard)
+            .await
+        {
             return Ok(CardAnswerOutput::stopped(e));
         }
         let preview = preview(&checked.order, &checked.priced);

@@ -221,6 +221,7 @@ impl OrderServer {
             };
             self.desk
                 .answered(&checked, &answer, Approval::ApprovalForm)
+                .await
                 .map_err(|e| e.to_string())?;
             Approval::ApprovalForm
         } else {

@@ -550,7 +550,7 @@ impl Desk {
 
     /// Audits the person's answer, given `via` the client's form or the order card; anything
     /// but an approval ends the token for every process sharing the state, and stops the order.
-    pub fn answered(
+    pub async fn answered(
         &self,
         checked: &Checked,
         answer: &PersonAnswer,
@@ -578,11 +578,21 @@ impl Desk {
         }
         let audited = self.audit.append(&record);
         if let Some(not) = answer.not_approved() {
-            if let Err(e) = self
+            match self
                 .confirmations
                 .end_unapproved(claims, &checked.order, not)
             {
-                tracing::warn!(error = %e, "could not record that the person did not approve");
+                Ok(()) => {}
+                Err(Refusal::Storage(e)) => {
+                    tracing::warn!(error = %e, "could not record that the person did not approve");
+                }
+                // The token was in use meanwhile: what became of that use is the answer.
+                Err(refusal) => {
+                    let who = checked.person.as_ref();
+                    return Err(self
+                        .refused_token(&checked.order, token, who, refusal)
+                        .await);
+                }
             }
             return Err(Stop::NotApproved(not, detail, via).into());
         }
@@ -767,11 +777,7 @@ mod tests {
                 store: "2026-12-06T00:00:00Z".into(),
                 by: "8days".into(),
             },
-            Refusal::StoreClockBack {
-                store: "2026-12-06T00:00:00Z".into(),
-                floor: "2027-12-06T00:00:00Z".into(),
-                by: "365days".into(),
-            },
+            Refusal::Cleared("2026-12-06T00:10:00Z".into()),
         ];
         let mut stops: Vec<Stop> = refusals.into_iter().map(Stop::Token).collect();
         stops.extend([

@@ -11,11 +11,13 @@
 //! ([`SingleUse::time`]): the time the file system stamps on a file just written in the state
 //! directory, or the database's. Records carry the signed expiry of their token, and a sweep
 //! removes only records whose token expired [`RETAIN`] before the store's time, never by a
-//! record's age. Because the store's own clock may be set back too, every sweep first raises a
-//! *floor* (the highest store time any sweep used), and a claim made while the store's clock is
-//! more than [`RETAIN`] behind that floor is refused (see [`super::tokens`]). So whatever any
-//! clock says, a swept record's token is one no process can use any more: the model in
-//! `lifecycle_model.rs` checks this over every interleaving.
+//! record's age. And since any clock, the store's too, may be wrong, single use does not rest on
+//! one: before a sweep removes anything it raises the store's *swept-through mark* to the highest
+//! expiry among the records it removes, and a claim of a token whose expiry is at or below the
+//! mark is refused (see [`super::tokens`]). Whatever any clock said when it was swept, a token
+//! whose record is gone is refused everywhere; a clock that was wrong for a while costs at most
+//! the tokens alive then (a day, the longest a token lives). The model in `lifecycle_model.rs`
+//! checks this over every interleaving of processes and clock jumps.
 
 use std::fmt;
 use std::fs;
@@ -76,22 +78,14 @@ pub struct Recorded {
     pub at: DateTime<Utc>,
 }
 
-/// The store's clock, read now.
+/// The store's clock and swept-through mark, read now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreTime {
     /// The store's time.
     pub now: DateTime<Utc>,
-    /// The highest store time a sweep has used, if any sweep ran.
-    pub floor: Option<DateTime<Utc>>,
-}
-
-impl StoreTime {
-    /// How far the store's clock is behind its floor, when it is.
-    pub fn behind_floor(&self) -> Option<chrono::Duration> {
-        self.floor
-            .filter(|floor| *floor > self.now)
-            .map(|floor| floor - self.now)
-    }
+    /// The highest token expiry (Unix milliseconds) among the records any sweep removed: a
+    /// token that expires at or before it may have been used, and cannot be told apart.
+    pub swept_through: Option<i64>,
 }
 
 /// How a claim ended.
@@ -106,7 +100,7 @@ pub enum Claim {
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
-    /// The store's clock as the sweep read it (after raising the floor).
+    /// The store's clock as the sweep read it, and the mark after the sweep.
     pub time: StoreTime,
     /// Records removed.
     pub removed: usize,
@@ -126,11 +120,12 @@ pub trait SingleUse: Send + Sync + fmt::Debug {
     fn release(&self, id: &str) -> io::Result<()>;
     /// Records of tokens for order content `content` changed at or after `since` (store time).
     fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>>;
-    /// The store's clock and floor, read now.
+    /// The store's clock and swept-through mark, read now.
     fn time(&self) -> io::Result<StoreTime>;
     /// Removes at most `at_most` records whose token expired more than [`RETAIN`] before the
-    /// store's time, after raising the floor to at least that time. Safe whatever any process's
-    /// clock says: it reads only the store's.
+    /// store's time, after raising the swept-through mark to the highest expiry among them
+    /// (durably, and never lowering it: sweeps are serialised). A record whose expiry is unknown
+    /// is never removed.
     fn sweep(&self, at_most: usize) -> io::Result<Swept>;
 }
 
@@ -146,7 +141,7 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// One marker file per token id in a private directory, and beside them (names that start with
-/// a dot, which no token id does) the clock probe, the floor and the sweep lock.
+/// a dot, which no token id does) the clock probe, the swept-through mark and the sweep lock.
 #[derive(Debug)]
 pub struct MarkerFiles {
     dir: PathBuf,
@@ -154,8 +149,8 @@ pub struct MarkerFiles {
 
 /// Written to read the file system's time.
 const PROBE: &str = ".clock";
-/// The floor, in Unix milliseconds, as text.
-const FLOOR: &str = ".floor";
+/// The swept-through mark, in Unix milliseconds, as text.
+const MARK: &str = ".swept-through";
 /// Held (flock) by the one process sweeping.
 const SWEEP_LOCK: &str = ".sweep.lock";
 /// Temporary files older than this (by the store's clock) are left over from a crash.
@@ -196,12 +191,12 @@ impl MarkerFiles {
         }))
     }
 
-    fn floor(&self) -> io::Result<Option<i64>> {
-        match fs::read_to_string(self.dir.join(FLOOR)) {
+    fn mark(&self) -> io::Result<Option<i64>> {
+        match fs::read_to_string(self.dir.join(MARK)) {
             Ok(text) => text.trim().parse().map(Some).map_err(|_| {
                 io::Error::other(format!(
-                    "{} is not a time in milliseconds; it records the latest time used tokens were cleared, and only this server writes it",
-                    self.dir.join(FLOOR).display()
+                    "{} is not a time in milliseconds; it records up to which expiry used tokens were cleared, and only this server writes it",
+                    self.dir.join(MARK).display()
                 ))
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -278,7 +273,7 @@ impl SingleUse for MarkerFiles {
         let now = millis(stamp(&self.dir.join(PROBE))?);
         Ok(StoreTime {
             now: from_millis(now),
-            floor: self.floor()?.map(from_millis),
+            swept_through: self.mark()?,
         })
     }
 
@@ -295,6 +290,7 @@ impl SingleUse for MarkerFiles {
         let expired_before = now.saturating_sub(retain);
         let stale_before = now.saturating_sub(STALE_TEMP.as_millis() as i64);
         let mut doomed = Vec::new();
+        let mut highest = None;
         for entry in fs::read_dir(&self.dir)?.flatten() {
             if doomed.len() >= at_most {
                 break;
@@ -315,16 +311,17 @@ impl SingleUse for MarkerFiles {
             } else if let Ok(Some(recorded)) = MarkerFiles::read(&path)
                 && recorded.record.expires < expired_before
             {
+                highest = highest.max(Some(recorded.record.expires));
                 doomed.push(path);
             }
         }
-        let mut floor = self.floor()?;
-        if !doomed.is_empty() {
-            // The floor is on disk before anything it allows is removed (and written only then:
-            // a sweep that removes nothing costs no flush).
-            let raised = floor.unwrap_or(i64::MIN).max(now);
-            replace_private(&self.dir.join(FLOOR), raised.to_string().as_bytes())?;
-            floor = Some(raised);
+        let mut mark = self.mark()?;
+        if let Some(highest) = highest
+            && mark < Some(highest)
+        {
+            // On disk before any record it covers is removed.
+            replace_private(&self.dir.join(MARK), highest.to_string().as_bytes())?;
+            mark = Some(highest);
         }
         let removed = doomed
             .iter()
@@ -333,7 +330,7 @@ impl SingleUse for MarkerFiles {
         Ok(Swept {
             time: StoreTime {
                 now: from_millis(now),
-                floor: floor.map(from_millis),
+                swept_through: mark,
             },
             removed,
         })
@@ -446,20 +443,25 @@ pub fn check_contract(store: &dyn SingleUse) {
     store.claim("unknown", &unknown_expiry).unwrap();
     let swept = store.sweep(SWEEP_AT_MOST).unwrap();
     assert_eq!(swept.removed, 1, "{swept:?}");
-    assert!(swept.time.floor.is_some_and(|f| f >= swept.time.now));
+    assert_eq!(swept.time.swept_through, Some(old.expires));
     assert_eq!(store.get("old").unwrap(), None);
     for kept in ["a", "recent", "unknown"] {
         assert!(store.get(kept).unwrap().is_some(), "{kept} was swept");
     }
-    // The floor never goes down, and the store's time reads it back.
-    let later = store.time().unwrap();
-    assert!(later.floor >= swept.time.floor, "{later:?} {swept:?}");
-    // At most `at_most` per sweep.
+    // The mark never goes down, and the store's time reads it back.
+    let older = record(UseState::Unknown, "c3", old.expires - 60_000);
+    store.claim("older", &older).unwrap();
+    assert_eq!(store.sweep(SWEEP_AT_MOST).unwrap().removed, 1);
+    assert_eq!(store.time().unwrap().swept_through, Some(old.expires));
+    // At most `at_most` per sweep, and the mark covers what was removed.
     for i in 0..3 {
-        store.claim(&format!("old{i}"), &old).unwrap();
+        let o = record(UseState::Unknown, "c3", old.expires + 1 + i);
+        store.claim(&format!("old{i}"), &o).unwrap();
     }
     assert_eq!(store.sweep(2).unwrap().removed, 2);
-    assert_eq!(store.sweep(2).unwrap().removed, 1);
+    let after = store.sweep(2).unwrap();
+    assert_eq!(after.removed, 1);
+    assert_eq!(after.time.swept_through, Some(old.expires + 3));
     for id in ["a", "recent", "unknown"] {
         store.release(id).unwrap();
     }
@@ -471,7 +473,7 @@ pub fn check_contract(store: &dyn SingleUse) {
 #[derive(Debug)]
 pub(crate) struct MemoryStore {
     records: std::sync::Mutex<std::collections::BTreeMap<String, Recorded>>,
-    floor: std::sync::Mutex<Option<DateTime<Utc>>>,
+    mark: std::sync::Mutex<Option<i64>>,
     clock: std::sync::Arc<dyn super::clock::Clock>,
 }
 
@@ -480,7 +482,7 @@ impl MemoryStore {
     pub(crate) fn new(clock: std::sync::Arc<dyn super::clock::Clock>) -> MemoryStore {
         MemoryStore {
             records: Default::default(),
-            floor: Default::default(),
+            mark: Default::default(),
             clock,
         }
     }
@@ -541,7 +543,7 @@ impl SingleUse for MemoryStore {
     fn time(&self) -> io::Result<StoreTime> {
         Ok(StoreTime {
             now: self.clock.now(),
-            floor: *self.floor.lock().unwrap_or_else(|p| p.into_inner()),
+            swept_through: *self.mark.lock().unwrap_or_else(|p| p.into_inner()),
         })
     }
 
@@ -550,21 +552,22 @@ impl SingleUse for MemoryStore {
         let before =
             (now - chrono::Duration::from_std(RETAIN).unwrap_or_default()).timestamp_millis();
         let mut records = self.records();
-        let doomed: Vec<String> = records
+        let doomed: Vec<(String, i64)> = records
             .iter()
             .filter(|(_, r)| r.record.expires < before)
-            .map(|(id, _)| id.clone())
+            .map(|(id, r)| (id.clone(), r.record.expires))
             .take(at_most)
             .collect();
-        let mut floor = self.floor.lock().unwrap_or_else(|p| p.into_inner());
-        if !doomed.is_empty() {
-            *floor = Some(floor.map_or(now, |f| f.max(now)));
-        }
-        for id in &doomed {
+        let mut mark = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        *mark = (*mark).max(doomed.iter().map(|(_, e)| *e).max());
+        for (id, _) in &doomed {
             records.remove(id);
         }
         Ok(Swept {
-            time: StoreTime { now, floor: *floor },
+            time: StoreTime {
+                now,
+                swept_through: *mark,
+            },
             removed: doomed.len(),
         })
     }
@@ -599,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sweeper_s_clock_does_not_matter_and_the_file_system_s_does() {
+    fn records_are_dated_by_the_file_system_and_the_mark_is_read_strictly() {
         // The marker is dated by the file system; a process whose clock is days ahead (not
         // simulated here: the store never reads it) cannot make a fresh record look old.
         let dir = tempfile::tempdir().unwrap();
@@ -613,15 +616,19 @@ mod tests {
             expires: now + 600_000,
         };
         store.claim("t", &fresh).unwrap();
-        // A floor set far ahead (a file-system clock that was once wrong) is kept, and claims
-        // see how far behind it the clock now stands; the sweep judges by the clock it reads.
-        let ahead = now + 30 * 24 * 3600 * 1000;
-        fs::write(dir.path().join(FLOOR), ahead.to_string()).unwrap();
+        // Nothing of a fresh record is removed, whatever the mark says.
+        fs::write(
+            dir.path().join(MARK),
+            (now + 30 * 24 * 3600 * 1000).to_string(),
+        )
+        .unwrap();
         assert_eq!(store.sweep(SWEEP_AT_MOST).unwrap().removed, 0);
         assert!(store.get("t").unwrap().is_some());
-        let time = store.time().unwrap();
-        assert_eq!(time.floor, Some(from_millis(ahead)));
-        assert!(time.behind_floor().unwrap() > chrono::Duration::days(29));
+        // A mark that cannot be read fails every reading of the store's time, so no claim is
+        // judged without it.
+        fs::write(dir.path().join(MARK), "yesterday").unwrap();
+        let err = store.time().unwrap_err().to_string();
+        assert!(err.contains(".swept-through"), "{err}");
     }
 
     #[test]

@@ -24,13 +24,12 @@
 //! then says what became of it (see [`Redemption`]). A person's "no" is recorded there too, so
 //! no process sharing the store can use the token after it.
 //!
-//! **Clocks.** A process's clock is never trusted alone where a second POST could follow. A
-//! claim is judged again by the store's clock once it is held: a process whose clock disagrees
-//! with the store's by more than [`CLOCK_SKEW`] places nothing, a token the store's clock says
-//! has expired places nothing, and neither does any token while the store's clock stands more
-//! than [`RETAIN`] behind the highest time it ever swept by (its floor). In each case the claim
-//! is given back, since nothing was sent. See [`super::single_use`] for why this keeps every
-//! swept record's token unusable.
+//! **Clocks.** No clock is trusted where a second POST could follow. A claim is judged again
+//! once it is held: a token whose expiry is at or below the store's swept-through mark (a record
+//! of its age may have been cleared) places nothing, whatever any clock says; a process whose
+//! clock disagrees with the store's by more than [`CLOCK_SKEW`] places nothing; a token the
+//! store's clock says has expired places nothing. In each case the claim is given back, since
+//! nothing was sent. See [`super::single_use`].
 
 use std::fmt;
 use std::fs;
@@ -52,7 +51,7 @@ use super::consent::{Approval, NotApproved};
 use super::post_answer::{Created, NotProcessed, Unknown};
 use super::private_fs;
 use super::single_use::{
-    Claim, MarkerFiles, RETAIN, Recorded, SWEEP_AT_MOST, SingleUse, StoreTime, Use, UseState,
+    Claim, MarkerFiles, Recorded, SWEEP_AT_MOST, SingleUse, StoreTime, Use, UseState,
 };
 use crate::api::model::NewOrder;
 use crate::hex;
@@ -205,13 +204,9 @@ pub enum Refusal {
         by: String,
     },
     #[error(
-        "the state store's clock ({store}) is {by} behind the time it showed when used tokens were last cleared ({floor}), so no order is placed until it is right: nothing was ordered. Tell the user the operator must set the clock of the state store right (see README, \"Clocks\")"
+        "this confirmation_token is too old to be told apart from a used one: used tokens that expired when it does have been cleared from the state store (its expiry, {0}, is at or before theirs; a clock was wrong when they were cleared, or it is now). Nothing was ordered. Call create_order without confirmation_token for a new preview and get the user's approval again"
     )]
-    StoreClockBack {
-        store: String,
-        floor: String,
-        by: String,
-    },
+    Cleared(String),
     #[error(
         "the order differs from the preview this confirmation_token approved (products, quantities, delivery address or reference changed): nothing was ordered. Call create_order without confirmation_token for a preview of the new order and get the user's approval for it"
     )]
@@ -299,12 +294,13 @@ impl Confirmations {
     /// this process's clock disagrees with the store's: a token it made would carry a wrong
     /// expiry, and it could not place the order anyway.
     pub fn issue(&self, binding: &Binding<'_>, approval: Approval) -> Result<Issued, Refusal> {
-        let swept = self
-            .store
-            .sweep(SWEEP_AT_MOST)
-            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        let storage = |e: io::Error| Refusal::Storage(e.to_string());
+        let time = self.store.time().map_err(storage)?;
         let now = self.clock.now();
-        skew(now, &swept.time)?;
+        skew(now, &time)?;
+        // Only where the clocks agree: a sweep is safe by any clock, but one by a clock that
+        // is wrong clears needlessly, and the tokens alive then can no longer be used.
+        self.store.sweep(SWEEP_AT_MOST).map_err(storage)?;
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
         let issued = now.timestamp_millis();
@@ -400,22 +396,14 @@ impl Confirmations {
             Err(e) => return Err(Refusal::Storage(e.to_string())),
         }
         // Read after the claim: a sweep that removed an earlier record of this token raised the
-        // floor before it did, so this reading sees that floor.
+        // mark before it did, so this reading sees it.
         let judged = self
             .store
             .time()
             .map_err(|e| Refusal::Storage(e.to_string()))
             .and_then(|time| {
+                claims.not_cleared(&time)?;
                 skew(self.clock.now(), &time)?;
-                if let Some(by) = time.behind_floor()
-                    && by > chrono_duration(RETAIN)
-                {
-                    return Err(Refusal::StoreClockBack {
-                        store: rfc3339(time.now),
-                        floor: rfc3339(time.floor.unwrap_or_default()),
-                        by: human(by),
-                    });
-                }
                 claims.in_time(time.now)
             });
         if let Err(refusal) = judged {
@@ -435,19 +423,28 @@ impl Confirmations {
     }
 
     /// Ends `claims`' token after the person did not approve, for every process sharing the
-    /// store. A token already claimed keeps its record.
+    /// store. `Err` when that does not mean nothing was ordered with it: another call holds the
+    /// token (it may be placing the order right now, approved elsewhere), or its record may have
+    /// been cleared; or when the end could not be recorded.
     pub fn end_unapproved(
         &self,
         claims: &Claims,
         order: &NewOrder,
         answer: NotApproved,
-    ) -> io::Result<()> {
+    ) -> Result<(), Refusal> {
         let record = Use {
             state: UseState::NotApproved { answer },
             content: content_id(order),
             expires: claims.expires,
         };
-        self.store.claim(&claims.id(), &record).map(|_| ())
+        let storage = |e: io::Error| Refusal::Storage(e.to_string());
+        match self.store.claim(&claims.id(), &record).map_err(storage)? {
+            Claim::Won => claims.not_cleared(&self.store.time().map_err(storage)?),
+            Claim::Taken(existing) => match existing.record.state {
+                UseState::NotApproved { .. } => Ok(()),
+                _ => Err(self.refusal(&existing)),
+            },
+        }
     }
 
     /// Orders with the same content placed (or of unknown outcome) from this store within
@@ -476,16 +473,6 @@ impl Confirmations {
             ),
             other => other.to_string(),
         })?;
-        if let Some(by) = time.behind_floor()
-            && by > chrono_duration(RETAIN)
-        {
-            return Err(format!(
-                "the state store's clock ({}) is {} behind the time it showed when used tokens were last cleared ({}); no order is placed until it is right (see README, \"Clocks\")",
-                rfc3339(time.now),
-                human(by),
-                rfc3339(time.floor.unwrap_or_default())
-            ));
-        }
         Ok(ClockAgreement {
             off_by: (local - time.now).abs(),
         })
@@ -651,6 +638,15 @@ pub struct ClockAgreement {
 }
 
 impl Claims {
+    /// Refuses a token whose expiry is at or below the store's swept-through mark: a record of
+    /// it may have been cleared, so it cannot be told apart from a used one.
+    fn not_cleared(&self, time: &StoreTime) -> Result<(), Refusal> {
+        match time.swept_through {
+            Some(mark) if self.expires <= mark => Err(Refusal::Cleared(rfc3339_ms(self.expires))),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a token that, at `now`, has expired, or that no process with a right clock could
     /// have made: issued in the future, or expiring further ahead than the longest lifetime.
     fn in_time(&self, now: DateTime<Utc>) -> Result<(), Refusal> {
@@ -1217,6 +1213,17 @@ mod tests {
                 .recent_identical(&o, Duration::from_secs(3600))
                 .is_empty()
         );
+        // A no that comes while another call holds the token says so.
+        let busy = f.store.issue(&b, Approval::ApprovalForm).unwrap();
+        let held = f.store.redeem(&busy.token, &b).unwrap();
+        let busy_claims = f.store.claims_of(&busy.token).unwrap();
+        assert_eq!(
+            f.store
+                .end_unapproved(&busy_claims, &o, NotApproved::Declined)
+                .unwrap_err(),
+            Refusal::InFlight
+        );
+        held.placed(&created(78));
     }
 
     #[test]
@@ -1367,13 +1374,13 @@ mod tests {
     }
 
     #[test]
-    fn a_store_clock_set_back_past_its_floor_stops_every_claim() {
+    fn a_token_whose_record_was_cleared_is_refused_whatever_the_clocks_say() {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
         let placed = c.issue(&b, Approval::ConfirmationToken).unwrap();
-        let unused = c.issue(&b, Approval::ConfirmationToken).unwrap();
+        let alive = c.issue(&b, Approval::ConfirmationToken).unwrap();
         c.redeem(&placed.token, &b).unwrap().placed(&created(5));
         // Both clocks run 30 days ahead for a while, and a preview sweeps by them: the placed
         // token's record goes, its token long expired by that time.
@@ -1382,21 +1389,26 @@ mod tests {
         c.issue(&b, Approval::ConfirmationToken).unwrap();
         let id = c.verify(&placed.token).unwrap().id();
         assert_eq!(c.store.get(&id).unwrap(), None, "swept");
-        // Then both are set right again: the swept token is not placed a second time, and
-        // nothing is claimed until the store's clock is within a week of its floor.
+        // Then both are set right again. The swept token is not placed a second time, and
+        // neither is any token alive when the clocks were wrong; a new preview is.
+        let right = Arc::new(ManualClock::new(Utc::now()));
         let c = Confirmations {
-            clock: Arc::new(ManualClock::new(Utc::now())),
+            clock: right.clone(),
             store: Arc::new(ShiftedStore {
                 inner: c.store,
                 by: -chrono::Duration::days(30),
             }),
             ..c
         };
-        for token in [&placed.token, &unused.token] {
+        for token in [&placed.token, &alive.token] {
             let err = c.redeem(token, &b).unwrap_err();
-            assert!(matches!(err, Refusal::StoreClockBack { .. }), "{err:?}");
+            assert!(matches!(err, Refusal::Cleared(_)), "{err:?}");
+            assert!(err.to_string().contains("Nothing was ordered"), "{err}");
         }
-        assert!(c.clock_check().unwrap_err().contains("behind"));
+        assert!(c.clock_check().is_ok());
+        right.advance(Duration::from_secs(1));
+        let fresh = c.issue(&b, Approval::ConfirmationToken).unwrap();
+        c.redeem(&fresh.token, &b).unwrap().placed(&created(6));
     }
 
     /// A store whose clock reads `by` off its inner store's (a clock set back).

@@ -53,9 +53,9 @@ pub const STEPS: &[(i32, &str)] = &[
     ALTER TABLE used_tokens ADD COLUMN expires_ms bigint;
     CREATE INDEX used_tokens_expires ON used_tokens (expires_ms);
     DROP INDEX used_tokens_at;
-    CREATE TABLE store_clock (
-        id        integer PRIMARY KEY,
-        floor_ms  bigint NOT NULL
+    CREATE TABLE sweep_mark (
+        id          integer PRIMARY KEY,
+        expires_ms  bigint NOT NULL
     );
     ",
     ),

@@ -21,8 +21,9 @@ use crate::orders::single_use::{
 
 /// Single use of confirmation tokens: one row per token id. A claim is an insert that can
 /// succeed once (`ON CONFLICT DO NOTHING`), so of any number of replicas exactly one gets it.
-/// Every time in the table is the database's (`at_ms`, the floor in `store_clock`), never a
-/// replica's; `expires_ms` is the token's own signed expiry, and the only thing a sweep judges.
+/// Every time in the table is the database's (`at_ms`), never a replica's; `expires_ms` is the
+/// token's own signed expiry, which a sweep judges by the database's clock, and the highest it
+/// removed is kept in `sweep_mark`.
 #[derive(Debug, Clone)]
 pub struct UsedTokens {
     db: Arc<StateDb>,
@@ -86,10 +87,10 @@ fn row_recorded(row: &Row) -> Recorded {
     }
 }
 
-fn store_time(now: i64, floor: Option<i64>) -> StoreTime {
+fn store_time(now: i64, swept_through: Option<i64>) -> StoreTime {
     StoreTime {
         now: millis_time(now),
-        floor: floor.map(millis_time),
+        swept_through,
     }
 }
 
@@ -134,12 +135,14 @@ impl SingleUse for UsedTokens {
     }
 
     fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
+        // An upsert: should the row be gone (a clock that was far wrong let a sweep take it),
+        // the outcome is written all the same, as a marker file renamed over is.
         self.db
             .execute(
                 concat!(
-                    "UPDATE used_tokens SET state = $2, record = $3, content = $4, expires_ms = $5, at_ms = ",
+                    "INSERT INTO used_tokens (id, state, record, content, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5, ",
                     db_now_ms!(),
-                    ", updated_at = now() WHERE id = $1"
+                    ") ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = excluded.record, content = excluded.content, expires_ms = excluded.expires_ms, at_ms = excluded.at_ms, updated_at = now()"
                 ),
                 row_params(id, record)?,
             )
@@ -175,7 +178,7 @@ impl SingleUse for UsedTokens {
                 concat!(
                     "SELECT ",
                     db_now_ms!(),
-                    ", (SELECT floor_ms FROM store_clock WHERE id = 1)"
+                    ", (SELECT expires_ms FROM sweep_mark WHERE id = 1)"
                 ),
                 Vec::new(),
             )
@@ -183,7 +186,9 @@ impl SingleUse for UsedTokens {
         let row = rows
             .first()
             .ok_or_else(|| io::Error::other("the database did not say its time"))?;
-        Ok(store_time(row.get(0), row.get(1)))
+        // A mark row made by a sweep that removed nothing holds the lowest number: no mark.
+        let mark: Option<i64> = row.get(1);
+        Ok(store_time(row.get(0), mark.filter(|m| *m != i64::MIN)))
     }
 
     fn sweep(&self, at_most: usize) -> io::Result<Swept> {
@@ -193,31 +198,55 @@ impl SingleUse for UsedTokens {
             .run(move |pool| async move {
                 let mut client = connection(&pool).await?;
                 let tx = client.transaction().await.map_err(|e| describe(&e))?;
-                // The floor row is locked until the commit, so sweeps run one at a time, and
-                // it is raised to the database's time in the same transaction that removes the
-                // records whose token expired RETAIN before that time.
+                // Sweeps run one at a time: the mark's row is locked until the commit (created
+                // first if missing, so there is a row to lock).
+                tx.execute(
+                    "INSERT INTO sweep_mark (id, expires_ms) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                    &[&i64::MIN],
+                )
+                .await
+                .map_err(|e| describe(&e))?;
                 let row = tx
                     .query_one(
                         concat!(
-                            "WITH t AS (SELECT ",
+                            "SELECT expires_ms, ",
                             db_now_ms!(),
-                            " AS now_ms) INSERT INTO store_clock AS c (id, floor_ms) SELECT 1, now_ms FROM t ON CONFLICT (id) DO UPDATE SET floor_ms = greatest(c.floor_ms, excluded.floor_ms) RETURNING floor_ms, (SELECT now_ms FROM t)"
+                            " FROM sweep_mark WHERE id = 1 FOR UPDATE"
                         ),
                         &[],
                     )
                     .await
                     .map_err(|e| describe(&e))?;
-                let (floor, now): (i64, i64) = (row.get(0), row.get(1));
-                let removed = tx
-                    .execute(
-                        "DELETE FROM used_tokens WHERE id IN (SELECT id FROM used_tokens WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2)",
+                let (mark, now): (i64, i64) = (row.get(0), row.get(1));
+                let doomed = tx
+                    .query(
+                        "SELECT id, expires_ms FROM used_tokens WHERE expires_ms < $1 ORDER BY expires_ms LIMIT $2",
                         &[&now.saturating_sub(retain), &at_most],
                     )
                     .await
                     .map_err(|e| describe(&e))?;
+                let ids: Vec<String> = doomed.iter().map(|r| r.get(0)).collect();
+                let highest: Option<i64> = doomed.iter().map(|r| r.get(1)).max();
+                // The mark covers every record before it is removed; both commit together.
+                let mark = match highest {
+                    Some(highest) if highest > mark => {
+                        tx.execute(
+                            "UPDATE sweep_mark SET expires_ms = $1 WHERE id = 1",
+                            &[&highest],
+                        )
+                        .await
+                        .map_err(|e| describe(&e))?;
+                        highest
+                    }
+                    _ => mark,
+                };
+                let removed = tx
+                    .execute("DELETE FROM used_tokens WHERE id = ANY($1)", &[&ids])
+                    .await
+                    .map_err(|e| describe(&e))?;
                 tx.commit().await.map_err(|e| describe(&e))?;
                 Ok(Swept {
-                    time: store_time(now, Some(floor)),
+                    time: store_time(now, (mark != i64::MIN).then_some(mark)),
                     removed: usize::try_from(removed).unwrap_or(usize::MAX),
                 })
             })
