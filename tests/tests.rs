@@ -29,6 +29,7 @@ mod log_privacy;
 mod model_reads;
 mod oauth;
 mod oauth_provider;
+mod order_card;
 mod order_card_rules;
 #[cfg(unix)]
 mod packaging;
