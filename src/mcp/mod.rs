@@ -288,6 +288,11 @@ impl ServerHandler for OrderServer {
                     " When this client can show the user a form (elicitation), the confirming call also asks the user to approve the order there.",
                 );
             }
+            if self.order_card {
+                instructions.push_str(
+                    " Where the client shows MCP Apps, the preview comes with an order card in which the user approves or declines the order themselves; the preview's next_step then says so, and the token alone cannot place it.",
+                );
+            }
             if let Some(limits) = self.limits.describe() {
                 instructions.push_str(&format!(" The operator allows {limits}."));
             }
