@@ -2,8 +2,8 @@
 //!
 //! [`OrderServer`] is one `rmcp` server handler. Each tool lives in its own file with its own
 //! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
-//! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
-//! messages an agent can act on. Every result carries `structuredContent` matching the tool's
+//! nothing of HTTP: they see typed models and [`ApiError`]s, which a [`ToolError`] words for an
+//! agent to act on. Every result carries `structuredContent` matching the tool's
 //! output schema and a short text summary ([`ToolOutput`]).
 //!
 //! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
@@ -26,6 +26,7 @@ mod pre_init;
 mod prompts;
 pub mod resources;
 pub mod schema;
+mod tool_error;
 mod tool_set;
 mod waits;
 
@@ -44,8 +45,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
 
+use crate::api::Client;
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
-use crate::api::{ApiError, Client};
 use crate::oauth::{Caller, Scopes};
 use crate::orders::{Account, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
@@ -245,8 +246,24 @@ impl ServerHandler for OrderServer {
                 None,
             ));
         }
+        // A client that cancels a read (or goes away) stops its 1NCE requests too; a call that
+        // may order runs to its end, whatever the client does (see `create_order`).
+        let reads_only = router
+            .get(&request.name)
+            .is_some_and(|tool| needed(tool) == crate::oauth::Needed::Read);
+        let cancelled = context.ct.clone();
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        let (response, waits) = crate::api::pacing::observe(router.call(call)).await;
+        let routed = crate::api::pacing::observe(router.call(call));
+        let (response, waits) = if reads_only {
+            tokio::select! {
+                done = routed => done,
+                () = cancelled.cancelled() => {
+                    return ToolError::Cancelled.into_call_tool_result();
+                }
+            }
+        } else {
+            routed.await
+        };
         Ok(waits::annotate(response?, &waits))
     }
 
@@ -400,13 +417,10 @@ impl<T: Serialize> IntoCallToolResult for ToolOutput<T> {
     }
 }
 
-/// A tool error (`isError: true`) with a message for the agent.
-pub type ToolResult<T> = Result<ToolOutput<T>, String>;
+/// A tool's answer: its output, or a [`ToolError`] (`isError: true`).
+pub type ToolResult<T> = Result<ToolOutput<T>, ToolError>;
 
-/// Turns a 1NCE error into what the agent should read: what happened and what to do.
-pub fn tool_error(error: &ApiError) -> String {
-    error.advice()
-}
+pub use tool_error::ToolError;
 
 /// The operations that must finish before the process exits: order placements, and (over
 /// HTTP) calls whose answers are still on their way. Each is a spawned task or a token held
