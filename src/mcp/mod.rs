@@ -1,17 +1,25 @@
-//! The MCP face of the server: tools, their schemas, and the order confirmation flow.
+//! The MCP face of the server: tools, their schemas, resources, prompts, and what agents read.
 //!
 //! [`OrderServer`] is one `rmcp` server handler. Each tool lives in its own file with its own
-//! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
-//! nothing of HTTP: they see typed models and [`ApiError`]s, which a [`ToolError`] words for an
-//! agent to act on. Every result carries `structuredContent` matching the tool's
-//! output schema and a short text summary ([`ToolOutput`]).
+//! router, and [`OrderServer::new`] adds them together: `list_orders`, `get_order`,
+//! `find_orders`, `list_products`, `create_order`, and `card_answer.rs`, the order card's own
+//! tool (listed only to clients that render the card). Around them:
+//! - `approval`: asking the person in the client's own form (elicitation, or an input-required
+//!   result on stateless sessions);
+//! - `order_card`: the order card (MCP Apps): the view, when a client is shown it, and what
+//!   its click must carry;
+//! - `order_view`: orders as compact lines, and quoting that no value can escape;
+//! - `resources`, `prompts`: orders and the catalogue as resources, the `reorder` prompt;
+//! - `schema`: the JSON Schemas agents read, from the Rust types;
+//! - `tool_set`: which tools are offered (`--tools`, `--read-only`, derived from each tool's
+//!   `readOnlyHint`);
+//! - `tool_error`: a tool's error as one type, worded once;
+//! - `waits`: a call's waits for the rate limit or retries, said in its result;
+//! - `pre_init`: messages before `initialize`.
 //!
-//! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
-//! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
-//! person through the client's elicitation form, or an input-required result on stateless
-//! sessions), `audit` (a JSON line per step, written before the step is taken) and `lost_answer`
-//! (finding the order behind a POST whose answer was lost). `--read-only` leaves `create_order`
-//! out of the router altogether.
+//! Tools call the 1NCE [`Client`] and the order [`Desk`], and know nothing of HTTP. Every result
+//! carries `structuredContent` matching the tool's output schema and a short text summary
+//! ([`ToolOutput`]).
 
 mod approval;
 mod card_answer;
