@@ -265,7 +265,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     }
     assert_eq!(
         pg.query("SELECT version FROM schema_migrations ORDER BY version"),
-        ["1", "2"]
+        ["1", "2", "3"]
     );
     assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
 
@@ -273,7 +273,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     for grant in [
         "CREATE ROLE once_mcp LOGIN",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets TO once_mcp",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets, order_mirror, order_mirror_sims, order_mirror_sync TO once_mcp",
         "GRANT SELECT, INSERT, UPDATE ON sweep_mark TO once_mcp",
         "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
         "GRANT INSERT ON audit_trail TO once_mcp",
@@ -498,4 +498,5 @@ async fn the_used_tokens_table_keeps_the_single_use_contract() {
         .await
         .unwrap();
     check_contract(&store).await;
+    onence_mcp::state::mirror::check_mirror_contract(&store).await;
 }

@@ -26,6 +26,7 @@ mod hygiene;
 mod interop;
 mod load;
 mod log_privacy;
+mod mirror;
 mod model_reads;
 mod oauth;
 mod oauth_provider;

@@ -16,7 +16,7 @@ use crate::state::{DbTarget, Location};
 mod cli;
 mod http;
 
-pub use cli::{Cli, Command, RateLimitSetting};
+pub use cli::{Cli, Command, MirrorAction, RateLimitSetting};
 pub use http::{HttpSettings, OAuthSettings, TOKEN_ENV, normalize_origin};
 
 /// Where the server gets its 1NCE from.
@@ -52,6 +52,10 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// `None` when `--rate-limit off`.
     pub rate_limit: Option<RateLimit>,
+    /// With `--sandbox-orders`: the sandbox's account has this many generated orders.
+    pub sandbox_orders: Option<usize>,
+    /// The order mirror's settings; `None` with `--mirror off`.
+    pub mirror: Option<crate::mirror::MirrorSettings>,
 }
 
 impl Config {
@@ -172,6 +176,16 @@ impl Config {
             },
         };
         let http = HttpSettings::from_cli(cli, &env)?;
+        let mirror = cli.mirror.then_some(crate::mirror::MirrorSettings {
+            max_age: within(
+                "mirror-max-age",
+                cli.mirror_max_age,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?,
+            rate_share: cli.mirror_rate_share,
+            rate_limit,
+        });
         Ok(Config {
             upstream,
             state,
@@ -189,6 +203,8 @@ impl Config {
             http,
             retry,
             rate_limit,
+            sandbox_orders: cli.sandbox_orders.map(|n| n as usize),
+            mirror,
         })
     }
 

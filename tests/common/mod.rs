@@ -93,6 +93,10 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let state = temp_dir("state");
     cmd.env("XDG_STATE_HOME", state.join("xdg"));
     cmd.env("ONCE_STATE_DIR", &state);
+    // The order mirror syncs in the background and answers reads from what it keeps: the
+    // requests a test counts, and the faults it injects, would race with its sync. Tests of
+    // other things run without it; tests/mirror.rs (and any test that wants it) turn it on.
+    cmd.env("ONCE_MIRROR", "off");
     for (key, value) in env {
         cmd.env(key, value);
     }
