@@ -1,7 +1,8 @@
 //! One approval is one order whatever any clock says (issue 24), tried as an attacker would:
 //! processes run at another time under libfaketime (Debian's `faketime`), which fakes the
 //! process's clock but not the file system's or the database's. Each test needs `faketime`;
-//! without it a test says so and passes, unless `ONCE_INTEROP_REQUIRED=1` (CI).
+//! without it a test skips (listed at the end of the run, see `common::skip`), or fails under
+//! `ONCE_INTEROP_REQUIRED=1` (CI).
 
 use onence_mcp::sandbox::Sandbox;
 use serde_json::Value;
@@ -119,7 +120,7 @@ async fn one_approval_is_one_order_whatever_a_replica_s_clock_says() {
     if !common::faketime_installed() {
         return;
     }
-    let Some(pg) = Postgres::start("clocks-replicas") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -140,12 +141,9 @@ async fn one_approval_is_one_order_whatever_a_replica_s_clock_says() {
 async fn a_claim_refused_on_a_full_disk_leaves_the_token_usable() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var("ONCE_INTEROP_REQUIRED").as_deref() != Ok("1"),
-            "a_claim_refused_on_a_full_disk_leaves_the_token_usable needs root to mount a tmpfs"
-        );
-        eprintln!(
-            "SKIPPED a_claim_refused_on_a_full_disk_leaves_the_token_usable: needs root (to mount a small tmpfs as a full disk)"
+        common::skip(
+            "not running as root, which mounting a small tmpfs (the full disk) needs",
+            "run the tests as root, as CI does",
         );
         return;
     }

@@ -33,12 +33,8 @@ async fn replicas(n: usize, sandbox: &Sandbox, pg: &Postgres, args: &[&str]) -> 
 }
 
 /// A PostgreSQL, a sandbox and `n` replicas sharing them; `None` when PostgreSQL is absent.
-async fn cluster(
-    test: &str,
-    n: usize,
-    args: &[&str],
-) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
-    let pg = Postgres::start(test)?;
+async fn cluster(n: usize, args: &[&str]) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
+    let pg = Postgres::start()?;
     let sandbox = Sandbox::start().await.unwrap();
     let servers = replicas(n, &sandbox, &pg, args).await;
     Some((pg, sandbox, servers))
@@ -68,8 +64,7 @@ fn text(result: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audited() {
-    let Some((pg, sandbox, servers)) = cluster("replicas", 3, &["--rate-limit", "off"]).await
-    else {
+    let Some((pg, sandbox, servers)) = cluster(3, &["--rate-limit", "off"]).await else {
         return;
     };
     let token = preview(&servers[0]).await;
@@ -126,7 +121,7 @@ async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_on_one_replica_hold_on_another_and_every_step_is_audited() {
-    let Some((pg, sandbox, servers)) = cluster("decline", 2, &[]).await else {
+    let Some((pg, sandbox, servers)) = cluster(2, &[]).await else {
         return;
     };
     let asks = json!({"elicitation": {}});
@@ -179,7 +174,7 @@ async fn the_replicas_share_one_rate_limit() {
         "--retry-budget",
         "1s",
     ];
-    let Some((_pg, sandbox, servers)) = cluster("rate-limit", 2, &limit).await else {
+    let Some((_pg, sandbox, servers)) = cluster(2, &limit).await else {
         return;
     };
     let calls = (0..10).map(|i| {
@@ -197,7 +192,7 @@ async fn the_replicas_share_one_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
-    let Some((pg, sandbox, servers)) = cluster("db-down", 2, &[]).await else {
+    let Some((pg, sandbox, servers)) = cluster(2, &[]).await else {
         return;
     };
     let token = preview(&servers[0]).await;
@@ -239,7 +234,7 @@ async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
 
 #[tokio::test]
 async fn migrations_run_twice_at_once_and_check_reports_the_database() {
-    let Some(pg) = Postgres::start("migrations") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let url = pg.url();
@@ -342,7 +337,7 @@ fn token_id(token: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_free_one() {
-    let Some(pg) = Postgres::start("killed-mid-post") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -397,7 +392,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand for BENCHMARKS.md"]
 async fn measure_confirmation_latency_and_replica_throughput() {
-    let Some(pg) = Postgres::start("measure") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -488,7 +483,7 @@ fn the_used_tokens_table_keeps_the_single_use_contract() {
     use onence_mcp::orders::single_use::check_contract;
     use onence_mcp::state_db::tables::UsedTokens;
     use onence_mcp::state_db::{DbTarget, StateDb};
-    let Some(pg) = Postgres::start("single-use-contract") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let target = DbTarget {

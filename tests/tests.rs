@@ -3,7 +3,8 @@
 //! Every file here used to link a binary of its own; each was a full debug link of the crate
 //! and its dependencies. As modules of one binary they share one link and one process, so a test
 //! that changes process-wide state must leave it as every other test expects (the only such state
-//! is rustls's crypto provider, installed once and identically by whichever test comes first).
+//! is rustls's crypto provider, installed once and identically by whichever test comes first,
+//! and `common::skip`'s list of tests that could not run, which only grows).
 //! `Cargo.toml` sets `autotests = false` and names this file as the only integration test, so a
 //! new file in `tests/` does nothing until it is declared here.
 
@@ -19,6 +20,7 @@ mod docs;
 mod elicitation;
 mod faults;
 mod find_orders;
+mod harness;
 mod hostile_http;
 mod hostile_input;
 mod http;

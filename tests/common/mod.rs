@@ -7,7 +7,10 @@ pub mod net;
 pub mod oidc;
 #[cfg(unix)]
 pub mod pg;
+pub mod skip;
 pub mod sse;
+
+pub use skip::{installed, skip};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -121,12 +124,9 @@ impl Run {
 pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = command(args, env);
     if let Some(offset) = clock {
-        let faketime = installed(
-            "ONCE_FAKETIME",
-            Some("/usr/bin/faketime"),
-            "install Debian's faketime package (apt-get install faketime)",
-        )
-        .expect("faketime is needed for this test; see the line above");
+        let faketime = skip::named(FAKETIME, FAKETIME_DEFAULT)
+            .filter(|p| p.exists())
+            .expect("a test that runs at another time asks faketime_installed() first");
         let std = cmd.as_std();
         let mut wrapped = tokio::process::Command::new(faketime);
         wrapped.args(["-f", offset]).arg(std.get_program());
@@ -159,33 +159,19 @@ pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ru
     }
 }
 
-/// Whether the test machine can run programs at another time (libfaketime); says how to get
-/// it when not, and fails under `ONCE_INTEROP_REQUIRED=1`.
+/// libfaketime's `faketime`: `ONCE_FAKETIME`, else Debian's.
+const FAKETIME: &str = "ONCE_FAKETIME";
+const FAKETIME_DEFAULT: Option<&str> = Some("/usr/bin/faketime");
+
+/// Whether the test machine can run programs at another time (libfaketime); when not, the
+/// test [`skip`]s (a failure under `ONCE_INTEROP_REQUIRED=1`) and should return.
 pub fn faketime_installed() -> bool {
     installed(
-        "ONCE_FAKETIME",
-        Some("/usr/bin/faketime"),
+        FAKETIME,
+        FAKETIME_DEFAULT,
         "install Debian's faketime package (apt-get install faketime)",
     )
     .is_some()
-}
-
-/// The program `var` names, else `default` when that exists, or `None` after saying on stderr
-/// how to get it (`how`). Missing is a failure when `ONCE_INTEROP_REQUIRED=1`, as in CI.
-pub fn installed(var: &str, default: Option<&str>, how: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .or_else(|| default.map(PathBuf::from));
-    match path {
-        Some(path) if path.exists() => Some(path),
-        _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
-            panic!("{var} is not set to an installed program; {how}")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} not set to an installed program; {how}");
-            None
-        }
-    }
 }
 
 /// The crate's 1NCE client pointed at `sandbox`.
