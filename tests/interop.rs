@@ -35,6 +35,8 @@ pub(crate) async fn run(program: &PathBuf, args: &[String]) -> (bool, String, St
         tokio::process::Command::new(program)
             .args(args)
             .env_remove("RUST_LOG")
+            // Killed if it outlives the timeout; a server it spawned on stdio then sees EOF.
+            .kill_on_drop(true)
             .output(),
     )
     .await

@@ -37,7 +37,7 @@ fn host_platform() -> String {
 
 /// Runs `cmd` to completion and returns its stdout; fails the test with both streams if it fails.
 async fn stdout_of(cmd: &mut Command, what: &str) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.kill_on_drop(true).output())
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within 5 minutes"))
         .unwrap_or_else(|e| panic!("{what} did not start: {e}"));

@@ -81,10 +81,11 @@ pub fn sandbox_env(api_url: &str) -> [(&'static str, &str); 3] {
 
 /// A command for the server binary with a clean environment: no credentials or settings leak
 /// in from the machine running the tests, and state (tokens, the audit log) goes to a temp dir
-/// of its own, never the real home directory.
+/// of its own, never the real home directory. The process is killed when its handle is dropped
+/// (a test that fails or times out leaves no server behind).
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
-    cmd.args(args);
+    cmd.args(args).kill_on_drop(true);
     for (key, _) in std::env::vars() {
         if key.starts_with("ONCE_") || key == "RUST_LOG" {
             cmd.env_remove(key);
@@ -287,6 +288,44 @@ impl Stderr {
     }
 }
 
+/// A child that leads a process group of its own, for a command that starts others (a shell
+/// running a line that starts the server): killing the child alone would leave those running,
+/// orphaned, after the tests end. [`Group::kill`], and dropping it (even in a panic), kill the
+/// whole group.
+#[cfg(unix)]
+pub struct Group {
+    pub child: tokio::process::Child,
+}
+
+#[cfg(unix)]
+impl Group {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(mut cmd: tokio::process::Command) -> Group {
+        let child = cmd
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn a process group");
+        Group { child }
+    }
+
+    /// Sends SIGKILL to every process of the group.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill has no memory preconditions; the group is the one `spawn` made (its
+            // id is the leader's pid, not reaped while `child` holds it).
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// One MCP client session, over any transport.
 pub struct Session {
     pub client: McpClient,
@@ -404,7 +443,10 @@ pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Stderr)
     child_of(command(args, env))
 }
 
-fn child_of(cmd: tokio::process::Command) -> (TokioChildProcess, Stderr) {
+fn child_of(mut cmd: tokio::process::Command) -> (TokioChildProcess, Stderr) {
+    // rmcp kills the child on drop from a task of its own, which never runs if the runtime
+    // ends first; this kill does not wait for one.
+    cmd.kill_on_drop(true);
     let cmd = cmd.configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())
