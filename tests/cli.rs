@@ -7,27 +7,9 @@ use std::process::Stdio;
 
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::common;
-use crate::common::{command, posts, sandbox_env, temp_dir};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
+use crate::common::{Run, command, posts, sandbox_env, temp_dir};
 
 /// Runs the binary once against `sandbox` with the given state directory.
 async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
@@ -47,25 +29,7 @@ async fn run_with(
     let mut env = sandbox_env(&url).to_vec();
     env.push(("ONCE_STATE_DIR", state));
     env.extend_from_slice(extra);
-    let mut cmd = command(args, &env);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input.as_bytes()).await.unwrap();
-    }
-    let out = child.wait_with_output().await.unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(command(args, &env), stdin).await
 }
 
 /// `1nce-mcp call create_order --args ARGS`, once.

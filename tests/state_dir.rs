@@ -8,34 +8,18 @@
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
-use std::process::Stdio;
 
 use onence_mcp::sandbox::Sandbox;
 use serde_json::Value;
 
 use crate::common;
-use crate::common::{command, sandbox_env, temp_dir};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::common::{Run, sandbox_env, temp_dir};
 
 /// `1nce-mcp <args>` with `state` as its state directory and `env` on top.
 async fn run(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut all = vec![("ONCE_STATE_DIR", state.to_str().unwrap())];
     all.extend_from_slice(env);
-    let out = command(args, &all)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run the 1nce-mcp binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::run(None, args, &all).await
 }
 
 /// Credentials and an API address for runs that must be refused before they reach 1NCE: port

@@ -24,7 +24,7 @@ use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -112,6 +112,36 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` (the binary, however wrapped) to its end, with `input` written to its stdin and
+    /// then closed, or with stdin closed from the start.
+    pub async fn of(mut cmd: tokio::process::Command, input: Option<&str>) -> Run {
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("run the 1nce-mcp binary");
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin
+                .write_all(input.as_bytes())
+                .await
+                .expect("write to the binary's stdin");
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .expect("wait for the 1nce-mcp binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// stdout as JSON (what `call` prints for a successful tool).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
@@ -147,17 +177,7 @@ pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ru
         wrapped.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         cmd = wrapped;
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run the 1nce-mcp binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(cmd, None).await
 }
 
 /// libfaketime's `faketime`: `ONCE_FAKETIME`, else Debian's.
