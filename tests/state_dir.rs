@@ -10,7 +10,6 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use onence_mcp::sandbox::Sandbox;
-use serde_json::Value;
 
 use crate::common;
 use crate::common::{Run, sandbox_env, temp_dir};
@@ -151,17 +150,8 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     let order = r#"{"products": [{"product_id": 1001, "quantity": 2}]}"#;
 
     let preview = run(&state, &["call", "create_order", "--args", order], &env).await;
-    assert_eq!(preview.code, 0, "{}", preview.stderr);
-    let preview: Value = serde_json::from_str(&preview.stdout).unwrap();
-    let token = preview["confirmation_token"].as_str().unwrap();
-    let mut confirm: Value = serde_json::from_str(order).unwrap();
-    confirm["confirmation_token"] = token.into();
-    let placed = run(
-        &state,
-        &["call", "create_order", "--args", &confirm.to_string()],
-        &env,
-    )
-    .await;
+    let confirm = preview.confirming(order);
+    let placed = run(&state, &["call", "create_order", "--args", &confirm], &env).await;
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     assert_eq!(common::posts(&sandbox), 1);
 

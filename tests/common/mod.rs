@@ -142,6 +142,14 @@ impl Run {
         }
     }
 
+    /// The `--args` that confirm this run's preview (a `call create_order` that printed one):
+    /// `args` with its token.
+    pub fn confirming(&self, args: &str) -> String {
+        assert_eq!(self.code, 0, "the preview failed: {self:?}");
+        let args: Value = serde_json::from_str(args).expect("the order is JSON");
+        confirming(&args, &self.json()).to_string()
+    }
+
     /// stdout as JSON (what `call` prints for a successful tool).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
@@ -372,6 +380,22 @@ impl Session {
             .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
     }
 
+    /// Previews `args` with create_order (the preview must succeed), then confirms the preview
+    /// with its token: the confirmation's raw result (1NCE may refuse or lose the order).
+    pub async fn preview_and_confirm(&self, args: &Value) -> CallToolResult {
+        let preview = self.ok("create_order", args.clone()).await;
+        self.call("create_order", confirming(args, &preview)).await
+    }
+
+    /// [`Session::preview_and_confirm`] that must place the order: the placed answer's
+    /// `structuredContent`.
+    pub async fn place_order(&self, args: &Value) -> Value {
+        let placed = self.preview_and_confirm(args).await;
+        let structured = placed.structured_content.clone().unwrap_or_default();
+        assert_eq!(structured["status"], "placed", "{}", text(&placed));
+        structured
+    }
+
     /// Calls a tool that must fail with a tool error and returns the error text.
     pub async fn err(&self, tool: &str, args: Value) -> String {
         let result = self.call(tool, args.clone()).await;
@@ -383,6 +407,24 @@ impl Session {
         );
         text(&result)
     }
+}
+
+/// `args` with `token` as their `confirmation_token`: what create_order is called with to
+/// confirm a preview, or to try a token that is not the preview's.
+pub fn with_token(mut args: Value, token: &Value) -> Value {
+    args["confirmation_token"] = token.clone();
+    args
+}
+
+/// The arguments that confirm `preview` (create_order's answer asking for confirmation, its
+/// `structuredContent`): `args` with the preview's token. Fails the test if there is none.
+pub fn confirming(args: &Value, preview: &Value) -> Value {
+    let token = &preview["confirmation_token"];
+    assert!(
+        token.is_string(),
+        "not a preview with a confirmation_token: {preview}"
+    );
+    with_token(args.clone(), token)
 }
 
 /// Calls a tool through any client and returns the raw result (tool errors are results).
