@@ -143,6 +143,40 @@ impl<W: Write> Write for QuietPipe<W> {
     }
 }
 
+/// A reason to stop, with the exit status that says which kind, and the message for stderr
+/// (none when the report already said it).
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub message: String,
+}
+
+impl Exit {
+    /// Bad usage or configuration (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Exit {
+            status: ExitStatus::Usage,
+            message: message.into(),
+        }
+    }
+
+    /// Could not run (exit status 3).
+    pub fn failure(message: impl Into<String>) -> Self {
+        Exit {
+            status: ExitStatus::Failure,
+            message: message.into(),
+        }
+    }
+
+    /// Says why on stderr (as `1nce-mcp: …`) and gives the process's exit code.
+    pub fn report(self) -> std::process::ExitCode {
+        if !self.message.is_empty() {
+            eprintln!("1nce-mcp: {}", self.message);
+        }
+        self.status.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

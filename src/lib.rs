@@ -42,15 +42,18 @@
 //! `tracing`.
 
 pub mod api;
+pub mod app;
+pub mod clock;
 pub mod config;
 pub mod exit_status;
 pub mod mcp;
 pub mod oauth;
 pub mod oneshot;
 pub mod orders;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod setup_check;
-pub mod state_db;
+pub mod state;
 pub mod stderr_log;
 pub mod transport;
 

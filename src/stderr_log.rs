@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines waiting for stderr before new ones are dropped.
@@ -163,6 +164,62 @@ impl<'a> MakeWriter<'a> for NonBlockingStderr {
             to: self,
         }
     }
+}
+
+/// Sets up logging for the process: serving HTTP, through the queue that never blocks (keep the
+/// returned [`Drain`] until the end); otherwise straight to stderr, in order with the process's
+/// other messages there.
+pub fn start(queued: bool) -> Option<Drain> {
+    if queued {
+        let (writer, drain) = NonBlockingStderr::start();
+        init(writer);
+        Some(drain)
+    } else {
+        init(std::io::stderr);
+        None
+    }
+}
+
+/// Log targets that write whole MCP messages, and the most verbose level each may log at.
+/// rmcp logs every request with its arguments and every result at debug and trace, and client
+/// notifications at info: confirmation tokens (capabilities to spend money) and delivery
+/// addresses (personal data). At warn and error it names failures, and quotes only the JSON-RPC
+/// errors this server answers with, whose texts hold neither.
+/// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
+/// frame kinds, never bodies or header values.
+/// tokio-postgres (through the `log` bridge) logs every statement's parameters at debug: the
+/// signing key as it is stored, token ids, audit records. Its notices at info are kept.
+const MESSAGE_LOGGERS: [(&str, LevelFilter); 2] = [
+    ("rmcp", LevelFilter::WARN),
+    ("tokio_postgres", LevelFilter::INFO),
+];
+
+/// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
+///
+/// `RUST_LOG` picks what is logged, within [`MESSAGE_LOGGERS`]' caps. The caps are a second
+/// filter that every event must pass as well, not directives added to the user's: a directive
+/// is overruled by a narrower one (`rmcp::service=trace`) or by a span directive
+/// (`[serve_inner]=trace`), a second filter by nothing.
+pub fn init<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let caps = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(MESSAGE_LOGGERS);
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{FilterExt, Targets};
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter.and(caps)),
+        )
+        .init();
 }
 
 #[cfg(test)]

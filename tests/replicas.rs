@@ -470,11 +470,10 @@ async fn measure_confirmation_latency_and_replica_throughput() {
     }
 }
 
-#[test]
-fn the_used_tokens_table_keeps_the_single_use_contract() {
-    use onence_mcp::orders::single_use::check_contract;
-    use onence_mcp::state_db::tables::UsedTokens;
-    use onence_mcp::state_db::{DbTarget, StateDb};
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_used_tokens_table_keeps_the_single_use_contract() {
+    use onence_mcp::state::ledger::check_contract;
+    use onence_mcp::state::{DbTarget, Location, Store};
     let Some(pg) = Postgres::start() else {
         return;
     };
@@ -482,6 +481,8 @@ fn the_used_tokens_table_keeps_the_single_use_contract() {
         config: pg.url().parse().unwrap(),
         shown: "test".to_owned(),
     };
-    let store = UsedTokens::new(std::sync::Arc::new(StateDb::open(&target).unwrap()));
-    check_contract(&store);
+    let store = Store::open(&Location::Postgres(Box::new(target)))
+        .await
+        .unwrap();
+    check_contract(&store).await;
 }

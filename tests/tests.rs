@@ -11,7 +11,7 @@
 //! The modules are grouped by one rule: **what drives the code under test**. The library and
 //! the tests' harness in this process; an MCP client over the binary's stdio; clients over its
 //! HTTP listener; the binary run once as a command; programs of others (independent clients, a
-//! browser, the extension host). A new file goes in the group of what its tests drive, in
+//! browser, an MCP Apps web host, the extension host). A new file goes in the group of what its tests drive, in
 //! alphabetical order there. (A test that needs a component this machine may lack skips through
 //! `common::skip`: CI fails it, a local run names it at the end.)
 
@@ -62,9 +62,10 @@ mod docs;
 mod state_dir;
 
 // Programs of others driving the built binary: independent MCP clients, the conformance suite,
-// a real browser, the extension host.
+// a real browser, an MCP Apps web host, the extension host.
 mod browser;
 mod conformance;
 mod interop;
+mod order_card;
 #[cfg(unix)]
 mod packaging;

@@ -7,6 +7,7 @@
 use onence_mcp::api::{Client, ClientConfig, Credentials};
 use onence_mcp::mcp::{OrderServer, ServerOptions};
 use onence_mcp::orders::Confirmations;
+use onence_mcp::state::{Location, Store};
 use rmcp::ServiceExt;
 use rmcp::model::Tool;
 use serde_json::json;
@@ -35,8 +36,14 @@ async fn tools_list_matches_the_snapshot() {
     ))
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let confirmations =
-        Confirmations::open(state.path(), std::time::Duration::from_secs(60)).unwrap();
+    let store = Store::open(&Location::Directory {
+        dir: state.path().to_owned(),
+        audit_log: None,
+        inside: None,
+    })
+    .await
+    .unwrap();
+    let confirmations = Confirmations::new(store, std::time::Duration::from_secs(60));
     let server = OrderServer::new(client, confirmations.into(), ServerOptions::default());
     let (server_io, client_io) = tokio::io::duplex(1 << 16);
     tokio::spawn(async move {

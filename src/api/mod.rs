@@ -19,7 +19,6 @@ pub mod model;
 pub mod pacing;
 mod page_walk;
 pub mod products;
-pub mod rate_limit;
 pub mod retry;
 
 pub use page_walk::PageWalk;
@@ -37,7 +36,7 @@ use model::{CreatedOrder, ListOrdersQuery, NewOrder, Order, OrderPage};
 /// How long an access token must stay valid beyond the request timeout before an order POST
 /// uses it.
 const POST_TOKEN_MARGIN: Duration = Duration::from_secs(10);
-pub use rate_limit::RateLimit;
+pub use crate::rate_limit::RateLimit;
 pub use retry::RetryPolicy;
 
 /// 1NCE's production API.
@@ -62,7 +61,7 @@ pub struct ClientConfig {
     pub rate_limit: Option<RateLimit>,
     /// Where `rate_limit` is kept when several replicas share it; `None` keeps it in this
     /// process.
-    pub shared_rate_limit: Option<std::sync::Arc<dyn rate_limit::SharedBucket>>,
+    pub shared_rate_limit: Option<std::sync::Arc<dyn crate::rate_limit::SharedBucket>>,
 }
 
 impl ClientConfig {
@@ -92,8 +91,8 @@ struct Inner {
     tokens: auth::TokenCache,
     request_timeout: Duration,
     retry: RetryPolicy,
-    limiter: Option<rate_limit::RateLimiter>,
-    shared_limiter: Option<Arc<dyn rate_limit::SharedBucket>>,
+    limiter: Option<crate::rate_limit::RateLimiter>,
+    shared_limiter: Option<Arc<dyn crate::rate_limit::SharedBucket>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -174,7 +173,7 @@ impl Client {
                 tokens: auth::TokenCache::new(config.credentials, token_url),
                 request_timeout: config.request_timeout,
                 retry: config.retry,
-                limiter: config.rate_limit.map(rate_limit::RateLimiter::new),
+                limiter: config.rate_limit.map(crate::rate_limit::RateLimiter::new),
                 shared_limiter: config.shared_rate_limit,
             }),
         })

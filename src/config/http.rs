@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::cli::Cli;
-use crate::orders::private_fs;
+use crate::state::private as private_fs;
 
 /// The environment variable holding the HTTP bearer token.
 pub const TOKEN_ENV: &str = "ONCE_MCP_HTTP_TOKEN";

@@ -11,7 +11,7 @@ use url::Url;
 use crate::api::{self, Credentials, RateLimit, RetryPolicy};
 use crate::mcp::ToolSet;
 use crate::orders::OrderLimits;
-use crate::state_db::DbTarget;
+use crate::state::{DbTarget, Location};
 
 mod cli;
 mod http;
@@ -32,8 +32,9 @@ pub enum Upstream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub upstream: Upstream,
-    /// Where confirmation tokens are signed and their use recorded.
-    pub state_dir: PathBuf,
+    /// Where stored state is kept: the state directory (with the audit log), or the database
+    /// replicas share (`--state-url`).
+    pub state: Location,
     pub confirmation_ttl: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -46,15 +47,11 @@ pub struct Config {
     pub order_card: bool,
     /// The operator's limits on every order.
     pub limits: OrderLimits,
-    /// Where the audit trail goes; `None` when off (or read-only: nothing to audit).
-    pub audit_log: Option<PathBuf>,
     /// Serve over HTTP with these settings; `None` serves stdio.
     pub http: Option<HttpSettings>,
     pub retry: RetryPolicy,
     /// `None` when `--rate-limit off`.
     pub rate_limit: Option<RateLimit>,
-    /// `--state-url`: the database replicas share; `None` keeps state in `state_dir`.
-    pub state_db: Option<DbTarget>,
 }
 
 impl Config {
@@ -145,10 +142,10 @@ impl Config {
         };
         // The sandbox keeps state of its own (key, used tokens, audit trail), so nothing of a
         // simulated order can ever confirm or be mistaken for a real one.
-        let state_dir = if cli.sandbox {
-            state_dir.join("sandbox")
+        let (state_dir, inside) = if cli.sandbox {
+            (state_dir.join("sandbox"), Some(state_dir))
         } else {
-            state_dir
+            (state_dir, None)
         };
         let tools = ToolSet::new(cli.tools.as_deref(), cli.read_only)?;
         let audit_log = match cli.audit_log.as_deref().map(str::trim) {
@@ -157,7 +154,7 @@ impl Config {
             Some(off) if off.eq_ignore_ascii_case("off") => None,
             Some("") => return Err("--audit-log needs a file path, or \"off\"".to_owned()),
             Some(path) => Some(PathBuf::from(path)),
-            None => Some(state_dir.join("audit.jsonl")),
+            None => Some(state_dir.join(crate::state::files::AUDIT_FILE)),
         };
         let state_db = match cli.state_url.as_deref().map(str::trim) {
             None => None,
@@ -166,10 +163,18 @@ impl Config {
         if state_db.is_some() && cli.audit_log.is_some() && tools.offers("create_order") {
             return Err("--audit-log cannot be combined with --state-url: the audit trail is kept in the database then (table audit_trail), shared by every replica".to_owned());
         }
+        let state = match state_db {
+            Some(target) => Location::Postgres(Box::new(target)),
+            None => Location::Directory {
+                dir: state_dir,
+                audit_log,
+                inside,
+            },
+        };
         let http = HttpSettings::from_cli(cli, &env)?;
         Ok(Config {
             upstream,
-            state_dir,
+            state,
             confirmation_ttl,
             connect_timeout,
             request_timeout,
@@ -181,12 +186,34 @@ impl Config {
                 max_order_value: cli.max_order_value.clone(),
                 allowed_products: cli.allowed_products.clone(),
             },
-            audit_log,
             http,
             retry,
             rate_limit,
-            state_db,
         })
+    }
+
+    /// The state directory, when state is kept in one.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        match &self.state {
+            Location::Directory { dir, .. } => Some(dir),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// The audit log file, when the audit trail goes to one.
+    pub fn audit_log(&self) -> Option<&std::path::Path> {
+        match &self.state {
+            Location::Directory { audit_log, .. } => audit_log.as_deref(),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// The state database, with `--state-url`.
+    pub fn state_db(&self) -> Option<&DbTarget> {
+        match &self.state {
+            Location::Postgres(target) => Some(target),
+            Location::Directory { .. } => None,
+        }
     }
 }
 
@@ -323,7 +350,7 @@ mod tests {
         .unwrap();
         assert!(matches!(c.upstream, Upstream::Sandbox));
         assert_eq!(
-            c.state_dir,
+            c.state_dir().unwrap(),
             PathBuf::from("/home/u/.local/state/1nce-mcp/sandbox")
         );
         let err = Config::from_cli(&cli(&["--sandbox"]), |_| None).unwrap_err();
@@ -333,7 +360,7 @@ mod tests {
             |_| None,
         )
         .unwrap();
-        assert_eq!(c.state_dir, PathBuf::from("/s/sandbox"));
+        assert_eq!(c.state_dir().unwrap(), PathBuf::from("/s/sandbox"));
         assert_eq!(c.confirmation_ttl, Duration::from_secs(600));
     }
 
@@ -436,20 +463,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.limits.max_quantity, Some(50));
-        assert_eq!(c.limits.max_order_value.unwrap()["USD"], Cents(30000));
+        assert_eq!(
+            c.limits.max_order_value.as_ref().unwrap()["USD"],
+            Cents(30000)
+        );
         assert_eq!(
             c.limits.allowed_products,
             Some(BTreeSet::from([1001, 1002]))
         );
-        assert_eq!(c.audit_log, Some(PathBuf::from("/tmp/x/audit.jsonl")));
+        assert_eq!(
+            c.audit_log(),
+            Some(PathBuf::from("/tmp/x/audit.jsonl").as_path())
+        );
         assert!(c.require_human_approval && c.tools.offers("create_order"));
         let default = Config::from_cli(&cli(&["--sandbox"]), |k| {
             (k == "HOME").then(|| "/home/u".into())
         })
         .unwrap();
         assert_eq!(
-            default.audit_log,
-            Some(PathBuf::from(
+            default.audit_log(),
+            Some(std::path::Path::new(
                 "/home/u/.local/state/1nce-mcp/sandbox/audit.jsonl"
             ))
         );
@@ -457,12 +490,12 @@ mod tests {
             (k == "HOME").then(|| "/home/u".into())
         })
         .unwrap();
-        assert_eq!(off.audit_log, None);
+        assert_eq!(off.audit_log(), None);
         let ro = Config::from_cli(&cli(&["--sandbox", "--read-only"]), |k| {
             (k == "HOME").then(|| "/home/u".into())
         })
         .unwrap();
-        assert!(!ro.tools.offers("create_order") && ro.audit_log.is_none());
+        assert!(!ro.tools.offers("create_order") && ro.audit_log().is_none());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-quantity", "0"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--max-order-value", "lots"]).is_err());
         assert!(Cli::try_parse_from(["1nce-mcp", "--allowed-products", "x"]).is_err());
@@ -483,7 +516,7 @@ mod tests {
             other => home(other),
         };
         let c = Config::from_cli(&cli(&["--sandbox", "--state-url", url]), from_env).unwrap();
-        let target = c.state_db.unwrap();
+        let target = c.state_db().unwrap().clone();
         assert_eq!(target.config.get_password(), Some(&b"s3cret"[..]));
         assert_eq!(target.shown, "postgres://mcp@db.internal:5432/once");
         assert!(!format!("{target:?}").contains("s3cret"));
@@ -500,7 +533,7 @@ mod tests {
         };
         let c = Config::from_cli(&cli(&["--sandbox", "--state-url", bare]), env).unwrap();
         assert_eq!(
-            c.state_db.unwrap().config.get_password(),
+            c.state_db().unwrap().config.get_password(),
             Some(&b"from-file"[..])
         );
         let env = |k: &str| {
@@ -510,7 +543,7 @@ mod tests {
         };
         let c = Config::from_cli(&cli(&["--sandbox", "--state-url", bare]), env).unwrap();
         assert_eq!(
-            c.state_db.unwrap().config.get_password(),
+            c.state_db().unwrap().config.get_password(),
             Some(&b"from-env"[..])
         );
         for (bad, says) in [

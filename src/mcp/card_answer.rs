@@ -59,7 +59,7 @@ pub enum CardOutcome {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CardAnswerOutput {
     pub outcome: CardOutcome,
-    /// For the person, as the card shows it.
+    /// What happened, in words for the person (refusals and unknown outcomes say what to do).
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_number: Option<u64>,
@@ -88,9 +88,15 @@ impl CardAnswerOutput {
             OrderError::Stopped(crate::orders::Stop::NotApproved(..)) => CardOutcome::Declined,
             OrderError::Stopped(_) => CardOutcome::Refused,
         };
+        let message = match outcome {
+            CardOutcome::Declined => {
+                "You declined this order. Nothing was ordered, and this preview can no longer place it.".to_owned()
+            }
+            _ => error.to_string(),
+        };
         CardAnswerOutput {
             outcome,
-            message: error.to_string(),
+            message,
             order_number: None,
             order: None,
         }
@@ -160,11 +166,16 @@ impl OrderServer {
 }
 
 fn placed_output(preview: super::OrderPreview, placed: Placed) -> CardAnswerOutput {
+    let message = match placed.order_number {
+        Some(n) => format!("Order {n} is placed."),
+        None => "The order is placed; 1NCE did not report its number yet.".to_owned(),
+    };
     let (order_number, order) = (placed.order_number, placed.order.clone());
-    let answer = placed_answer(preview, placed);
+    // The order's lines as every other answer words them, for a host that logs the result.
+    let detail = placed_answer(preview, placed).summary;
     CardAnswerOutput {
         outcome: CardOutcome::Placed,
-        message: answer.summary,
+        message: format!("{message}\n{detail}"),
         order_number,
         order,
     }

@@ -21,8 +21,8 @@ use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
 use crate::orders::desk::{Placed, PreviewIssued, Request};
-use crate::orders::single_use::{Recorded, UseState};
 use crate::orders::{Approval, CanShow, OrderError};
+use crate::state::{Recorded, UseState};
 use std::sync::Arc;
 
 /// What ships when no delivery address is given.
@@ -189,6 +189,7 @@ impl OrderServer {
             let mut issued = self
                 .desk
                 .preview(&checked, can_show)
+                .await
                 .map_err(|e| e.to_string())?;
             let meta = issued
                 .card_nonce
@@ -201,7 +202,7 @@ impl OrderServer {
         };
 
         let approval = if can_show.form {
-            let question = approval_message(&preview, &self.desk.identical(&checked));
+            let question = approval_message(&preview, &self.desk.identical(&checked).await);
             let answer = if approval::stateless(&ctx) {
                 let subject = format!(
                     "approve:{}:{}",

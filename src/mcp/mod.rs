@@ -47,7 +47,7 @@ use serde::Serialize;
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
 use crate::api::{ApiError, Client};
 use crate::oauth::{Caller, Scopes};
-use crate::orders::{Account, AuditLog, AuditTrail, Confirmations, Desk, Environment, OrderLimits};
+use crate::orders::{Account, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
 pub use find_orders::{FindOrdersArgs, FindOrdersOutput};
 pub use get_order::GetOrderArgs;
@@ -67,10 +67,6 @@ pub struct ServerOptions {
     pub require_human_approval: bool,
     /// The operator's limits on every order.
     pub limits: OrderLimits,
-    /// Where the audit trail goes; `None` keeps none.
-    pub audit_log: Option<std::path::PathBuf>,
-    /// Where the audit trail goes instead of `audit_log` (the state database of replicas).
-    pub audit_trail: Option<Arc<dyn AuditTrail>>,
     /// How long to wait for the user to answer an approval form (default 10 minutes; the
     /// binary uses the confirmation TTL).
     pub approval_timeout: Option<Duration>,
@@ -130,9 +126,6 @@ impl OrderServer {
         let desk = Desk {
             client: client.clone(),
             confirmations,
-            audit: options
-                .audit_trail
-                .unwrap_or_else(|| Arc::new(AuditLog::new(options.audit_log))),
             environment,
             account,
             catalogue: Catalogue::new(client.clone(), CATALOGUE_TTL),
@@ -198,8 +191,8 @@ impl OrderServer {
     }
 
     /// This machine's clock against the state store's (`1nce-mcp check`).
-    pub fn clock_check(&self) -> Result<crate::orders::tokens::ClockAgreement, String> {
-        self.desk.confirmations.clock_check()
+    pub async fn clock_check(&self) -> Result<crate::orders::tokens::ClockAgreement, String> {
+        self.desk.confirmations.clock_check().await
     }
 
     /// Counts order placements in progress, so shutdown can wait for them.
@@ -293,6 +286,11 @@ impl ServerHandler for OrderServer {
             } else {
                 instructions.push_str(
                     " When this client can show the user a form (elicitation), the confirming call also asks the user to approve the order there.",
+                );
+            }
+            if self.order_card {
+                instructions.push_str(
+                    " Where the client shows MCP Apps, the preview comes with an order card in which the user approves or declines the order themselves; the preview's next_step then says so, and the token alone cannot place it.",
                 );
             }
             if let Some(limits) = self.limits.describe() {

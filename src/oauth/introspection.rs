@@ -14,8 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{LEEWAY_SECS, ScopeList, TokenError};
-use crate::api::RateLimit;
-use crate::api::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimit, RateLimiter};
 
 /// Most introspections: 50 a second, in bursts of 50.
 pub const LIMIT: RateLimit = RateLimit {

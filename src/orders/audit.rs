@@ -1,14 +1,11 @@
-//! The audit trail: every preview, approval, decline, order POST and outcome, one JSON line
-//! each, appended to a file and flushed to disk before the tool answers.
+//! The audit trail's records: every preview, approval, decline, order POST and outcome, one
+//! [`Record`] each, kept by the state store (a line of `audit.jsonl`, or a row of the database)
+//! and flushed to disk before the tool answers.
 //!
-//! A line that cannot be written stops the order: the caller treats a write failure like any
-//! other refusal, so no order is ever placed without its record. A line carries no secret (the
-//! confirmation token appears only as a hash prefix) and no personal detail beyond the delivery
-//! city and country. [`AuditTrail`] is the contract; [`AuditLog`] keeps it in a file.
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+//! A record that cannot be written stops the order: the caller treats a write failure like any
+//! other refusal, so no order is ever placed without its record. A record carries no secret
+//! (the confirmation token appears only as a hash prefix) and no personal detail beyond the
+//! delivery city and country.
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
@@ -16,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::consent::Approval;
 use super::person::Person;
-use super::private_fs;
 use crate::api::model::NewOrder;
+use crate::state::AuditEntry;
 
 /// What happened, as written to the `event` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,21 +61,6 @@ pub enum AuditOutcome {
 pub enum Environment {
     Live,
     Sandbox,
-}
-
-/// Somewhere audit records are kept, in order, durably.
-pub trait AuditTrail: Send + Sync + std::fmt::Debug {
-    /// Appends `record`. `Err` is a message for the agent that says the order was stopped
-    /// because it could not be audited.
-    fn append(&self, record: &Record) -> Result<(), String>;
-}
-
-/// The audit trail in a JSON-lines file.
-#[derive(Debug, Clone)]
-pub struct AuditLog {
-    path: Option<Arc<PathBuf>>,
-    /// Serialises writers within this process so lines never interleave.
-    lock: Arc<Mutex<()>>,
 }
 
 /// One audit line.
@@ -174,6 +156,16 @@ impl Record {
         self.order_number = number;
         self
     }
+
+    /// The record as the state store keeps it.
+    pub fn entry(&self) -> AuditEntry {
+        let body = serde_json::to_value(self).unwrap_or_default();
+        AuditEntry {
+            event: body["event"].as_str().unwrap_or_default().to_owned(),
+            token_id: self.token_id.clone(),
+            body,
+        }
+    }
 }
 
 /// The token's public id: a hash prefix, enough to correlate lines, useless to redeem.
@@ -206,53 +198,6 @@ fn ships_to(order: &NewOrder) -> String {
     }
 }
 
-impl AuditLog {
-    /// An audit log appending to `path`, or none at all (`--audit-log off`).
-    pub fn new(path: Option<PathBuf>) -> Self {
-        AuditLog {
-            path: path.map(Arc::new),
-            lock: Arc::new(Mutex::new(())),
-        }
-    }
-
-    /// The file lines go to, if any.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref().map(PathBuf::as_path)
-    }
-}
-
-impl AuditTrail for AuditLog {
-    /// Appends `record` as one line and flushes it to disk.
-    fn append(&self, record: &Record) -> Result<(), String> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let mut line = serde_json::to_vec(record)
-            .map_err(|e| format!("could not encode the audit record: {e}"))?;
-        line.push(b'\n');
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        append(path, &line).map_err(|e| {
-            tracing::error!(path = %path.display(), error = %e, "could not write the audit log");
-            format!(
-                "the audit log {} could not be written ({e}), and this server places no order it cannot audit. The operator must fix the file or its directory (or choose another with --audit-log)",
-                path.display()
-            )
-        })
-    }
-}
-
-/// Appends to a private file (see [`private_fs::open_append_private`]): created `0600` in a
-/// directory created `0700`, never through a symbolic link, refused if others may write it.
-fn append(path: &Path, line: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        private_fs::create_dirs_private(dir)?;
-    }
-    let mut file = private_fs::open_append_private(path)?;
-    file.write_all(line)?;
-    file.flush()?;
-    file.sync_data()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,28 +226,21 @@ mod tests {
             Some("ref"),
         )
         .unwrap();
-        let dir = std::env::temp_dir().join(format!("1nce-audit-{}", std::process::id()));
-        let path = dir.join("nested").join("audit.jsonl");
-        let log = AuditLog::new(Some(path.clone()));
         let token = "ct_0123456789abcdef0123456789abcdef";
-        log.append(&Record::new(
-            Event::Preview,
-            Environment::Sandbox,
-            &order,
-            Some(token),
-        ))
-        .unwrap();
-        log.append(
-            &Record::new(Event::Outcome, Environment::Sandbox, &order, Some(token))
+        let entries = [
+            Record::new(Event::Preview, Environment::Sandbox, &order, Some(token)).entry(),
+            Record::new(Event::Outcome, Environment::Sandbox, &order, Some(token))
                 .outcome(AuditOutcome::Placed)
-                .order_number(Some(7)),
-        )
-        .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+                .order_number(Some(7))
+                .entry(),
+        ];
+        assert_eq!(entries[0].event, "preview");
+        assert_eq!(
+            entries[0].token_id.as_deref(),
+            Some(token_id(token).as_str())
+        );
+        let lines: Vec<serde_json::Value> = entries.iter().map(|e| e.body.clone()).collect();
+        let text = serde_json::to_string(&lines).unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "preview");
         assert_eq!(lines[0]["ships_to"], "Hamburg, DE");
@@ -313,30 +251,5 @@ mod tests {
         for secret in [token, "Erika", "Mustermann", "Hauptstraße", "20095", "+49"] {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn an_unwritable_log_is_an_error() {
-        let order = NewOrder::new(
-            &[ProductLine {
-                product_id: 1,
-                quantity: 1,
-            }],
-            None,
-            None,
-        )
-        .unwrap();
-        // A directory cannot be opened for appending.
-        let log = AuditLog::new(Some(std::env::temp_dir()));
-        let err = log
-            .append(&Record::new(
-                Event::Preview,
-                Environment::Live,
-                &order,
-                None,
-            ))
-            .unwrap_err();
-        assert!(err.contains("places no order it cannot audit"), "{err}");
     }
 }

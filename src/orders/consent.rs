@@ -75,14 +75,8 @@ pub enum PersonAnswer {
     NoAnswer(String),
 }
 
-/// A token's end without approval, as the single-use store records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotApproved {
-    Declined,
-    Cancelled,
-    NoAnswer,
-}
+/// A token's end without approval, as the token ledger records it.
+pub use crate::state::NotApproved;
 
 impl NotApproved {
     /// What happened, as the rest of a sentence that starts with "the person".

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::audit::{AuditOutcome, AuditTrail, Environment, Event, Record};
+use super::audit::{AuditOutcome, Environment, Event, Record};
 use super::checks::{OrderLimits, PricedOrder, check_order};
 use super::consent::{Approval, CanShow, NotApproved, PersonAnswer};
 use super::lost_answer::{self, Found};
 use super::person::{self, Person};
 use super::post_answer::{NotProcessed, PostAnswer, classify};
-use super::single_use::Recorded;
 use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::api::products::Catalogue;
 use crate::api::{ApiError, Client};
+use crate::state::Recorded;
 
 /// How far back a preview looks for identical orders.
 const IDENTICAL_WITHIN: Duration = Duration::from_secs(24 * 3600);
@@ -28,8 +28,8 @@ const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(5 * 60);
 /// Everything an order is checked against, shared by all sessions of a server.
 pub struct Desk {
     pub client: Client,
+    /// The tokens, and the state store their use and the audit trail are kept in.
     pub confirmations: Arc<Confirmations>,
-    pub audit: Arc<dyn AuditTrail>,
     pub environment: Environment,
     pub account: Account,
     pub catalogue: Catalogue,
@@ -347,20 +347,32 @@ impl Desk {
         Record::new(event, self.environment, order, token).person(who)
     }
 
+    /// Appends `record` to the audit trail. `Err` is the message for the agent: the step is
+    /// not taken when it cannot be audited.
+    async fn audit(&self, record: &Record) -> Result<(), String> {
+        self.confirmations
+            .store()
+            .append_audit(&record.entry())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Audits a refusal (best effort: nothing is ordered either way) and returns it.
-    fn refuse(
+    async fn refuse(
         &self,
         order: &NewOrder,
         token: Option<&str>,
         who: Option<&Person>,
         stop: Stop,
     ) -> OrderError {
-        let _ = self.audit.append(
-            &self
-                .record(Event::Refused, order, token, who)
-                .outcome(AuditOutcome::Refused)
-                .detail(stop.to_string()),
-        );
+        let _ = self
+            .audit(
+                &self
+                    .record(Event::Refused, order, token, who)
+                    .outcome(AuditOutcome::Refused)
+                    .detail(stop.to_string()),
+            )
+            .await;
         OrderError::Stopped(stop)
     }
 
@@ -380,7 +392,10 @@ impl Desk {
                     .await;
                 OrderError::Unknown(outcome)
             }
-            other => self.refuse(order, Some(token), who, Stop::Token(other)),
+            other => {
+                self.refuse(order, Some(token), who, Stop::Token(other))
+                    .await
+            }
         }
     }
 
@@ -419,12 +434,18 @@ impl Desk {
         // and so is one presented other than the way its preview said the person approves.
         match (token, request.card_nonce) {
             (None, None) => {}
-            (None, Some(_)) => return Err(self.refuse(&order, None, who, Stop::NotThisCard)),
+            (None, Some(_)) => {
+                return Err(self.refuse(&order, None, who, Stop::NotThisCard).await);
+            }
             (Some(token), card_nonce) => {
-                let claims = match self.confirmations.check(
-                    token,
-                    &self.binding(&order, None, request.scope, &person_key),
-                ) {
+                let claims = match self
+                    .confirmations
+                    .check(
+                        token,
+                        &self.binding(&order, None, request.scope, &person_key),
+                    )
+                    .await
+                {
                     Ok(claims) => claims,
                     Err(refusal) => {
                         return Err(self.refused_token(&order, token, who, refusal).await);
@@ -444,7 +465,7 @@ impl Desk {
                     _ => None,
                 };
                 if let Some(stop) = wrong_way {
-                    return Err(self.refuse(&order, Some(token), who, stop));
+                    return Err(self.refuse(&order, Some(token), who, stop).await);
                 }
             }
         }
@@ -458,18 +479,25 @@ impl Desk {
             error,
             confirming: token.is_some(),
         })?;
-        let priced = check_order(&order, &catalogue, &self.limits)
-            .map_err(|why| self.refuse(&order, token, who, Stop::Checks(why)))?;
+        let priced = match check_order(&order, &catalogue, &self.limits) {
+            Ok(priced) => priced,
+            Err(why) => return Err(self.refuse(&order, token, who, Stop::Checks(why)).await),
+        };
         if self.require_form && !request.can_show.any() {
-            return Err(self.refuse(&order, token, who, Stop::FormRequired { by_token: false }));
+            let stop = Stop::FormRequired { by_token: false };
+            return Err(self.refuse(&order, token, who, stop).await);
         }
         let token = match token {
             None => None,
             Some(token) => {
-                let claims = match self.confirmations.check(
-                    token,
-                    &self.binding(&order, Some(&priced), request.scope, &person_key),
-                ) {
+                let claims = match self
+                    .confirmations
+                    .check(
+                        token,
+                        &self.binding(&order, Some(&priced), request.scope, &person_key),
+                    )
+                    .await
+                {
                     Ok(claims) => claims,
                     Err(refusal) => {
                         return Err(self.refused_token(&order, token, who, refusal).await);
@@ -490,13 +518,13 @@ impl Desk {
     /// Issues a token for a checked order and audits the preview. The token requires the
     /// person's own approval wherever the client can show something to approve in (the order
     /// card, else its form: the preview promises it), or the server requires one.
-    pub fn preview(
+    pub async fn preview(
         &self,
         checked: &Checked,
         can_show: CanShow,
     ) -> Result<PreviewIssued, OrderError> {
         let approval = can_show.approval(self.require_form);
-        let issued = self
+        let issued = match self
             .confirmations
             .issue(
                 &self.binding(
@@ -507,28 +535,29 @@ impl Desk {
                 ),
                 approval,
             )
-            .map_err(|refusal| {
-                self.refuse(
-                    &checked.order,
-                    None,
-                    checked.person.as_ref(),
-                    Stop::NoPreview(refusal),
-                )
-            })?;
+            .await
+        {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                let who = checked.person.as_ref();
+                let stop = Stop::NoPreview(refusal);
+                return Err(self.refuse(&checked.order, None, who, stop).await);
+            }
+        };
         // Recorded before the token is shown: a token nobody can trace is never handed out.
-        self.audit
-            .append(
-                &self
-                    .record(
-                        Event::Preview,
-                        &checked.order,
-                        Some(&issued.token),
-                        checked.person.as_ref(),
-                    )
-                    .approval(approval),
-            )
-            .map_err(Stop::Unaudited)?;
-        let identical = self.identical(checked);
+        self.audit(
+            &self
+                .record(
+                    Event::Preview,
+                    &checked.order,
+                    Some(&issued.token),
+                    checked.person.as_ref(),
+                )
+                .approval(approval),
+        )
+        .await
+        .map_err(Stop::Unaudited)?;
+        let identical = self.identical(checked).await;
         let card_nonce = (approval == Approval::OrderCard)
             .then(|| self.confirmations.claims_of(&issued.token))
             .flatten()
@@ -543,9 +572,10 @@ impl Desk {
 
     /// Identical orders (same content) placed, or of unknown outcome, from this state in the
     /// last 24 hours: for the preview and the approval form, so nobody reorders blindly.
-    pub fn identical(&self, checked: &Checked) -> Vec<Recorded> {
+    pub async fn identical(&self, checked: &Checked) -> Vec<Recorded> {
         self.confirmations
             .recent_identical(&checked.order, IDENTICAL_WITHIN)
+            .await
     }
 
     /// Audits the person's answer, given `via` the client's form or the order card; anything
@@ -576,11 +606,12 @@ impl Desk {
         if let Some(detail) = &detail {
             record = record.detail(detail.clone());
         }
-        let audited = self.audit.append(&record);
+        let audited = self.audit(&record).await;
         if let Some(not) = answer.not_approved() {
             match self
                 .confirmations
                 .end_unapproved(claims, &checked.order, not)
+                .await
             {
                 Ok(()) => {}
                 Err(Refusal::Storage(e)) => {
@@ -610,26 +641,31 @@ impl Desk {
         let who = checked.person.as_ref();
         // Redeemed only now: the person may have taken a while, and the token may have expired,
         // been declined or been used by a parallel call meanwhile.
-        let redemption = match self.confirmations.redeem(
-            token,
-            &self.binding(
-                order,
-                Some(&checked.priced),
-                &checked.scope,
-                &checked.person_key(),
-            ),
-        ) {
+        let redemption = match self
+            .confirmations
+            .redeem(
+                token,
+                &self.binding(
+                    order,
+                    Some(&checked.priced),
+                    &checked.scope,
+                    &checked.person_key(),
+                ),
+            )
+            .await
+        {
             Ok(r) => r,
             Err(refusal) => return Err(self.refused_token(order, token, who, refusal).await),
         };
-        if let Err(e) = self.audit.append(
-            &self
-                .record(Event::Post, order, Some(token), who)
-                .approval(approval),
-        ) {
-            redemption.release(&NotProcessed::never_sent(ApiError::BadResponse {
-                reason: "the audit record could not be written".to_owned(),
-            }));
+        let post = self
+            .record(Event::Post, order, Some(token), who)
+            .approval(approval);
+        if let Err(e) = self.audit(&post).await {
+            redemption
+                .release(&NotProcessed::never_sent(ApiError::BadResponse {
+                    reason: "the audit record could not be written".to_owned(),
+                }))
+                .await;
             return Err(Stop::Unaudited(e).into());
         }
         tracing::info!(
@@ -644,13 +680,15 @@ impl Desk {
             .approval(approval);
         match classify(self.client.create_order(order).await) {
             PostAnswer::Created(created) => {
-                redemption.placed(&created);
+                redemption.placed(&created).await;
                 tracing::info!(order_number = ?created.order_number, "1NCE order placed");
-                let audited = self.audit.append(
-                    &outcome
-                        .outcome(AuditOutcome::Placed)
-                        .order_number(created.order_number),
-                );
+                let audited = self
+                    .audit(
+                        &outcome
+                            .outcome(AuditOutcome::Placed)
+                            .order_number(created.order_number),
+                    )
+                    .await;
                 if let Err(e) = audited {
                     // The order exists; saying so matters more than the missing line.
                     tracing::error!("order placed but its outcome could not be audited: {e}");
@@ -666,22 +704,26 @@ impl Desk {
                 })
             }
             PostAnswer::NotProcessed(proof) => {
-                redemption.release(&proof);
-                let _ = self.audit.append(
-                    &outcome
-                        .outcome(AuditOutcome::NotPlaced)
-                        .detail(audit_reason(proof.error())),
-                );
+                redemption.release(&proof).await;
+                let _ = self
+                    .audit(
+                        &outcome
+                            .outcome(AuditOutcome::NotPlaced)
+                            .detail(audit_reason(proof.error())),
+                    )
+                    .await;
                 Err(Stop::NotProcessed(proof).into())
             }
             PostAnswer::Unknown(unknown) => {
-                redemption.unknown(&unknown);
+                redemption.unknown(&unknown).await;
                 tracing::error!(reason = %unknown.reason, "the outcome of an order POST is unknown");
-                let _ = self.audit.append(
-                    &outcome
-                        .outcome(AuditOutcome::OutcomeUnknown)
-                        .detail(unknown.reason.clone()),
-                );
+                let _ = self
+                    .audit(
+                        &outcome
+                            .outcome(AuditOutcome::OutcomeUnknown)
+                            .detail(unknown.reason.clone()),
+                    )
+                    .await;
                 Err(OrderError::Unknown(
                     self.unknown(order, Some(token), who, sent_at, true, unknown.reason)
                         .await,
@@ -712,16 +754,18 @@ impl Desk {
             now: self.confirmations.now(),
         };
         let numbers = report.found_numbers();
-        let _ = self.audit.append(
-            &self
-                .record(Event::Outcome, order, token, who)
-                .outcome(AuditOutcome::Lookup)
-                .order_number(numbers.first().copied())
-                .detail(match &report.lookup {
-                    Ok(_) => format!("matching orders created since the POST: {numbers:?}"),
-                    Err(_) => "the search for the order failed".to_owned(),
-                }),
-        );
+        let _ = self
+            .audit(
+                &self
+                    .record(Event::Outcome, order, token, who)
+                    .outcome(AuditOutcome::Lookup)
+                    .order_number(numbers.first().copied())
+                    .detail(match &report.lookup {
+                        Ok(_) => format!("matching orders created since the POST: {numbers:?}"),
+                        Err(_) => "the search for the order failed".to_owned(),
+                    }),
+            )
+            .await;
         report
     }
 }

@@ -5,7 +5,8 @@
 //! - [`desk`]: the path from a tool's arguments to a placed order, and every way it stops;
 //! - [`tokens`]: confirmation tokens bound to the order, its price, the account, the session
 //!   and the approval the preview promised;
-//! - [`single_use`]: the store that lets each token drive at most one POST, across processes;
+//! - the token ledger (`crate::state`) lets each token drive at most one POST, across
+//!   processes: this module decides what is recorded and what a record means;
 //! - [`post_answer`]: what an answer to the order POST proves, the one rule that may reopen a
 //!   token;
 //! - [`audit`]: a record of every step, written before the step is taken;
@@ -13,15 +14,11 @@
 //! - [`lost_answer`]: the search for an order whose answer was lost;
 //! - [`consent`]: how a person approves, and what they answered;
 //! - [`person`]: who acts, when the transport knows (OAuth): in every record, bound to tokens;
-//! - [`private_fs`]: the file-system rules that keep the state directory and the audit log
-//!   private;
-//! - [`clock`]: the time, injected.
 //!
 //! The `create_order` tool (`crate::mcp`) is a thin face over [`desk::Desk`].
 
 pub mod audit;
 pub mod checks;
-pub mod clock;
 pub mod consent;
 pub mod desk;
 #[cfg(test)]
@@ -29,11 +26,9 @@ mod lifecycle_model;
 pub mod lost_answer;
 pub mod person;
 pub mod post_answer;
-pub mod private_fs;
-pub mod single_use;
 pub mod tokens;
 
-pub use audit::{AuditLog, AuditTrail, Environment};
+pub use audit::Environment;
 pub use checks::{Money, OrderLimits, PricedLine, PricedOrder};
 pub use consent::{Approval, CanShow, PersonAnswer};
 pub use desk::{Desk, OrderError, Stop};

@@ -1,8 +1,8 @@
 //! Confirmation tokens: the signed step between an order preview and a real, paid order.
 //!
-//! A token is self-contained and signed with HMAC-SHA256 under a key kept in the state
-//! directory (owner-only), so it survives the process that issued it: a preview made by one
-//! `1nce-mcp call` can be confirmed by the next. Any change to a token breaks its signature.
+//! A token is self-contained and signed with HMAC-SHA256 under the state store's key (the
+//! state directory's owner-only key file, or the database's), so it survives the process that
+//! issued it: a preview made by one `1nce-mcp call` can be confirmed by the next. Any change to a token breaks its signature.
 //! A token binds, and [`Confirmations::check`] refuses any difference in:
 //! - **the order**: SHA-256 of the exact validated order (products, address, reference);
 //! - **the price**: SHA-256 of every line's charges and the totals the person saw; the one-time totals
@@ -20,7 +20,8 @@
 //!   issued it. A token issued in the future, or expiring further ahead than [`LONGEST_TTL`], was
 //!   made by a process whose clock is wrong, and is refused.
 //!
-//! Single use rests on a [`SingleUse`] store: redeeming claims the token's id, and the record
+//! Single use rests on the token ledger of the state store (`crate::state`): redeeming claims
+//! the token's id, and the record
 //! then says what became of it (see [`Redemption`]). A person's "no" is recorded there too, so
 //! no process sharing the store can use the token after it.
 //!
@@ -29,12 +30,9 @@
 //! of its age may have been cleared) places nothing, whatever any clock says; a process whose
 //! clock disagrees with the store's by more than [`CLOCK_SKEW`] places nothing; a token the
 //! store's clock says has expired places nothing. In each case the claim is given back, since
-//! nothing was sent. See [`super::single_use`].
+//! nothing was sent. See `crate::state::ledger`.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,15 +44,12 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::checks::{PricedOrder, money};
-use super::clock::{Clock, SystemClock};
 use super::consent::{Approval, NotApproved};
 use super::post_answer::{Created, NotProcessed, Unknown};
-use super::private_fs;
-use super::single_use::{
-    Claim, MarkerFiles, Recorded, SWEEP_AT_MOST, SingleUse, StoreTime, Use, UseState,
-};
 use crate::api::model::NewOrder;
+use crate::clock::{Clock, SystemClock};
 use crate::hex;
+use crate::state::{Claim, Recorded, SWEEP_AT_MOST, StateError, Store, StoreTime, Use, UseState};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -117,7 +112,7 @@ pub struct Binding<'a> {
 pub struct Confirmations {
     ttl: Duration,
     key: [u8; 32],
-    store: Arc<dyn SingleUse>,
+    store: Store,
     clock: Arc<dyn Clock>,
     posting_grace: Duration,
 }
@@ -243,33 +238,20 @@ pub enum Refusal {
 }
 
 impl Confirmations {
-    /// Opens the token store in `state_dir`, creating the directory (owner-only) and the
-    /// signing key on first use.
-    pub fn open(state_dir: &Path, ttl: Duration) -> io::Result<Confirmations> {
-        private_fs::ensure_private_dir(state_dir)?;
-        let used_dir = state_dir.join("used-tokens");
-        private_fs::ensure_private_dir(&used_dir)?;
-        let key_path = state_dir.join("confirmation.key");
-        private_fs::check_private_file(&key_path)?;
-        let key = load_or_create_key(&key_path)?;
-        Ok(Confirmations {
-            ttl,
-            key,
-            store: Arc::new(MarkerFiles::new(&used_dir)),
-            clock: Arc::new(SystemClock),
-            posting_grace: DEFAULT_POSTING_GRACE,
-        })
-    }
-
-    /// Signs with `key` and records single use in `store`: the shared state of replicas.
-    pub fn with_store(key: [u8; 32], store: Arc<dyn SingleUse>, ttl: Duration) -> Confirmations {
+    /// Signs with the store's key and records single use in the store.
+    pub fn new(store: Store, ttl: Duration) -> Confirmations {
         Confirmations {
             ttl,
-            key,
+            key: store.signing_key(),
             store,
             clock: Arc::new(SystemClock),
             posting_grace: DEFAULT_POSTING_GRACE,
         }
+    }
+
+    /// The state store the tokens' single use is recorded in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Reads the time from `clock` instead of the system.
@@ -293,14 +275,18 @@ impl Confirmations {
     /// sweeps the store (a bounded number of records, by the store's clock), and refuses when
     /// this process's clock disagrees with the store's: a token it made would carry a wrong
     /// expiry, and it could not place the order anyway.
-    pub fn issue(&self, binding: &Binding<'_>, approval: Approval) -> Result<Issued, Refusal> {
-        let storage = |e: io::Error| Refusal::Storage(e.to_string());
-        let time = self.store.time().map_err(storage)?;
+    pub async fn issue(
+        &self,
+        binding: &Binding<'_>,
+        approval: Approval,
+    ) -> Result<Issued, Refusal> {
+        let storage = |e: StateError| Refusal::Storage(e.to_string());
+        let time = self.store.time().await.map_err(storage)?;
         let now = self.clock.now();
         skew(now, &time)?;
         // Only where the clocks agree: a sweep is safe by any clock, but one by a clock that
         // is wrong clears needlessly, and the tokens alive then can no longer be used.
-        self.store.sweep(SWEEP_AT_MOST).map_err(storage)?;
+        self.store.sweep(SWEEP_AT_MOST).await.map_err(storage)?;
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
         let issued = now.timestamp_millis();
@@ -342,7 +328,7 @@ impl Confirmations {
     /// Checks that `token` could place the order of `binding` right now, without claiming it.
     /// Signature, account and session come first, then what the store says of the token, its
     /// time, and last the order and its price.
-    pub fn check(&self, token: &str, binding: &Binding<'_>) -> Result<Claims, Refusal> {
+    pub async fn check(&self, token: &str, binding: &Binding<'_>) -> Result<Claims, Refusal> {
         let claims = self.verify(token.trim()).ok_or(Refusal::Invalid)?;
         if claims.account != binding.account {
             return Err(Refusal::OtherAccount);
@@ -357,7 +343,8 @@ impl Confirmations {
         }
         let recorded = self
             .store
-            .get(&claims.id())
+            .token(&claims.id())
+            .await
             .map_err(|e| Refusal::Storage(e.to_string()))?;
         if let Some(recorded) = recorded {
             return Err(self.refusal(&recorded));
@@ -381,8 +368,8 @@ impl Confirmations {
     /// in any number of processes sharing the store, at most one gets the claim; and it keeps it
     /// only if the store's clock, read once the claim is held, agrees that the token is in time
     /// (see the module's "Clocks").
-    pub fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
-        let claims = self.check(token, binding)?;
+    pub async fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
+        let claims = self.check(token, binding).await?;
         let id = claims.id();
         let content = content_id(binding.order);
         let first = Use {
@@ -390,7 +377,7 @@ impl Confirmations {
             content: content.clone(),
             expires: claims.expires,
         };
-        match self.store.claim(&id, &first) {
+        match self.store.claim(&id, &first).await {
             Ok(Claim::Won) => {}
             Ok(Claim::Taken(existing)) => return Err(self.refusal(&existing)),
             Err(e) => return Err(Refusal::Storage(e.to_string())),
@@ -400,6 +387,7 @@ impl Confirmations {
         let judged = self
             .store
             .time()
+            .await
             .map_err(|e| Refusal::Storage(e.to_string()))
             .and_then(|time| {
                 claims.not_cleared(&time)?;
@@ -408,13 +396,13 @@ impl Confirmations {
             });
         if let Err(refusal) = judged {
             // Nothing was sent: the token is given back, to be used where the clocks agree.
-            if let Err(e) = self.store.release(&id) {
+            if let Err(e) = self.store.release(&id).await {
                 tracing::error!(error = %e, "could not give back a confirmation token that was refused before posting; it now counts as used");
             }
             return Err(refusal);
         }
         Ok(Redemption {
-            store: Arc::clone(&self.store),
+            store: self.store.clone(),
             id,
             content,
             expires: claims.expires,
@@ -426,7 +414,7 @@ impl Confirmations {
     /// store. `Err` when that does not mean nothing was ordered with it: another call holds the
     /// token (it may be placing the order right now, approved elsewhere), or its record may have
     /// been cleared; or when the end could not be recorded.
-    pub fn end_unapproved(
+    pub async fn end_unapproved(
         &self,
         claims: &Claims,
         order: &NewOrder,
@@ -437,9 +425,14 @@ impl Confirmations {
             content: content_id(order),
             expires: claims.expires,
         };
-        let storage = |e: io::Error| Refusal::Storage(e.to_string());
-        match self.store.claim(&claims.id(), &record).map_err(storage)? {
-            Claim::Won => claims.not_cleared(&self.store.time().map_err(storage)?),
+        let storage = |e: StateError| Refusal::Storage(e.to_string());
+        match self
+            .store
+            .claim(&claims.id(), &record)
+            .await
+            .map_err(storage)?
+        {
+            Claim::Won => claims.not_cleared(&self.store.time().await.map_err(storage)?),
             Claim::Taken(existing) => match existing.record.state {
                 UseState::NotApproved { .. } => Ok(()),
                 _ => Err(self.refusal(&existing)),
@@ -449,10 +442,11 @@ impl Confirmations {
 
     /// Orders with the same content placed (or of unknown outcome) from this store within
     /// `within`, oldest first.
-    pub fn recent_identical(&self, order: &NewOrder, within: Duration) -> Vec<Recorded> {
+    pub async fn recent_identical(&self, order: &NewOrder, within: Duration) -> Vec<Recorded> {
         let since = self.clock.now() - chrono_duration(within);
         self.store
             .recent(&content_id(order), since)
+            .await
             .unwrap_or_default()
             .into_iter()
             .filter(|r| !matches!(r.record.state, UseState::NotApproved { .. }))
@@ -461,10 +455,11 @@ impl Confirmations {
 
     /// This process's clock against the store's, for start-up and `1nce-mcp check`: `Err` says
     /// what is wrong and that no order is placed until it is fixed.
-    pub fn clock_check(&self) -> Result<ClockAgreement, String> {
+    pub async fn clock_check(&self) -> Result<ClockAgreement, String> {
         let time = self
             .store
             .time()
+            .await
             .map_err(|e| format!("could not read the state store's clock: {e}"))?;
         let local = self.clock.now();
         skew(local, &time).map_err(|refusal| match refusal {
@@ -579,7 +574,7 @@ impl Confirmations {
 /// call's task died mid-POST) records the outcome as unknown.
 #[derive(Debug)]
 pub struct Redemption {
-    store: Arc<dyn SingleUse>,
+    store: Store,
     id: String,
     content: String,
     expires: i64,
@@ -588,44 +583,68 @@ pub struct Redemption {
 
 impl Redemption {
     /// 1NCE created the order: the token is spent for good and remembers the number.
-    pub fn placed(mut self, created: &Created) {
+    pub async fn placed(mut self, created: &Created) {
         self.settle(UseState::Placed {
             order_number: created.order_number,
-        });
+        })
+        .await;
     }
 
     /// 1NCE certainly processed nothing: the token may be used again until it expires. Only
     /// a [`NotProcessed`] opens it, and only [`super::post_answer`] makes one.
-    pub fn release(mut self, _proof: &NotProcessed) {
+    pub async fn release(mut self, _proof: &NotProcessed) {
         self.settled = true;
-        if let Err(e) = self.store.release(&self.id) {
+        if let Err(e) = self.store.release(&self.id).await {
             // Fails closed: the token stays spent, which is safe, only less convenient.
             tracing::warn!(error = %e, "could not reopen a confirmation token");
         }
     }
 
     /// Whether 1NCE created the order is unknown: the token can never drive another POST.
-    pub fn unknown(mut self, _why: &Unknown) {
-        self.settle(UseState::Unknown);
+    pub async fn unknown(mut self, _why: &Unknown) {
+        self.settle(UseState::Unknown).await;
     }
 
-    fn settle(&mut self, state: UseState) {
-        self.settled = true;
-        let record = Use {
+    fn record(&self, state: UseState) -> Use {
+        Use {
             state,
             content: self.content.clone(),
             expires: self.expires,
-        };
-        if let Err(e) = self.store.settle(&self.id, &record) {
+        }
+    }
+
+    async fn settle(&mut self, state: UseState) {
+        self.settled = true;
+        if let Err(e) = self.store.settle(&self.id, &self.record(state)).await {
             tracing::warn!(error = %e, "could not record a confirmation token's outcome");
         }
     }
 }
 
 impl Drop for Redemption {
+    /// The call's task died between the claim and its outcome: the record says "unknown" as
+    /// soon as a task can write it. Should even that never happen, the claim's "posting" counts
+    /// as unknown after the posting grace anyway, so nothing rests on this write.
     fn drop(&mut self) {
-        if !self.settled {
-            self.settle(UseState::Unknown);
+        if self.settled {
+            return;
+        }
+        let (store, id, record) = (
+            self.store.clone(),
+            self.id.clone(),
+            self.record(UseState::Unknown),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = store.settle(&id, &record).await {
+                        tracing::warn!(error = %e, "could not record a confirmation token's outcome");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                "a confirmation token was dropped mid-POST outside a runtime; it counts as unknown after the posting grace"
+            ),
         }
     }
 }
@@ -757,79 +776,15 @@ fn truncate_utf8(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// Reads the signing key, creating it atomically if it does not exist yet: the key is written
-/// to a private temporary file and hard-linked into place, so two processes starting at once
-/// end up with the same key and neither reads a half-written one.
-fn load_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
-    for _ in 0..3 {
-        match fs::read(path) {
-            Ok(bytes) => {
-                check_private(path)?;
-                return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    io::Error::other(format!(
-                        "{} is not a 32-byte key; delete it to create a new one (outstanding confirmation tokens become invalid)",
-                        path.display()
-                    ))
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                let mut options = fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(&tmp)?;
-                file.write_all(&key)?;
-                file.sync_all()?;
-                let linked = fs::hard_link(&tmp, path);
-                let _ = fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => return Ok(key),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other(format!(
-        "could not read or create {}",
-        path.display()
-    )))
-}
-
-/// Refuses a key file that others can read, as ssh does with private keys.
-fn check_private(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(io::Error::other(format!(
-                "{} is accessible to other users (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::model::ProductLine;
+    use crate::clock::ManualClock;
     use crate::orders::checks::tests::product;
     use crate::orders::checks::{OrderLimits, check_order};
-    use crate::orders::clock::ManualClock;
     use crate::orders::consent::Approval;
-    use crate::orders::single_use::MemoryStore;
+    use crate::state::{Location, Store};
 
     fn order(quantity: i64) -> NewOrder {
         NewOrder::new(
@@ -860,15 +815,24 @@ mod tests {
     fn fixture(ttl: Duration) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let store =
-            Confirmations::with_store([7; 32], Arc::new(MemoryStore::new(clock.clone())), ttl)
-                .with_clock(clock.clone())
-                .with_posting_grace(Duration::from_secs(90));
+        let store = Confirmations::new(Store::memory(clock.clone(), [7; 32]), ttl)
+            .with_clock(clock.clone())
+            .with_posting_grace(Duration::from_secs(90));
         Fixture {
             _dir: dir,
             clock,
             store,
         }
+    }
+
+    /// Confirmations over a state directory, as a process opens it.
+    async fn in_dir(dir: &std::path::Path, ttl: Duration) -> Confirmations {
+        let location = Location::Directory {
+            dir: dir.to_owned(),
+            audit_log: None,
+            inside: None,
+        };
+        Confirmations::new(Store::open(&location).await.unwrap(), ttl)
     }
 
     fn live() -> Account {
@@ -892,23 +856,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_token_is_single_use_and_bound_to_order_session_person_and_account() {
+    #[tokio::test]
+    async fn a_token_is_single_use_and_bound_to_order_session_person_and_account() {
         let f = fixture(Duration::from_secs(60));
         let (five, six) = (order(5), order(6));
         let (p5, p6) = (priced(&five, 100), priced(&six, 100));
         let issued = f
             .store
             .issue(&binding(&five, &p5, "s"), Approval::ConfirmationToken)
+            .await
             .unwrap();
         assert!(issued.token.starts_with("ct_"));
         let t = issued.token.as_str();
         assert_eq!(
-            f.store.redeem(t, &binding(&six, &p6, "s")).unwrap_err(),
+            f.store
+                .redeem(t, &binding(&six, &p6, "s"))
+                .await
+                .unwrap_err(),
             Refusal::Mismatch
         );
         assert_eq!(
-            f.store.redeem(t, &binding(&five, &p5, "t")).unwrap_err(),
+            f.store
+                .redeem(t, &binding(&five, &p5, "t"))
+                .await
+                .unwrap_err(),
             Refusal::OtherSession
         );
         let alice = "https://idp.example\nalice";
@@ -921,6 +892,7 @@ mod tests {
                 },
                 Approval::ConfirmationToken,
             )
+            .await
             .unwrap();
         for (person, scope) in [
             ("https://idp.example\nbob", "s"),
@@ -932,7 +904,7 @@ mod tests {
                 ..binding(&five, &p5, scope)
             };
             assert_eq!(
-                f.store.check(&by_alice.token, &other).unwrap_err(),
+                f.store.check(&by_alice.token, &other).await.unwrap_err(),
                 Refusal::OtherPerson,
                 "{person:?} in {scope}"
             );
@@ -946,6 +918,7 @@ mod tests {
                         ..binding(&five, &p5, "s")
                     }
                 )
+                .await
                 .unwrap_err(),
             Refusal::OtherPerson,
             "a token of nobody in particular is not anybody's"
@@ -954,7 +927,7 @@ mod tests {
             person: alice,
             ..binding(&five, &p5, "s")
         };
-        assert!(f.store.check(&by_alice.token, &mine).is_ok());
+        assert!(f.store.check(&by_alice.token, &mine).await.is_ok());
         for account in [
             Account::sandbox("id"),
             Account::live("https://other.example/", "id"),
@@ -965,23 +938,30 @@ mod tests {
                 ..binding(&five, &p5, "s")
             };
             assert_eq!(
-                f.store.redeem(t, &elsewhere).unwrap_err(),
+                f.store.redeem(t, &elsewhere).await.unwrap_err(),
                 Refusal::OtherAccount
             );
         }
-        let held = f.store.redeem(t, &binding(&five, &p5, "s")).unwrap();
+        let held = f.store.redeem(t, &binding(&five, &p5, "s")).await.unwrap();
         assert_eq!(
-            f.store.redeem(t, &binding(&five, &p5, "s")).unwrap_err(),
+            f.store
+                .redeem(t, &binding(&five, &p5, "s"))
+                .await
+                .unwrap_err(),
             Refusal::InFlight
         );
-        held.placed(&created(42));
-        let err = f.store.redeem(t, &binding(&five, &p5, "s")).unwrap_err();
+        held.placed(&created(42)).await;
+        let err = f
+            .store
+            .redeem(t, &binding(&five, &p5, "s"))
+            .await
+            .unwrap_err();
         assert_eq!(err, Refusal::AlreadyPlaced(Some(42)));
         assert!(err.to_string().contains("get_order 42"));
     }
 
-    #[test]
-    fn a_changed_price_is_refused_naming_both_prices() {
+    #[tokio::test]
+    async fn a_changed_price_is_refused_naming_both_prices() {
         let f = fixture(Duration::from_secs(60));
         let o = order(10);
         let issued = f
@@ -990,11 +970,13 @@ mod tests {
                 &binding(&o, &priced(&o, 10_000), "s"),
                 Approval::ConfirmationToken,
             )
+            .await
             .unwrap();
         let now = priced(&o, 45_000);
         let err = f
             .store
             .check(&issued.token, &binding(&o, &now, "s"))
+            .await
             .unwrap_err();
         assert_eq!(
             err,
@@ -1015,6 +997,7 @@ mod tests {
         assert!(
             f.store
                 .check(&issued.token, &binding(&o, &renamed, "s"))
+                .await
                 .is_ok()
         );
         // Without a price (before the catalogue is read) everything else still checks.
@@ -1022,11 +1005,11 @@ mod tests {
             priced: None,
             ..binding(&o, &now, "s")
         };
-        assert!(f.store.check(&issued.token, &unpriced).is_ok());
+        assert!(f.store.check(&issued.token, &unpriced).await.is_ok());
     }
 
-    #[test]
-    fn the_approval_the_preview_promised_is_carried() {
+    #[tokio::test]
+    async fn the_approval_the_preview_promised_is_carried() {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
@@ -1035,20 +1018,28 @@ mod tests {
             Approval::OrderCard,
             Approval::ConfirmationToken,
         ] {
-            let issued = f.store.issue(&binding(&o, &p, "s"), approval).unwrap();
-            let claims = f.store.check(&issued.token, &binding(&o, &p, "s")).unwrap();
+            let issued = f
+                .store
+                .issue(&binding(&o, &p, "s"), approval)
+                .await
+                .unwrap();
+            let claims = f
+                .store
+                .check(&issued.token, &binding(&o, &p, "s"))
+                .await
+                .unwrap();
             assert_eq!(claims.approval, approval);
         }
     }
 
-    #[test]
-    fn a_card_nonce_belongs_to_one_token_and_this_key() {
+    #[tokio::test]
+    async fn a_card_nonce_belongs_to_one_token_and_this_key() {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let one = f.store.issue(&b, Approval::OrderCard).unwrap();
-        let other = f.store.issue(&b, Approval::OrderCard).unwrap();
+        let one = f.store.issue(&b, Approval::OrderCard).await.unwrap();
+        let other = f.store.issue(&b, Approval::OrderCard).await.unwrap();
         let (one, other) = (
             f.store.claims_of(&one.token).unwrap(),
             f.store.claims_of(&other.token).unwrap(),
@@ -1059,142 +1050,183 @@ mod tests {
         for forged in ["", "nonce", &f.store.card_nonce(&other), &nonce[1..]] {
             assert!(!f.store.card_nonce_fits(&one, forged), "{forged:?}");
         }
-        let elsewhere = Confirmations::with_store(
-            [8; 32],
-            Arc::new(MemoryStore::new(f.clock.clone())),
+        let elsewhere = Confirmations::new(
+            Store::memory(f.clock.clone(), [8; 32]),
             Duration::from_secs(60),
         );
         assert!(!elsewhere.card_nonce_fits(&one, &nonce));
     }
 
-    #[test]
-    fn expiry_follows_the_injected_clock() {
+    #[tokio::test]
+    async fn expiry_follows_the_injected_clock() {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
         let issued = f
             .store
             .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
+            .await
             .unwrap();
         f.clock.advance(Duration::from_secs(59));
-        assert!(f.store.check(&issued.token, &binding(&o, &p, "s")).is_ok());
+        assert!(
+            f.store
+                .check(&issued.token, &binding(&o, &p, "s"))
+                .await
+                .is_ok()
+        );
         f.clock.advance(Duration::from_secs(1));
         assert!(matches!(
-            f.store.redeem(&issued.token, &binding(&o, &p, "s")),
+            f.store.redeem(&issued.token, &binding(&o, &p, "s")).await,
             Err(Refusal::Expired(_))
         ));
     }
 
-    #[test]
-    fn tokens_survive_a_restart_and_tampering_breaks_them() {
+    #[tokio::test]
+    async fn tokens_survive_a_restart_and_tampering_breaks_them() {
         let dir = tempfile::tempdir().unwrap();
         let o = order(1);
         let p = priced(&o, 100);
         let ttl = Duration::from_secs(60);
-        let issued = Confirmations::open(dir.path(), ttl)
-            .unwrap()
+        let issued = in_dir(dir.path(), ttl)
+            .await
             .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
+            .await
             .unwrap();
         // A new process opens the same state directory.
-        let again = Confirmations::open(dir.path(), ttl).unwrap();
+        let again = in_dir(dir.path(), ttl).await;
         let mut tampered = issued.token.clone().into_bytes();
         let i = tampered.len() / 2;
         tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         for bad in [tampered.as_str(), "ct_", "nonsense", ""] {
             assert_eq!(
-                again.redeem(bad, &binding(&o, &p, "s")).unwrap_err(),
+                again.redeem(bad, &binding(&o, &p, "s")).await.unwrap_err(),
                 Refusal::Invalid
             );
         }
         // Another key (another state directory) does not accept it either.
         let other = tempfile::tempdir().unwrap();
         assert_eq!(
-            Confirmations::open(other.path(), ttl)
-                .unwrap()
+            in_dir(other.path(), ttl)
+                .await
                 .redeem(&issued.token, &binding(&o, &p, "s"))
+                .await
                 .unwrap_err(),
             Refusal::Invalid
         );
         again
             .redeem(&issued.token, &binding(&o, &p, "s"))
+            .await
             .unwrap()
-            .placed(&created(1));
+            .placed(&created(1))
+            .await;
     }
 
-    #[test]
-    fn only_proof_of_nothing_processed_reopens_a_token() {
+    #[tokio::test]
+    async fn only_proof_of_nothing_processed_reopens_a_token() {
         let f = fixture(Duration::from_secs(60));
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
+        let issued = f
+            .store
+            .issue(&b, Approval::ConfirmationToken)
+            .await
+            .unwrap();
         let proof = NotProcessed::never_sent(crate::api::ApiError::Forbidden);
-        f.store.redeem(&issued.token, &b).unwrap().release(&proof);
         f.store
             .redeem(&issued.token, &b)
+            .await
+            .unwrap()
+            .release(&proof)
+            .await;
+        f.store
+            .redeem(&issued.token, &b)
+            .await
             .unwrap()
             .unknown(&Unknown {
                 reason: "HTTP 409".into(),
-            });
+            })
+            .await;
         assert!(matches!(
-            f.store.redeem(&issued.token, &b).unwrap_err(),
+            f.store.redeem(&issued.token, &b).await.unwrap_err(),
             Refusal::OutcomeUnknown { .. }
         ));
         // A call dropped mid-POST is an unknown outcome too.
-        let second = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
-        drop(f.store.redeem(&second.token, &b).unwrap());
+        let second = f
+            .store
+            .issue(&b, Approval::ConfirmationToken)
+            .await
+            .unwrap();
+        drop(f.store.redeem(&second.token, &b).await.unwrap());
+        // The record is written by a task of its own (a drop cannot wait): let it run.
+        tokio::task::yield_now().await;
         assert!(matches!(
-            f.store.redeem(&second.token, &b).unwrap_err(),
+            f.store.redeem(&second.token, &b).await.unwrap_err(),
             Refusal::OutcomeUnknown { .. }
         ));
     }
 
-    #[test]
-    fn a_posting_record_older_than_the_grace_is_an_unknown_outcome() {
+    #[tokio::test]
+    async fn a_posting_record_older_than_the_grace_is_an_unknown_outcome() {
         let f = fixture(Duration::from_secs(600));
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
+        let issued = f
+            .store
+            .issue(&b, Approval::ConfirmationToken)
+            .await
+            .unwrap();
         // The process dies mid-POST: the claim is never settled.
-        std::mem::forget(f.store.redeem(&issued.token, &b).unwrap());
+        std::mem::forget(f.store.redeem(&issued.token, &b).await.unwrap());
         assert_eq!(
-            f.store.check(&issued.token, &b).unwrap_err(),
+            f.store.check(&issued.token, &b).await.unwrap_err(),
             Refusal::InFlight
         );
         f.clock.advance(Duration::from_secs(91));
-        let err = f.store.check(&issued.token, &b).unwrap_err();
+        let err = f.store.check(&issued.token, &b).await.unwrap_err();
         assert!(matches!(err, Refusal::OutcomeUnknown { .. }), "{err:?}");
         assert!(err.to_string().contains("Do not order again"), "{err}");
     }
 
-    #[test]
-    fn a_person_s_no_ends_the_token_and_identical_orders_are_found() {
+    #[tokio::test]
+    async fn a_person_s_no_ends_the_token_and_identical_orders_are_found() {
         let f = fixture(Duration::from_secs(60));
         let o = order(3);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let declined = f.store.issue(&b, Approval::ApprovalForm).unwrap();
-        let claims = f.store.check(&declined.token, &b).unwrap();
+        let declined = f.store.issue(&b, Approval::ApprovalForm).await.unwrap();
+        let claims = f.store.check(&declined.token, &b).await.unwrap();
         f.store
             .end_unapproved(&claims, &o, NotApproved::Declined)
+            .await
             .unwrap();
-        let err = f.store.redeem(&declined.token, &b).unwrap_err();
+        let err = f.store.redeem(&declined.token, &b).await.unwrap_err();
         assert_eq!(err, Refusal::NotApproved(NotApproved::Declined));
         assert!(err.to_string().contains("new preview"), "{err}");
         // Declined orders are not "identical orders placed".
         assert!(
             f.store
                 .recent_identical(&o, Duration::from_secs(3600))
+                .await
                 .is_empty()
         );
-        let placed = f.store.issue(&b, Approval::ConfirmationToken).unwrap();
+        let placed = f
+            .store
+            .issue(&b, Approval::ConfirmationToken)
+            .await
+            .unwrap();
         f.store
             .redeem(&placed.token, &b)
+            .await
             .unwrap()
-            .placed(&created(77));
-        let recent = f.store.recent_identical(&o, Duration::from_secs(3600));
+            .placed(&created(77))
+            .await;
+        let recent = f
+            .store
+            .recent_identical(&o, Duration::from_secs(3600))
+            .await;
         assert_eq!(recent.len(), 1);
         assert_eq!(
             recent[0].record.state,
@@ -1205,49 +1237,59 @@ mod tests {
         assert!(
             f.store
                 .recent_identical(&order(4), Duration::from_secs(3600))
+                .await
                 .is_empty()
         );
         f.clock.advance(Duration::from_secs(3601));
         assert!(
             f.store
                 .recent_identical(&o, Duration::from_secs(3600))
+                .await
                 .is_empty()
         );
         // A no that comes while another call holds the token says so.
-        let busy = f.store.issue(&b, Approval::ApprovalForm).unwrap();
-        let held = f.store.redeem(&busy.token, &b).unwrap();
+        let busy = f.store.issue(&b, Approval::ApprovalForm).await.unwrap();
+        let held = f.store.redeem(&busy.token, &b).await.unwrap();
         let busy_claims = f.store.claims_of(&busy.token).unwrap();
         assert_eq!(
             f.store
                 .end_unapproved(&busy_claims, &o, NotApproved::Declined)
+                .await
                 .unwrap_err(),
             Refusal::InFlight
         );
-        held.placed(&created(78));
+        held.placed(&created(78)).await;
     }
 
-    #[test]
-    fn concurrent_redeemers_get_one_claim() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_redeemers_get_one_claim() {
         let f = fixture(Duration::from_secs(60));
         let o = order(3);
         let p = priced(&o, 100);
         let issued = f
             .store
             .issue(&binding(&o, &p, "s"), Approval::ConfirmationToken)
+            .await
             .unwrap();
-        let winners: usize = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| {
-                    s.spawn(|| {
-                        f.store
-                            .redeem(&issued.token, &binding(&o, &p, "s"))
-                            .map(|r| r.placed(&created(7)))
-                            .is_ok() as usize
-                    })
+        let f = Arc::new(f);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, o, p, token) = (Arc::clone(&f), o.clone(), p.clone(), issued.token.clone());
+                tokio::spawn(async move {
+                    match f.store.redeem(&token, &binding(&o, &p, "s")).await {
+                        Ok(held) => {
+                            held.placed(&created(7)).await;
+                            1
+                        }
+                        Err(_) => 0,
+                    }
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            winners += task.await.unwrap();
+        }
         assert_eq!(winners, 1);
     }
 
@@ -1259,47 +1301,51 @@ mod tests {
         let now = Utc::now();
         let store_clock = Arc::new(ManualClock::new(now));
         let process_clock = Arc::new(ManualClock::new(now + process_ahead));
-        let c = Confirmations::with_store(
-            [7; 32],
-            Arc::new(MemoryStore::new(store_clock.clone())),
+        let c = Confirmations::new(
+            Store::memory(store_clock.clone(), [7; 32]),
             Duration::from_secs(600),
         )
         .with_clock(process_clock.clone());
         (process_clock, store_clock, c)
     }
 
-    #[test]
-    fn a_process_whose_clock_is_days_ahead_neither_previews_nor_frees_a_used_token() {
+    #[tokio::test]
+    async fn a_process_whose_clock_is_days_ahead_neither_previews_nor_frees_a_used_token() {
         // The attack of issue 24 on the state directory: a token is placed; a process 8 days
         // ahead makes a preview (which sweeps); the token must stay spent.
         let dir = tempfile::tempdir().unwrap();
         let ttl = Duration::from_secs(600);
-        let right = Confirmations::open(dir.path(), ttl).unwrap();
+        let right = in_dir(dir.path(), ttl).await;
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
-        let issued = right.issue(&b, Approval::ConfirmationToken).unwrap();
+        let issued = right.issue(&b, Approval::ConfirmationToken).await.unwrap();
         right
             .redeem(&issued.token, &b)
+            .await
             .unwrap()
-            .placed(&created(38));
-        let ahead = Confirmations::open(dir.path(), ttl)
-            .unwrap()
+            .placed(&created(38))
+            .await;
+        let ahead = in_dir(dir.path(), ttl)
+            .await
             .with_clock(Arc::new(ManualClock::new(
                 Utc::now() + chrono::Duration::days(8),
             )));
-        let refused = ahead.issue(&b, Approval::ConfirmationToken).unwrap_err();
+        let refused = ahead
+            .issue(&b, Approval::ConfirmationToken)
+            .await
+            .unwrap_err();
         assert!(matches!(refused, Refusal::ClockSkew { .. }), "{refused:?}");
-        assert!(ahead.clock_check().unwrap_err().contains("disagrees"));
+        assert!(ahead.clock_check().await.unwrap_err().contains("disagrees"));
         assert_eq!(
-            right.redeem(&issued.token, &b).unwrap_err(),
+            right.redeem(&issued.token, &b).await.unwrap_err(),
             Refusal::AlreadyPlaced(Some(38))
         );
-        assert!(right.clock_check().is_ok());
+        assert!(right.clock_check().await.is_ok());
     }
 
-    #[test]
-    fn a_token_from_a_clock_ahead_is_refused_wherever_it_is_presented() {
+    #[tokio::test]
+    async fn a_token_from_a_clock_ahead_is_refused_wherever_it_is_presented() {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
@@ -1313,13 +1359,15 @@ mod tests {
             let (_, _, wrong) = two_clocks(chrono::Duration::zero());
             let wrong = wrong.with_clock(Arc::new(ManualClock::new(Utc::now() + ahead)));
             let wrong = Confirmations {
-                store: Arc::new(MemoryStore::new(Arc::new(ManualClock::new(
-                    Utc::now() + ahead,
-                )))),
+                store: Store::memory(Arc::new(ManualClock::new(Utc::now() + ahead)), [7; 32]),
                 ..wrong
             };
-            let token = wrong.issue(&b, Approval::ConfirmationToken).unwrap().token;
-            let got = right.check(&token, &b);
+            let token = wrong
+                .issue(&b, Approval::ConfirmationToken)
+                .await
+                .unwrap()
+                .token;
+            let got = right.check(&token, &b).await;
             assert_eq!(
                 matches!(got, Err(Refusal::FromTheFuture { .. })),
                 refused,
@@ -1332,33 +1380,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_claim_is_judged_by_the_store_s_clock_and_given_back_when_the_clocks_disagree() {
+    #[tokio::test]
+    async fn a_claim_is_judged_by_the_store_s_clock_and_given_back_when_the_clocks_disagree() {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
-        let issued = c.issue(&b, Approval::ConfirmationToken).unwrap();
+        let issued = c.issue(&b, Approval::ConfirmationToken).await.unwrap();
         // The process's clock jumps two minutes ahead after the preview. (One that jumps back
         // sees the token as issued in the future, refused before any claim.)
         let ahead = Arc::new(ManualClock::new(
             process.now() + chrono::Duration::minutes(2),
         ));
         let jumped = Confirmations { clock: ahead, ..c };
-        let err = jumped.redeem(&issued.token, &b).unwrap_err();
+        let err = jumped.redeem(&issued.token, &b).await.unwrap_err();
         assert!(matches!(err, Refusal::ClockSkew { .. }), "{err:?}");
         assert!(err.to_string().contains("stays valid"), "{err}");
         // Given back: the same token places the order once the clocks agree.
         let id = jumped.verify(&issued.token).unwrap().id();
-        assert_eq!(jumped.store.get(&id).unwrap(), None);
+        assert_eq!(jumped.store.token(&id).await.unwrap(), None);
         let fixed = Confirmations {
             clock: store.clone(),
             ..jumped
         };
-        fixed.redeem(&issued.token, &b).unwrap().placed(&created(1));
+        fixed
+            .redeem(&issued.token, &b)
+            .await
+            .unwrap()
+            .placed(&created(1))
+            .await;
         // Expiry by the store's clock: a token the process thinks is still good (its clock 30 s
         // behind, within the skew) is refused once the store says it has expired.
-        let second = fixed.issue(&b, Approval::ConfirmationToken).unwrap();
+        let second = fixed.issue(&b, Approval::ConfirmationToken).await.unwrap();
         store.advance(Duration::from_secs(610));
         let late = Confirmations {
             clock: Arc::new(ManualClock::new(
@@ -1366,100 +1419,56 @@ mod tests {
             )),
             ..fixed
         };
-        assert!(late.check(&second.token, &b).is_ok());
+        assert!(late.check(&second.token, &b).await.is_ok());
         assert!(matches!(
-            late.redeem(&second.token, &b).unwrap_err(),
+            late.redeem(&second.token, &b).await.unwrap_err(),
             Refusal::Expired(_)
         ));
     }
 
-    #[test]
-    fn a_token_whose_record_was_cleared_is_refused_whatever_the_clocks_say() {
+    #[tokio::test]
+    async fn a_token_whose_record_was_cleared_is_refused_whatever_the_clocks_say() {
         let o = order(1);
         let p = priced(&o, 100);
         let b = binding(&o, &p, "s");
         let (process, store, c) = two_clocks(chrono::Duration::zero());
-        let placed = c.issue(&b, Approval::ConfirmationToken).unwrap();
-        let alive = c.issue(&b, Approval::ConfirmationToken).unwrap();
-        c.redeem(&placed.token, &b).unwrap().placed(&created(5));
+        let placed = c.issue(&b, Approval::ConfirmationToken).await.unwrap();
+        let alive = c.issue(&b, Approval::ConfirmationToken).await.unwrap();
+        c.redeem(&placed.token, &b)
+            .await
+            .unwrap()
+            .placed(&created(5))
+            .await;
         // Both clocks run 30 days ahead for a while, and a preview sweeps by them: the placed
         // token's record goes, its token long expired by that time.
         store.advance(Duration::from_secs(30 * 24 * 3600));
         process.advance(Duration::from_secs(30 * 24 * 3600));
-        c.issue(&b, Approval::ConfirmationToken).unwrap();
+        c.issue(&b, Approval::ConfirmationToken).await.unwrap();
         let id = c.verify(&placed.token).unwrap().id();
-        assert_eq!(c.store.get(&id).unwrap(), None, "swept");
+        assert_eq!(c.store.token(&id).await.unwrap(), None, "swept");
         // Then both are set right again. The swept token is not placed a second time, and
         // neither is any token alive when the clocks were wrong; a new preview is.
         let right = Arc::new(ManualClock::new(Utc::now()));
+        c.store
+            .as_memory()
+            .unwrap()
+            .shift(-chrono::Duration::days(30));
         let c = Confirmations {
             clock: right.clone(),
-            store: Arc::new(ShiftedStore {
-                inner: c.store,
-                by: -chrono::Duration::days(30),
-            }),
             ..c
         };
         for token in [&placed.token, &alive.token] {
-            let err = c.redeem(token, &b).unwrap_err();
+            let err = c.redeem(token, &b).await.unwrap_err();
             assert!(matches!(err, Refusal::Cleared(_)), "{err:?}");
             assert!(err.to_string().contains("Nothing was ordered"), "{err}");
         }
-        assert!(c.clock_check().is_ok());
+        assert!(c.clock_check().await.is_ok());
         right.advance(Duration::from_secs(1));
-        let fresh = c.issue(&b, Approval::ConfirmationToken).unwrap();
-        c.redeem(&fresh.token, &b).unwrap().placed(&created(6));
-    }
-
-    /// A store whose clock reads `by` off its inner store's (a clock set back).
-    #[derive(Debug)]
-    struct ShiftedStore {
-        inner: Arc<dyn SingleUse>,
-        by: chrono::Duration,
-    }
-
-    impl SingleUse for ShiftedStore {
-        fn get(&self, id: &str) -> io::Result<Option<Recorded>> {
-            self.inner.get(id)
-        }
-        fn claim(&self, id: &str, first: &Use) -> io::Result<Claim> {
-            self.inner.claim(id, first)
-        }
-        fn settle(&self, id: &str, record: &Use) -> io::Result<()> {
-            self.inner.settle(id, record)
-        }
-        fn release(&self, id: &str) -> io::Result<()> {
-            self.inner.release(id)
-        }
-        fn recent(&self, content: &str, since: DateTime<Utc>) -> io::Result<Vec<Recorded>> {
-            self.inner.recent(content, since)
-        }
-        fn time(&self) -> io::Result<StoreTime> {
-            let mut time = self.inner.time()?;
-            time.now += self.by;
-            Ok(time)
-        }
-        fn sweep(&self, at_most: usize) -> io::Result<crate::orders::single_use::Swept> {
-            self.inner.sweep(at_most)
-        }
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn key_and_directories_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        Confirmations::open(&state, Duration::from_secs(60)).unwrap();
-        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&state), 0o700);
-        assert_eq!(mode(&state.join("confirmation.key")), 0o600);
-        fs::set_permissions(
-            state.join("confirmation.key"),
-            fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
-        let err = Confirmations::open(&state, Duration::from_secs(60)).unwrap_err();
-        assert!(err.to_string().contains("chmod 600"), "{err}");
+        let fresh = c.issue(&b, Approval::ConfirmationToken).await.unwrap();
+        c.redeem(&fresh.token, &b)
+            .await
+            .unwrap()
+            .placed(&created(6))
+            .await;
     }
 }

@@ -42,3 +42,111 @@ pub(crate) fn random_id() -> String {
     rand::rng().fill_bytes(&mut bytes);
     crate::hex(&bytes)
 }
+
+use crate::mcp::OrderServer;
+use rmcp::ServiceExt;
+
+/// Serves MCP on stdin and stdout until the client closes stdin or a signal comes, after
+/// saying on stderr that it is ready and `against` what.
+pub async fn serve_stdio(server: OrderServer, against: &str) -> Result<(), String> {
+    eprintln!(
+        "1nce-mcp {} ready on stdio against {against}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let session = async {
+        // Pipes and socket pairs (how clients spawn stdio servers) are read and written on the
+        // I/O reactor, not through a blocking thread per message.
+        let (stdin, stdout, mode) = stdio::streams();
+        tracing::debug!(?mode, "stdio transport");
+        // Every line is checked before rmcp sees it, and a malformed request is answered.
+        let transport = framing::LineTransport::new(stdin, stdout);
+        // A notification sent before `initialize` would otherwise end the session.
+        let service = server
+            .serve(crate::mcp::IgnoreBeforeInitialize::new(transport))
+            .await
+            .map_err(|e| format!("MCP session failed to start: {e}"))?;
+        let reason = service
+            .waiting()
+            .await
+            .map_err(|e| format!("MCP session failed: {e}"))?;
+        tracing::info!(?reason, "MCP session ended");
+        Ok(())
+    };
+    tokio::select! {
+        served = session => served,
+        signal = shutdown_signal() => {
+            tracing::info!("{signal}: shutting down");
+            Ok(())
+        }
+    }
+}
+
+/// Serves MCP over HTTP with `settings` until a signal comes, after saying on stderr where,
+/// how clients authenticate, and `against` what. With OAuth, the authorization server is asked
+/// for its metadata and keys before the port opens: a server that cannot check tokens must not
+/// look ready.
+pub async fn serve_http(
+    server: OrderServer,
+    settings: crate::config::HttpSettings,
+    against: &str,
+) -> Result<(), String> {
+    let oauth = match &settings.oauth {
+        None => None,
+        Some(o) => {
+            let resource = crate::oauth::ResourceServer::discover(
+                &o.issuer,
+                &o.public_url,
+                o.introspection.clone(),
+            )
+            .await
+            .map_err(|e| format!("OAuth: {e}"))?;
+            for note in &resource.notes {
+                tracing::warn!("the authorization server {}: {note}", resource.issuer());
+            }
+            Some(std::sync::Arc::new(resource))
+        }
+    };
+    let oauth_line = oauth.as_ref().map(|o| {
+        format!(
+            "OAuth access tokens of {} for {} required; metadata at {}",
+            o.issuer(),
+            o.resource(),
+            o.metadata_url()
+        )
+    });
+    let http = http::bind(settings, oauth).await?;
+    let addr = http.local_addr()?;
+    let auth = match (&oauth_line, http.requires_token()) {
+        (Some(line), _) => line.as_str(),
+        (None, true) => "bearer token required",
+        (None, false) => "no token (loopback only)",
+    };
+    eprintln!(
+        "1nce-mcp {} ready on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse, health at /health; {auth}) against {against}",
+        env!("CARGO_PKG_VERSION")
+    );
+    http.serve(server, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

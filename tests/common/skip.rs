@@ -1,7 +1,7 @@
 //! The one way a test may pass without running: [`skip`]. A test that needs a component this
 //! machine may lack (PostgreSQL, Chromium, libfaketime, the independent MCP clients, the
-//! conformance suite, oidc-provider, the packaging tools, root for a tmpfs) asks for it through
-//! [`installed`] or [`skip`], and then:
+//! conformance suite, oidc-provider, the packaging tools, the MCP Apps web host, root for a
+//! tmpfs) asks for it through [`installed`] or [`skip`], and then:
 //!
 //! - under `ONCE_INTEROP_REQUIRED=1` (CI, see `.ci/run`) a missing component fails the test;
 //! - otherwise the test returns at once, and the test binary ends, after libtest's own summary,

@@ -1,11 +1,13 @@
-//! The file-system rules for private state: the state directory, the used-token record, the
-//! signing key and the audit log.
+//! The file-system rules for private state, in one place: the state directory, the used-token
+//! record, the signing key, the audit log and the secrets an operator keeps in files.
 //!
-//! Single use of a confirmation token rests on a marker file nobody else can delete, and the
-//! audit trail on a file nobody else can rewrite. So on Unix:
+//! Single use of a confirmation token rests on a marker file nobody else can delete, the audit
+//! trail on a file nobody else can rewrite, and every token on a key nobody else can read. So on
+//! Unix:
 //! - directories we create are `0700`, files `0600`;
 //! - an existing directory or file that group or other users may write is refused, with the
-//!   `chmod` that fixes it, never used as found;
+//!   `chmod` that fixes it, never used as found; a secret (the signing key, a token file) that
+//!   they may read is refused too;
 //! - nothing private is reached through a symbolic link: links are refused where we check, and
 //!   files are opened with `O_NOFOLLOW`; a replaced file is renamed over, which replaces a link
 //!   itself, not its target.
@@ -16,28 +18,8 @@
 //! On other platforms the same calls create and open files with the platform's defaults.
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
-
-/// The used-token record inside the state directory (see `tokens::Confirmations::open`).
-const USED_TOKENS: &str = "used-tokens";
-/// The signing key inside the state directory (see `tokens::Confirmations::open`).
-const KEY_FILE: &str = "confirmation.key";
-
-/// Start-up check of everything private the server will use: the state directory and its
-/// used-token record (created `0700` if missing), the signing key and the audit log (if any).
-/// `Err` is a message for the operator that names the path and the fix.
-pub fn check_state(state_dir: &Path, audit_log: Option<&Path>) -> Result<(), String> {
-    ensure_private_dir(state_dir).map_err(|e| format!("refusing the state directory: {e}"))?;
-    ensure_private_dir(&state_dir.join(USED_TOKENS))
-        .map_err(|e| format!("refusing the used-token record: {e}"))?;
-    check_private_file(&state_dir.join(KEY_FILE))
-        .map_err(|e| format!("refusing the confirmation key: {e}"))?;
-    if let Some(log) = audit_log {
-        check_private_file(log).map_err(|e| format!("refusing the audit log: {e}"))?;
-    }
-    Ok(())
-}
 
 /// Makes sure `path` is a private directory: creates it (and missing parents) `0700`, or
 /// refuses an existing one that is a symbolic link, not a directory, or writable by group or
@@ -177,6 +159,69 @@ pub fn stamp(path: &Path) -> io::Result<std::time::SystemTime> {
     let meta = file.metadata()?;
     check_file(path, &meta)?;
     meta.modified()
+}
+
+/// Refuses an existing secret at `path` (a signing key) that is a symbolic link, not a regular
+/// file, or that group or other users may read or write. A missing file is fine.
+pub fn check_secret_file(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_secret(path, &meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(context(path, e)),
+    }
+}
+
+/// The 32-byte secret at `path` (never through a symbolic link, refused if others may read or
+/// write it), created by `make` if it does not exist yet. Created whole or not at all (see
+/// [`create_whole`]), so two processes starting at once end up with the same key and neither
+/// reads a half-written one.
+pub fn read_or_create_key(path: &Path, make: impl Fn() -> [u8; 32]) -> io::Result<[u8; 32]> {
+    for _ in 0..3 {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        private(&mut options, 0);
+        match options.open(path) {
+            Ok(file) => {
+                check_secret(path, &file.metadata()?)?;
+                let mut bytes = Vec::with_capacity(33);
+                file.take(33).read_to_end(&mut bytes)?;
+                return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    io::Error::other(format!(
+                        "{} is not a 32-byte key; delete it to create a new one (outstanding confirmation tokens become invalid)",
+                        path.display()
+                    ))
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_whole(path, &make()) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(context(path, e)),
+            },
+            Err(e) => return Err(explain_open(path, e)),
+        }
+    }
+    Err(io::Error::other(format!(
+        "could not read or create {}",
+        path.display()
+    )))
+}
+
+fn check_secret(path: &Path, meta: &Metadata) -> io::Result<()> {
+    check_file(path, meta)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(io::Error::other(format!(
+                "{} is a secret that other users can read (mode {:o}): run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                shell_quote(path)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens `path` for appending, creating it `0600`, without following a symbolic link, and
@@ -532,39 +577,30 @@ mod tests {
     }
 
     #[test]
-    fn the_start_up_check_covers_what_the_token_store_uses() {
+    fn a_key_is_created_whole_and_refused_when_others_can_read_it() {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let log = state.join("audit.jsonl");
-        check_state(&state, Some(&log)).unwrap();
-        assert_eq!(mode(&state), 0o700);
-        assert_eq!(mode(&state.join(USED_TOKENS)), 0o700);
-        // The names agree with the token store's.
-        crate::orders::Confirmations::open(&state, Duration::from_secs(60)).unwrap();
-        assert!(state.join(KEY_FILE).is_file());
-        check_state(&state, Some(&log)).unwrap();
-
-        chmod(&state.join(USED_TOKENS), 0o777);
-        let err = check_state(&state, None).unwrap_err();
-        assert!(err.contains("used-token record"), "{err}");
-        chmod(&state.join(USED_TOKENS), 0o700);
-
-        chmod(&state.join(KEY_FILE), 0o666);
-        let err = check_state(&state, None).unwrap_err();
-        assert!(
-            err.contains("confirmation key") && err.contains("chmod 600"),
-            "{err}"
-        );
-        chmod(&state.join(KEY_FILE), 0o600);
-
-        fs::write(&log, "").unwrap();
-        chmod(&log, 0o622);
-        let err = check_state(&state, Some(&log)).unwrap_err();
-        assert!(
-            err.contains("audit log") && err.contains("chmod 600"),
-            "{err}"
-        );
-        check_state(&state, None).unwrap();
+        let key = dir.path().join("confirmation.key");
+        let made = read_or_create_key(&key, || [7; 32]).unwrap();
+        assert_eq!(made, [7; 32]);
+        assert_eq!(mode(&key), 0o600);
+        // Read back, not made again.
+        assert_eq!(read_or_create_key(&key, || [8; 32]).unwrap(), [7; 32]);
+        chmod(&key, 0o640);
+        for err in [
+            read_or_create_key(&key, || [8; 32]).unwrap_err(),
+            check_secret_file(&key).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        chmod(&key, 0o600);
+        let link = dir.path().join("link.key");
+        symlink(&key, &link).unwrap();
+        let err = read_or_create_key(&link, || [8; 32]).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        fs::write(dir.path().join("short.key"), b"short").unwrap();
+        chmod(&dir.path().join("short.key"), 0o600);
+        let err = read_or_create_key(&dir.path().join("short.key"), || [8; 32]).unwrap_err();
+        assert!(err.to_string().contains("32-byte"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! A client-side token bucket that spaces out bursts of calls before 1NCE answers them with 429.
+//! Rate limits: a token bucket that spaces out bursts of calls (to 1NCE, before it answers with
+//! 429; to an authorization server's introspection), and the contract of a bucket that replicas
+//! share ([`SharedBucket`], kept by `crate::state`). It knows nothing of what it paces.
 //!
 //! 1NCE documents two limits: 100 requests per IP per 5 minutes on `/orders` and `/products`,
 //! and elsewhere 10 requests per second. The default here keeps within the stricter one: a burst

@@ -1,0 +1,209 @@
+//! The process, from the command line to an exit status: logging, the configuration, the
+//! runtime, the state store, the 1NCE client (or the sandbox), the MCP server, and then what
+//! was asked: serve on stdio or HTTP, one `call`, a `check`, or the `tools`. `main.rs` is a few
+//! lines over [`run`].
+//!
+//! Everything here is wiring; what each part does is in its own module.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{Client, ClientConfig, Credentials};
+use crate::config::{Cli, Command, Config, Upstream};
+use crate::exit_status::{Exit, QuietPipe};
+use crate::mcp::{OrderServer, ServerOptions, ToolSet};
+use crate::orders::Confirmations;
+use crate::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
+use crate::state::{StateError, Store};
+
+/// Runs the command line `cli` to its end.
+pub fn run(cli: Cli) -> ExitCode {
+    // Serving HTTP, logs must never hold up a request (see `stderr_log`); stdio and the
+    // subcommands write directly, in order with their other messages on stderr.
+    let serving_http = cli.http.is_some() && cli.command.is_none();
+    let _drain = crate::stderr_log::start(serving_http);
+    if let Some(Command::Tools) = cli.command {
+        return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {
+            Ok(tools) => print_tools(&tools),
+            Err(message) => Exit::usage(message).report(),
+        };
+    }
+    let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(message) => return Exit::usage(message).report(),
+    };
+    // One stdio session is a conversation of one client: a single-threaded runtime answers it
+    // without handing each message between worker threads (a futex wake per hop, measured by
+    // `cargo bench --bench mcp`). Many HTTP sessions at once use every core.
+    let mut builder = if serving_http {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return Exit::failure(format!("could not start the async runtime: {e}")).report(),
+    };
+    match runtime.block_on(serve(cli.command, &config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}
+
+/// Builds everything for `config`, does `command`, and lets any order placement finish.
+async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
+    let (server, sandbox, store) = connect(config).await?;
+    let in_flight = server.in_flight();
+    let against = match &config.upstream {
+        Upstream::Sandbox => {
+            "the built-in 1NCE SANDBOX: orders are simulated, nothing is charged or shipped"
+                .to_owned()
+        }
+        Upstream::Live { url, .. } => format!("{url}: orders are REAL and paid"),
+    };
+    let outcome = match command {
+        Some(Command::Call {
+            tool,
+            args,
+            args_file,
+        }) => {
+            let arguments = crate::oneshot::read_arguments(args.as_deref(), args_file.as_deref())?;
+            crate::oneshot::run(server, &tool, arguments).await
+        }
+        Some(Command::Check) => check(&server, &store).await,
+        _ => match config.http.clone() {
+            Some(settings) => crate::transport::serve_http(server, settings, &against)
+                .await
+                .map_err(Exit::failure),
+            None => crate::transport::serve_stdio(server, &against)
+                .await
+                .map_err(Exit::failure),
+        },
+    };
+    // An order placement still running must reach its record before the process ends.
+    in_flight.close();
+    if !in_flight.is_empty() {
+        tracing::info!(
+            "waiting for {} order placement(s) to finish",
+            in_flight.len()
+        );
+        let grace = config.request_timeout + Duration::from_secs(5);
+        if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
+            return Err(Exit::failure(
+                "an order placement did not finish in time; check list_orders before ordering again",
+            ));
+        }
+    }
+    drop(sandbox);
+    outcome
+}
+
+/// `check`: the state store, its clock against this machine's, then 1NCE (see
+/// `setup_check`); the exit status says which kind of problem came first.
+async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
+    let mut out = QuietPipe::new(std::io::stdout());
+    let report = |e: std::io::Error| Exit::failure(format!("could not write the report: {e}"));
+    if let Some(line) = store
+        .check()
+        .await
+        .map_err(|e| Exit::failure(e.to_string()))?
+    {
+        writeln!(out, "{line}").map_err(report)?;
+    }
+    let clock = server.clock_check().await;
+    match &clock {
+        Ok(agreement) => writeln!(
+            out,
+            "state store clock: agrees with this machine's (within {} ms)",
+            agreement.off_by.num_milliseconds().abs()
+        ),
+        Err(why) => writeln!(out, "state store clock: FAIL: {why}"),
+    }
+    .map_err(report)?;
+    let verdict = crate::setup_check::run(server.client(), &mut out)
+        .await
+        .map_err(report)?;
+    match (verdict.exit_status(), clock) {
+        (crate::exit_status::ExitStatus::Success, Ok(_)) => Ok(()),
+        (crate::exit_status::ExitStatus::Success, Err(_)) => Err(Exit::failure("")),
+        (status, _) => Err(Exit {
+            status,
+            message: String::new(),
+        }),
+    }
+}
+
+fn print_tools(tools: &ToolSet) -> ExitCode {
+    let tools = tools.definitions();
+    let json = match serde_json::to_string_pretty(&tools) {
+        Ok(json) => json,
+        Err(e) => return Exit::failure(format!("could not serialise the tools: {e}")).report(),
+    };
+    // A reader that stops early (`1nce-mcp tools | head`) is not an error.
+    match writeln!(QuietPipe::new(std::io::stdout()), "{json}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => Exit::failure(format!("could not write the tools: {e}")).report(),
+    }
+}
+
+/// Builds the server for the configured 1NCE: the real API, or a sandbox started here (the
+/// returned handle keeps it running), with its state in the store the configuration names.
+/// A state directory others could write (or a symbolic link) is exit status 2, naming the fix;
+/// a store that cannot be used otherwise, 3.
+async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store), Exit> {
+    let store = Store::open(&config.state).await.map_err(|e| match e {
+        StateError::Refused(message) => Exit::usage(message),
+        other => Exit::failure(other.to_string()),
+    })?;
+    let mut sandbox = None;
+    let (url, credentials) = match &config.upstream {
+        Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
+        Upstream::Sandbox => {
+            let started = Sandbox::start().await.map_err(|e| {
+                Exit::failure(format!("could not start the sandbox on 127.0.0.1: {e}"))
+            })?;
+            let url = started
+                .base_url()
+                .parse()
+                .map_err(|e| Exit::failure(format!("sandbox URL: {e}")))?;
+            sandbox = Some(started);
+            (
+                url,
+                Credentials::new(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
+            )
+        }
+    };
+    let client = Client::new(ClientConfig {
+        base_url: url,
+        credentials,
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+        retry: config.retry,
+        rate_limit: config.rate_limit,
+        shared_rate_limit: store.shared_bucket(),
+    })
+    .map_err(|e| Exit::failure(e.to_string()))?;
+    // A claimed token without an outcome after the longest a POST can take is one whose
+    // process died mid-POST.
+    let confirmations = Confirmations::new(store.clone(), config.confirmation_ttl)
+        .with_posting_grace(config.request_timeout + Duration::from_secs(60));
+    // Said at start-up, and again by every preview and confirmation while it lasts.
+    if let Err(why) = confirmations.clock_check().await {
+        tracing::warn!("{why}");
+    }
+    let server = OrderServer::new(
+        client,
+        Arc::new(confirmations),
+        ServerOptions {
+            sandbox: sandbox.is_some(),
+            tools: config.tools.clone(),
+            require_human_approval: config.require_human_approval,
+            limits: config.limits.clone(),
+            approval_timeout: Some(config.confirmation_ttl),
+            order_card: config.order_card,
+        },
+    );
+    Ok((server, sandbox, store))
+}

@@ -1,0 +1,258 @@
+//! Stored state, behind one seam: the single use of confirmation tokens (the token ledger), the
+//! audit trail, the key that signs tokens and, with replicas, the rate limit to 1NCE.
+//!
+//! A [`Store`] is chosen once, from the configuration ([`Location`]):
+//! - **the state directory** ([`files`]): one marker file per used token, `audit.jsonl`, the key
+//!   file, under the file rules of [`private`] (owner-only, never through a link);
+//! - **PostgreSQL** ([`postgres`], `--state-url`): the same in tables every replica shares,
+//!   with the database's clock, on the process's one runtime.
+//!
+//! Every operation is `async` and fails with one error type, [`StateError`], whose text names
+//! what to check. The store keeps no rule of the order promise: those are in `crate::orders`,
+//! which decides what is recorded and what a record means; this module only keeps records
+//! durably, atomically where it must (a claim has exactly one winner), and says what its own
+//! clock reads (see "Time" in [`ledger`]).
+
+pub mod files;
+pub mod ledger;
+pub mod postgres;
+pub mod private;
+
+#[cfg(test)]
+pub(crate) mod memory;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use ledger::{
+    Claim, NotApproved, RETAIN, Recorded, SWEEP_AT_MOST, StoreTime, Swept, Use, UseState,
+};
+pub use postgres::DbTarget;
+
+/// Where state is kept, as the configuration says.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The state directory; the audit log in it (or where `--audit-log` puts it, or none).
+    Directory {
+        dir: PathBuf,
+        audit_log: Option<PathBuf>,
+        /// The directory is the sandbox's, inside the live one: that one is checked too.
+        inside: Option<PathBuf>,
+    },
+    /// PostgreSQL, shared by every replica.
+    Postgres(Box<DbTarget>),
+}
+
+/// Why stored state could not be read or written. The text names what to check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The state directory or a file in it is not private (writable by others, a symbolic
+    /// link, not a directory): a configuration to fix, never one to use as found. The message
+    /// names the path and the `chmod` that fixes it.
+    #[error("{0}")]
+    Refused(String),
+    /// A file of the state directory could not be read or written.
+    #[error("{0}")]
+    Files(String),
+    /// The state database (the message names it, never its password).
+    #[error("{0}")]
+    Database(String),
+}
+
+impl From<std::io::Error> for StateError {
+    fn from(e: std::io::Error) -> Self {
+        StateError::Files(e.to_string())
+    }
+}
+
+/// One audit record, as the store keeps it: its kind, the token it concerns, and the record
+/// itself as JSON (built by `crate::orders::audit`).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub event: String,
+    pub token_id: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// The store, chosen once.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+    key: [u8; 32],
+}
+
+enum Backend {
+    Files(files::Files),
+    Postgres(postgres::Postgres),
+    #[cfg(test)]
+    Memory(memory::Memory),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("at", &self.describe())
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Dispatches `$call` to the backend.
+macro_rules! each {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &*$self.backend {
+            Backend::Files($b) => $call,
+            Backend::Postgres($b) => $call,
+            #[cfg(test)]
+            Backend::Memory($b) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store at `location`: checks and creates the state directory (or connects to
+    /// the database and brings its schema up to date), and reads the signing key, creating it
+    /// on first use. `Err` names what to fix.
+    pub async fn open(location: &Location) -> Result<Store, StateError> {
+        let (backend, key) = match location {
+            Location::Directory {
+                dir,
+                audit_log,
+                inside,
+            } => {
+                let files = files::Files::open(dir, audit_log.as_deref(), inside.as_deref())?;
+                let key = files.key()?;
+                (Backend::Files(files), key)
+            }
+            Location::Postgres(target) => {
+                let db = postgres::Postgres::open(target).await?;
+                let key = db.signing_key().await?;
+                (Backend::Postgres(db), key)
+            }
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+            key,
+        })
+    }
+
+    /// A store in memory whose clock is `clock` (for tests of the rules above it).
+    #[cfg(test)]
+    pub(crate) fn memory(clock: Arc<dyn crate::clock::Clock>, key: [u8; 32]) -> Store {
+        Store {
+            backend: Arc::new(Backend::Memory(memory::Memory::new(clock))),
+            key,
+        }
+    }
+
+    /// The key confirmation tokens are signed with, shared by every process using this store.
+    pub fn signing_key(&self) -> [u8; 32] {
+        self.key
+    }
+
+    /// Where the state is, for messages: the directory, or the database without its password.
+    pub fn describe(&self) -> String {
+        match &*self.backend {
+            Backend::Files(f) => format!("the state directory {}", f.dir().display()),
+            Backend::Postgres(db) => format!("the state database {}", db.shown()),
+            #[cfg(test)]
+            Backend::Memory(_) => "memory".to_owned(),
+        }
+    }
+
+    /// A line for `1nce-mcp check`: the database answers and its schema is current (nothing
+    /// for a state directory, which start-up already checked).
+    pub async fn check(&self) -> Result<Option<String>, StateError> {
+        match &*self.backend {
+            Backend::Postgres(db) => {
+                let version = db.version().await?;
+                Ok(Some(format!(
+                    "state database {}: ready (PostgreSQL {version}, schema current)",
+                    db.shown()
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The rate limit to 1NCE shared by every replica, when the store is shared.
+    pub fn shared_bucket(&self) -> Option<Arc<dyn crate::rate_limit::SharedBucket>> {
+        match &*self.backend {
+            Backend::Postgres(db) => Some(Arc::new(db.rate_buckets())),
+            _ => None,
+        }
+    }
+
+    // --- the token ledger (see `ledger` for the contract) ---
+
+    /// The record of token `id`, if any.
+    pub async fn token(&self, id: &str) -> Result<Option<Recorded>, StateError> {
+        each!(self, b => b.token(id).await)
+    }
+
+    /// Records `first` for `id` unless a record exists; then returns that record instead. Of
+    /// concurrent callers, in any number of processes, exactly one gets [`Claim::Won`]. A claim
+    /// that fails leaves no record.
+    pub async fn claim(&self, id: &str, first: &Use) -> Result<Claim, StateError> {
+        each!(self, b => b.claim(id, first).await)
+    }
+
+    /// Replaces the record of a token this caller claimed (writing it again should it be gone).
+    pub async fn settle(&self, id: &str, record: &Use) -> Result<(), StateError> {
+        each!(self, b => b.settle(id, record).await)
+    }
+
+    /// Removes the record: the token may be used again.
+    pub async fn release(&self, id: &str) -> Result<(), StateError> {
+        each!(self, b => b.release(id).await)
+    }
+
+    /// Records of tokens for order content `content` changed at or after `since` (store time).
+    pub async fn recent(
+        &self,
+        content: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, StateError> {
+        each!(self, b => b.recent(content, since).await)
+    }
+
+    /// The store's clock and swept-through mark, read now.
+    pub async fn time(&self) -> Result<StoreTime, StateError> {
+        each!(self, b => b.time().await)
+    }
+
+    /// Removes at most `at_most` records whose token expired more than [`RETAIN`] before the
+    /// store's time, after raising the swept-through mark to the highest expiry among them
+    /// (durably, never lowering it: sweeps are serialised). A record whose expiry is unknown is
+    /// never removed.
+    pub async fn sweep(&self, at_most: usize) -> Result<Swept, StateError> {
+        each!(self, b => b.sweep(at_most).await)
+    }
+
+    // --- the audit trail ---
+
+    /// Appends one audit record, durably, after every record appended before it.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StateError> {
+        each!(self, b => b.append_audit(entry).await)
+    }
+
+    /// Whether audit records are kept at all (`--audit-log off` keeps none).
+    pub fn keeps_audit(&self) -> bool {
+        match &*self.backend {
+            Backend::Files(f) => f.audit_path().is_some(),
+            _ => true,
+        }
+    }
+
+    /// A test-only view of the in-memory backend.
+    #[cfg(test)]
+    pub(crate) fn as_memory(&self) -> Option<&memory::Memory> {
+        match &*self.backend {
+            Backend::Memory(m) => Some(m),
+            _ => None,
+        }
+    }
+}
