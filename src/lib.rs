@@ -3,43 +3,42 @@
 //! An MCP server that lets AI agents list, inspect and, only with a person's explicit approval,
 //! place orders with 1NCE, the IoT connectivity provider.
 //!
-//! Data flows one way and back: **transport → MCP tools → (order rules →) 1NCE client → HTTP →
-//! 1NCE (or the sandbox)**. Each layer knows only the ones below it, and no two modules use
-//! each other (a test, `module_graph.rs`, keeps it so):
+//! Data flows one way and back: **transport → MCP tools → the order promise → 1NCE client →
+//! HTTP → 1NCE (or the sandbox)**, with stored state underneath. The modules stand in layers,
+//! top first; each uses only layers below its own (a test, `module_graph.rs`, keeps it so, and
+//! keeps this map naming every module):
 //!
-//! - [`config`]: every setting. `config/cli.rs` is the command line as typed (clap),
-//!   `config/http.rs` the HTTP transport's settings, `config/mod.rs` the validated [`config::Config`]
-//!   they make. Nothing past `config` sees clap.
-//! - [`transport`]: MCP over stdio (every line checked before rmcp sees it, so a malformed
-//!   request is answered with its id) and over the network (Streamable HTTP, legacy HTTP+SSE) on
-//!   one listener, behind `Host`/`Origin` checks and a bearer token, with caps on connections
-//!   and sessions, timeouts for slow clients and a refusal log that floods cannot inflate; thin
-//!   adapters around the same server, one `OrderServer::for_session` per HTTP session.
-//! - [`mcp`]: the MCP face. One file per tool, the approval form (elicitation), resources and
-//!   prompts, and the rendering of what agents read. Knows the 1NCE models and errors, never
-//!   HTTP.
-//! - [`orders`]: the order promise (nothing ordered without the person's approval, at the price
-//!   they saw, never twice): confirmation tokens and their single use, the catalogue and limit
-//!   checks, what an answer to the order POST means, the audit trail, the search for an order
-//!   whose answer was lost. Knows nothing of MCP.
-//! - [`api`]: the 1NCE Management API client. HTTP, OAuth2 client credentials, timeouts, error
-//!   statuses, the 1NCE data models (`api/model/`); knows nothing of MCP or of agents.
-//! - [`sandbox`]: a simulated 1NCE API served over real HTTP on loopback, seeded with realistic
-//!   orders and products. `--sandbox` starts one inside the binary; the tests and benchmarks
-//!   start their own and point the server at it exactly as they would at the real API.
+//! 1. [`app`]: the process, wiring only: the command line to an exit status. `main.rs` is one
+//!    call to [`app::run`].
+//! 2. The ways in: [`transport`] (MCP over stdio, every line checked before rmcp sees it; over
+//!    Streamable HTTP and legacy HTTP+SSE on one listener, behind `Host`/`Origin` checks, a
+//!    bearer token or OAuth, with caps and timeouts); [`oneshot`] (`1nce-mcp call`: one tool call
+//!    through an in-memory MCP session, so scripts get exactly the server's behaviour);
+//!    [`setup_check`] (`1nce-mcp check`).
+//! 3. [`config`]: every setting, validated once. `config/cli.rs` is the command line as typed
+//!    (clap), `config/http.rs` the HTTP transport's settings; nothing below sees clap.
+//! 4. [`mcp`]: the MCP face: one file per tool, the approval form (elicitation), the order card
+//!    (MCP Apps), resources and prompts, what agents read, and tool errors as one type. Knows
+//!    the 1NCE models and errors, never HTTP.
+//! 5. [`oauth`]: who calls, when the server is an OAuth resource server: access tokens checked
+//!    against the issuer, scopes, the person.
+//! 6. [`orders`]: the order promise (nothing ordered without the person's approval, at the price
+//!    they saw, never twice): confirmation tokens and their single use, the catalogue and limit
+//!    checks, what an answer to the order POST means, the audit records, the search for an
+//!    order whose answer was lost. Knows nothing of MCP.
+//! 7. [`api`]: the 1NCE Management API client: HTTP, OAuth2 client credentials, timeouts, retries,
+//!    error statuses, the data models. Knows nothing of MCP or of agents.
+//! 8. [`state`]: stored state behind one seam, chosen once: the state directory, or PostgreSQL
+//!    shared by replicas (the token ledger, the audit trail, the signing key, the shared rate
+//!    limit). Keeps records; decides nothing about orders.
+//! 9. Below everything: [`clock`] (the time, injected), [`rate_limit`] (token buckets),
+//!    [`exit_status`] (every exit status, in one list), [`stderr_log`] (log lines to stderr that
+//!    never block the server), and [`sandbox`], a simulated 1NCE API served over real HTTP on
+//!    loopback, which stands apart: `--sandbox` starts one inside the binary, and the tests and
+//!    benchmarks start their own and point the server at it as at the real API.
 //!
-//! - [`state_db`]: with `--state-url`, the order state several replicas share in PostgreSQL
-//!   (used tokens, audit trail, signing key, rate limit to 1NCE), behind the contracts `orders`
-//!   and `api` define; neither of them knows it.
-//!
-//! Beside them: [`oneshot`] (`1nce-mcp call`, one tool call through an in-memory MCP session, so
-//! scripts and Agent Skills get exactly the server's behaviour), [`setup_check`] (`1nce-mcp
-//! check`, a verdict on credentials and reachability), [`exit_status`] (every exit status,
-//! in one list) and [`stderr_log`] (log lines to stderr that never block the server).
-//!
-//! The binary (`src/main.rs`) wires these together and serves MCP on stdio, or over HTTP with
-//! `--http`. stdout carries protocol messages only; every log line goes to stderr through
-//! `tracing`.
+//! stdout carries protocol messages only (in stdio mode); every log line goes to stderr through
+//! `tracing`. CONTRIBUTING.md walks through the source tree file by file.
 
 pub mod api;
 pub mod app;

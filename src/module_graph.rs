@@ -1,6 +1,7 @@
-//! A test that keeps the module graph acyclic: no two top-level modules use each other (directly
-//! or around a loop), and no two submodules of one module do. A module may use its parent's
-//! items and its children: those edges are how Rust modules work, not cycles of meaning.
+//! Tests that keep the module graph as `lib.rs` draws it: the top-level modules in declared
+//! layers ([`LAYERS`]), each using only layers below its own; and no two submodules of one module
+//! using each other (directly or around a loop). A module may use its parent's items and its
+//! children: those edges are how Rust modules work, not cycles of meaning.
 //!
 //! It reads the sources (`use crate::…`, `super::…` and `crate::…` paths in code, test modules
 //! left out) rather than compiling them: a cycle is a fact about the text a reader follows.
@@ -126,6 +127,50 @@ fn references(
     out
 }
 
+/// The top-level modules, top layer first: a module may use only modules of layers below its
+/// own (not its own layer's). A new top-level module must be placed here.
+pub const LAYERS: &[&[&str]] = &[
+    // The process: wiring.
+    &["app"],
+    // The ways in: MCP transports, one call, the set-up check.
+    &["transport", "oneshot", "setup_check"],
+    // Every setting of the layers below, from the command line.
+    &["config"],
+    // MCP: tools, resources, prompts, what agents read.
+    &["mcp"],
+    // Who calls (OAuth access tokens, scopes, the person).
+    &["oauth"],
+    // The order promise.
+    &["orders"],
+    // The 1NCE client.
+    &["api"],
+    // Stored state.
+    &["state"],
+    // Utilities that use nothing of the crate, and the sandbox, which stands apart.
+    &[
+        "clock",
+        "rate_limit",
+        "exit_status",
+        "stderr_log",
+        "sandbox",
+    ],
+];
+
+/// Every edge (user, used) between two modules of the crate, read from the sources.
+fn edges() -> (BTreeSet<String>, Vec<(String, String)>) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = modules(&src);
+    let known: BTreeSet<String> = files.keys().cloned().collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for (module, path) in &files {
+        let is_mod_rs = path.file_name().is_some_and(|n| n == "mod.rs");
+        for target in references(module, is_mod_rs, &code_of(path), &known) {
+            edges.push((module.clone(), target));
+        }
+    }
+    (known, edges)
+}
+
 /// A cycle in `graph`, if there is one, as the list of nodes around it.
 fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
@@ -180,17 +225,49 @@ fn child_of<'a>(parent: &str, module: &'a str) -> Option<&'a str> {
 }
 
 #[test]
-fn no_module_uses_a_sibling_that_uses_it_back() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let files = modules(&src);
-    let known: BTreeSet<String> = files.keys().cloned().collect();
-    let mut edges: Vec<(String, String)> = Vec::new();
-    for (module, path) in &files {
-        let is_mod_rs = path.file_name().is_some_and(|n| n == "mod.rs");
-        for target in references(module, is_mod_rs, &code_of(path), &known) {
-            edges.push((module.clone(), target));
+fn every_top_level_module_uses_only_the_layers_below_it() {
+    let (known, edges) = edges();
+    let layer = |module: &str| {
+        let top = module.split("::").next().unwrap_or(module);
+        LAYERS.iter().position(|layer| layer.contains(&top))
+    };
+    for module in known.iter().filter(|m| *m != "module_graph") {
+        assert!(
+            layer(module).is_some(),
+            "{module} is in no layer: place it in module_graph::LAYERS (and in lib.rs's map)"
+        );
+    }
+    let mut wrong = Vec::new();
+    for (from, to) in &edges {
+        let (a, b) = (
+            from.split("::").next().unwrap(),
+            to.split("::").next().unwrap(),
+        );
+        if a != b && layer(from) >= layer(to) {
+            wrong.push(format!("{from} → {to}"));
         }
     }
+    assert!(
+        wrong.is_empty(),
+        "these uses run across or up the layers of module_graph::LAYERS: {}",
+        wrong.join(", ")
+    );
+    // Every module lib.rs declares is in its map.
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let (map, code) = lib.split_at(lib.find("\npub mod ").unwrap_or(lib.len()));
+    for line in code.lines().filter_map(|l| l.strip_prefix("pub mod ")) {
+        let name = line.trim_end_matches(';');
+        assert!(
+            map.contains(&format!("[`{name}`]")),
+            "lib.rs declares {name} but its map does not name it"
+        );
+    }
+}
+
+#[test]
+fn no_module_uses_a_sibling_that_uses_it_back() {
+    let (known, edges) = edges();
     // Every module that has children, and the crate itself.
     let mut parents: BTreeSet<String> = known
         .iter()

@@ -123,7 +123,7 @@ impl OrderServer {
         &self,
         Parameters(args): Parameters<CardAnswerArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<CardAnswerOutput, String> {
+    ) -> Result<CardAnswerOutput, super::ToolError> {
         let checked = match self
             .desk
             .check(Request {

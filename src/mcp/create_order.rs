@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::order_view::{one_line, quoted, write_order_details};
-use super::{OrderServer, ToolOutput, approval, order_card};
+use super::{OrderServer, ToolError, ToolOutput, approval, order_card};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
 use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
@@ -165,7 +165,7 @@ impl OrderServer {
         ctx: RequestContext<RoleServer>,
         RequestState(state): RequestState,
         InputResponses(responses): InputResponses,
-    ) -> Result<CreateOrderReply, String> {
+    ) -> Result<CreateOrderReply, ToolError> {
         let can_show = CanShow {
             form: approval::client_can_ask(&ctx),
             card: self.shows_card(&ctx),
@@ -182,15 +182,10 @@ impl OrderServer {
                 can_show,
                 card_nonce: None,
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let preview = preview(&checked.order, &checked.priced);
         let Some(token) = checked.token().map(str::to_owned) else {
-            let mut issued = self
-                .desk
-                .preview(&checked, can_show)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut issued = self.desk.preview(&checked, can_show).await?;
             let meta = issued
                 .card_nonce
                 .take()
@@ -213,7 +208,8 @@ impl OrderServer {
                     Some(answer) if self.state_seal.opens_to(state.as_deref(), &subject) => answer,
                     _ => {
                         let expected = self.state_seal.seal(&subject);
-                        let question = approval::input_required(question, expected)?;
+                        let question = approval::input_required(question, expected)
+                            .map_err(ToolError::Other)?;
                         return Ok(CreateOrderReply::AskUser(question));
                     }
                 }
@@ -222,8 +218,7 @@ impl OrderServer {
             };
             self.desk
                 .answered(&checked, &answer, Approval::ApprovalForm)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             Approval::ApprovalForm
         } else {
             Approval::ConfirmationToken
@@ -233,7 +228,7 @@ impl OrderServer {
         self.place_detached(checked, approval)
             .await
             .map(|placed| CreateOrderReply::Done(Box::new(placed_answer(preview, placed)), None))
-            .map_err(|e: OrderError| e.to_string())
+            .map_err(ToolError::from)
     }
 }
 

@@ -13,11 +13,10 @@ use rmcp::model::{ProgressNotificationParam, RequestMetaObject};
 use rmcp::{Peer, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
-use super::list_orders::{CANCELLED, SUMMARY_NOTE};
+use super::list_orders::SUMMARY_NOTE;
 use super::order_view::{Detail, ListedOrder, write_order_line};
-use super::{OrderServer, ToolOutput, ToolResult, tool_error};
+use super::{OrderServer, ToolError, ToolOutput, ToolResult};
 use crate::api::PageWalk;
 use crate::api::model::{Order, SortKey, lenient_i64_opt};
 
@@ -200,26 +199,18 @@ impl OrderServer {
         Parameters(args): Parameters<FindOrdersArgs>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
-        cancelled: CancellationToken,
     ) -> ToolResult<FindOrdersOutput> {
-        let filter = Filter::new(args).map_err(|e| format!("Invalid arguments: {e}."))?;
+        let filter = Filter::new(args).map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let progress = meta.get_progress_token();
         let started = PageWalk::start(&self.client, vec![SortKey::OrderDate], MAX_PAGES);
-        let mut walk = tokio::select! {
-            walk = started => walk.map_err(|e| tool_error(&e))?,
-            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
-        };
+        let mut walk = started.await?;
         let to_read = walk.planned();
         let mut found: Vec<Order> = Vec::new();
         let mut searched = 0;
         let mut complete = false;
         loop {
-            let next = tokio::select! {
-                next = walk.next() => next,
-                () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
-            };
-            let Some(page) = next else { break };
-            let page = page.map_err(|e| tool_error(&e))?;
+            let Some(page) = walk.next().await else { break };
+            let page = page?;
             searched += 1;
             if let Some(token) = &progress {
                 let _ = peer

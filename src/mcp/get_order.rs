@@ -5,11 +5,8 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use tokio_util::sync::CancellationToken;
-
-use super::list_orders::CANCELLED;
 use super::order_view::write_order_details;
-use super::{OrderServer, ToolOutput, ToolResult};
+use super::{OrderServer, ToolError, ToolOutput, ToolResult};
 use crate::api::ApiError;
 use crate::api::model::{Order, lenient_i64};
 
@@ -39,21 +36,16 @@ impl OrderServer {
             open_world_hint = true
         )
     )]
-    pub async fn get_order(
-        &self,
-        Parameters(args): Parameters<GetOrderArgs>,
-        cancelled: CancellationToken,
-    ) -> ToolResult<Order> {
-        // A client that cancels or goes away stops the 1NCE request too (reads only).
-        let order = tokio::select! {
-            looked_up = self.look_up(args.order_number) => looked_up.map_err(|e| match e {
-                LookupError::Missing(_) => format!(
-                    "{e}. list_orders shows the account's order numbers."
-                ),
-                e => e.to_string(),
-            })?,
-            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
-        };
+    pub async fn get_order(&self, Parameters(args): Parameters<GetOrderArgs>) -> ToolResult<Order> {
+        let order = self.look_up(args.order_number).await.map_err(|e| match e {
+            LookupError::Invalid(what) => ToolError::InvalidArguments(format!(
+                "order_number must be a positive integer, not {what}"
+            )),
+            LookupError::Missing(_) => ToolError::Other(format!(
+                "{e}. list_orders shows the account's order numbers."
+            )),
+            LookupError::Failed(e) => ToolError::Upstream(e),
+        })?;
         let summary = self.describe_order(&order).await;
         Ok(ToolOutput {
             data: order,
@@ -81,7 +73,10 @@ impl std::fmt::Display for LookupError {
         match self {
             LookupError::Invalid(what) => write!(
                 f,
-                "Invalid arguments: order_number must be a positive integer, not {what}."
+                "{}",
+                ToolError::InvalidArguments(format!(
+                    "order_number must be a positive integer, not {what}"
+                ))
             ),
             LookupError::Missing(number) => {
                 write!(f, "No order {number} exists in this 1NCE account")

@@ -5,16 +5,11 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use tokio_util::sync::CancellationToken;
-
 use super::order_view::{Detail, ListedOrder, write_order_line};
-use super::{OrderServer, ToolOutput, ToolResult, tool_error};
+use super::{OrderServer, ToolError, ToolOutput, ToolResult};
 #[cfg(test)]
 use crate::api::model::Order;
 use crate::api::model::{ListOrdersQuery, lenient_i64_opt};
-
-/// The answer to a read the client cancelled (or abandoned) before 1NCE replied.
-pub(super) const CANCELLED: &str = "Cancelled before 1NCE answered; nothing was changed.";
 
 /// Arguments of `list_orders`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -75,15 +70,10 @@ impl OrderServer {
     pub async fn list_orders(
         &self,
         Parameters(args): Parameters<ListOrdersArgs>,
-        cancelled: CancellationToken,
     ) -> ToolResult<ListOrdersOutput> {
         let query = ListOrdersQuery::new(args.page, args.page_size, args.sort.as_deref())
-            .map_err(|e| format!("Invalid arguments: {e}."))?;
-        // A client that cancels or goes away stops the 1NCE request too (reads only).
-        let page = tokio::select! {
-            page = self.client.list_orders(&query) => page.map_err(|e| tool_error(&e))?,
-            () = cancelled.cancelled() => return Err(CANCELLED.to_owned()),
-        };
+            .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
+        let page = self.client.list_orders(&query).await?;
         let has_more = page.has_more();
         let output = ListOrdersOutput {
             page: page.page,

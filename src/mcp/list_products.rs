@@ -4,7 +4,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{OrderServer, ToolOutput, ToolResult, tool_error};
+use super::{OrderServer, ToolOutput, ToolResult};
 use crate::api::products::{Charge, Product};
 
 /// The 1NCE product catalogue.
@@ -101,12 +101,7 @@ impl OrderServer {
         )
     )]
     pub async fn list_products(&self) -> ToolResult<ListProductsOutput> {
-        let products = self
-            .desk
-            .catalogue
-            .products()
-            .await
-            .map_err(|e| tool_error(&e))?;
+        let products = self.desk.catalogue.products().await?;
         let output = ListProductsOutput {
             products: products.iter().map(ProductInfo::from).collect(),
             operator_limits: self.limits.describe(),

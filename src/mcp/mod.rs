@@ -1,17 +1,25 @@
-//! The MCP face of the server: tools, their schemas, and the order confirmation flow.
+//! The MCP face of the server: tools, their schemas, resources, prompts, and what agents read.
 //!
 //! [`OrderServer`] is one `rmcp` server handler. Each tool lives in its own file with its own
-//! router; [`OrderServer::new`] adds them together. Tools call the 1NCE [`Client`] and know
-//! nothing of HTTP: they see typed models and [`ApiError`]s, which [`tool_error`] turns into
-//! messages an agent can act on. Every result carries `structuredContent` matching the tool's
-//! output schema and a short text summary ([`ToolOutput`]).
+//! router, and [`OrderServer::new`] adds them together: `list_orders`, `get_order`,
+//! `find_orders`, `list_products`, `create_order`, and `card_answer.rs`, the order card's own
+//! tool (listed only to clients that render the card). Around them:
+//! - `approval`: asking the person in the client's own form (elicitation, or an input-required
+//!   result on stateless sessions);
+//! - `order_card`: the order card (MCP Apps): the view, when a client is shown it, and what
+//!   its click must carry;
+//! - `order_view`: orders as compact lines, and quoting that no value can escape;
+//! - `resources`, `prompts`: orders and the catalogue as resources, the `reorder` prompt;
+//! - `schema`: the JSON Schemas agents read, from the Rust types;
+//! - `tool_set`: which tools are offered (`--tools`, `--read-only`, derived from each tool's
+//!   `readOnlyHint`);
+//! - `tool_error`: a tool's error as one type, worded once;
+//! - `waits`: a call's waits for the rate limit or retries, said in its result;
+//! - `pre_init`: messages before `initialize`.
 //!
-//! The ordering safety model lives here too: `checks` (the 1NCE catalogue and the operator's
-//! limits, prices in cents), `confirm` (tokens bound to one exact order), `approval` (asking the
-//! person through the client's elicitation form, or an input-required result on stateless
-//! sessions), `audit` (a JSON line per step, written before the step is taken) and `lost_answer`
-//! (finding the order behind a POST whose answer was lost). `--read-only` leaves `create_order`
-//! out of the router altogether.
+//! Tools call the 1NCE [`Client`] and the order [`Desk`], and know nothing of HTTP. Every result
+//! carries `structuredContent` matching the tool's output schema and a short text summary
+//! ([`ToolOutput`]).
 
 mod approval;
 mod card_answer;
@@ -26,6 +34,7 @@ mod pre_init;
 mod prompts;
 pub mod resources;
 pub mod schema;
+mod tool_error;
 mod tool_set;
 mod waits;
 
@@ -44,8 +53,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, prompt_handler, tool_handler};
 use serde::Serialize;
 
+use crate::api::Client;
 use crate::api::products::{CATALOGUE_TTL, Catalogue};
-use crate::api::{ApiError, Client};
 use crate::oauth::{Caller, Scopes};
 use crate::orders::{Account, Confirmations, Desk, Environment, OrderLimits};
 pub use create_order::{CreateOrderArgs, CreateOrderOutput, CreateStatus, OrderPreview};
@@ -245,8 +254,24 @@ impl ServerHandler for OrderServer {
                 None,
             ));
         }
+        // A client that cancels a read (or goes away) stops its 1NCE requests too; a call that
+        // may order runs to its end, whatever the client does (see `create_order`).
+        let reads_only = router
+            .get(&request.name)
+            .is_some_and(|tool| needed(tool) == crate::oauth::Needed::Read);
+        let cancelled = context.ct.clone();
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        let (response, waits) = crate::api::pacing::observe(router.call(call)).await;
+        let routed = crate::api::pacing::observe(router.call(call));
+        let (response, waits) = if reads_only {
+            tokio::select! {
+                done = routed => done,
+                () = cancelled.cancelled() => {
+                    return ToolError::Cancelled.into_call_tool_result();
+                }
+            }
+        } else {
+            routed.await
+        };
         Ok(waits::annotate(response?, &waits))
     }
 
@@ -400,13 +425,10 @@ impl<T: Serialize> IntoCallToolResult for ToolOutput<T> {
     }
 }
 
-/// A tool error (`isError: true`) with a message for the agent.
-pub type ToolResult<T> = Result<ToolOutput<T>, String>;
+/// A tool's answer: its output, or a [`ToolError`] (`isError: true`).
+pub type ToolResult<T> = Result<ToolOutput<T>, ToolError>;
 
-/// Turns a 1NCE error into what the agent should read: what happened and what to do.
-pub fn tool_error(error: &ApiError) -> String {
-    error.advice()
-}
+pub use tool_error::ToolError;
 
 /// The operations that must finish before the process exits: order placements, and (over
 /// HTTP) calls whose answers are still on their way. Each is a spawned task or a token held

@@ -69,7 +69,7 @@ impl OrderServer {
                 .catalogue
                 .products()
                 .await
-                .map_err(|e| ErrorData::internal_error(super::tool_error(&e), None))?;
+                .map_err(|e| ErrorData::internal_error(e.advice(), None))?;
             let info: Vec<super::list_products::ProductInfo> =
                 products.iter().map(Into::into).collect();
             return json_contents(uri, &info);
