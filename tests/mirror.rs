@@ -326,7 +326,7 @@ fn mirror_file(state: &Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn two_replicas_share_one_mirror_and_one_backfill() {
     use crate::common::pg::Postgres;
-    let Some(pg) = Postgres::start("mirror-replicas") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = account(200).await;
