@@ -248,6 +248,12 @@ pub struct Cli {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Say that clients reach this HTTP server through a reverse proxy that terminates TLS
+    /// (Caddy, nginx…), so a static bearer token does not cross the network in clear: silences
+    /// the start-up warning about it. Changes nothing else; the proxy is yours to set up.
+    #[arg(long, global = true, env = "ONCE_BEHIND_TLS_PROXY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub behind_tls_proxy: bool,
+
     /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
     #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

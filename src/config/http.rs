@@ -140,6 +140,8 @@ pub struct HttpSettings {
     pub max_sessions: usize,
     /// A session without any request for this long is closed.
     pub session_idle_timeout: Duration,
+    /// The operator says a reverse proxy terminates TLS in front (`--behind-tls-proxy`).
+    pub behind_tls_proxy: bool,
 }
 
 /// Hand-written so the token never reaches a log through `{:?}`.
@@ -155,6 +157,7 @@ impl fmt::Debug for HttpSettings {
             .field("max_connections", &self.max_connections)
             .field("max_sessions", &self.max_sessions)
             .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
             .finish()
     }
 }
@@ -170,6 +173,11 @@ impl HttpSettings {
             if cli.http_token_file.is_some() {
                 return Err(
                     "--http-token-file / ONCE_MCP_HTTP_TOKEN_FILE only applies with --http".into(),
+                );
+            }
+            if cli.behind_tls_proxy {
+                return Err(
+                    "--behind-tls-proxy / ONCE_BEHIND_TLS_PROXY only applies with --http".into(),
                 );
             }
             if cli.oauth_issuer.is_some()
@@ -257,7 +265,22 @@ impl HttpSettings {
             max_connections: cli.max_connections as usize,
             max_sessions: cli.max_sessions as usize,
             session_idle_timeout,
+            behind_tls_proxy: cli.behind_tls_proxy,
         }))
+    }
+
+    /// The start-up warning for a static bearer token served in clear to the network: off
+    /// loopback, with no word from the operator (`--behind-tls-proxy`) that TLS is in front.
+    /// `None` on loopback, with OAuth (its public URL is https, so TLS is in front), or behind
+    /// a TLS proxy.
+    pub fn cleartext_token_warning(&self) -> Option<String> {
+        if self.token.is_none() || self.addr.ip().is_loopback() || self.behind_tls_proxy {
+            return None;
+        }
+        Some(format!(
+            "serving on {} with a static bearer token over plain HTTP: the token and every order cross the network in clear, and whoever reads the token on the way can list and place orders. Put a reverse proxy that terminates TLS in front (e.g. Caddy or nginx, see docs/operations.md), give clients its https:// URL, then pass --behind-tls-proxy (ONCE_BEHIND_TLS_PROXY=true) to say so; or listen on 127.0.0.1 only",
+            self.addr
+        ))
     }
 }
 
@@ -286,8 +309,9 @@ fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Result<Vec<String>, Stri
         return Ok(Vec::new());
     }
     if addr.ip().is_unspecified() && extra.is_empty() {
+        let (name, ip) = this_machine();
         return Err(format!(
-            "listening on {addr} accepts connections for any of this machine's addresses; name the host names or IPs clients will use with --allowed-host (e.g. --allowed-host mcp.example.com --allowed-host 192.168.1.20), or --allowed-host '*' to accept any Host header"
+            "listening on {addr} accepts connections on every address of this machine, and the server answers only requests whose Host header it was told about (a guard against DNS rebinding). Name each host name or IP clients will use to reach it with --allowed-host, e.g. --allowed-host {name} --allowed-host {ip} (or ONCE_MCP_ALLOWED_HOSTS={name},{ip}); behind a reverse proxy, the name the proxy sends in Host. --allowed-host '*' accepts any Host header (not recommended)"
         ));
     }
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
@@ -311,6 +335,28 @@ fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Result<Vec<String>, Stri
         hosts.push(host);
     }
     Ok(hosts)
+}
+
+/// This machine's host name and the IP it reaches other networks from, for the example in a
+/// message; placeholders where they cannot be told. Connecting a UDP socket only picks the
+/// route: no packet is sent.
+fn this_machine() -> (String, String) {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| is_host_name(n) && n.as_str() != "localhost")
+        .unwrap_or_else(|| "mcp.example.com".to_owned());
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            // TEST-NET-1 (RFC 5737): routed like any outside address, never answered.
+            socket.connect("192.0.2.1:9")?;
+            socket.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map_or_else(|| "192.168.1.20".to_owned(), |ip| ip.to_string());
+    (name, ip)
 }
 
 /// `name[:port]`, `IPv4[:port]`, `[IPv6][:port]` or a bare IPv6 address: what a `Host` header
@@ -644,7 +690,23 @@ mod tests {
     fn unspecified_addresses_need_allowed_hosts() {
         let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&["--http", "0.0.0.0:8080"]), env).unwrap_err();
-        assert!(err.contains("--allowed-host"), "{err}");
+        assert!(
+            err.contains("--allowed-host ") && err.contains("ONCE_MCP_ALLOWED_HOSTS="),
+            "{err}"
+        );
+        // The example is a command line that would be accepted.
+        let (name, ip) = this_machine();
+        let example = format!("--allowed-host {name} --allowed-host {ip}");
+        assert!(err.contains(&example), "{err}");
+        let args = [
+            "--http",
+            "0.0.0.0:8080",
+            "--allowed-host",
+            name.as_str(),
+            "--allowed-host",
+            ip.as_str(),
+        ];
+        assert!(HttpSettings::from_cli(&cli(&args), env).is_ok(), "{example}");
         let s = HttpSettings::from_cli(
             &cli(&[
                 "--http",
@@ -664,6 +726,38 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(s.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn a_static_token_off_loopback_is_warned_about_unless_behind_a_tls_proxy() {
+        let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
+        let settings = |args: &[&str]| {
+            HttpSettings::from_cli(&cli(args), token)
+                .unwrap()
+                .unwrap()
+        };
+        let lan = settings(&["--http", "192.168.1.5:8080"]);
+        let warning = lan.cleartext_token_warning().expect("a warning");
+        assert!(
+            warning.contains("192.168.1.5:8080")
+                && warning.contains("in clear")
+                && warning.contains("docs/operations.md")
+                && warning.contains("--behind-tls-proxy"),
+            "{warning}"
+        );
+        assert!(!warning.contains(TOKEN), "{warning}");
+        let any = settings(&["--http", "0.0.0.0:8080", "--allowed-host", "*"]);
+        assert!(any.cleartext_token_warning().is_some());
+        let proxied = settings(&["--http", "192.168.1.5:8080", "--behind-tls-proxy"]);
+        assert_eq!(proxied.cleartext_token_warning(), None);
+        assert_eq!(settings(&["--http", "8080"]).cleartext_token_warning(), None);
+        assert_eq!(
+            settings(&["--http", "[::1]:8080"]).cleartext_token_warning(),
+            None
+        );
+        let err =
+            HttpSettings::from_cli(&cli(&["--behind-tls-proxy"]), |_| None).unwrap_err();
+        assert!(err.contains("only applies with --http"), "{err}");
     }
 
     #[test]

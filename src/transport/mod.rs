@@ -114,6 +114,9 @@ pub async fn serve_http(
             o.metadata_url()
         )
     });
+    if let Some(warning) = settings.cleartext_token_warning() {
+        tracing::warn!("{warning}");
+    }
     let http = http::bind(settings, oauth).await?;
     let addr = http.local_addr()?;
     let auth = match (&oauth_line, http.requires_token()) {
