@@ -50,8 +50,8 @@ HTTP LIMITS (--http):
 OAUTH (--http with --oauth-issuer and --public-url):
   Each person signs in at your authorization server (Keycloak, Auth0, Okta, Entra ID…); clients
   such as claude.ai and ChatGPT connectors find it through /.well-known/oauth-protected-resource.
-  Access tokens must be JWTs signed by a key of the issuer's JWKS, for the audience --public-url,
-  unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
+  Access tokens must be JWTs signed by a key of the issuer's JWKS, for the audience --public-url
+  (or an --oauth-audience), unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
   otherwise). The person's sub, email and preferred_username go into every audit record, and
   only the person who previewed an order can confirm it.
   With --oauth-client-id (and ONCE_OAUTH_CLIENT_SECRET), opaque tokens are accepted through
@@ -222,6 +222,20 @@ pub struct Cli {
     /// never a flag. Without it only JWT access tokens are accepted. Needs --oauth-issuer.
     #[arg(long, global = true, env = "ONCE_OAUTH_CLIENT_ID", value_name = "ID")]
     pub oauth_client_id: Option<String>,
+
+    /// Another audience access tokens may carry instead of --public-url, which stays accepted
+    /// (repeatable; comma-separated in the variable): for authorization servers that name the
+    /// API their own way, e.g. Entra ID's application (client) id, or Keycloak's default
+    /// `account`. Any token of the issuer that carries it is accepted, so prefer one that only
+    /// this server's tokens carry. Needs --oauth-issuer.
+    #[arg(
+        long = "oauth-audience",
+        global = true,
+        env = "ONCE_OAUTH_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub oauth_audiences: Vec<String>,
 
     /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
     /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a

@@ -29,6 +29,8 @@ pub struct OAuthSettings {
     pub public_url: Url,
     /// Client id and secret for introspecting opaque tokens (RFC 7662); `None`: JWTs only.
     pub introspection: Option<(String, SecretString)>,
+    /// Audiences accepted besides the public URL (`--oauth-audience`), as given.
+    pub audiences: Vec<String>,
 }
 
 impl OAuthSettings {
@@ -45,6 +47,12 @@ impl OAuthSettings {
                 if given(&cli.oauth_client_id).is_some() {
                     return Err(
                         "--oauth-client-id only applies with --oauth-issuer and --public-url"
+                            .to_owned(),
+                    );
+                }
+                if cli.oauth_audiences.iter().any(|a| !a.trim().is_empty()) {
+                    return Err(
+                        "--oauth-audience / ONCE_OAUTH_AUDIENCE only applies with --oauth-issuer and --public-url"
                             .to_owned(),
                     );
                 }
@@ -87,12 +95,40 @@ impl OAuthSettings {
                 ));
             }
         };
+        let audiences = audiences(&cli.oauth_audiences)?;
         Ok(Some(OAuthSettings {
             issuer,
             public_url,
             introspection,
+            audiences,
         }))
     }
+}
+
+/// Longest `--oauth-audience` accepted.
+const MAX_AUDIENCE_CHARS: usize = 512;
+
+/// The `--oauth-audience` values, trimmed, each once, empty ones (`ONCE_OAUTH_AUDIENCE=`)
+/// left out: printable, without spaces (an `aud` is an identifier: a URL, a client id, a name).
+fn audiences(given: &[String]) -> Result<Vec<String>, String> {
+    let mut audiences: Vec<String> = Vec::new();
+    for value in given {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if value.chars().count() > MAX_AUDIENCE_CHARS
+            || value.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(format!(
+                "--oauth-audience {value:?} is not an audience: at most {MAX_AUDIENCE_CHARS} characters without spaces, exactly as the `aud` claim of a token has it"
+            ));
+        }
+        if !audiences.iter().any(|a| a == value) {
+            audiences.push(value.to_owned());
+        }
+    }
+    Ok(audiences)
 }
 
 /// An absolute https URL (http only on loopback), without user info or fragment.
@@ -183,6 +219,7 @@ impl HttpSettings {
             if cli.oauth_issuer.is_some()
                 || cli.public_url.is_some()
                 || cli.oauth_client_id.is_some()
+                || cli.oauth_audiences.iter().any(|a| !a.trim().is_empty())
             {
                 return Err(
                     "--oauth-issuer and --public-url only apply with --http: over stdio the client that starts the server is its only user".into(),
@@ -547,6 +584,7 @@ mod tests {
             "{:?}",
             s.allowed_hosts
         );
+        assert!(o.audiences.is_empty());
         let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&oauth), token).unwrap_err();
         assert!(err.contains("use one"), "{err}");
@@ -562,6 +600,46 @@ mod tests {
             let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
             assert!(err.contains("--public-url"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn extra_audiences_are_kept_as_given_once_and_need_oauth() {
+        let oauth = [
+            "--http",
+            "127.0.0.1:8080",
+            "--oauth-issuer",
+            "https://login.example.com/tenant/v2.0",
+            "--public-url",
+            "https://mcp.example.com/mcp",
+        ];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = oauth.iter().chain(extra).copied().collect();
+            HttpSettings::from_cli(&cli(&args), |_| None)
+        };
+        let s = with(&[
+            "--oauth-audience",
+            " api://1nce-mcp ",
+            "--oauth-audience=account,api://1nce-mcp",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.oauth.unwrap().audiences, ["api://1nce-mcp", "account"]);
+        let s = with(&["--oauth-audience="]).unwrap().unwrap();
+        assert!(s.oauth.unwrap().audiences.is_empty());
+        for bad in ["a b", "x\u{7}"] {
+            let flag = format!("--oauth-audience={bad}");
+            let err = with(&[flag.as_str()]).unwrap_err();
+            assert!(err.contains("--oauth-audience"), "{bad:?}: {err}");
+        }
+        let err = HttpSettings::from_cli(
+            &cli(&["--http", "8080", "--oauth-audience", "account"]),
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(err.contains("only applies with --oauth-issuer"), "{err}");
+        let err =
+            HttpSettings::from_cli(&cli(&["--oauth-audience", "account"]), |_| None).unwrap_err();
+        assert!(err.contains("only apply with --http"), "{err}");
     }
 
     /// A token file in the temp directory with `contents` and (on Unix) `mode`.
@@ -706,7 +784,10 @@ mod tests {
             "--allowed-host",
             ip.as_str(),
         ];
-        assert!(HttpSettings::from_cli(&cli(&args), env).is_ok(), "{example}");
+        assert!(
+            HttpSettings::from_cli(&cli(&args), env).is_ok(),
+            "{example}"
+        );
         let s = HttpSettings::from_cli(
             &cli(&[
                 "--http",
@@ -731,11 +812,7 @@ mod tests {
     #[test]
     fn a_static_token_off_loopback_is_warned_about_unless_behind_a_tls_proxy() {
         let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
-        let settings = |args: &[&str]| {
-            HttpSettings::from_cli(&cli(args), token)
-                .unwrap()
-                .unwrap()
-        };
+        let settings = |args: &[&str]| HttpSettings::from_cli(&cli(args), token).unwrap().unwrap();
         let lan = settings(&["--http", "192.168.1.5:8080"]);
         let warning = lan.cleartext_token_warning().expect("a warning");
         assert!(
@@ -750,13 +827,15 @@ mod tests {
         assert!(any.cleartext_token_warning().is_some());
         let proxied = settings(&["--http", "192.168.1.5:8080", "--behind-tls-proxy"]);
         assert_eq!(proxied.cleartext_token_warning(), None);
-        assert_eq!(settings(&["--http", "8080"]).cleartext_token_warning(), None);
+        assert_eq!(
+            settings(&["--http", "8080"]).cleartext_token_warning(),
+            None
+        );
         assert_eq!(
             settings(&["--http", "[::1]:8080"]).cleartext_token_warning(),
             None
         );
-        let err =
-            HttpSettings::from_cli(&cli(&["--behind-tls-proxy"]), |_| None).unwrap_err();
+        let err = HttpSettings::from_cli(&cli(&["--behind-tls-proxy"]), |_| None).unwrap_err();
         assert!(err.contains("only applies with --http"), "{err}");
     }
 

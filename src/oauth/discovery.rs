@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::get_json;
+use super::{FetchError, get_json};
 
 /// What the resource server takes from the metadata.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct Found {
     pub introspection_endpoint: Option<Url>,
     /// What MCP clients will miss, for the start-up log.
     pub notes: Vec<String>,
+    /// Where the metadata was read.
+    pub from: Url,
 }
 
 #[derive(Deserialize)]
@@ -45,12 +47,20 @@ pub fn candidates(issuer: &Url) -> Vec<Url> {
     urls.iter().filter_map(|u| Url::parse(u).ok()).collect()
 }
 
-/// Reads the first metadata document found and checks it is the issuer's own.
+/// Reads the first metadata document found and checks it is the issuer's own. When nothing
+/// answers at all, the other places (on the same host) are not tried: they would not answer
+/// either, each after its own timeout.
 pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Found, String> {
     let mut tried = Vec::new();
     for url in candidates(issuer) {
         let metadata: Metadata = match get_json(http, &url).await {
             Ok(m) => m,
+            Err(FetchError::NoAnswer(why)) if tried.is_empty() => {
+                return Err(format!(
+                    "could not read the authorization server's metadata for --oauth-issuer {issuer}: nothing answers at {} ({why}). Check the issuer URL (the `iss` of its tokens, e.g. https://keycloak.example.com/realms/acme) and that this machine reaches it (firewall, proxy, DNS)",
+                    issuer.origin().ascii_serialization()
+                ));
+            }
             Err(e) => {
                 tried.push(format!("{url}: {e}"));
                 continue;
@@ -106,6 +116,7 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
         jwks_uri,
         introspection_endpoint,
         notes,
+        from: from.clone(),
     })
 }
 

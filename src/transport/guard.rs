@@ -162,7 +162,7 @@ impl Guard {
                 let why = error.to_string();
                 self.inner
                     .refusals
-                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                    .explain(Reason::InvalidToken, why.clone());
                 Err((
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "1")],
@@ -172,9 +172,17 @@ impl Guard {
             }
             Err(error) => {
                 let why = error.to_string();
-                self.inner
-                    .refusals
-                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                // The client is told the reason; the log also what was expected and named.
+                match error.mismatch() {
+                    Some(mismatch) => self
+                        .inner
+                        .refusals
+                        .explain(Reason::ForeignToken, format!("{why}; {mismatch}")),
+                    None => self
+                        .inner
+                        .refusals
+                        .explain(Reason::InvalidToken, why.clone()),
+                }
                 Err(oauth_unauthorized(
                     oauth,
                     Some(&error),

@@ -96,6 +96,7 @@ pub async fn serve_http(
             let resource = crate::oauth::ResourceServer::discover(
                 &o.issuer,
                 &o.public_url,
+                &o.audiences,
                 o.introspection.clone(),
             )
             .await
@@ -110,7 +111,7 @@ pub async fn serve_http(
         format!(
             "OAuth access tokens of {} for {} required; metadata at {}",
             o.issuer(),
-            o.resource(),
+            o.audiences(),
             o.metadata_url()
         )
     });

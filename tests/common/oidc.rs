@@ -50,6 +50,8 @@ pub struct Options {
     alg: Algorithm,
     /// Opaque access tokens, introspected by this client id and secret.
     opaque: Option<(String, String)>,
+    /// The `aud` of the tokens, when not the resource.
+    audience: Option<String>,
 }
 
 impl Options {
@@ -61,7 +63,15 @@ impl Options {
             ttl: 600,
             alg: Algorithm::RS256,
             opaque: None,
+            audience: None,
         }
+    }
+
+    /// Tokens for the resource carry `audience` as their `aud` instead of the resource URL, as
+    /// Entra ID writes the API's application (client) id and Keycloak, by default, `account`.
+    pub fn audience(mut self, audience: &str) -> Options {
+        self.audience = Some(audience.to_owned());
+        self
     }
 
     /// The issuer gets this path, as Keycloak's realms do (`/realms/test`).
@@ -166,6 +176,9 @@ impl Launch {
             if let Some((id, secret)) = &self.options.opaque {
                 command.args(["--opaque", "--introspector", &format!("{id}:{secret}")]);
             }
+            if let Some(audience) = &self.options.audience {
+                command.args(["--audience", audience]);
+            }
             let mut child = command
                 .arg("--provider")
                 .arg(&self.package)
@@ -261,9 +274,15 @@ impl Oidc {
         format!("http://127.0.0.1:{}{}", self.port, self.launch.options.path)
     }
 
-    /// The one resource tokens are issued for (their `aud`).
+    /// The one resource tokens are issued for (their `aud`, unless [`Options::audience`]).
     pub fn resource(&self) -> &str {
         &self.launch.options.resource
+    }
+
+    /// The `aud` the provider writes into its tokens.
+    pub fn audience(&self) -> &str {
+        let options = &self.launch.options;
+        options.audience.as_deref().unwrap_or(&options.resource)
     }
 
     /// The access token lifetime in seconds (`exp - iat`).
@@ -342,7 +361,7 @@ impl Oidc {
             .as_secs();
         json!({
             "iss": self.issuer(),
-            "aud": self.launch.options.resource,
+            "aud": self.audience(),
             "sub": subject,
             "scope": scope,
             "iat": now,
