@@ -480,6 +480,98 @@ async fn an_extra_audience_is_accepted_only_when_the_operator_names_it() {
     );
 }
 
+/// Opaque tokens are held to the same audiences through introspection; `check` reads the
+/// authorization server's metadata and keys and tries the introspection endpoint with this
+/// server's client, as the start-up does, and fails with the fix when the secret is wrong.
+#[tokio::test]
+async fn introspected_audiences_and_check_against_the_live_authorization_server() {
+    const APP_ID: &str = "api://1nce-mcp";
+    let (id, secret) = ("1nce-mcp-introspector", "introspection-secret-for-check");
+    let Some(s) = Setup::start_full(
+        "/mcp",
+        |o| o.opaque(id, secret).audience(APP_ID),
+        &["--oauth-client-id", id, "--oauth-audience", APP_ID],
+        &[("ONCE_OAUTH_CLIENT_SECRET", secret)],
+    )
+    .await
+    else {
+        return;
+    };
+    let token = s.oidc.token_for("alice", SCOPES).await;
+    assert_eq!(token.split('.').count(), 1, "an opaque token: {token}");
+    let session = s.server.client(Some(&token)).await;
+    session.ok("list_products", json!({})).await;
+
+    let issuer = s.oidc.issuer();
+    let api_url = s.sandbox.base_url();
+    let check = |secret: &'static str, client: bool| {
+        let mut args = vec![
+            "check",
+            "--max-retries",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--oauth-issuer",
+            &issuer,
+            "--public-url",
+            &s.public,
+            "--oauth-audience",
+            APP_ID,
+        ];
+        let mut env = common::sandbox_env(&api_url).to_vec();
+        if client {
+            args.extend(["--oauth-client-id", id]);
+            env.push(("ONCE_OAUTH_CLIENT_SECRET", secret));
+        }
+        let mut command = common::command(&args, &env);
+        async move {
+            let out = tokio::time::timeout(common::PATIENCE, command.output())
+                .await
+                .expect("check finishes")
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, report, stderr) = check(secret, true).await;
+    assert_eq!(code, Some(0), "{report}{stderr}");
+    let jwks = &s.oidc.metadata().jwks_uri;
+    for line in [
+        format!("  ok    oauth issuer  {issuer} (metadata at "),
+        format!("  ok    oauth keys    1 signing key(s) at {jwks}, kid test-key-1"),
+        format!(
+            "  ok    introspection {issuer}/token/introspection takes --oauth-client-id {id:?}"
+        ),
+        format!(
+            "  ok    oauth audience access tokens must name {} (or audience {APP_ID:?})",
+            s.public
+        ),
+        "verdict: ready".to_owned(),
+    ] {
+        assert!(report.contains(&line), "{line}\n{report}");
+    }
+    assert!(!report.contains(secret) && !stderr.contains(secret));
+
+    // JWTs only: no introspection line.
+    let (code, report, _) = check(secret, false).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert!(!report.contains("introspection"), "{report}");
+
+    let (code, report, stderr) = check("a-wrong-secret", true).await;
+    assert_eq!(code, Some(3), "{report}{stderr}");
+    assert!(
+        report.contains("  FAIL  introspection")
+            && report.contains("refused this server's client (HTTP 401")
+            && report.contains("ONCE_OAUTH_CLIENT_SECRET"),
+        "{report}"
+    );
+    assert!(report.contains("verdict: OAuth not usable"), "{report}");
+    assert!(!report.contains("a-wrong-secret") && !stderr.contains("a-wrong-secret"));
+}
+
 #[tokio::test]
 async fn key_rotation_is_picked_up_without_a_restart_and_made_up_keys_cost_nothing() {
     let Some(mut s) = Setup::start().await else {

@@ -371,8 +371,10 @@ pub enum Command {
     /// Print the tools with their input and output schemas as JSON, as tools/list shows them.
     Tools,
     /// Check the configuration against 1NCE: get an access token, read a page of orders and the
-    /// product list, and print a verdict. Exit status 0 ready, 2 bad configuration, 4
-    /// credentials refused, 5 1NCE unreachable, 6 unexpected answers. Works with --sandbox.
+    /// product list; with --oauth-issuer, read the authorization server's metadata and keys and
+    /// try its introspection endpoint. Print a verdict. Exit status 0 ready, 2 bad
+    /// configuration, 3 OAuth not usable, 4 credentials refused, 5 1NCE unreachable, 6
+    /// unexpected answers. Works with --sandbox.
     Check,
     /// The order mirror: "status" says how much of the account it holds and how its sync goes;
     /// "drop" deletes every order it keeps (it fills again on next use unless --mirror off).
