@@ -440,7 +440,7 @@ async fn read_body(State(refusals): State<Refusals>, request: Request, next: Nex
 
 /// `400 Bad Request` with the JSON-RPC error in the body, as the Streamable HTTP transport
 /// answers a message the server cannot accept (and rmcp answers an invalid request).
-fn invalid_message(refusal: &framing::Refusal) -> Response {
+fn invalid_message(refusal: &framing::ErrorResponse) -> Response {
     match serde_json::to_vec(refusal) {
         Ok(body) => (
             StatusCode::BAD_REQUEST,
