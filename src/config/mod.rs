@@ -193,6 +193,7 @@ impl Config {
     }
 
     /// The state directory, when state is kept in one.
+    #[cfg(test)]
     pub fn state_dir(&self) -> Option<&std::path::Path> {
         match &self.state {
             Location::Directory { dir, .. } => Some(dir),
@@ -201,6 +202,7 @@ impl Config {
     }
 
     /// The audit log file, when the audit trail goes to one.
+    #[cfg(test)]
     pub fn audit_log(&self) -> Option<&std::path::Path> {
         match &self.state {
             Location::Directory { audit_log, .. } => audit_log.as_deref(),
@@ -209,6 +211,7 @@ impl Config {
     }
 
     /// The state database, with `--state-url`.
+    #[cfg(test)]
     pub fn state_db(&self) -> Option<&DbTarget> {
         match &self.state {
             Location::Postgres(target) => Some(target),

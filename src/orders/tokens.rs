@@ -254,7 +254,8 @@ impl Confirmations {
         &self.store
     }
 
-    /// Reads the time from `clock` instead of the system.
+    /// Reads the time from `clock` instead of the system (for the unit tests).
+    #[cfg(test)]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

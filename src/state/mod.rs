@@ -239,14 +239,6 @@ impl Store {
         each!(self, b => b.append_audit(entry).await)
     }
 
-    /// Whether audit records are kept at all (`--audit-log off` keeps none).
-    pub fn keeps_audit(&self) -> bool {
-        match &*self.backend {
-            Backend::Files(f) => f.audit_path().is_some(),
-            _ => true,
-        }
-    }
-
     /// A test-only view of the in-memory backend.
     #[cfg(test)]
     pub(crate) fn as_memory(&self) -> Option<&memory::Memory> {
