@@ -6,6 +6,9 @@
 //! is rustls's crypto provider, installed once and identically by whichever test comes first).
 //! `Cargo.toml` sets `autotests = false` and names this file as the only integration test, so a
 //! new file in `tests/` does nothing until it is declared here.
+//!
+//! The areas of a part a build may leave out (cargo features `oauth`, `postgres`,
+//! `legacy-sse`) are compiled only with it; the README's `cargo test` has them all.
 
 mod common;
 
@@ -27,6 +30,7 @@ mod interop;
 mod load;
 mod log_privacy;
 mod model_reads;
+#[cfg(feature = "oauth")]
 mod oauth;
 mod oauth_provider;
 mod order_card;
@@ -35,11 +39,12 @@ mod order_card_rules;
 mod packaging;
 mod post_answers;
 mod products;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "postgres"))]
 mod replicas;
 mod resources_prompts;
 mod safety;
 mod sandbox;
+#[cfg(feature = "legacy-sse")]
 mod sse;
 #[cfg(unix)]
 mod state_dir;

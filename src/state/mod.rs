@@ -4,8 +4,8 @@
 //! A [`Store`] is chosen once, from the configuration ([`Location`]):
 //! - **the state directory** ([`files`]): one marker file per used token, `audit.jsonl`, the key
 //!   file, under the file rules of [`private`] (owner-only, never through a link);
-//! - **PostgreSQL** ([`postgres`], `--state-url`): the same in tables every replica shares,
-//!   with the database's clock, on the process's one runtime.
+//! - **PostgreSQL** (`postgres`, `--state-url`, cargo feature `postgres`): the same in tables
+//!   every replica shares, with the database's clock, on the process's one runtime.
 //!
 //! Every operation is `async` and fails with one error type, [`StateError`], whose text names
 //! what to check. The store keeps no rule of the order promise: those are in `crate::orders`,
@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod ledger;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
 
@@ -30,6 +31,7 @@ use chrono::{DateTime, Utc};
 pub use ledger::{
     Claim, NotApproved, RETAIN, Recorded, SWEEP_AT_MOST, StoreTime, Swept, Use, UseState,
 };
+#[cfg(feature = "postgres")]
 pub use postgres::DbTarget;
 
 /// Where state is kept, as the configuration says.
@@ -43,6 +45,7 @@ pub enum Location {
         inside: Option<PathBuf>,
     },
     /// PostgreSQL, shared by every replica.
+    #[cfg(feature = "postgres")]
     Postgres(Box<DbTarget>),
 }
 
@@ -86,6 +89,7 @@ pub struct Store {
 
 enum Backend {
     Files(files::Files),
+    #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
     #[cfg(test)]
     Memory(memory::Memory),
@@ -105,6 +109,7 @@ macro_rules! each {
     ($self:ident, $b:ident => $call:expr) => {
         match &*$self.backend {
             Backend::Files($b) => $call,
+            #[cfg(feature = "postgres")]
             Backend::Postgres($b) => $call,
             #[cfg(test)]
             Backend::Memory($b) => $call,
@@ -127,6 +132,7 @@ impl Store {
                 let key = files.key()?;
                 (Backend::Files(files), key)
             }
+            #[cfg(feature = "postgres")]
             Location::Postgres(target) => {
                 let db = postgres::Postgres::open(target).await?;
                 let key = db.signing_key().await?;
@@ -157,6 +163,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match &*self.backend {
             Backend::Files(f) => format!("the state directory {}", f.dir().display()),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => format!("the state database {}", db.shown()),
             #[cfg(test)]
             Backend::Memory(_) => "memory".to_owned(),
@@ -167,6 +174,7 @@ impl Store {
     /// for a state directory, which start-up already checked).
     pub async fn check(&self) -> Result<Option<String>, StateError> {
         match &*self.backend {
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => {
                 let version = db.version().await?;
                 Ok(Some(format!(
@@ -181,6 +189,7 @@ impl Store {
     /// The rate limit to 1NCE shared by every replica, when the store is shared.
     pub fn shared_bucket(&self) -> Option<Arc<dyn crate::rate_limit::SharedBucket>> {
         match &*self.backend {
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => Some(Arc::new(db.rate_buckets())),
             _ => None,
         }
