@@ -16,6 +16,7 @@
 //! - The protected resource metadata (RFC 9728) clients discover the authorization server
 //!   from, and the `WWW-Authenticate` challenges that point to it.
 //!
+//! - `signatures`: the tokens' signatures, checked with ring as jsonwebtoken's crypto provider.
 //! - `introspection`: opaque access tokens, when this server has a client of its own at the
 //!   authorization server (`--oauth-client-id`): asked about (RFC 7662), held to the same
 //!   rules, at a limited rate.
@@ -29,6 +30,8 @@ pub mod discovery;
 pub mod introspection;
 #[cfg(feature = "oauth")]
 pub mod keys;
+#[cfg(feature = "oauth")]
+mod signatures;
 
 #[cfg(feature = "oauth")]
 use std::collections::HashMap;
@@ -251,6 +254,8 @@ impl ResourceServer {
         public_url: &Url,
         introspection: Option<(String, SecretString)>,
     ) -> Result<ResourceServer, String> {
+        // Signatures are checked with ring, before any token arrives.
+        signatures::install();
         let http = http_client(issuer)?;
         let found = discovery::discover(&http, issuer).await?;
         let introspector = match (introspection, &found.introspection_endpoint) {
