@@ -27,7 +27,6 @@ mod hostile_input;
 mod http;
 mod hygiene;
 mod interop;
-mod load;
 mod log_privacy;
 mod model_reads;
 #[cfg(feature = "oauth")]
@@ -53,3 +52,4 @@ mod stdio_fuzz;
 #[cfg(unix)]
 mod stdio_streams;
 mod tools_snapshot;
+mod upstream_requests;
