@@ -201,7 +201,7 @@ pub fn start(queued: bool) -> Option<Drain> {
 /// notifications at info: confirmation tokens (capabilities to spend money) and delivery
 /// addresses (personal data). At warn and error it names failures, and quotes only the JSON-RPC
 /// errors this server answers with, whose texts hold neither.
-/// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
+/// hyper, hyper-util, reqwest and axum were checked at trace: they log connections and
 /// frame kinds, never bodies or header values.
 /// tokio-postgres (through the `log` bridge) logs every statement's parameters at debug: the
 /// signing key as it is stored, token ids, audit records. Its notices at info are kept.
