@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{SubsecRound, Utc};
-use rand::RngCore as _;
+use rand::Rng as _;
 
 use super::CreateResponse;
 use super::model::{DeliveryAddress, Order, OrderStatus, OrderType, OrderedProduct, Product};

@@ -38,7 +38,7 @@ pub mod stdio;
 
 /// 128 random bits in hex: session ids and confirmation scopes nobody can guess.
 pub(crate) fn random_id() -> String {
-    use rand::RngCore;
+    use rand::Rng;
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     crate::hex(&bytes)

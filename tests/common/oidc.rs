@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rand::RngCore;
+use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
