@@ -73,6 +73,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
             crate::oneshot::run(server, &tool, arguments).await
         }
         Some(Command::Check) => check(&server, &store).await,
+        Some(Command::Mirror { action }) => mirror(&server, action).await,
         _ => match config.http.clone() {
             Some(settings) => crate::transport::serve_http(server, settings, &against)
                 .await
@@ -122,6 +123,13 @@ async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
         Err(why) => writeln!(out, "state store clock: FAIL: {why}"),
     }
     .map_err(report)?;
+    if let Some(mirror) = server.mirror() {
+        let line = match mirror.coverage().await {
+            Ok(coverage) => mirror_line(&coverage),
+            Err(e) => format!("cannot be read ({e}); answers read 1NCE directly"),
+        };
+        writeln!(out, "order mirror: {line}").map_err(report)?;
+    }
     let verdict = crate::setup_check::run(server.client(), &mut out)
         .await
         .map_err(report)?;
@@ -133,6 +141,48 @@ async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
             message: String::new(),
         }),
     }
+}
+
+/// `mirror status` and `mirror drop`.
+async fn mirror(server: &OrderServer, action: crate::config::MirrorAction) -> Result<(), Exit> {
+    let Some(mirror) = server.mirror() else {
+        return Err(Exit::usage(
+            "the order mirror is off (--mirror off or ONCE_MIRROR=off): it keeps nothing",
+        ));
+    };
+    let failed = |e: crate::state::StateError| Exit::failure(format!("the order mirror: {e}"));
+    match action {
+        crate::config::MirrorAction::Drop => {
+            mirror.drop_all().await.map_err(failed)?;
+            println!("order mirror: dropped; it fills again on next use");
+            Ok(())
+        }
+        crate::config::MirrorAction::Status => {
+            let coverage = mirror.coverage().await.map_err(failed)?;
+            println!("order mirror: {}", mirror_line(&coverage));
+            Ok(())
+        }
+    }
+}
+
+/// How much the mirror holds and how its sync goes, in one line.
+fn mirror_line(coverage: &crate::mirror::Coverage) -> String {
+    let mut line = format!("holds {}", coverage.describe());
+    if coverage.complete() {
+        line.push_str(", the whole account");
+        if let Some(at) = coverage.last_pass {
+            line.push_str(&format!(
+                " (newest pages read {})",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+    } else {
+        line.push_str("; the rest is read in the background while the server runs");
+    }
+    if let Some(error) = &coverage.error {
+        line.push_str(&format!("; the sync stopped: {error}"));
+    }
+    line
 }
 
 fn print_tools(tools: &ToolSet) -> ExitCode {
@@ -161,7 +211,11 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
         Upstream::Sandbox => {
-            let started = Sandbox::start().await.map_err(|e| {
+            let options = crate::sandbox::SandboxOptions {
+                orders: config.sandbox_orders,
+                ..Default::default()
+            };
+            let started = Sandbox::start_with(options).await.map_err(|e| {
                 Exit::failure(format!("could not start the sandbox on 127.0.0.1: {e}"))
             })?;
             let url = started
@@ -203,6 +257,7 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
             limits: config.limits.clone(),
             approval_timeout: Some(config.confirmation_ttl),
             order_card: config.order_card,
+            mirror: config.mirror,
         },
     );
     Ok((server, sandbox, store))

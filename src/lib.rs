@@ -22,7 +22,9 @@
 //!    the 1NCE models and errors, never HTTP.
 //! 5. [`oauth`]: who calls, when the server is an OAuth resource server: access tokens checked
 //!    against the issuer, scopes, the person.
-//! 6. [`orders`]: the order promise (nothing ordered without the person's approval, at the price
+//! 6. [`orders`] and [`mirror`]. [`mirror`]: every order read from 1NCE kept in the state store,
+//!    synced in the background within a share of the rate limit, so searches answer from it.
+//!    [`orders`]: the order promise (nothing ordered without the person's approval, at the price
 //!    they saw, never twice): confirmation tokens and their single use, the catalogue and limit
 //!    checks, what an answer to the order POST means, the audit records, the search for an
 //!    order whose answer was lost. Knows nothing of MCP.
@@ -53,6 +55,7 @@ pub mod clock;
 pub mod config;
 pub mod exit_status;
 pub mod mcp;
+pub mod mirror;
 pub mod oauth;
 pub mod oneshot;
 pub mod orders;

@@ -140,8 +140,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["mcp"],
     // Who calls (OAuth access tokens, scopes, the person).
     &["oauth"],
-    // The order promise.
-    &["orders"],
+    // The order promise; the mirror of the order book.
+    &["orders", "mirror"],
     // The 1NCE client.
     &["api"],
     // Stored state.

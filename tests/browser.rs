@@ -8,7 +8,8 @@
 //! really has.
 //!
 //! Chromium is Debian's `chromium` (`.ci/run` installs it); `ONCE_INTEROP_CHROMIUM` may name
-//! another. Without it the test says so and passes, unless `ONCE_INTEROP_REQUIRED=1`.
+//! another. Without it the test skips (listed at the end of the run, see `common::skip`), unless
+//! `ONCE_INTEROP_REQUIRED=1`.
 
 use std::path::Path;
 use std::process::Stdio;

@@ -7,27 +7,9 @@ use std::process::Stdio;
 
 use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::common;
-use crate::common::{command, posts, sandbox_env, temp_dir};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
+use crate::common::{Run, command, posts, sandbox_env, temp_dir, with_token};
 
 /// Runs the binary once against `sandbox` with the given state directory.
 async fn run(sandbox: &Sandbox, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
@@ -47,25 +29,7 @@ async fn run_with(
     let mut env = sandbox_env(&url).to_vec();
     env.push(("ONCE_STATE_DIR", state));
     env.extend_from_slice(extra);
-    let mut cmd = command(args, &env);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input.as_bytes()).await.unwrap();
-    }
-    let out = child.wait_with_output().await.unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(command(args, &env), stdin).await
 }
 
 /// `1nce-mcp call create_order --args ARGS`, once.
@@ -82,10 +46,9 @@ async fn create_order(sandbox: &Sandbox, state: &Path, args: &str) -> Run {
 const ORDER: &str =
     r#"{"products": [{"product_id": 1001, "quantity": 4}], "customer_reference": "cli"}"#;
 
+/// [`ORDER`] with `token`, which may be made up; a real preview's is [`Run::confirming`].
 fn confirm_args(token: &str) -> String {
-    let mut args: Value = serde_json::from_str(ORDER).unwrap();
-    args["confirmation_token"] = json!(token);
-    args.to_string()
+    with_token(serde_json::from_str(ORDER).unwrap(), &json!(token)).to_string()
 }
 
 #[tokio::test]
@@ -138,19 +101,17 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
 
     // Preview in one process, confirmation in another.
     let preview = create_order(&sandbox, &state, ORDER).await;
-    assert_eq!(preview.code, 0, "{}", preview.stderr);
-    let preview = preview.json();
-    assert_eq!(preview["status"], "confirmation_required");
+    let confirm = preview.confirming(ORDER);
+    assert_eq!(preview.json()["status"], "confirmation_required");
     assert_eq!(posts(&sandbox), 0);
-    let token = preview["confirmation_token"].as_str().unwrap();
-    let placed = create_order(&sandbox, &state, &confirm_args(token)).await;
+    let placed = create_order(&sandbox, &state, &confirm).await;
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     let placed = placed.json();
     assert_eq!(placed["status"], "placed");
     assert_eq!(posts(&sandbox), 1);
 
     // A third process: the token is spent and names the order.
-    let again = create_order(&sandbox, &state, &confirm_args(token)).await;
+    let again = create_order(&sandbox, &state, &confirm).await;
     assert_eq!(again.code, 1);
     assert!(again.stdout.is_empty());
     assert!(
@@ -368,11 +329,10 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
         None,
     )
     .await
-    .json();
-    let short = short["confirmation_token"].as_str().unwrap().to_owned();
+    .confirming(ORDER);
     // Not waiting for a signal: outliving the token's 2 s lifetime is the behaviour under test.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let out = create_order(&sandbox, &state, &confirm_args(&short)).await;
+    let out = create_order(&sandbox, &state, &short).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("expired at"), "{}", out.stderr);
     assert_eq!(posts(&sandbox), 0);
@@ -383,18 +343,14 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
     let live = Sandbox::start().await.unwrap();
     let state = temp_dir("state");
     // A preview on the built-in sandbox...
-    let out = command(
+    let preview = common::run(
+        None,
         &["--sandbox", "call", "create_order", "--args", ORDER],
         &[("ONCE_STATE_DIR", state.to_str().unwrap())],
     )
-    .stdin(Stdio::null())
-    .output()
-    .await
-    .unwrap();
-    let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    .await;
     // ...confirmed by a process that talks to "1NCE" with the same state directory.
-    let out = create_order(&live, &state, &confirm_args(&token)).await;
+    let out = create_order(&live, &state, &preview.confirming(ORDER)).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
     assert_eq!(posts(&live), 0);
@@ -411,9 +367,8 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
 
     // A preview for one API is refused by another, with the same state directory.
     let other = Sandbox::start().await.unwrap();
-    let preview = create_order(&live, &state, ORDER).await.json();
-    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
-    let out = create_order(&other, &state, &confirm_args(&token)).await;
+    let confirm = create_order(&live, &state, ORDER).await.confirming(ORDER);
+    let out = create_order(&other, &state, &confirm).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("another 1NCE account or environment"),
@@ -428,10 +383,9 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
 async fn an_identical_order_sent_lately_is_named_in_the_next_preview() {
     let sandbox = Sandbox::start().await.unwrap();
     let state = temp_dir("state");
-    let first = create_order(&sandbox, &state, ORDER).await.json();
-    assert!(first.get("identical_recent").is_none(), "{first}");
-    let token = first["confirmation_token"].as_str().unwrap().to_owned();
-    let placed = create_order(&sandbox, &state, &confirm_args(&token))
+    let first = create_order(&sandbox, &state, ORDER).await;
+    assert!(first.json().get("identical_recent").is_none(), "{first:?}");
+    let placed = create_order(&sandbox, &state, &first.confirming(ORDER))
         .await
         .json();
     let number = placed["order_number"].as_u64().unwrap();
@@ -457,8 +411,9 @@ async fn two_concurrent_confirmations_place_exactly_one_order() {
     let sandbox = Sandbox::start().await.unwrap();
     let state = temp_dir("state");
     for _ in 0..3 {
-        let preview = create_order(&sandbox, &state, ORDER).await.json();
-        let args = confirm_args(preview["confirmation_token"].as_str().unwrap());
+        let args = create_order(&sandbox, &state, ORDER)
+            .await
+            .confirming(ORDER);
         let argv = ["call", "create_order", "--args", args.as_str()];
         let (a, b) = tokio::join!(
             run(&sandbox, &state, &argv, None),
@@ -506,16 +461,14 @@ async fn a_closed_stdout_ends_quietly_with_the_documented_status() {
     // An order placed by a call whose output nobody reads is still reported, on stderr.
     let sandbox = Sandbox::start().await.unwrap();
     let state = temp_dir("state");
-    let preview = create_order(&sandbox, &state, ORDER).await.json();
-    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    let confirm = create_order(&sandbox, &state, ORDER)
+        .await
+        .confirming(ORDER);
     let url = sandbox.base_url();
     let mut env = sandbox_env(&url).to_vec();
     env.push(("ONCE_STATE_DIR", state.to_str().unwrap()));
-    let (code, stderr) = with_closed_stdout(
-        &["call", "create_order", "--args", &confirm_args(&token)],
-        &env,
-    )
-    .await;
+    let (code, stderr) =
+        with_closed_stdout(&["call", "create_order", "--args", &confirm], &env).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("the order WAS placed (order 20000000"),

@@ -1,10 +1,10 @@
 //! One approval is one order whatever any clock says (issue 24), tried as an attacker would:
 //! processes run at another time under libfaketime (Debian's `faketime`), which fakes the
 //! process's clock but not the file system's or the database's. Each test needs `faketime`;
-//! without it a test says so and passes, unless `ONCE_INTEROP_REQUIRED=1` (CI).
+//! without it a test skips (listed at the end of the run, see `common::skip`), or fails under
+//! `ONCE_INTEROP_REQUIRED=1` (CI).
 
 use onence_mcp::sandbox::Sandbox;
-use serde_json::Value;
 
 use crate::common::{self, Run, run, sandbox_env, temp_dir};
 
@@ -23,25 +23,15 @@ async fn create_order(
     run(clock, &argv, env).await
 }
 
-fn with_token(order: &str, token: &str) -> String {
-    let mut args: Value = serde_json::from_str(order).unwrap();
-    args["confirmation_token"] = token.into();
-    args.to_string()
-}
-
 /// The attack of issue 24, on any state store (`state`): a token is placed; a process whose
 /// clock is days ahead previews (which cleans up used tokens) and checks; the token must stay
 /// spent, and nothing is posted twice.
 async fn one_approval_one_order(state: &[&str], sandbox: &Sandbox) {
     let url = sandbox.base_url();
     let env = sandbox_env(&url);
-    let preview = create_order(None, state, ORDER, &env).await;
-    assert_eq!(preview.code, 0, "{preview:?}");
-    let token = preview.json()["confirmation_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let confirm = with_token(ORDER, &token);
+    let confirm = create_order(None, state, ORDER, &env)
+        .await
+        .confirming(ORDER);
     let placed = create_order(None, state, &confirm, &env).await;
     assert_eq!(placed.code, 0, "{placed:?}");
     assert_eq!(common::posts(sandbox), 1);
@@ -119,7 +109,7 @@ async fn one_approval_is_one_order_whatever_a_replica_s_clock_says() {
     if !common::faketime_installed() {
         return;
     }
-    let Some(pg) = Postgres::start("clocks-replicas") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -140,12 +130,9 @@ async fn one_approval_is_one_order_whatever_a_replica_s_clock_says() {
 async fn a_claim_refused_on_a_full_disk_leaves_the_token_usable() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var("ONCE_INTEROP_REQUIRED").as_deref() != Ok("1"),
-            "a_claim_refused_on_a_full_disk_leaves_the_token_usable needs root to mount a tmpfs"
-        );
-        eprintln!(
-            "SKIPPED a_claim_refused_on_a_full_disk_leaves_the_token_usable: needs root (to mount a small tmpfs as a full disk)"
+        common::skip(
+            "not running as root, which mounting a small tmpfs (the full disk) needs",
+            "run the tests as root, as CI does",
         );
         return;
     }
@@ -155,13 +142,9 @@ async fn a_claim_refused_on_a_full_disk_leaves_the_token_usable() {
     let sandbox = Sandbox::start().await.unwrap();
     let url = sandbox.base_url();
     let env = sandbox_env(&url);
-    let preview = create_order(None, &state_arg, ORDER, &env).await;
-    assert_eq!(preview.code, 0, "{preview:?}");
-    let token = preview.json()["confirmation_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let confirm = with_token(ORDER, &token);
+    let confirm = create_order(None, &state_arg, ORDER, &env)
+        .await
+        .confirming(ORDER);
 
     let filler = disk.fill();
     let full = create_order(None, &state_arg, &confirm, &env).await;

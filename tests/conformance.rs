@@ -9,8 +9,8 @@
 //! looked at rather than silently skipped.
 //!
 //! The suite runs on Node.js >= 22 (`ONCE_INTEROP_NODE22`) from `ONCE_INTEROP_CONFORMANCE`,
-//! both set by `eval "$(scripts/interop-setup)"`. Without them these tests say so and pass,
-//! unless `ONCE_INTEROP_REQUIRED=1`.
+//! both set by `eval "$(scripts/interop-setup)"`. Without them these tests skip (listed at the
+//! end of the run, see `common::skip`), or fail under `ONCE_INTEROP_REQUIRED=1`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

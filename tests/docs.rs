@@ -6,6 +6,8 @@ use std::process::Stdio;
 
 use onence_mcp::mcp::OrderServer;
 
+#[cfg(unix)]
+use crate::common::Group;
 use crate::common::{self, Stderr};
 
 const README: &str = include_str!("../README.md");
@@ -69,11 +71,13 @@ async fn help_readme_and_skill_name_exactly_the_tools() {
 }
 
 /// One command of a ```sh block: the text before its comment.
+#[cfg(unix)]
 fn command_part(line: &str) -> &str {
     line.split(" #").next().unwrap().trim()
 }
 
 /// The lines of README's shell blocks.
+#[cfg(unix)]
 fn shell_lines() -> Vec<&'static str> {
     let mut lines = Vec::new();
     let mut in_shell = false;
@@ -88,6 +92,7 @@ fn shell_lines() -> Vec<&'static str> {
     lines
 }
 
+#[cfg(unix)] // a shell runs each line
 #[tokio::test]
 async fn readme_sandbox_examples_run_as_written() {
     let bin_dir = common::binary().parent().unwrap().to_path_buf();
@@ -139,10 +144,14 @@ async fn readme_sandbox_examples_run_as_written() {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if serves {
-            let mut child = shell.spawn().unwrap();
-            let stderr = Stderr::capture(child.stderr.take().unwrap());
+            // The shell starts the server: killing the shell alone left the server running
+            // after the tests, so the shell leads a process group and the group is killed.
+            let mut server = Group::spawn(shell);
+            let stderr = Stderr::capture(server.child.stderr.take().unwrap());
             stderr.wait_for(" ready on ").await;
-            child.kill().await.unwrap();
+            server.kill();
+            // Every process that held the shell's stderr is gone, the server with it.
+            stderr.until_closed().await;
             served += 1;
             continue;
         }

@@ -16,7 +16,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::{child, posts, sandbox_env, temp_dir, text};
+use crate::common::{child, confirming, posts, sandbox_env, temp_dir, text, with_token};
 
 /// What the simulated person does with the approval form.
 #[derive(Clone, Copy, Debug)]
@@ -150,9 +150,7 @@ async fn preview_and_confirm(session: &Session) -> CallToolResult {
         session.shown().is_empty(),
         "a preview asks nobody: it orders nothing"
     );
-    let mut args = order();
-    args["confirmation_token"] = preview["confirmation_token"].clone();
-    session.call(args).await
+    session.call(confirming(&order(), &preview)).await
 }
 
 fn audit_events(path: &Path) -> Vec<(String, String)> {
@@ -281,11 +279,10 @@ async fn require_human_approval_accepts_a_client_that_can_ask() {
 
     // A token the person approved once cannot place a second order.
     let again = session
-        .call({
-            let mut args = order();
-            args["confirmation_token"] = json!("ct_00000000000000000000000000000000");
-            args
-        })
+        .call(with_token(
+            order(),
+            &json!("ct_00000000000000000000000000000000"),
+        ))
         .await;
     assert_eq!(again.is_error, Some(true));
     assert_eq!(posts(&sandbox), 1);
@@ -305,8 +302,7 @@ async fn a_forged_answer_without_the_servers_sealed_state_is_not_approval() {
     )
     .await;
     let preview = session.call(order()).await.structured_content.unwrap();
-    let mut args = order();
-    args["confirmation_token"] = preview["confirmation_token"].clone();
+    let args = confirming(&order(), &preview);
     let mut answers = rmcp::model::InputResponses::new();
     answers.insert(
         "approve_order".to_owned(),
@@ -359,8 +355,7 @@ async fn a_no_in_the_form_ends_the_token_for_every_process() {
         )
         .await;
         let preview = session.call(order()).await.structured_content.unwrap();
-        let mut confirm = order();
-        confirm["confirmation_token"] = preview["confirmation_token"].clone();
+        let confirm = confirming(&order(), &preview);
         let refused = session.call(confirm.clone()).await;
         assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
         session.client.cancel().await.unwrap();
@@ -392,8 +387,7 @@ async fn a_preview_made_under_require_human_approval_is_never_placed_without_the
     let preview = session.call(order()).await.structured_content.unwrap();
     assert_eq!(preview["approval"], "approval_form");
     session.client.cancel().await.unwrap();
-    let mut confirm = order();
-    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let confirm = confirming(&order(), &preview);
     // A process without the flag and without a form.
     let (code, stderr) = call_once(&sandbox, &state, &confirm).await;
     assert_eq!(code, 1, "{stderr}");
@@ -416,9 +410,7 @@ async fn a_price_changed_since_the_preview_is_refused_naming_both_prices() {
     );
     // 1NCE raises the price while the person looks at the preview.
     sandbox.set_one_time_charge(1001, 4500);
-    let mut confirm = args.clone();
-    confirm["confirmation_token"] = preview["confirmation_token"].clone();
-    let refused = session.call(confirm).await;
+    let refused = session.call(confirming(&args, &preview)).await;
     let message = text(&refused);
     assert_eq!(refused.is_error, Some(true), "{message}");
     assert!(message.contains("1000.00 EUR"), "{message}");

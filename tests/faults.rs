@@ -9,7 +9,7 @@ use std::time::Duration;
 use onence_mcp::sandbox::{Fault, Sandbox};
 use serde_json::{Value, json};
 
-use crate::common::{Server, posts, sandbox_env, spawn, spawn_against, text};
+use crate::common::{Server, confirming, posts, sandbox_env, spawn, spawn_against, text};
 
 /// Fast retries, no client-side rate limit (tested on its own below).
 const FAST: &[&str] = &["--retry-backoff", "1ms", "--rate-limit", "off"];
@@ -57,9 +57,7 @@ fn order_args() -> Value {
 /// Previews an order and returns the confirming arguments.
 async fn approved(server: &Server) -> Value {
     let preview = server.ok("create_order", order_args()).await;
-    let mut args = order_args();
-    args["confirmation_token"] = preview["confirmation_token"].clone();
-    args
+    confirming(&order_args(), &preview)
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use onence_mcp::sandbox::Sandbox;
 use rmcp::model::{CallToolRequestParams, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -177,13 +176,11 @@ impl ClientHandler for ProgressRecorder {
 async fn reports_progress_page_by_page_when_asked() {
     let sandbox = Sandbox::start().await.unwrap();
     let url = sandbox.base_url();
-    let cmd = command(&[], &sandbox_env(&url));
+    // Its stderr captured, not inherited: the ready line would land in cargo test's output.
+    let (transport, _stderr) = common::child(&[], &sandbox_env(&url));
     let recorder = ProgressRecorder::default();
-    let client: RunningService<RoleClient, ProgressRecorder> = recorder
-        .clone()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .unwrap();
+    let client: RunningService<RoleClient, ProgressRecorder> =
+        recorder.clone().serve(transport).await.unwrap();
     // rmcp's client puts a progress token on every request.
     let params = CallToolRequestParams::new("find_orders")
         .with_arguments(json!({"status": "COMPLETED"}).as_object().unwrap().clone());

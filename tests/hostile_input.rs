@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use unicode_general_category::{GeneralCategory, get_general_category};
 
 use crate::common;
-use crate::common::{Server, spawn_against, text};
+use crate::common::{Server, confirming, spawn_against, text};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -596,7 +596,7 @@ fn visible_free_text_reaches_1nce_byte_for_byte() {
                 text(&preview)
             );
             let preview = preview.structured_content.unwrap_or_default();
-            args["confirmation_token"] = preview["confirmation_token"].clone();
+            args = confirming(&args, &preview);
             let placed = runtime.block_on(call(&server, "create_order", &args))?;
             let placed_text = text(&placed);
             let placed = placed.structured_content.unwrap_or_default();

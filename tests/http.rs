@@ -7,6 +7,7 @@ use onence_mcp::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 use crate::common;
+use crate::common::confirming;
 use crate::common::net::{GatedProxy, HttpServer, TOKEN, stateless_call};
 use crate::common::sse::{LegacySession, SseReader};
 
@@ -19,11 +20,6 @@ fn order_args() -> Value {
         "products": [{"product_id": 1001, "quantity": 5}, {"product_id": 1003, "quantity": 20}],
         "customer_reference": "fleet-http"
     })
-}
-
-fn with_token(mut args: Value, token: &Value) -> Value {
-    args["confirmation_token"] = token.clone();
-    args
 }
 
 #[tokio::test]
@@ -54,17 +50,13 @@ async fn streamable_http_serves_all_four_tools_and_the_confirmation_flow() {
     let preview = session.ok("create_order", order_args()).await;
     assert_eq!(preview["status"], "confirmation_required");
     assert_eq!(common::posts(&sandbox), 0, "a preview posts nothing");
-    let token = preview["confirmation_token"].clone();
-    let placed = session
-        .ok("create_order", with_token(order_args(), &token))
-        .await;
+    let confirm = confirming(&order_args(), &preview);
+    let placed = session.ok("create_order", confirm.clone()).await;
     assert_eq!(placed["status"], "placed");
     let number = placed["order_number"].as_u64().unwrap();
     assert_eq!(common::posts(&sandbox), 1);
     assert_eq!(sandbox.orders().len(), before + 1);
-    let again = session
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let again = session.err("create_order", confirm).await;
     assert!(again.contains(&format!("placed order {number}")), "{again}");
     assert_eq!(common::posts(&sandbox), 1);
     session.client.cancel().await.unwrap();
@@ -77,16 +69,12 @@ async fn a_confirmation_token_from_one_session_is_refused_in_another() {
     let alice = server.client(None).await;
     let bob = server.client(None).await;
     let preview = alice.ok("create_order", order_args()).await;
-    let token = preview["confirmation_token"].clone();
-    let refused = bob
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let confirm = confirming(&order_args(), &preview);
+    let refused = bob.err("create_order", confirm.clone()).await;
     assert!(refused.contains("another MCP session"), "{refused}");
     assert_eq!(common::posts(&sandbox), 0);
     // The session it was issued to can still use it.
-    let placed = alice
-        .ok("create_order", with_token(order_args(), &token))
-        .await;
+    let placed = alice.ok("create_order", confirm).await;
     assert_eq!(placed["status"], "placed");
     assert_eq!(common::posts(&sandbox), 1);
 }
@@ -368,6 +356,25 @@ async fn a_listed_origin_can_run_a_session_from_a_browser() {
     assert_eq!(no_token.status(), 401);
 }
 
+/// A POST to `path` whose headers announce a JSON body of `length` bytes, none of which is sent;
+/// all the server answers before it closes the connection.
+async fn announce_body(server: &HttpServer, path: &str, length: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = server.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::PATIENCE, tcp.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("{path}: the server waited for the body it was told of"))
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn status_codes_follow_the_transport_spec() {
     let sandbox = sandbox().await;
@@ -410,21 +417,12 @@ async fn status_codes_follow_the_transport_spec() {
         .await
         .unwrap();
     assert_eq!(sse_html.status(), 406);
-    let huge = format!(
-        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
-        "x".repeat(1024 * 1024 + 1024)
-    );
+    // A body over the 1 MiB limit is refused from its Content-Length, before a byte of it is
+    // read, and the connection closed. The request announces one and sends none of it: a client
+    // still writing a whole body when the answer came broke off now and then with EPIPE.
     for path in ["/mcp", "/message?sessionId=0123456789abcdef"] {
-        // A fresh connection each: the server answers before reading the whole body and closes.
-        let too_big = reqwest::Client::new()
-            .post(server.url(path))
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(huge.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(too_big.status(), 413, "{path}");
+        let answer = announce_body(&server, path, 1024 * 1024 + 1024).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
     }
     assert!(sandbox.requests().is_empty(), "nothing reached 1NCE");
 }
@@ -459,7 +457,7 @@ async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
     proxy.open();
     let preview = alice.ok("create_order", order_args()).await;
     proxy.close();
-    let token = preview["confirmation_token"].clone();
+    let confirm = confirming(&order_args(), &preview);
     let before = sandbox.orders().len();
     let seen = proxy.arrived();
 
@@ -467,7 +465,7 @@ async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
         tokio::join!(
             alice.ok("list_orders", json!({"page": 2, "page_size": 10})),
             bob.ok("get_order", json!({"order_number": 2000000002u64})),
-            alice.ok("create_order", with_token(order_args(), &token)),
+            alice.ok("create_order", confirm),
         )
     };
     let interrupt = async {
@@ -512,19 +510,16 @@ async fn stateless_requests_can_confirm_but_sessions_cannot_use_their_tokens() {
     let server = HttpServer::against(&sandbox.base_url(), &[], &[]).await;
     let args = json!({"products": [{"product_id": 1001, "quantity": 2}]});
     let preview = stateless_call(&server, "create_order", args.clone()).await;
-    let token = preview["structuredContent"]["confirmation_token"].clone();
-    assert!(token.is_string(), "{preview}");
+    let confirm = confirming(&args, &preview["structuredContent"]);
 
     // A session cannot redeem a token previewed outside it.
     let session = server.client(None).await;
-    let refused = session
-        .err("create_order", with_token(args.clone(), &token))
-        .await;
+    let refused = session.err("create_order", confirm.clone()).await;
     assert!(refused.contains("another MCP session"), "{refused}");
     assert_eq!(common::posts(&sandbox), 0);
 
     // A later stateless request can: there is no session to bind it to.
-    let placed = stateless_call(&server, "create_order", with_token(args, &token)).await;
+    let placed = stateless_call(&server, "create_order", confirm).await;
     assert_eq!(placed["structuredContent"]["status"], "placed", "{placed}");
     assert_eq!(common::posts(&sandbox), 1);
 }

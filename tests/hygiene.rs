@@ -7,7 +7,7 @@ use onence_mcp::sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::common::{command, spawn};
+use crate::common::{command, confirming, spawn};
 
 /// Speaks raw JSON-RPC lines to the binary, as any MCP client would, and checks every line it
 /// writes to stdout is a JSON-RPC message.
@@ -107,10 +107,8 @@ async fn secrets_never_appear_in_logs_or_results() {
     sandbox.expire_tokens(); // forces a renewal mid-session
     let args = json!({"products": [{"product_id": 1001, "quantity": 1}]});
     let preview = server.call("create_order", args.clone()).await;
-    let token = preview.structured_content.clone().unwrap()["confirmation_token"].clone();
+    let confirm = confirming(&args, preview.structured_content.as_ref().unwrap());
     results.push(preview);
-    let mut confirm = args;
-    confirm["confirmation_token"] = token;
     results.push(server.call("create_order", confirm).await);
     let stderr = server.stop().await;
 

@@ -3,9 +3,9 @@
 //! arguments another client encodes differently, revisions another SDK negotiates.
 //!
 //! The clients are installed by `scripts/interop-setup` (CI runs it; see `.ci/run`), which
-//! exports `ONCE_INTEROP_PYTHON` and `ONCE_INTEROP_INSPECTOR`. Without them these tests say so
-//! on stderr and pass, unless `ONCE_INTEROP_REQUIRED=1`, as in CI, makes a missing client a
-//! failure.
+//! exports `ONCE_INTEROP_PYTHON` and `ONCE_INTEROP_INSPECTOR`. Without them these tests skip
+//! (listed at the end of the run, see `common::skip`), unless `ONCE_INTEROP_REQUIRED=1`, as in
+//! CI, makes a missing client a failure.
 
 use std::path::PathBuf;
 
@@ -14,13 +14,10 @@ use serde_json::Value;
 use crate::common::net::HttpServer;
 use crate::common::{binary, installed, temp_dir};
 
-/// The installed client named by `var`, or `None` (after saying so) when it is not installed.
+/// The installed client named by `var`, or `None` (after [`crate::common::skip`]) when it is not
+/// installed.
 pub(crate) fn client(var: &str) -> Option<PathBuf> {
-    installed(
-        var,
-        None,
-        "run `eval \"$(scripts/interop-setup)\"` to test with it",
-    )
+    installed(var, None, "run `eval \"$(scripts/interop-setup)\"`")
 }
 
 fn server_args(state: &std::path::Path) -> Vec<String> {
@@ -38,6 +35,8 @@ pub(crate) async fn run(program: &PathBuf, args: &[String]) -> (bool, String, St
         tokio::process::Command::new(program)
             .args(args)
             .env_remove("RUST_LOG")
+            // Killed if it outlives the timeout; a server it spawned on stdio then sees EOF.
+            .kill_on_drop(true)
             .output(),
     )
     .await

@@ -9,7 +9,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::common::{child, posts, sandbox_env, text};
+use crate::common::{child, confirming, posts, sandbox_env, text};
 use crate::elicitation::{AskingClient, Person};
 
 /// Address values no log line could hold by accident.
@@ -60,9 +60,7 @@ async fn place_an_order_logging(rust_log: &str) -> (String, String) {
     let preview = preview.structured_content.unwrap();
     assert_eq!(preview["approval"], "approval_form");
     let token = preview["confirmation_token"].as_str().unwrap().to_owned();
-    let mut args = order();
-    args["confirmation_token"] = json!(token);
-    let placed = create_order(&client, &args).await;
+    let placed = create_order(&client, &confirming(&order(), &preview)).await;
     assert_ne!(placed.is_error, Some(true), "{}", text(&placed));
     assert_eq!(placed.structured_content.unwrap()["status"], "placed");
     assert_eq!(posts(&sandbox), 1);

@@ -241,10 +241,7 @@ async fn both_forms_answer_the_same_questions() {
     // The placed answer of create_order: the new order whole, as get_order has it.
     let args =
         json!({"products": [{"product_id": 1001, "quantity": 2}], "customer_reference": "fleet-7"});
-    let preview = server.ok("create_order", args.clone()).await;
-    let mut confirm = args.clone();
-    confirm["confirmation_token"] = preview["confirmation_token"].clone();
-    let placed = server.call("create_order", confirm).await;
+    let placed = server.preview_and_confirm(&args).await;
     let text = common::text(&placed);
     let number = placed.structured_content.as_ref().unwrap()["order_number"]
         .as_u64()

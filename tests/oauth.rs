@@ -223,11 +223,7 @@ async fn the_whole_client_journey_from_a_bare_initialize() {
     assert_eq!(names, common::ALL_TOOLS);
     let page = session.ok("list_orders", json!({"page_size": 2})).await;
     assert_eq!(page["orders"].as_array().unwrap().len(), 2);
-    let preview = session.ok("create_order", order()).await;
-    let mut confirm = order();
-    confirm["confirmation_token"] = preview["confirmation_token"].clone();
-    let placed = session.ok("create_order", confirm).await;
-    assert_eq!(placed["status"], "placed", "{placed}");
+    session.place_order(&order()).await;
     assert_eq!(common::posts(&s.sandbox), 1);
 
     // Every record names alice, as her token does.
@@ -513,8 +509,7 @@ async fn two_people_one_previews_and_the_other_cannot_confirm_or_use_the_session
     let alice_session = s.server.client(Some(&alice)).await;
     let bob_session = s.server.client(Some(&bob)).await;
     let preview = alice_session.ok("create_order", order()).await;
-    let mut confirm = order();
-    confirm["confirmation_token"] = preview["confirmation_token"].clone();
+    let confirm = common::confirming(&order(), &preview);
     let refused = bob_session.err("create_order", confirm.clone()).await;
     assert!(
         refused.contains("issued to another person") && refused.contains("nothing was ordered"),

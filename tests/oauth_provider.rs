@@ -3,8 +3,9 @@
 //! the audience, scopes and claims the server will check, refuses other resources, serves the
 //! keys that verify them, and rotates them; a token the harness crafts verifies like a real one.
 //!
-//! Skipped with a message unless oidc-provider is installed (`eval "$(scripts/oidc-setup)"`);
-//! under `ONCE_INTEROP_REQUIRED=1`, as in CI, its absence fails.
+//! Skipped (listed at the end of the run, see `common::skip`) unless oidc-provider is installed
+//! (`eval "$(scripts/oidc-setup)"`); under `ONCE_INTEROP_REQUIRED=1`, as in CI, its absence
+//! fails.
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

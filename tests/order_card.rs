@@ -10,8 +10,8 @@
 //! of what it saw. This file starts everything, and every judgement is here.
 //!
 //! `eval "$(scripts/apps-setup)"` installs the host (pinned by `tests/apps/package-lock.json`) and
-//! Chromium is Debian's `chromium` (or `ONCE_APPS_CHROMIUM`); without them the test says SKIPPED
-//! and passes, unless `ONCE_INTEROP_REQUIRED=1` (CI). Screenshots go to `ONCE_CARD_SHOTS` if set,
+//! Chromium is Debian's `chromium` (or `ONCE_APPS_CHROMIUM`); without them the test skips (listed
+//! at the end of the run, see `common::skip`), unless `ONCE_INTEROP_REQUIRED=1` (CI). Screenshots go to `ONCE_CARD_SHOTS` if set,
 //! else to a scratch directory the test names on stderr.
 //!
 //! The sandbox the POSTs are counted on is started here and reached through `ONCE_API_URL`, so

@@ -3,8 +3,8 @@
 //! the extension's manifest, the MCP Registry's `server.json`, README) telling one story.
 //!
 //! The mcpb CLI comes from `scripts/packaging-setup` (CI runs it), which exports `ONCE_MCPB`.
-//! Without it the bundle test says SKIPPED and passes, unless `ONCE_INTEROP_REQUIRED=1`, as in
-//! CI, makes a missing CLI a failure.
+//! Without it the bundle test skips (listed at the end of the run, see `common::skip`), unless
+//! `ONCE_INTEROP_REQUIRED=1`, as in CI, makes a missing CLI a failure.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use crate::common::{Server, binary, installed, spawn_command, temp_dir};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// How to get the packaging tools, for a test that finds them missing.
-const PACKAGING_SETUP: &str = "run `eval \"$(scripts/packaging-setup)\"` to test with it";
+const PACKAGING_SETUP: &str = "run `eval \"$(scripts/packaging-setup)\"`";
 
 fn read_json(path: impl AsRef<Path>) -> Value {
     let path = path.as_ref();
@@ -37,7 +37,7 @@ fn host_platform() -> String {
 
 /// Runs `cmd` to completion and returns its stdout; fails the test with both streams if it fails.
 async fn stdout_of(cmd: &mut Command, what: &str) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.kill_on_drop(true).output())
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within 5 minutes"))
         .unwrap_or_else(|e| panic!("{what} did not start: {e}"));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
 
-use crate::common::{Server, eventually, posts, spawn_against, text};
+use crate::common::{Server, confirming, eventually, posts, spawn_against, text};
 
 /// What an answer must mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,10 +128,10 @@ fn order_numbers(sandbox: &Sandbox) -> BTreeSet<u64> {
         .collect()
 }
 
-async fn confirm(server: &Server, args: &Value, token: &str) -> (bool, String, Option<Value>) {
-    let mut with = args.clone();
-    with["confirmation_token"] = json!(token);
-    let result = server.call("create_order", with).await;
+/// Confirms with `confirm` (the arguments that confirm a preview): whether it was a tool error,
+/// what the agent is told, and the structured answer.
+async fn confirm(server: &Server, confirm: &Value) -> (bool, String, Option<Value>) {
+    let result = server.call("create_order", confirm.clone()).await;
     (
         result.is_error == Some(true),
         text(&result),
@@ -152,7 +152,7 @@ async fn every_answer_to_the_order_post_is_judged_and_never_ordered_twice() {
         // A quantity of its own, so the search for a lost answer finds only this case's order.
         let args = json!({"products": [{"product_id": 1001, "quantity": 100 + i}]});
         let preview = server.ok("create_order", args.clone()).await;
-        let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+        let approved = confirming(&args, &preview);
         sandbox.set_create_response(case.create_response);
         if let Some(fault) = case.fault.clone() {
             sandbox.inject(fault);
@@ -160,7 +160,7 @@ async fn every_answer_to_the_order_post_is_judged_and_never_ordered_twice() {
         let before_posts = posts(&sandbox);
         let before = order_numbers(&sandbox);
 
-        let (is_error, said, structured) = confirm(&server, &args, &token).await;
+        let (is_error, said, structured) = confirm(&server, &approved).await;
         assert_eq!(
             posts(&sandbox),
             before_posts + 1,
@@ -221,7 +221,7 @@ async fn every_answer_to_the_order_post_is_judged_and_never_ordered_twice() {
 
         // Confirming again: only a token that provably ordered nothing may post again.
         let before_posts = posts(&sandbox);
-        let (again_error, again, _) = confirm(&server, &args, &token).await;
+        let (again_error, again, _) = confirm(&server, &approved).await;
         match case.means {
             Means::Created => {
                 assert!(again_error, "{name}: {again}");
@@ -266,14 +266,14 @@ async fn an_order_whose_access_token_cannot_be_had_is_never_sent_and_its_token_s
     sandbox.expire_tokens();
     let args = json!({"products": [{"product_id": 1001, "quantity": 7}]});
     let preview = server.ok("create_order", args.clone()).await;
-    let token = preview["confirmation_token"].as_str().unwrap().to_owned();
+    let approved = confirming(&args, &preview);
     sandbox.inject(Fault::status("POST", "/oauth/token", 503));
-    let (is_error, said, _) = confirm(&server, &args, &token).await;
+    let (is_error, said, _) = confirm(&server, &approved).await;
     assert!(is_error, "{said}");
     assert!(said.contains("1NCE did not place the order"), "{said}");
     assert!(said.contains("stays valid"), "{said}");
     assert_eq!(posts(&sandbox), 0, "nothing left this machine");
-    let (is_error, said, _) = confirm(&server, &args, &token).await;
+    let (is_error, said, _) = confirm(&server, &approved).await;
     assert!(
         !is_error,
         "the same approval goes through once a token can be had: {said}"

@@ -9,15 +9,10 @@ use serde_json::{Value, json};
 
 use crate::common::net::{HttpServer, stateless_call, stateless_request, stateless_request_with};
 use crate::common::pg::Postgres;
-use crate::common::{self, PATIENCE, posts};
+use crate::common::{self, PATIENCE, confirming, posts};
 
 fn order() -> Value {
     json!({"products": [{"product_id": 1001, "quantity": 3}]})
-}
-
-fn with_token(mut args: Value, token: &Value) -> Value {
-    args["confirmation_token"] = token.clone();
-    args
 }
 
 /// `n` replicas against `sandbox`, sharing `pg`, with `args` besides `--state-url`.
@@ -33,23 +28,17 @@ async fn replicas(n: usize, sandbox: &Sandbox, pg: &Postgres, args: &[&str]) -> 
 }
 
 /// A PostgreSQL, a sandbox and `n` replicas sharing them; `None` when PostgreSQL is absent.
-async fn cluster(
-    test: &str,
-    n: usize,
-    args: &[&str],
-) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
-    let pg = Postgres::start(test)?;
+async fn cluster(n: usize, args: &[&str]) -> Option<(Postgres, Sandbox, Vec<HttpServer>)> {
+    let pg = Postgres::start()?;
     let sandbox = Sandbox::start().await.unwrap();
     let servers = replicas(n, &sandbox, &pg, args).await;
     Some((pg, sandbox, servers))
 }
 
-/// A stateless preview on `server`; its token.
-async fn preview(server: &HttpServer) -> Value {
+/// A stateless preview on `server`: the arguments that confirm it.
+async fn approved(server: &HttpServer) -> Value {
     let preview = stateless_call(server, "create_order", order()).await;
-    let token = preview["structuredContent"]["confirmation_token"].clone();
-    assert!(token.is_string(), "{preview}");
-    token
+    confirming(&order(), &preview["structuredContent"])
 }
 
 fn status(result: &Value) -> String {
@@ -68,14 +57,13 @@ fn text(result: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audited() {
-    let Some((pg, sandbox, servers)) = cluster("replicas", 3, &["--rate-limit", "off"]).await
-    else {
+    let Some((pg, sandbox, servers)) = cluster(3, &["--rate-limit", "off"]).await else {
         return;
     };
-    let token = preview(&servers[0]).await;
+    let confirm = approved(&servers[0]).await;
     let confirmations = (0..40).map(|i| {
         let server = &servers[i % servers.len()];
-        let args = with_token(order(), &token);
+        let args = confirm.clone();
         async move { stateless_call(server, "create_order", args).await }
     });
     let results = futures::future::join_all(confirmations).await;
@@ -89,8 +77,8 @@ async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audi
     }
 
     // A token previewed on one replica is confirmed on another.
-    let token = preview(&servers[1]).await;
-    let placed = stateless_call(&servers[2], "create_order", with_token(order(), &token)).await;
+    let confirm = approved(&servers[1]).await;
+    let placed = stateless_call(&servers[2], "create_order", confirm).await;
     assert_eq!(status(&placed), "placed", "{placed}");
     assert_eq!(posts(&sandbox), 2);
 
@@ -126,7 +114,7 @@ async fn forty_confirmations_over_three_replicas_place_one_order_and_all_is_audi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_on_one_replica_hold_on_another_and_every_step_is_audited() {
-    let Some((pg, sandbox, servers)) = cluster("decline", 2, &[]).await else {
+    let Some((pg, sandbox, servers)) = cluster(2, &[]).await else {
         return;
     };
     let asks = json!({"elicitation": {}});
@@ -136,9 +124,8 @@ async fn answers_on_one_replica_hold_on_another_and_every_step_is_audited() {
         asks.clone(),
     )
     .await;
-    let token = preview["structuredContent"]["confirmation_token"].clone();
-    assert!(token.is_string(), "{preview}");
-    let confirm = json!({"name": "create_order", "arguments": with_token(order(), &token)});
+    let confirm = json!({"name": "create_order",
+        "arguments": confirming(&order(), &preview["structuredContent"])});
     let question = stateless_request(&servers[0], confirm.clone(), asks.clone()).await;
     let state = question["requestState"].clone();
     assert!(state.is_string(), "{question}");
@@ -179,7 +166,7 @@ async fn the_replicas_share_one_rate_limit() {
         "--retry-budget",
         "1s",
     ];
-    let Some((_pg, sandbox, servers)) = cluster("rate-limit", 2, &limit).await else {
+    let Some((_pg, sandbox, servers)) = cluster(2, &limit).await else {
         return;
     };
     let calls = (0..10).map(|i| {
@@ -197,15 +184,15 @@ async fn the_replicas_share_one_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
-    let Some((pg, sandbox, servers)) = cluster("db-down", 2, &[]).await else {
+    let Some((pg, sandbox, servers)) = cluster(2, &[]).await else {
         return;
     };
-    let token = preview(&servers[0]).await;
+    let confirm = approved(&servers[0]).await;
 
     pg.stop();
-    let confirm = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
-    assert_eq!(confirm["isError"], true, "{confirm}");
-    assert!(text(&confirm).contains("othing was ordered"), "{confirm}");
+    let refused = stateless_call(&servers[1], "create_order", confirm.clone()).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert!(text(&refused).contains("othing was ordered"), "{refused}");
     let again = stateless_call(&servers[0], "create_order", order()).await;
     assert_eq!(again["isError"], true, "{again}");
     assert!(text(&again).contains("othing was ordered"), "{again}");
@@ -221,7 +208,7 @@ async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
     // Each replica recovers by itself: the token was never claimed, so it still confirms.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let placed = loop {
-        let result = stateless_call(&servers[1], "create_order", with_token(order(), &token)).await;
+        let result = stateless_call(&servers[1], "create_order", confirm.clone()).await;
         if status(&result) == "placed" || tokio::time::Instant::now() > deadline {
             break result;
         }
@@ -239,7 +226,7 @@ async fn orders_are_refused_while_the_database_is_down_and_work_again_after() {
 
 #[tokio::test]
 async fn migrations_run_twice_at_once_and_check_reports_the_database() {
-    let Some(pg) = Postgres::start("migrations") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let url = pg.url();
@@ -265,7 +252,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     }
     assert_eq!(
         pg.query("SELECT version FROM schema_migrations ORDER BY version"),
-        ["1", "2"]
+        ["1", "2", "3"]
     );
     assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
 
@@ -273,7 +260,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     for grant in [
         "CREATE ROLE once_mcp LOGIN",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets TO once_mcp",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets, order_mirror, order_mirror_sims, order_mirror_sync TO once_mcp",
         "GRANT SELECT, INSERT, UPDATE ON sweep_mark TO once_mcp",
         "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
         "GRANT INSERT ON audit_trail TO once_mcp",
@@ -342,7 +329,7 @@ fn token_id(token: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_free_one() {
-    let Some(pg) = Postgres::start("killed-mid-post") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -355,21 +342,21 @@ async fn a_replica_killed_mid_post_leaves_a_token_of_unknown_outcome_never_a_fre
     )
     .await;
     let servers = [server];
-    let token = preview(&servers[0]).await;
+    let confirm = approved(&servers[0]).await;
     // What a replica leaves when it dies after its claim: a `posting` row, here a fresh one.
-    let id = token_id(&token);
+    let id = token_id(&confirm["confirmation_token"]);
     pg.query(&format!(
         "INSERT INTO used_tokens (id, state, record, content, at_ms) VALUES ('{id}', 'posting', \
          jsonb_build_object('state', 'posting', 'at', (extract(epoch FROM now()) * 1000)::bigint, 'content', ''), \
          '', (extract(epoch FROM now()) * 1000)::bigint)"
     ));
-    let busy = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    let busy = stateless_call(&servers[0], "create_order", confirm.clone()).await;
     assert!(text(&busy).contains("being used by another call"), "{busy}");
     // Older than the posting grace (the request timeout and a minute): outcome unknown.
     pg.query(&format!(
         "UPDATE used_tokens SET at_ms = at_ms - 3600000, record = jsonb_set(record, '{{at}}', to_jsonb(at_ms - 3600000)) WHERE id = '{id}'"
     ));
-    let unknown = stateless_call(&servers[0], "create_order", with_token(order(), &token)).await;
+    let unknown = stateless_call(&servers[0], "create_order", confirm).await;
     assert_eq!(unknown["isError"], true, "{unknown}");
     assert!(text(&unknown).contains("OUTCOME UNKNOWN"), "{unknown}");
     assert_eq!(posts(&sandbox), 0);
@@ -397,7 +384,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand for BENCHMARKS.md"]
 async fn measure_confirmation_latency_and_replica_throughput() {
-    let Some(pg) = Postgres::start("measure") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let sandbox = Sandbox::start().await.unwrap();
@@ -422,10 +409,10 @@ async fn measure_confirmation_latency_and_replica_throughput() {
         };
         for i in 0..rounds + 10 {
             let started = tokio::time::Instant::now();
-            let token = call(order()).await["structuredContent"]["confirmation_token"].clone();
+            let preview = call(order()).await;
             let previewed = started.elapsed();
             let started = tokio::time::Instant::now();
-            let placed = call(with_token(order(), &token)).await;
+            let placed = call(confirming(&order(), &preview["structuredContent"])).await;
             let confirmed = started.elapsed();
             assert_eq!(status(&placed), "placed", "{placed}");
             if i >= 10 {
@@ -487,7 +474,7 @@ async fn measure_confirmation_latency_and_replica_throughput() {
 async fn the_used_tokens_table_keeps_the_single_use_contract() {
     use onence_mcp::state::ledger::check_contract;
     use onence_mcp::state::{DbTarget, Location, Store};
-    let Some(pg) = Postgres::start("single-use-contract") else {
+    let Some(pg) = Postgres::start() else {
         return;
     };
     let target = DbTarget {
@@ -498,4 +485,5 @@ async fn the_used_tokens_table_keeps_the_single_use_contract() {
         .await
         .unwrap();
     check_contract(&store).await;
+    onence_mcp::state::mirror::check_mirror_contract(&store).await;
 }

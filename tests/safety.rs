@@ -9,15 +9,10 @@ use onence_mcp::sandbox::{Fault, Sandbox};
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::{posts, spawn_against, temp_dir};
+use crate::common::{confirming, posts, spawn_against, temp_dir};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
-}
-
-fn with_token(mut args: Value, token: &Value) -> Value {
-    args["confirmation_token"] = token.clone();
-    args
 }
 
 fn audit_lines(path: &Path) -> Vec<Value> {
@@ -158,14 +153,7 @@ async fn operator_limits_refuse_at_preview_time_naming_the_limit() {
     }
     // Within every limit: previewed and placed.
     let args = json!({"products": [{"product_id": 1001, "quantity": 15}]});
-    let preview = server.ok("create_order", args.clone()).await;
-    let placed = server
-        .ok(
-            "create_order",
-            with_token(args, &preview["confirmation_token"]),
-        )
-        .await;
-    assert_eq!(placed["status"], "placed");
+    server.place_order(&args).await;
     assert_eq!(posts(&sandbox), 1);
     let listed = server.ok("list_products", json!({})).await;
     let limits = listed["operator_limits"].as_str().unwrap();
@@ -241,10 +229,7 @@ async fn a_lost_answer_is_found_when_1nce_sends_no_page_count() {
     sandbox.inject(Fault::status("POST", "/v1/orders", 502).after_handling());
     let before: BTreeSet<u64> = numbers(&sandbox);
     let text = server
-        .err(
-            "create_order",
-            with_token(args, &preview["confirmation_token"]),
-        )
+        .err("create_order", confirming(&args, &preview))
         .await;
     let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
     assert_eq!(created.len(), 1, "the sandbox created the order");
@@ -266,12 +251,10 @@ async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again()
 
     // The order is created, then the gateway loses the answer.
     let preview = server.ok("create_order", args.clone()).await;
-    let token = preview["confirmation_token"].clone();
+    let confirm = confirming(&args, &preview);
     sandbox.inject(Fault::status("POST", "/v1/orders", 502).after_handling());
     let before: BTreeSet<u64> = numbers(&sandbox);
-    let text = server
-        .err("create_order", with_token(args.clone(), &token))
-        .await;
+    let text = server.err("create_order", confirm.clone()).await;
     let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
     assert_eq!(created.len(), 1, "the sandbox created the order");
     assert!(
@@ -283,9 +266,7 @@ async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again()
         "{text}"
     );
     // The token can never drive a second POST.
-    let again = server
-        .err("create_order", with_token(args.clone(), &token))
-        .await;
+    let again = server.err("create_order", confirm).await;
     assert!(again.contains("Do not order again"), "{again}");
     assert_eq!(posts(&sandbox), 1);
 
@@ -294,10 +275,7 @@ async fn a_lost_answer_is_reported_with_the_order_found_and_never_posted_again()
     let preview = server.ok("create_order", args.clone()).await;
     sandbox.inject(Fault::status("POST", "/v1/orders", 503));
     let text = server
-        .err(
-            "create_order",
-            with_token(args.clone(), &preview["confirmation_token"]),
-        )
+        .err("create_order", confirming(&args, &preview))
         .await;
     assert!(
         text.contains("OUTCOME UNKNOWN: do not order again"),
@@ -363,9 +341,7 @@ async fn every_step_is_audited_without_secrets_or_personal_details() {
             json!({"products": [{"product_id": 1001, "quantity": 5000}]}),
         )
         .await;
-    let placed = server
-        .ok("create_order", with_token(args, &json!(token)))
-        .await;
+    let placed = server.ok("create_order", confirming(&args, &preview)).await;
     let number = placed["order_number"].as_u64().unwrap();
 
     let lines = audit_lines(&log);
@@ -560,11 +536,9 @@ async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
     .await;
     let args = json!({"products": [{"product_id": 1003, "quantity": 30}]});
     let preview = server.ok("create_order", args.clone()).await;
-    let token = preview["confirmation_token"].clone();
+    let confirm = confirming(&args, &preview);
     let before = numbers(&sandbox);
-    let text = server
-        .err("create_order", with_token(args.clone(), &token))
-        .await;
+    let text = server.err("create_order", confirm.clone()).await;
     let created: Vec<u64> = numbers(&sandbox).difference(&before).copied().collect();
     assert_eq!(created.len(), 1);
     assert!(
@@ -576,7 +550,7 @@ async fn a_post_that_times_out_is_outcome_unknown_and_the_order_is_found() {
         text.contains(&format!("Found it: order {}", created[0])),
         "{text}"
     );
-    let again = server.err("create_order", with_token(args, &token)).await;
+    let again = server.err("create_order", confirm).await;
     assert!(again.contains("Do not order again"), "{again}");
     assert_eq!(posts(&sandbox), 1);
     server.stop().await;
@@ -595,10 +569,7 @@ async fn a_rejection_is_audited_without_1nces_message_which_may_quote_the_addres
         r#"{"statusCode":400,"errorCode":"BadRequest","message":"street Geheimweg 7 is not deliverable"}"#,
     ));
     let text = server
-        .err(
-            "create_order",
-            with_token(args, &preview["confirmation_token"]),
-        )
+        .err("create_order", confirming(&args, &preview))
         .await;
     // The agent is told exactly what 1NCE said; the audit trail keeps only status and code.
     assert!(text.contains("Geheimweg 7 is not deliverable"), "{text}");

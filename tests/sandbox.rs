@@ -129,111 +129,75 @@ async fn token_success_is_long_url_safe_and_fresh() {
     }
 }
 
+/// Each way to get the token request wrong, one request each: a 400 in 1NCE's shape naming the
+/// problem (and never echoing a secret sent), and what is right gets a token.
 #[tokio::test]
 async fn token_errors_follow_1nce() {
     let sandbox = Sandbox::start().await.unwrap();
     let client = client();
     let url = format!("{}/oauth/token", sandbox.base_url());
-    let good_auth = basic(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET);
-    let good_body = r#"{"grant_type":"client_credentials"}"#;
-    let send = |auth: Option<String>, content_type: Option<&'static str>, body: &'static str| {
+    const JSON: Option<&str> = Some("application/json");
+    const GRANT: &str = r#"{"grant_type":"client_credentials"}"#;
+    const WRONG_SECRET: &str = "wrong-secret-value";
+    let good = Some(basic(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET));
+    // (Authorization, Content-Type, body, the 400's errorCode or "" for a token, a word its
+    // message names)
+    let mut cases = Vec::new();
+    // The body must be declared JSON; a charset is fine.
+    for (content_type, error_code) in [
+        (None, "UnsupportedContentTypeError"),
+        (Some("text/plain"), "UnsupportedContentTypeError"),
+        (Some("application/json; charset=utf-8"), ""),
+    ] {
+        cases.push((good.clone(), content_type, GRANT, error_code, ""));
+    }
+    // Basic credentials, with both parts.
+    for (authorization, names) in [
+        (None, "'username'"),
+        (Some("Basic !!!not-base64".to_owned()), ""),
+        (Some("Bearer abc".to_owned()), ""),
+        (Some(basic(SANDBOX_CLIENT_ID, "")), "'password'"),
+    ] {
+        cases.push((authorization, JSON, GRANT, "AuthValidationError", names));
+    }
+    // A JSON body asking for client_credentials.
+    for (body, names) in [
+        ("not json", ""),
+        ("{}", "grant_type"),
+        (r#"{"grant_type":"password"}"#, ""),
+    ] {
+        cases.push((good.clone(), JSON, body, "BodyValidationError", names));
+    }
+    // Credentials that are not the account's.
+    for authorization in [
+        basic(SANDBOX_CLIENT_ID, WRONG_SECRET),
+        basic("someone-else", SANDBOX_CLIENT_SECRET),
+    ] {
+        cases.push((Some(authorization), JSON, GRANT, "BadCredentials", ""));
+    }
+
+    for (authorization, content_type, body, error_code, names) in cases {
+        let what = format!("{authorization:?} {content_type:?} {body}");
         let mut request = client.post(&url).body(body);
-        if let Some(auth) = auth {
-            request = request.header("authorization", auth);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
         }
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        request.send()
-    };
-
-    let r = send(Some(good_auth.clone()), None, good_body)
-        .await
-        .unwrap();
-    expect_400(r, "UnsupportedContentTypeError").await;
-    let r = send(Some(good_auth.clone()), Some("text/plain"), good_body)
-        .await
-        .unwrap();
-    expect_400(r, "UnsupportedContentTypeError").await;
-    let r = send(
-        Some(good_auth.clone()),
-        Some("application/json; charset=utf-8"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-
-    let r = send(None, Some("application/json"), good_body)
-        .await
-        .unwrap();
-    let message = expect_400(r, "AuthValidationError").await;
-    assert!(message.contains("'username'"), "{message}");
-    let r = send(
-        Some("Basic !!!not-base64".into()),
-        Some("application/json"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    expect_400(r, "AuthValidationError").await;
-    let r = send(
-        Some("Bearer abc".into()),
-        Some("application/json"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    expect_400(r, "AuthValidationError").await;
-    let r = send(
-        Some(basic(SANDBOX_CLIENT_ID, "")),
-        Some("application/json"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    let message = expect_400(r, "AuthValidationError").await;
-    assert!(message.contains("'password'"), "{message}");
-
-    let r = send(
-        Some(good_auth.clone()),
-        Some("application/json"),
-        "not json",
-    )
-    .await
-    .unwrap();
-    expect_400(r, "BodyValidationError").await;
-    let r = send(Some(good_auth.clone()), Some("application/json"), "{}")
-        .await
-        .unwrap();
-    let message = expect_400(r, "BodyValidationError").await;
-    assert!(message.contains("grant_type"), "{message}");
-    let r = send(
-        Some(good_auth.clone()),
-        Some("application/json"),
-        r#"{"grant_type":"password"}"#,
-    )
-    .await
-    .unwrap();
-    expect_400(r, "BodyValidationError").await;
-
-    let r = send(
-        Some(basic(SANDBOX_CLIENT_ID, "wrong-secret-value")),
-        Some("application/json"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    let message = expect_400(r, "BadCredentials").await;
-    assert!(!message.contains("wrong-secret-value"));
-    let r = send(
-        Some(basic("someone-else", SANDBOX_CLIENT_SECRET)),
-        Some("application/json"),
-        good_body,
-    )
-    .await
-    .unwrap();
-    expect_400(r, "BadCredentials").await;
+        let response = request.send().await.unwrap();
+        if error_code.is_empty() {
+            assert_eq!(response.status(), StatusCode::OK, "{what}");
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{what}");
+        let answer: Value = response.json().await.expect("error json");
+        assert_eq!(answer["statusCode"], 400, "{what}: {answer}");
+        assert_eq!(answer["errorCode"], error_code, "{what}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(message.contains(names), "{what}: {message}");
+        assert!(!message.contains(WRONG_SECRET), "{what}: {message}");
+    }
 }
 
 #[tokio::test]

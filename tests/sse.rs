@@ -53,10 +53,7 @@ async fn a_raw_legacy_client_lists_and_calls_tools_and_confirms_an_order() {
             json!({"name": "create_order", "arguments": args}),
         )
         .await;
-    let token = preview["result"]["structuredContent"]["confirmation_token"].clone();
-    assert!(token.is_string(), "{preview}");
-    let mut confirmed = args.clone();
-    confirmed["confirmation_token"] = token;
+    let confirmed = common::confirming(&args, &preview["result"]["structuredContent"]);
     let placed = session
         .request(
             6,
@@ -128,9 +125,7 @@ async fn a_confirmation_token_cannot_cross_from_legacy_sse_to_streamable_http() 
             json!({"name": "create_order", "arguments": args}),
         )
         .await;
-    let mut confirmed = args;
-    confirmed["confirmation_token"] =
-        preview["result"]["structuredContent"]["confirmation_token"].clone();
+    let confirmed = common::confirming(&args, &preview["result"]["structuredContent"]);
     let other = server.client(None).await;
     let refused = other.err("create_order", confirmed).await;
     assert!(refused.contains("another MCP session"), "{refused}");

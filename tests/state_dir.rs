@@ -8,34 +8,17 @@
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
-use std::process::Stdio;
 
 use onence_mcp::sandbox::Sandbox;
-use serde_json::Value;
 
 use crate::common;
-use crate::common::{command, sandbox_env, temp_dir};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use crate::common::{Run, sandbox_env, temp_dir};
 
 /// `1nce-mcp <args>` with `state` as its state directory and `env` on top.
 async fn run(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut all = vec![("ONCE_STATE_DIR", state.to_str().unwrap())];
     all.extend_from_slice(env);
-    let out = command(args, &all)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run the 1nce-mcp binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::run(None, args, &all).await
 }
 
 /// Credentials and an API address for runs that must be refused before they reach 1NCE: port
@@ -167,17 +150,8 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     let order = r#"{"products": [{"product_id": 1001, "quantity": 2}]}"#;
 
     let preview = run(&state, &["call", "create_order", "--args", order], &env).await;
-    assert_eq!(preview.code, 0, "{}", preview.stderr);
-    let preview: Value = serde_json::from_str(&preview.stdout).unwrap();
-    let token = preview["confirmation_token"].as_str().unwrap();
-    let mut confirm: Value = serde_json::from_str(order).unwrap();
-    confirm["confirmation_token"] = token.into();
-    let placed = run(
-        &state,
-        &["call", "create_order", "--args", &confirm.to_string()],
-        &env,
-    )
-    .await;
+    let confirm = preview.confirming(order);
+    let placed = run(&state, &["call", "create_order", "--args", &confirm], &env).await;
     assert_eq!(placed.code, 0, "{}", placed.stderr);
     assert_eq!(common::posts(&sandbox), 1);
 

@@ -8,7 +8,7 @@ use onence_mcp::sandbox::{CreateResponse, Fault, Sandbox};
 use serde_json::{Value, json};
 
 use crate::common;
-use crate::common::{api_requests, posts, spawn, spawn_against};
+use crate::common::{api_requests, confirming, posts, spawn, spawn_against, with_token};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start().await.expect("start the sandbox")
@@ -180,11 +180,6 @@ fn order_args() -> Value {
     })
 }
 
-fn with_token(mut args: Value, token: &Value) -> Value {
-    args["confirmation_token"] = token.clone();
-    args
-}
-
 #[tokio::test]
 async fn preview_then_confirm_places_exactly_one_order() {
     let sandbox = sandbox().await;
@@ -209,13 +204,16 @@ async fn preview_then_confirm_places_exactly_one_order() {
     );
     assert_eq!(preview["preview"]["customer_reference"], "fleet-42");
     assert!(preview["expires_at"].as_str().unwrap().ends_with('Z'));
-    let token = preview["confirmation_token"].clone();
-    assert!(token.as_str().unwrap().starts_with("ct_"));
+    assert!(
+        preview["confirmation_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("ct_")
+    );
     assert_eq!(posts(&sandbox), 0, "a preview posts nothing");
 
-    let placed = server
-        .ok("create_order", with_token(order_args(), &token))
-        .await;
+    let confirm = confirming(&order_args(), &preview);
+    let placed = server.ok("create_order", confirm.clone()).await;
     assert_eq!(placed["status"], "placed");
     let number = placed["order_number"]
         .as_u64()
@@ -246,9 +244,7 @@ async fn preview_then_confirm_places_exactly_one_order() {
     );
 
     // Single use: a second confirmation names the order already placed and posts nothing.
-    let text = server
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let text = server.err("create_order", confirm).await;
     assert!(text.contains(&format!("placed order {number}")), "{text}");
     assert_eq!(posts(&sandbox), 1);
     server.stop().await;
@@ -268,24 +264,23 @@ async fn wrong_mismatched_and_expired_tokens_post_nothing() {
     assert!(text.contains("is not valid"), "{text}");
 
     let preview = server.ok("create_order", order_args()).await;
-    let token = preview["confirmation_token"].clone();
     let mut changed = order_args();
     changed["products"][0]["quantity"] = json!(50);
     let text = server
-        .err("create_order", with_token(changed, &token))
+        .err("create_order", confirming(&changed, &preview))
         .await;
     assert!(text.contains("differs from the preview"), "{text}");
     let mut readdressed = order_args();
     readdressed["delivery_address"] = json!({"city": "Berlin", "country": "DE"});
     let text = server
-        .err("create_order", with_token(readdressed, &token))
+        .err("create_order", confirming(&readdressed, &preview))
         .await;
     assert!(text.contains("differs from the preview"), "{text}");
 
     // Not waiting for a signal: outliving the token's 1 s lifetime is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let text = server
-        .err("create_order", with_token(order_args(), &token))
+        .err("create_order", confirming(&order_args(), &preview))
         .await;
     assert!(text.contains("expired at"), "{text}");
     assert_eq!(posts(&sandbox), 0);
@@ -308,8 +303,7 @@ async fn delivery_address_and_a_200_answer_with_the_order() {
         preview["preview"]["ships_to"],
         "Erika Mustermann, Acme IoT GmbH, Hauptstraße 5, 50667 Köln, DE"
     );
-    let token = preview["confirmation_token"].clone();
-    let placed = server.ok("create_order", with_token(args, &token)).await;
+    let placed = server.ok("create_order", confirming(&args, &preview)).await;
     assert_eq!(placed["status"], "placed");
     let number = placed["order_number"]
         .as_u64()
@@ -364,35 +358,27 @@ async fn rejected_orders_keep_the_token_and_lost_answers_lock_it() {
 
     // 1NCE refuses the order: nothing was created, so the approved token may be used again.
     let preview = server.ok("create_order", order_args()).await;
-    let token = preview["confirmation_token"].clone();
+    let confirm = confirming(&order_args(), &preview);
     sandbox.inject(Fault::status("POST", "/v1/orders", 400).with_body(
         r#"{"statusCode":400,"errorCode":"BadRequest","message":"delivery address required"}"#,
     ));
-    let text = server
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let text = server.err("create_order", confirm.clone()).await;
     assert!(text.contains("delivery address required"), "{text}");
     assert!(text.contains("Nothing was ordered"), "{text}");
-    let placed = server
-        .ok("create_order", with_token(order_args(), &token))
-        .await;
+    let placed = server.ok("create_order", confirm).await;
     assert_eq!(placed["status"], "placed");
     assert_eq!(posts(&sandbox), 2);
 
     // The answer to a POST is lost: the outcome is unknown and the token never posts again.
     let preview = server.ok("create_order", order_args()).await;
-    let token = preview["confirmation_token"].clone();
+    let confirm = confirming(&order_args(), &preview);
     sandbox.inject(Fault::status("POST", "/v1/orders", 502));
-    let text = server
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let text = server.err("create_order", confirm.clone()).await;
     assert!(
         text.contains("OUTCOME UNKNOWN: do not order again"),
         "{text}"
     );
-    let text = server
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let text = server.err("create_order", confirm).await;
     assert!(text.contains("Do not order again"), "{text}");
     assert_eq!(posts(&sandbox), 3);
     assert!(api_requests(&sandbox) >= 3);
@@ -404,20 +390,9 @@ async fn sandbox_flag_serves_the_built_in_simulation_without_credentials() {
     let server = spawn(&["--sandbox"], &[]).await;
     let out = server.ok("list_orders", json!({"page_size": 3})).await;
     assert_eq!(out["orders"].as_array().unwrap().len(), 3);
-    let preview = server
-        .ok(
-            "create_order",
-            json!({"products": [{"product_id": 1001, "quantity": 1}]}),
-        )
+    server
+        .place_order(&json!({"products": [{"product_id": 1001, "quantity": 1}]}))
         .await;
-    let placed = server
-        .ok(
-            "create_order",
-            json!({"products": [{"product_id": 1001, "quantity": 1}],
-                   "confirmation_token": preview["confirmation_token"]}),
-        )
-        .await;
-    assert_eq!(placed["status"], "placed");
     let info = server.client.peer_info().unwrap();
     assert!(info.instructions.as_deref().unwrap().contains("sandbox"));
     let stderr = server.stop().await;
@@ -456,14 +431,10 @@ async fn a_preview_survives_a_server_restart() {
     first.stop().await;
 
     let second = spawn(&[], &env).await;
-    let token = preview["confirmation_token"].clone();
-    let placed = second
-        .ok("create_order", with_token(order_args(), &token))
-        .await;
+    let confirm = confirming(&order_args(), &preview);
+    let placed = second.ok("create_order", confirm.clone()).await;
     assert_eq!(placed["status"], "placed");
-    let text = second
-        .err("create_order", with_token(order_args(), &token))
-        .await;
+    let text = second.err("create_order", confirm).await;
     assert!(text.contains("already used"), "{text}");
     assert_eq!(posts(&sandbox), 1);
     second.stop().await;

@@ -162,7 +162,7 @@ fn definitions_cost_little_and_say_enough() {
         "single-use",
         "\"full\"",
         "up to 10 per page",
-        "Reads up to 30 pages",
+        "Answers from the orders this server keeps",
         "up to 100 characters",
     ] {
         assert!(text.contains(rule), "the definitions say {rule:?}");

@@ -117,6 +117,11 @@ impl PageWalk {
         pages.clamp(1, self.max_pages)
     }
 
+    /// Pages handed out so far.
+    pub fn handed_out(&self) -> u32 {
+        self.handed_out
+    }
+
     /// Requests made to 1NCE so far, page 1 included.
     pub fn requests(&self) -> u32 {
         self.requests

@@ -94,6 +94,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
     pub sandbox: bool,
 
+    /// With --sandbox: an account of this many generated orders (dates over years, SIMs, a mix
+    /// of statuses) instead of the 25 seeded ones, to try searches on a real-sized account.
+    #[arg(long, global = true, env = "ONCE_SANDBOX_ORDERS", value_name = "N", requires = "sandbox", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sandbox_orders: Option<u32>,
+
     /// Base URL of the 1NCE Management API. Plain http is accepted for loopback addresses only.
     #[arg(long, global = true, env = "ONCE_API_URL", value_name = "URL", default_value = api::DEFAULT_BASE_URL)]
     pub api_url: Url,
@@ -275,6 +280,21 @@ pub struct Cli {
     /// How many requests may go out back to back before --rate-limit spaces them, 1 to 1000.
     #[arg(long, global = true, env = "ONCE_RATE_BURST", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate_burst: u32,
+
+    /// Keep every order read from 1NCE in the state store (the order mirror), so searches and
+    /// lookups answer from it: "on" (default) or "off" (no copy of any order is kept).
+    #[arg(long, global = true, env = "ONCE_MIRROR", value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub mirror: bool,
+
+    /// How long the mirror trusts an order that may still change (not COMPLETED or CANCELLED)
+    /// before reading it again, e.g. 60s.
+    #[arg(long, global = true, env = "ONCE_MIRROR_MAX_AGE", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub mirror_max_age: Duration,
+
+    /// The share of --rate-limit the mirror's background sync may use, from 0.05 to 1, e.g.
+    /// 0.5 for half; an agent's own calls keep the rest.
+    #[arg(long, global = true, env = "ONCE_MIRROR_RATE_SHARE", value_name = "SHARE", default_value = "0.5", value_parser = parse_share)]
+    pub mirror_rate_share: f64,
 }
 
 impl Cli {
@@ -322,6 +342,38 @@ pub enum Command {
     /// product list, and print a verdict. Exit status 0 ready, 2 bad configuration, 4
     /// credentials refused, 5 1NCE unreachable, 6 unexpected answers. Works with --sandbox.
     Check,
+    /// The order mirror: "status" says how much of the account it holds and how its sync goes;
+    /// "drop" deletes every order it keeps (it fills again on next use unless --mirror off).
+    Mirror {
+        #[arg(value_enum)]
+        action: MirrorAction,
+    },
+}
+
+/// What `1nce-mcp mirror` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MirrorAction {
+    Status,
+    Drop,
+}
+
+/// "on" or "off" (also true/false, yes/no, 1/0).
+pub(crate) fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        other => Err(format!("must be on or off, not {other:?}")),
+    }
+}
+
+/// A share from 0.05 to 1.
+pub(crate) fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.05..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "must be a number from 0.05 to 1, such as 0.5, not {s:?}"
+        )),
+    }
 }
 
 /// `--rate-limit`: a limit, or `off`.

@@ -18,7 +18,7 @@ use crate::state::Location;
 mod cli;
 mod http;
 
-pub use cli::{Cli, Command, RateLimitSetting};
+pub use cli::{Cli, Command, MirrorAction, RateLimitSetting};
 #[cfg(feature = "oauth")]
 pub use http::OAuthSettings;
 pub use http::{HttpSettings, TOKEN_ENV, normalize_origin};
@@ -56,6 +56,10 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// `None` when `--rate-limit off`.
     pub rate_limit: Option<RateLimit>,
+    /// With `--sandbox-orders`: the sandbox's account has this many generated orders.
+    pub sandbox_orders: Option<usize>,
+    /// The order mirror's settings; `None` with `--mirror off`.
+    pub mirror: Option<crate::mirror::MirrorSettings>,
 }
 
 impl Config {
@@ -180,6 +184,16 @@ impl Config {
         #[cfg(not(feature = "postgres"))]
         let state = directory;
         let http = HttpSettings::from_cli(cli, &env)?;
+        let mirror = cli.mirror.then_some(crate::mirror::MirrorSettings {
+            max_age: within(
+                "mirror-max-age",
+                cli.mirror_max_age,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?,
+            rate_share: cli.mirror_rate_share,
+            rate_limit,
+        });
         Ok(Config {
             upstream,
             state,
@@ -197,6 +211,8 @@ impl Config {
             http,
             retry,
             rate_limit,
+            sandbox_orders: cli.sandbox_orders.map(|n| n as usize),
+            mirror,
         })
     }
 

@@ -454,7 +454,17 @@ impl OrderServer {
             .spawn(crate::api::pacing::inherit(async move {
                 desk.place(checked, approval).await
             }));
-        posting.await.unwrap_or(Err(OrderError::TaskDied))
+        let placed = posting.await.unwrap_or(Err(OrderError::TaskDied));
+        if let (
+            Ok(Placed {
+                order: Some(order), ..
+            }),
+            Some(mirror),
+        ) = (&placed, &self.mirror)
+        {
+            mirror.remember(std::slice::from_ref(order)).await;
+        }
+        placed
     }
 }
 

@@ -1,11 +1,15 @@
-//! `find_orders`: search the whole order list, newest first, with progress notifications.
+//! `find_orders`: search every order of the account, newest first.
 //!
-//! 1NCE filters nothing server-side and sorts ascending only, so the search reads page 1 (by
-//! date) for the page count, then walks from the last page backwards: the newest orders come
-//! first and a search for recent orders stops early. It reads at most [`MAX_PAGES`] pages, to
-//! stay well inside 1NCE's rate limit, and says whether the whole list was searched. Without a
-//! page count it must read forward from page 1, oldest first, to the end of the list. When the
-//! client sent a progress token, every page read is reported as progress.
+//! It searches the order mirror (`crate::mirror`): every order this server has read, kept with
+//! indexes, so a search costs no request to 1NCE. The answer says how much of the account the
+//! mirror holds and how fresh the matches that may still change are, and never claims "no such
+//! order" while the mirror is incomplete; when the client sent a progress token, the sync's
+//! progress is reported.
+//!
+//! Without the mirror (`--mirror off`, a store that cannot be read, or one that holds nothing
+//! yet) it reads 1NCE itself: 1NCE filters nothing server-side and sorts ascending only, so the
+//! search reads page 1 (by date) for the page count, then walks from the last page backwards,
+//! newest first, at most [`MAX_PAGES`] pages, saying whether the whole list was searched.
 
 use chrono::NaiveDate;
 use rmcp::handler::server::wrapper::Parameters;
@@ -54,18 +58,34 @@ pub struct FindOrdersArgs {
     pub detail: Detail,
 }
 
+/// Where a search's answer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The orders this server keeps (no request to 1NCE).
+    Mirror,
+    /// Pages read from 1NCE now.
+    Live,
+}
+
 /// Orders that matched, newest first.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct FindOrdersOutput {
     /// Matching orders, newest first: summaries, or whole orders when detail is "full".
     pub orders: Vec<ListedOrder>,
+    pub source: Source,
+    /// Orders searched.
+    pub searched: u64,
     /// Pages of 10 orders read from 1NCE (one request each).
     pub pages_read: u32,
     /// Orders in the account, when 1NCE reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_count: Option<u64>,
-    /// Whether every order was searched (false: stopped at the limit or the page cap).
+    /// Whether every order was searched (false: stopped at the limit or the page cap, or the mirror holds only part of the account yet).
     pub complete: bool,
+    /// When the oldest-read match that may still change was read (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
     /// How much of each order this answer carries.
     pub detail: Detail,
 }
@@ -84,6 +104,24 @@ struct Filter {
 }
 
 impl Filter {
+    /// The filter as a query of the mirror.
+    fn query(&self) -> crate::state::MirrorQuery {
+        let midnight = |day: NaiveDate| {
+            day.and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc().timestamp_millis())
+        };
+        crate::state::MirrorQuery {
+            status: self.status.clone(),
+            order_type: self.order_type.clone(),
+            product_id: self.product_id.and_then(|id| i64::try_from(id).ok()),
+            iccid: self.iccid.clone(),
+            reference: self.reference.clone(),
+            placed_from: self.from.and_then(midnight),
+            placed_until: self.until.and_then(|d| d.succ_opt()).and_then(midnight),
+            limit: self.limit,
+        }
+    }
+
     fn new(args: FindOrdersArgs) -> Result<Filter, String> {
         let text = |name: &str, value: Option<String>| -> Result<Option<String>, String> {
             match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
@@ -183,7 +221,7 @@ impl OrderServer {
     #[tool(
         name = "find_orders",
         title = "Find 1NCE orders",
-        description = "Search all the account's 1NCE orders, newest first; every filter given must match. Reads up to 30 pages from 1NCE. Read-only.",
+        description = "Search all 1NCE orders, newest first; every filter given must match. Answers from the orders this server keeps. Read-only.",
         input_schema = super::schema::input::<FindOrdersArgs>(),
         output_schema = super::schema::output::<FindOrdersOutput>(),
         annotations(
@@ -202,6 +240,30 @@ impl OrderServer {
     ) -> ToolResult<FindOrdersOutput> {
         let filter = Filter::new(args).map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let progress = meta.get_progress_token();
+        let mut fell_back = None;
+        if let Some(mirror) = &self.mirror {
+            match mirror.find(&filter.query()).await {
+                Ok(found) if found.coverage.mirrored > 0 => {
+                    if let (Some(token), false) = (&progress, found.coverage.complete()) {
+                        let mut note = ProgressNotificationParam::new(
+                            token.clone(),
+                            found.coverage.mirrored as f64,
+                        )
+                        .with_message(format!(
+                            "the mirror holds {}; the rest are being read",
+                            found.coverage.describe()
+                        ));
+                        if let Some(total) = found.coverage.total {
+                            note = note.with_total(total as f64);
+                        }
+                        let _ = peer.notify_progress(note).await;
+                    }
+                    return Ok(from_mirror(found, filter.detail));
+                }
+                Ok(_) => {}
+                Err(e) => fell_back = Some(e.to_string()),
+            }
+        }
         let started = PageWalk::start(&self.client, vec![SortKey::OrderDate], MAX_PAGES);
         let mut walk = started.await?;
         let to_read = walk.planned();
@@ -262,18 +324,24 @@ impl OrderServer {
         found.truncate(filter.limit);
         let pages_read = walk.requests();
         let total_count = walk.total_count();
+        if let Some(mirror) = &self.mirror {
+            mirror.remember(&found).await;
+        }
         let output = FindOrdersOutput {
             orders: found
                 .into_iter()
                 .map(|o| ListedOrder::new(o, filter.detail))
                 .collect(),
+            source: Source::Live,
+            searched: u64::from(walk.handed_out()) * u64::from(crate::api::model::MAX_PAGE_SIZE),
             detail: filter.detail,
             pages_read,
             total_count,
             complete,
+            read_at: None,
         };
         let mut summary = format!(
-            "{} matching order(s), newest first ({} page(s) read{}).",
+            "{} matching order(s), newest first ({} page(s) read from 1NCE{}).",
             output.orders.len(),
             output.pages_read,
             if output.complete {
@@ -282,6 +350,11 @@ impl OrderServer {
                 "; the list was not searched to the end: narrow the filters or use list_orders"
             }
         );
+        if let Some(why) = fell_back {
+            summary.push_str(&format!(
+                " The order mirror could not be read ({why}), so this search read 1NCE directly."
+            ));
+        }
         for order in &output.orders {
             summary.push_str("\n- ");
             write_order_line(&mut summary, order);
@@ -293,6 +366,71 @@ impl OrderServer {
             data: output,
             summary,
         })
+    }
+}
+
+/// The answer from the mirror: the matches, how much of the account was searched, and how fresh
+/// the matches that may still change are.
+fn from_mirror(found: crate::mirror::Found, detail: Detail) -> ToolOutput<FindOrdersOutput> {
+    use crate::mirror::thousands;
+    let coverage = &found.coverage;
+    let complete = coverage.complete();
+    let read_at = found
+        .oldest_changeable_read
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let output = FindOrdersOutput {
+        orders: found
+            .orders
+            .into_iter()
+            .map(|o| ListedOrder::new(o, detail))
+            .collect(),
+        source: Source::Mirror,
+        searched: coverage.mirrored,
+        pages_read: 0,
+        total_count: coverage.total,
+        complete,
+        read_at: read_at.clone(),
+        detail,
+    };
+    let shown = output.orders.len() as u64;
+    let mut summary = if found.matched > shown {
+        format!(
+            "{} matching order(s), the newest {shown} shown",
+            thousands(found.matched)
+        )
+    } else {
+        format!("{shown} matching order(s), newest first")
+    };
+    summary.push_str(&format!(
+        ", searched among {} this server keeps (no request to 1NCE).",
+        coverage.describe()
+    ));
+    if !complete {
+        let rest = coverage
+            .total
+            .map(|t| t.saturating_sub(coverage.mirrored))
+            .filter(|rest| *rest > 0)
+            .map(|rest| format!("the {} oldest", thousands(rest)))
+            .unwrap_or_else(|| "the oldest orders".to_owned());
+        summary.push_str(&format!(
+            " Not the whole account yet: {rest} are being read in the background; a match among them is not excluded, so search again later before saying none exists."
+        ));
+    }
+    if let Some(at) = &read_at {
+        summary.push_str(&format!(
+            " Matches that may still change (not COMPLETED or CANCELLED) show their state as read at {at}; get_order reads one afresh."
+        ));
+    }
+    for order in &output.orders {
+        summary.push_str("\n- ");
+        write_order_line(&mut summary, order);
+    }
+    if output.detail == Detail::Summary && !output.orders.is_empty() {
+        summary.push_str(SUMMARY_NOTE);
+    }
+    ToolOutput {
+        data: output,
+        summary,
     }
 }
 

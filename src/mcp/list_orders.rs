@@ -74,6 +74,11 @@ impl OrderServer {
         let query = ListOrdersQuery::new(args.page, args.page_size, args.sort.as_deref())
             .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let page = self.client.list_orders(&query).await?;
+        // A page is what 1NCE says now; the mirror keeps it too.
+        if let Some(mirror) = &self.mirror {
+            mirror.remember(&page.orders).await;
+            mirror.wake();
+        }
         let has_more = page.has_more();
         let output = ListOrdersOutput {
             page: page.page,

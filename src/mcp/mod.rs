@@ -81,6 +81,8 @@ pub struct ServerOptions {
     pub approval_timeout: Option<Duration>,
     /// Show the order card to clients that render MCP Apps (`--no-order-card` turns it off).
     pub order_card: bool,
+    /// Keep the orders read in the order mirror, and answer from it (`None`: `--mirror off`).
+    pub mirror: Option<crate::mirror::MirrorSettings>,
 }
 
 /// How long the user has to answer an approval form unless told otherwise.
@@ -114,6 +116,8 @@ pub struct OrderServer {
     tool_router: ToolRouter<Self>,
     /// The order card's own tool, routed only for clients shown the card.
     card_router: ToolRouter<Self>,
+    /// The order mirror, unless `--mirror off`.
+    mirror: Option<crate::mirror::Mirror>,
     prompt_router: PromptRouter<Self>,
 }
 
@@ -124,6 +128,9 @@ impl OrderServer {
         let approval_timeout = options.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
         let limits = Arc::new(options.limits);
         let seal_key = confirmations.derived_key("request-state");
+        let mirror = options.mirror.map(|settings| {
+            crate::mirror::Mirror::new(confirmations.store().clone(), client.clone(), settings)
+        });
         let (environment, account) = if options.sandbox {
             (Environment::Sandbox, Account::sandbox(client.client_id()))
         } else {
@@ -153,6 +160,7 @@ impl OrderServer {
             approval_timeout,
             state_seal: Arc::new(approval::StateSeal::new(seal_key, approval_timeout)),
             order_card: can_order && options.order_card,
+            mirror,
             tool_router,
             card_router: if can_order && options.order_card {
                 Self::order_card_router()
@@ -192,6 +200,11 @@ impl OrderServer {
             session_scope: scope.into(),
             ..self.clone()
         }
+    }
+
+    /// The order mirror, unless it is off.
+    pub fn mirror(&self) -> Option<&crate::mirror::Mirror> {
+        self.mirror.as_ref()
     }
 
     /// The 1NCE client all sessions share.

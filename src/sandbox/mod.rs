@@ -70,6 +70,8 @@ pub struct SandboxOptions {
     /// How many default delivery addresses the account has. 1NCE only lets an order
     /// omit `delivery_address` when there is exactly one.
     pub default_delivery_addresses: usize,
+    /// An account of this many generated orders instead of the 25 seeded ones.
+    pub orders: Option<usize>,
 }
 
 impl Default for SandboxOptions {
@@ -81,6 +83,7 @@ impl Default for SandboxOptions {
             token_lifetime: Duration::from_secs(3600),
             create_response: CreateResponse::Created201,
             default_delivery_addresses: 1,
+            orders: None,
         }
     }
 }
@@ -98,6 +101,7 @@ impl fmt::Debug for SandboxOptions {
                 "default_delivery_addresses",
                 &self.default_delivery_addresses,
             )
+            .field("orders", &self.orders)
             .finish()
     }
 }
@@ -209,6 +213,25 @@ impl Sandbox {
             .values()
             .filter_map(|order| serde_json::to_value(order).ok())
             .collect()
+    }
+
+    /// Moves order `number` to `status` (COMPLETED, CANCELLED, SHIPPED or IN_PROGRESS), as 1NCE
+    /// does while an order is processed. `false` when there is no such order or status.
+    pub fn set_order_status(&self, number: u64, status: &str) -> bool {
+        let status = match status {
+            "IN_PROGRESS" => model::OrderStatus::InProgress,
+            "SHIPPED" => model::OrderStatus::Shipped,
+            "COMPLETED" => model::OrderStatus::Completed,
+            "CANCELLED" => model::OrderStatus::Cancelled,
+            _ => return false,
+        };
+        match self.shared.lock().orders.get_mut(&number) {
+            Some(order) => {
+                order.order_status = status;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Invalidates every token issued so far; the next request using one gets 401.

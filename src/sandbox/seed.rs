@@ -154,6 +154,78 @@ const SEED_ORDERS: [SeedOrder; 25] = {
     ]
 };
 
+/// An account of `n` orders, oldest first, placed from January 2020 to November 2026 at even
+/// intervals: the seed table's types, products and quantities in turn, about one in twenty
+/// cancelled, the newest few still in progress or shipped, one in seven with a reference, and
+/// SIMs shipped by card orders (each ICCID once) and acted on by later ones. For trying searches
+/// on a real-sized account (`--sandbox-orders`).
+pub(crate) fn many_orders(n: usize, base_url: &str, catalogue: &[Product]) -> Vec<Order> {
+    let start: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2020, 1, 6, 8, 0, 0)
+        .single()
+        .expect("a valid UTC time");
+    let end: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2026, 11, 30, 17, 0, 0)
+        .single()
+        .expect("a valid UTC time");
+    let step = (end - start).num_minutes() / (n.max(2) as i64 - 1).max(1);
+    let mut shipped: Vec<String> = Vec::new();
+    let mut next_sim: u64 = 1;
+    let mut orders = Vec::with_capacity(n);
+    for i in 0..n {
+        let seed = &SEED_ORDERS[i % SEED_ORDERS.len()];
+        let from_end = n - 1 - i;
+        let status = match (from_end, i % 20) {
+            (0..=2, _) => OrderStatus::InProgress,
+            (3..=5, _) => OrderStatus::Shipped,
+            (_, 7) => OrderStatus::Cancelled,
+            _ => OrderStatus::Completed,
+        };
+        let products = vec![OrderedProduct {
+            product_id: seed.product_id,
+            quantity: seed.quantity,
+        }];
+        let delivered = matches!(status, OrderStatus::Completed | OrderStatus::Shipped);
+        let shown = seed.quantity.min(MAX_SIMS_PER_ORDER);
+        let iccids: Vec<String> = match (delivered, seed.order_type) {
+            (false, _) => Vec::new(),
+            (true, OrderType::FirstOrder | OrderType::AdditionalOrder) => (0..shown)
+                .map(|_| {
+                    let id = iccid(next_sim);
+                    next_sim += 1;
+                    shipped.push(id.clone());
+                    id
+                })
+                .collect(),
+            (true, _) => (0..shown)
+                .filter_map(|k| {
+                    let at = (i as u64 * 7 + k) as usize % shipped.len().max(1);
+                    shipped.get(at).cloned()
+                })
+                .collect(),
+        };
+        let order_date = start + Duration::minutes(step * i as i64 + (i as i64 * 37) % 240);
+        let year = order_date.format("%Y");
+        orders.push(Order {
+            order_number: FIRST_ORDER_NUMBER + i as u64,
+            order_type: seed.order_type,
+            order_date,
+            order_status: status,
+            invoice_number: (FIRST_INVOICE_NUMBER + i as u64).to_string(),
+            invoice_amount: invoice_amount(&products, catalogue),
+            currency: "EUR",
+            shipping_address: default_address(),
+            sims: iccids
+                .into_iter()
+                .map(|id| Sim::new(base_url, id))
+                .collect(),
+            products,
+            customer_reference: (i % 7 == 3).then(|| format!("PO-{year}-{i:04}")),
+        });
+    }
+    orders
+}
+
 /// The seeded orders, with SIM links rooted at `base_url`.
 pub(crate) fn orders(base_url: &str, catalogue: &[Product]) -> Vec<Order> {
     let first_date: DateTime<Utc> = Utc

@@ -38,10 +38,12 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(base_url: String, options: &super::SandboxOptions) -> Shared {
         let products = seed::products();
-        let orders: BTreeMap<u64, Order> = seed::orders(&base_url, &products)
-            .into_iter()
-            .map(|o| (o.order_number, o))
-            .collect();
+        let seeded = match options.orders {
+            Some(n) => seed::many_orders(n, &base_url, &products),
+            None => seed::orders(&base_url, &products),
+        };
+        let orders: BTreeMap<u64, Order> =
+            seeded.into_iter().map(|o| (o.order_number, o)).collect();
         let seeded = orders.len() as u64;
         Shared {
             base_url,

@@ -30,6 +30,8 @@ const USED_TOKENS: &str = "used-tokens";
 const KEY_FILE: &str = "confirmation.key";
 /// The audit log's default name, inside the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// The order mirror, inside the state directory.
+pub const MIRROR_FILE: &str = "mirror.sqlite3";
 
 /// The state directory, checked and opened.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub(super) struct Files {
     dir: PathBuf,
     markers: MarkerFiles,
     audit: Option<AuditFile>,
+    /// The order mirror, opened on first use (never, with `--mirror off`).
+    mirror: Mutex<Option<super::mirror::SqliteMirror>>,
 }
 
 impl Files {
@@ -67,6 +71,7 @@ impl Files {
                 path: path.to_owned(),
                 lock: Mutex::new(()),
             }),
+            mirror: Mutex::new(None),
         })
     }
 
@@ -139,6 +144,43 @@ impl Files {
                 audit.path.display()
             ))
         })
+    }
+}
+
+impl Files {
+    /// Runs `op` on the order mirror, opening it first if need be. Its operations are short
+    /// (indexed queries, one transaction per page), so they run inline.
+    pub(super) fn with_mirror<T>(
+        &self,
+        op: impl FnOnce(&mut super::mirror::SqliteMirror) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        if mirror.is_none() {
+            *mirror = Some(super::mirror::SqliteMirror::open(
+                &self.dir.join(MIRROR_FILE),
+            )?);
+        }
+        op(mirror.as_mut().expect("opened just above"))
+    }
+
+    /// Deletes the order mirror (it is made again on next use).
+    pub(super) fn drop_mirror(&self) -> Result<(), StateError> {
+        let mut mirror = self.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        *mirror = None;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = self.dir.join(format!("{MIRROR_FILE}{suffix}"));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StateError::Files(format!(
+                        "could not delete {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -417,7 +459,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_state_directory_keeps_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        check_contract(&Store::open(&directory(dir.path())).await.unwrap()).await;
+        let store = Store::open(&directory(dir.path())).await.unwrap();
+        check_contract(&store).await;
+        super::super::mirror::check_mirror_contract(&store).await;
     }
 
     #[test]

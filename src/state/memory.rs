@@ -19,6 +19,7 @@ pub(crate) struct Memory {
     clock: Arc<dyn Clock>,
     /// How far the store's clock reads from `clock`.
     shift: Mutex<chrono::Duration>,
+    pub(super) mirror: Mutex<super::mirror::SqliteMirror>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,6 +34,7 @@ impl Memory {
             audit: Mutex::default(),
             clock,
             shift: Mutex::new(chrono::Duration::zero()),
+            mirror: Mutex::new(super::mirror::SqliteMirror::in_memory()),
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod ledger;
+pub mod mirror;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 pub use ledger::{
     Claim, NotApproved, RETAIN, Recorded, SWEEP_AT_MOST, StoreTime, Swept, Use, UseState,
 };
+pub use mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
 #[cfg(feature = "postgres")]
 pub use postgres::DbTarget;
 
@@ -248,6 +250,123 @@ impl Store {
         each!(self, b => b.append_audit(entry).await)
     }
 
+    // --- the order mirror (see `mirror`) ---
+
+    /// Keeps `orders` as read from 1NCE at `read_at`, replacing what was kept of them.
+    pub async fn mirror_put(
+        &self,
+        orders: &[MirroredOrder],
+        read_at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let at = read_at.timestamp_millis();
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.put(orders, at)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_put(orders, at).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).put(orders, at),
+        }
+    }
+
+    /// The kept order `number`, if any.
+    pub async fn mirror_get(&self, number: i64) -> Result<Option<Kept>, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.get(number)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_get(number).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).get(number),
+        }
+    }
+
+    /// The kept orders `query` matches, newest first, at most its limit; and how many match.
+    pub async fn mirror_find(&self, query: &MirrorQuery) -> Result<(Vec<Kept>, u64), StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.find(query)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_find(query).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).find(query),
+        }
+    }
+
+    /// Which of `numbers` are kept, and whether each is in a final state.
+    pub async fn mirror_known(&self, numbers: &[i64]) -> Result<Vec<(i64, bool)>, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.known(numbers)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_known(numbers).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).known(numbers),
+        }
+    }
+
+    /// How many orders are kept.
+    pub async fn mirror_count(&self) -> Result<u64, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.count()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_count().await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).count(),
+        }
+    }
+
+    /// How far the sync has come.
+    pub async fn mirror_sync(&self) -> Result<SyncState, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.sync()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_sync().await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).sync(),
+        }
+    }
+
+    /// Records how far the sync has come.
+    pub async fn mirror_set_sync(&self, state: &SyncState) -> Result<(), StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.set_sync(state)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_set_sync(state).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).set_sync(state),
+        }
+    }
+
+    /// Takes or renews the lease that lets one process (of all sharing the store) run the sync,
+    /// for `owner`, from `now` for `ttl`. `false` while another owner holds one.
+    pub async fn mirror_lease(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StateError> {
+        let now_ms = now.timestamp_millis();
+        let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        match &*self.backend {
+            Backend::Files(f) => f.with_mirror(|m| m.lease(owner, now_ms, until)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_lease(owner, now_ms, until).await,
+            #[cfg(test)]
+            Backend::Memory(m) => lock_mirror(m).lease(owner, now_ms, until),
+        }
+    }
+
+    /// Forgets every mirrored order and the sync's progress.
+    pub async fn mirror_drop(&self) -> Result<(), StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.drop_mirror(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.mirror_drop().await,
+            #[cfg(test)]
+            Backend::Memory(m) => {
+                *lock_mirror(m) = mirror::SqliteMirror::in_memory();
+                Ok(())
+            }
+        }
+    }
+
     /// A test-only view of the in-memory backend.
     #[cfg(test)]
     pub(crate) fn as_memory(&self) -> Option<&memory::Memory> {
@@ -256,4 +375,9 @@ impl Store {
             _ => None,
         }
     }
+}
+
+#[cfg(test)]
+fn lock_mirror(m: &memory::Memory) -> std::sync::MutexGuard<'_, mirror::SqliteMirror> {
+    m.mirror.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -7,7 +7,10 @@ pub mod net;
 pub mod oidc;
 #[cfg(unix)]
 pub mod pg;
+pub mod skip;
 pub mod sse;
+
+pub use skip::{installed, skip};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -21,7 +24,7 @@ use rmcp::service::RunningService;
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -78,10 +81,11 @@ pub fn sandbox_env(api_url: &str) -> [(&'static str, &str); 3] {
 
 /// A command for the server binary with a clean environment: no credentials or settings leak
 /// in from the machine running the tests, and state (tokens, the audit log) goes to a temp dir
-/// of its own, never the real home directory.
+/// of its own, never the real home directory. The process is killed when its handle is dropped
+/// (a test that fails or times out leaves no server behind).
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
-    cmd.args(args);
+    cmd.args(args).kill_on_drop(true);
     for (key, _) in std::env::vars() {
         if key.starts_with("ONCE_") || key == "RUST_LOG" {
             cmd.env_remove(key);
@@ -93,6 +97,10 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let state = temp_dir("state");
     cmd.env("XDG_STATE_HOME", state.join("xdg"));
     cmd.env("ONCE_STATE_DIR", &state);
+    // The order mirror syncs in the background and answers reads from what it keeps: the
+    // requests a test counts, and the faults it injects, would race with its sync. Tests of
+    // other things run without it; tests/mirror.rs (and any test that wants it) turn it on.
+    cmd.env("ONCE_MIRROR", "off");
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -108,6 +116,44 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` (the binary, however wrapped) to its end, with `input` written to its stdin and
+    /// then closed, or with stdin closed from the start.
+    pub async fn of(mut cmd: tokio::process::Command, input: Option<&str>) -> Run {
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("run the 1nce-mcp binary");
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin
+                .write_all(input.as_bytes())
+                .await
+                .expect("write to the binary's stdin");
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .expect("wait for the 1nce-mcp binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The `--args` that confirm this run's preview (a `call create_order` that printed one):
+    /// `args` with its token.
+    pub fn confirming(&self, args: &str) -> String {
+        assert_eq!(self.code, 0, "the preview failed: {self:?}");
+        let args: Value = serde_json::from_str(args).expect("the order is JSON");
+        confirming(&args, &self.json()).to_string()
+    }
+
     /// stdout as JSON (what `call` prints for a successful tool).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
@@ -121,12 +167,9 @@ impl Run {
 pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = command(args, env);
     if let Some(offset) = clock {
-        let faketime = installed(
-            "ONCE_FAKETIME",
-            Some("/usr/bin/faketime"),
-            "install Debian's faketime package (apt-get install faketime)",
-        )
-        .expect("faketime is needed for this test; see the line above");
+        let faketime = skip::named(FAKETIME, FAKETIME_DEFAULT)
+            .filter(|p| p.exists())
+            .expect("a test that runs at another time asks faketime_installed() first");
         let std = cmd.as_std();
         let mut wrapped = tokio::process::Command::new(faketime);
         wrapped.args(["-f", offset]).arg(std.get_program());
@@ -146,46 +189,22 @@ pub async fn run(clock: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ru
         wrapped.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         cmd = wrapped;
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run the 1nce-mcp binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(cmd, None).await
 }
 
-/// Whether the test machine can run programs at another time (libfaketime); says how to get
-/// it when not, and fails under `ONCE_INTEROP_REQUIRED=1`.
+/// libfaketime's `faketime`: `ONCE_FAKETIME`, else Debian's.
+const FAKETIME: &str = "ONCE_FAKETIME";
+const FAKETIME_DEFAULT: Option<&str> = Some("/usr/bin/faketime");
+
+/// Whether the test machine can run programs at another time (libfaketime); when not, the
+/// test [`skip`]s (a failure under `ONCE_INTEROP_REQUIRED=1`) and should return.
 pub fn faketime_installed() -> bool {
     installed(
-        "ONCE_FAKETIME",
-        Some("/usr/bin/faketime"),
+        FAKETIME,
+        FAKETIME_DEFAULT,
         "install Debian's faketime package (apt-get install faketime)",
     )
     .is_some()
-}
-
-/// The program `var` names, else `default` when that exists, or `None` after saying on stderr
-/// how to get it (`how`). Missing is a failure when `ONCE_INTEROP_REQUIRED=1`, as in CI.
-pub fn installed(var: &str, default: Option<&str>, how: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .or_else(|| default.map(PathBuf::from));
-    match path {
-        Some(path) if path.exists() => Some(path),
-        _ if std::env::var("ONCE_INTEROP_REQUIRED").as_deref() == Ok("1") => {
-            panic!("{var} is not set to an installed program; {how}")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} not set to an installed program; {how}");
-            None
-        }
-    }
 }
 
 /// The crate's 1NCE client pointed at `sandbox`.
@@ -301,6 +320,44 @@ impl Stderr {
     }
 }
 
+/// A child that leads a process group of its own, for a command that starts others (a shell
+/// running a line that starts the server): killing the child alone would leave those running,
+/// orphaned, after the tests end. [`Group::kill`], and dropping it (even in a panic), kill the
+/// whole group.
+#[cfg(unix)]
+pub struct Group {
+    pub child: tokio::process::Child,
+}
+
+#[cfg(unix)]
+impl Group {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(mut cmd: tokio::process::Command) -> Group {
+        let child = cmd
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn a process group");
+        Group { child }
+    }
+
+    /// Sends SIGKILL to every process of the group.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill has no memory preconditions; the group is the one `spawn` made (its
+            // id is the leader's pid, not reaped while `child` holds it).
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// One MCP client session, over any transport.
 pub struct Session {
     pub client: McpClient,
@@ -327,6 +384,22 @@ impl Session {
             .unwrap_or_else(|| panic!("{tool} returned no structuredContent"))
     }
 
+    /// Previews `args` with create_order (the preview must succeed), then confirms the preview
+    /// with its token: the confirmation's raw result (1NCE may refuse or lose the order).
+    pub async fn preview_and_confirm(&self, args: &Value) -> CallToolResult {
+        let preview = self.ok("create_order", args.clone()).await;
+        self.call("create_order", confirming(args, &preview)).await
+    }
+
+    /// [`Session::preview_and_confirm`] that must place the order: the placed answer's
+    /// `structuredContent`.
+    pub async fn place_order(&self, args: &Value) -> Value {
+        let placed = self.preview_and_confirm(args).await;
+        let structured = placed.structured_content.clone().unwrap_or_default();
+        assert_eq!(structured["status"], "placed", "{}", text(&placed));
+        structured
+    }
+
     /// Calls a tool that must fail with a tool error and returns the error text.
     pub async fn err(&self, tool: &str, args: Value) -> String {
         let result = self.call(tool, args.clone()).await;
@@ -338,6 +411,24 @@ impl Session {
         );
         text(&result)
     }
+}
+
+/// `args` with `token` as their `confirmation_token`: what create_order is called with to
+/// confirm a preview, or to try a token that is not the preview's.
+pub fn with_token(mut args: Value, token: &Value) -> Value {
+    args["confirmation_token"] = token.clone();
+    args
+}
+
+/// The arguments that confirm `preview` (create_order's answer asking for confirmation, its
+/// `structuredContent`): `args` with the preview's token. Fails the test if there is none.
+pub fn confirming(args: &Value, preview: &Value) -> Value {
+    let token = &preview["confirmation_token"];
+    assert!(
+        token.is_string(),
+        "not a preview with a confirmation_token: {preview}"
+    );
+    with_token(args.clone(), token)
 }
 
 /// Calls a tool through any client and returns the raw result (tool errors are results).
@@ -418,7 +509,10 @@ pub fn child(args: &[&str], env: &[(&str, &str)]) -> (TokioChildProcess, Stderr)
     child_of(command(args, env))
 }
 
-fn child_of(cmd: tokio::process::Command) -> (TokioChildProcess, Stderr) {
+fn child_of(mut cmd: tokio::process::Command) -> (TokioChildProcess, Stderr) {
+    // rmcp kills the child on drop from a task of its own, which never runs if the runtime
+    // ends first; this kill does not wait for one.
+    cmd.kill_on_drop(true);
     let cmd = cmd.configure(|_| {});
     let (transport, stderr) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::piped())

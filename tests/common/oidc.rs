@@ -10,8 +10,8 @@
 //! over HTTP with a cookie jar) and [`exchange`]; [`Oidc::token_for`] does all of them.
 //!
 //! `scripts/oidc-setup` installs the package under `target/oidc/`; without it a test is skipped
-//! with a message ([`Oidc::start`] returns `None`), except under `ONCE_INTEROP_REQUIRED=1` (CI),
-//! where its absence fails the test.
+//! ([`Oidc::start`] returns `None` after [`super::skip`]), except under `ONCE_INTEROP_REQUIRED=1`
+//! (CI), where its absence fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +39,7 @@ pub const SCOPES: &str = "orders:read orders:write";
 /// uses. Nothing listens there; [`authorize`] stops at the redirect and reads the code from it.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 
-const SETUP: &str = "run `eval \"$(scripts/oidc-setup)\"` to test with it";
+const SETUP: &str = "run `eval \"$(scripts/oidc-setup)\"`";
 
 /// How the provider is started.
 #[derive(Clone, Debug)]
@@ -216,8 +216,8 @@ impl Launch {
 }
 
 impl Oidc {
-    /// Starts a provider that issues tokens for `resource`, or `None` (after saying why) when
-    /// oidc-provider is not installed and not required.
+    /// Starts a provider that issues tokens for `resource`, or `None` after [`super::skip`] when
+    /// oidc-provider is not installed.
     pub async fn start(resource: &str) -> Option<Oidc> {
         Oidc::start_with(Options::new(resource)).await
     }

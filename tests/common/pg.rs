@@ -3,8 +3,8 @@
 //! `postgres` user when the tests run as root (PostgreSQL refuses to run as root), stopped when
 //! the [`Postgres`] is dropped, even after a panic.
 //!
-//! Without the binaries a test is skipped with a message ([`Postgres::start`] returns `None`),
-//! except under `ONCE_INTEROP_REQUIRED=1` (CI), where their absence fails it.
+//! Without the binaries a test is skipped ([`Postgres::start`] returns `None` after
+//! [`super::skip`]), except under `ONCE_INTEROP_REQUIRED=1` (CI), where their absence fails it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -39,15 +39,14 @@ fn is_root() -> bool {
 }
 
 impl Postgres {
-    /// Initialises and starts a cluster, or `None` (after saying why) when PostgreSQL is not
-    /// installed and not required.
-    pub fn start(test: &str) -> Option<Postgres> {
+    /// Initialises and starts a cluster, or `None` after [`super::skip`] when PostgreSQL is not
+    /// installed (which fails the test under `ONCE_INTEROP_REQUIRED=1`).
+    pub fn start() -> Option<Postgres> {
         let Some(bin) = binaries() else {
-            assert!(
-                std::env::var("ONCE_INTEROP_REQUIRED").as_deref() != Ok("1"),
-                "{test}: PostgreSQL is required (ONCE_INTEROP_REQUIRED=1) but /usr/lib/postgresql/*/bin/pg_ctl is absent; install Debian's postgresql package"
+            super::skip(
+                "PostgreSQL (/usr/lib/postgresql/*/bin/pg_ctl) is not installed",
+                "install Debian's postgresql package (apt-get install postgresql)",
             );
-            eprintln!("SKIPPED {test}: PostgreSQL is not installed (apt-get install postgresql)");
             return None;
         };
         let dir = tempfile::Builder::new()

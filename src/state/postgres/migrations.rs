@@ -59,6 +59,35 @@ pub const STEPS: &[(i32, &str)] = &[
     );
     ",
     ),
+    (
+        3,
+        "
+    CREATE TABLE order_mirror (
+        order_number  bigint PRIMARY KEY,
+        status        text,
+        order_type    text,
+        placed_at_ms  bigint,
+        reference     text,
+        product_ids   bigint[] NOT NULL,
+        final         boolean NOT NULL,
+        body          jsonb NOT NULL,
+        read_at_ms    bigint NOT NULL
+    );
+    CREATE INDEX order_mirror_placed ON order_mirror (placed_at_ms);
+    CREATE INDEX order_mirror_products ON order_mirror USING gin (product_ids);
+    CREATE TABLE order_mirror_sims (
+        iccid         text NOT NULL,
+        order_number  bigint NOT NULL REFERENCES order_mirror ON DELETE CASCADE,
+        PRIMARY KEY (iccid, order_number)
+    );
+    CREATE TABLE order_mirror_sync (
+        id           integer PRIMARY KEY,
+        state        jsonb NOT NULL,
+        lease_owner  text,
+        lease_until  bigint
+    );
+    ",
+    ),
 ];
 
 /// Applies the steps not applied yet, under the lock.

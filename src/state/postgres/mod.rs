@@ -21,6 +21,7 @@ use tokio_postgres::{NoTls, Row};
 pub mod migrations;
 
 use super::ledger::{Claim, NotApproved, RETAIN, Recorded, StoreTime, Swept, Use, UseState, never};
+use super::mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
 use super::{AuditEntry, StateError};
 use crate::rate_limit::{RateLimit, SharedBucket};
 
@@ -406,11 +407,190 @@ impl Postgres {
         })
     }
 
+    // --- the order mirror ---
+
+    pub(super) async fn mirror_put(
+        &self,
+        orders: &[MirroredOrder],
+        read_at: i64,
+    ) -> Result<(), StateError> {
+        let orders = orders.to_vec();
+        self.run(|pool| async move {
+            let mut client = connection(&pool).await?;
+            let tx = client.transaction().await.map_err(|e| describe(&e))?;
+            for o in &orders {
+                tx.execute(
+                    "INSERT INTO order_mirror (order_number, status, order_type, placed_at_ms, reference, product_ids, final, body, read_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (order_number) DO UPDATE SET status = excluded.status,
+                        order_type = excluded.order_type, placed_at_ms = excluded.placed_at_ms,
+                        reference = excluded.reference, product_ids = excluded.product_ids,
+                        final = excluded.final, body = excluded.body, read_at_ms = excluded.read_at_ms",
+                    &[&o.number, &o.status, &o.order_type, &o.placed_at, &o.reference, &o.product_ids, &o.final_state, &o.body, &read_at],
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+                tx.execute("DELETE FROM order_mirror_sims WHERE order_number = $1", &[&o.number])
+                    .await
+                    .map_err(|e| describe(&e))?;
+                if !o.iccids.is_empty() {
+                    tx.execute(
+                        "INSERT INTO order_mirror_sims (iccid, order_number) SELECT DISTINCT unnest($1::text[]), $2::bigint ON CONFLICT DO NOTHING",
+                        &[&o.iccids, &o.number],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                }
+            }
+            tx.commit().await.map_err(|e| describe(&e))
+        })
+        .await
+    }
+
+    pub(super) async fn mirror_get(&self, number: i64) -> Result<Option<Kept>, StateError> {
+        let rows = self
+            .query(
+                &format!("{MIRROR_SELECT} WHERE o.order_number = $1"),
+                &[&number],
+            )
+            .await?;
+        Ok(rows.first().map(row_kept))
+    }
+
+    pub(super) async fn mirror_find(
+        &self,
+        q: &MirrorQuery,
+    ) -> Result<(Vec<Kept>, u64), StateError> {
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let filter = "WHERE ($1::text IS NULL OR upper(o.status) = upper($1))
+            AND ($2::text IS NULL OR upper(o.order_type) = upper($2))
+            AND ($3::bigint IS NULL OR $3 = ANY (o.product_ids))
+            AND ($4::text IS NULL OR o.order_number IN (SELECT order_number FROM order_mirror_sims WHERE iccid = $4))
+            AND ($5::text IS NULL OR strpos(lower(coalesce(o.reference, '')), lower($5)) > 0)
+            AND ($6::bigint IS NULL OR o.placed_at_ms >= $6)
+            AND ($7::bigint IS NULL OR o.placed_at_ms < $7)";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &q.status,
+            &q.order_type,
+            &q.product_id,
+            &q.iccid,
+            &q.reference,
+            &q.placed_from,
+            &q.placed_until,
+        ];
+        let matched = self
+            .query(
+                &format!("SELECT count(*) FROM order_mirror o {filter}"),
+                &params,
+            )
+            .await?;
+        let matched: i64 = matched.first().map(|r| r.get(0)).unwrap_or(0);
+        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+        all.push(&limit);
+        let rows = self
+            .query(
+                &format!(
+                    "{MIRROR_SELECT} {filter} ORDER BY o.placed_at_ms DESC NULLS LAST, o.order_number DESC LIMIT $8"
+                ),
+                &all,
+            )
+            .await?;
+        Ok((
+            rows.iter().map(row_kept).collect(),
+            u64::try_from(matched).unwrap_or(0),
+        ))
+    }
+
+    pub(super) async fn mirror_known(
+        &self,
+        numbers: &[i64],
+    ) -> Result<Vec<(i64, bool)>, StateError> {
+        let rows = self
+            .query(
+                "SELECT order_number, final FROM order_mirror WHERE order_number = ANY($1)",
+                &[&numbers],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub(super) async fn mirror_count(&self) -> Result<u64, StateError> {
+        let rows = self.query("SELECT count(*) FROM order_mirror", &[]).await?;
+        let n: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(super) async fn mirror_sync(&self) -> Result<SyncState, StateError> {
+        let rows = self
+            .query("SELECT state FROM order_mirror_sync WHERE id = 1", &[])
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_value(r.get(0)).ok())
+            .unwrap_or_default())
+    }
+
+    pub(super) async fn mirror_set_sync(&self, state: &SyncState) -> Result<(), StateError> {
+        let json = serde_json::to_value(state).unwrap_or_default();
+        self.execute(
+            "INSERT INTO order_mirror_sync (id, state) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            &[&json],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn mirror_lease(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StateError> {
+        let changed = self
+            .execute(
+                "INSERT INTO order_mirror_sync AS s (id, state, lease_owner, lease_until) VALUES (1, '{}', $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+                 WHERE s.lease_owner IS NULL OR s.lease_owner = $1 OR s.lease_until < $3",
+                &[&owner, &until, &now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub(super) async fn mirror_drop(&self) -> Result<(), StateError> {
+        // DELETE, not TRUNCATE: the serving role needs no privilege beyond its grants.
+        for table in ["order_mirror_sims", "order_mirror", "order_mirror_sync"] {
+            self.execute(&format!("DELETE FROM {table}"), &[]).await?;
+        }
+        Ok(())
+    }
+
     // --- rate_buckets ---
 
     /// The rate limit to 1NCE that every replica shares.
     pub(super) fn rate_buckets(&self) -> RateBuckets {
         RateBuckets { db: self.clone() }
+    }
+}
+
+const MIRROR_SELECT: &str = "SELECT o.order_number, o.status, o.order_type, o.placed_at_ms, o.reference, o.final, o.body, o.read_at_ms, o.product_ids,
+    coalesce((SELECT array_agg(iccid ORDER BY iccid) FROM order_mirror_sims s WHERE s.order_number = o.order_number), '{}')
+    FROM order_mirror o";
+
+fn row_kept(row: &Row) -> Kept {
+    Kept {
+        order: MirroredOrder {
+            number: row.get(0),
+            status: row.get(1),
+            order_type: row.get(2),
+            placed_at: row.get(3),
+            reference: row.get(4),
+            final_state: row.get(5),
+            body: row.get(6),
+            product_ids: row.get(8),
+            iccids: row.get(9),
+        },
+        read_at: millis_time(row.get(7)),
     }
 }
 
