@@ -123,6 +123,34 @@ async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
         Err(why) => writeln!(out, "state store clock: FAIL: {why}"),
     }
     .map_err(report)?;
+    let spend = server.spend_standing().await;
+    match &spend {
+        Ok(standings) => {
+            for s in standings.iter() {
+                let line = if s.per_person {
+                    format!(
+                        "spend limit {}: each person's own budget, resets {} (their figures are in list_products)",
+                        s.limit, s.resets_at
+                    )
+                } else {
+                    format!(
+                        "spend limit {}: {} spent, {} left {} (resets {})",
+                        s.limit,
+                        s.spent,
+                        s.left,
+                        s.period.this(),
+                        s.resets_at
+                    )
+                };
+                writeln!(out, "{line}").map_err(report)?;
+            }
+        }
+        Err(why) => writeln!(
+            out,
+            "spend limits: FAIL: cannot be read ({why}); nothing can be ordered"
+        )
+        .map_err(report)?,
+    }
     if let Some(mirror) = server.mirror() {
         let line = match mirror.coverage().await {
             Ok(coverage) => mirror_line(&coverage),
@@ -133,9 +161,9 @@ async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
     let verdict = crate::setup_check::run(server.client(), &mut out)
         .await
         .map_err(report)?;
-    match (verdict.exit_status(), clock) {
-        (crate::exit_status::ExitStatus::Success, Ok(_)) => Ok(()),
-        (crate::exit_status::ExitStatus::Success, Err(_)) => Err(Exit::failure("")),
+    match (verdict.exit_status(), clock.is_ok() && spend.is_ok()) {
+        (crate::exit_status::ExitStatus::Success, true) => Ok(()),
+        (crate::exit_status::ExitStatus::Success, false) => Err(Exit::failure("")),
         (status, _) => Err(Exit {
             status,
             message: String::new(),

@@ -210,6 +210,8 @@ async fn blank_environment_variables_count_as_not_set() {
         "ONCE_MAX_QUANTITY",
         "ONCE_MAX_ORDER_VALUE",
         "ONCE_ALLOWED_PRODUCTS",
+        "ONCE_SPEND_LIMIT",
+        "ONCE_SPEND_LIMIT_PER_PERSON",
         "ONCE_AUDIT_LOG",
         "ONCE_RATE_LIMIT",
         "ONCE_CONFIRMATION_TTL",

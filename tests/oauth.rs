@@ -595,6 +595,64 @@ async fn two_people_one_previews_and_the_other_cannot_confirm_or_use_the_session
 }
 
 #[tokio::test]
+async fn each_person_has_a_spend_limit_of_their_own_beside_the_shared_one() {
+    let Some(s) = Setup::start_full(
+        "/mcp",
+        |o| o,
+        &[
+            "--spend-limit-per-person",
+            "20EUR/day",
+            "--spend-limit",
+            "35EUR/month",
+        ],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let session = |who: &'static str| {
+        let s = &s;
+        async move {
+            s.server
+                .client(Some(&s.oidc.token_for(who, SCOPES).await))
+                .await
+        }
+    };
+    let (alice, bob) = (session("alice").await, session("bob").await);
+    let two = json!({"products": [{"product_id": 1001, "quantity": 2}]});
+    let one = json!({"products": [{"product_id": 1001, "quantity": 1}]});
+    alice.place_order(&two).await;
+    let refused = alice.err("create_order", one.clone()).await;
+    assert!(
+        refused.contains("spend limit of 20.00 EUR per day per person")
+            && refused.contains("left today for this person: 0.00 EUR of 20.00 EUR"),
+        "{refused}"
+    );
+    // Bob's day is his own; the month is everyone's: 20 + 10 of 35.
+    let preview = bob.ok("create_order", one.clone()).await;
+    let after = &preview["preview"]["spend_limits_after"];
+    assert_eq!(
+        (&after[0]["left"], &after[1]["left"]),
+        (&json!("5.00 EUR"), &json!("10.00 EUR")),
+        "{preview}"
+    );
+    bob.place_order(&one).await;
+    let refused = bob.err("create_order", one.clone()).await;
+    assert!(refused.contains("35.00 EUR per month"), "{refused}");
+    let products = bob.ok("list_products", json!({})).await;
+    assert_eq!(
+        products["spend_limits"][0]["spent"], "30.00 EUR",
+        "{products}"
+    );
+    assert_eq!(
+        products["spend_limits"][1]["spent"], "10.00 EUR",
+        "{products}"
+    );
+    assert_eq!(common::posts(&s.sandbox), 2);
+}
+
+#[tokio::test]
 async fn legacy_sse_sessions_carry_the_person_and_the_scopes_too() {
     // The server's root as the resource, which covers /sse as well as /mcp.
     let Some(s) = Setup::start_at("/", |o| o).await else {

@@ -252,7 +252,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     }
     assert_eq!(
         pg.query("SELECT version FROM schema_migrations ORDER BY version"),
-        ["1", "2", "3"]
+        ["1", "2", "3", "4"]
     );
     assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
 
@@ -261,7 +261,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         "CREATE ROLE once_mcp LOGIN",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets, order_mirror, order_mirror_sims, order_mirror_sync TO once_mcp",
-        "GRANT SELECT, INSERT, UPDATE ON sweep_mark TO once_mcp",
+        "GRANT SELECT, INSERT, UPDATE ON sweep_mark, spend_ledger TO once_mcp",
         "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
         "GRANT INSERT ON audit_trail TO once_mcp",
         "GRANT USAGE ON SEQUENCE audit_trail_seq_seq TO once_mcp",
@@ -279,6 +279,27 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // And orders within a spend limit with those grants: preview, then confirmation.
+    let state = [
+        "--sandbox",
+        "--state-url",
+        &serving,
+        "--spend-limit",
+        "100EUR/day",
+    ];
+    let order = r#"{"products": [{"product_id": 1001, "quantity": 1}]}"#;
+    let mut argv = state.to_vec();
+    argv.extend(["call", "create_order", "--args", order]);
+    let preview = common::run(None, &argv, &[]).await;
+    let confirm = preview.confirming(order);
+    let mut argv = state.to_vec();
+    argv.extend(["call", "create_order", "--args", &confirm]);
+    let placed = common::run(None, &argv, &[]).await;
+    assert_eq!(placed.code, 0, "{placed:?}");
+    assert_eq!(
+        pg.query("SELECT cents, state FROM spend_ledger"),
+        ["1000|placed"]
     );
 
     // TLS: `prefer` (no sslmode) falls back to plain with a server without TLS; `require` refuses.
@@ -486,4 +507,5 @@ async fn the_used_tokens_table_keeps_the_single_use_contract() {
         .unwrap();
     check_contract(&store).await;
     onence_mcp::state::mirror::check_mirror_contract(&store).await;
+    onence_mcp::state::spend::check_spend_contract(&store).await;
 }

@@ -40,6 +40,7 @@ mod order_card_rules;
 mod post_answers;
 mod resources_prompts;
 mod safety;
+mod spend;
 mod stdio;
 mod stdio_fuzz;
 #[cfg(unix)]

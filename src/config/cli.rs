@@ -14,6 +14,7 @@ use url::Url;
 use crate::api::products::Cents;
 use crate::api::{self, RateLimit};
 use crate::orders::OrderLimits;
+use crate::orders::spend::SpendLimit;
 
 const ENV_HELP: &str = "\
 ENVIRONMENT:
@@ -151,6 +152,17 @@ pub struct Cli {
     /// Orders in a currency not named are refused.
     #[arg(long, global = true, env = "ONCE_MAX_ORDER_VALUE", value_name = "AMOUNT", value_parser = OrderLimits::parse_order_value)]
     pub max_order_value: Option<BTreeMap<String, Cents>>,
+
+    /// Most spent per calendar day, ISO week or calendar month (UTC), over every order placed or
+    /// of unknown outcome, net, e.g. 5000EUR/month (repeatable; comma-separated in the variable).
+    /// Counted in the state store, so it holds across every process and replica sharing it.
+    #[arg(long = "spend-limit", global = true, env = "ONCE_SPEND_LIMIT", value_name = "AMOUNT/PERIOD", value_delimiter = ',', value_parser = parse_spend_limit)]
+    pub spend_limits: Vec<SpendLimit>,
+
+    /// A spend limit each person has of their own, e.g. 500EUR/day: needs OAuth (--oauth-issuer),
+    /// which says who is who (repeatable; comma-separated in the variable).
+    #[arg(long = "spend-limit-per-person", global = true, env = "ONCE_SPEND_LIMIT_PER_PERSON", value_name = "AMOUNT/PERIOD", value_delimiter = ',', value_parser = parse_spend_limit_per_person)]
+    pub spend_limits_per_person: Vec<SpendLimit>,
 
     /// The only product ids that may be ordered, e.g. "1001,1002".
     #[arg(long, global = true, env = "ONCE_ALLOWED_PRODUCTS", value_name = "IDS", value_parser = OrderLimits::parse_allowed_products)]
@@ -421,4 +433,12 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
     Err(format!(
         "{s} is not an address to listen on; write IP:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080), localhost:PORT or a bare PORT"
     ))
+}
+
+fn parse_spend_limit(text: &str) -> Result<SpendLimit, String> {
+    SpendLimit::parse(text, false)
+}
+
+fn parse_spend_limit_per_person(text: &str) -> Result<SpendLimit, String> {
+    SpendLimit::parse(text, true)
 }

@@ -13,6 +13,7 @@ use crate::mcp::ToolSet;
 use crate::orders::OrderLimits;
 #[cfg(feature = "postgres")]
 use crate::state::DbTarget;
+use crate::orders::spend::SpendLimit;
 use crate::state::Location;
 
 mod cli;
@@ -207,6 +208,7 @@ impl Config {
                 max_quantity: cli.max_quantity,
                 max_order_value: cli.max_order_value.clone(),
                 allowed_products: cli.allowed_products.clone(),
+                spend: spend_limits(cli, http.as_ref())?,
             },
             http,
             retry,
@@ -244,6 +246,19 @@ impl Config {
             Location::Directory { .. } => None,
         }
     }
+}
+
+/// `--spend-limit` and `--spend-limit-per-person`, which needs OAuth to tell people apart.
+fn spend_limits(cli: &Cli, http: Option<&HttpSettings>) -> Result<Vec<SpendLimit>, String> {
+    if !cli.spend_limits_per_person.is_empty() && http.is_none_or(|h| h.oauth.is_none()) {
+        return Err("--spend-limit-per-person / ONCE_SPEND_LIMIT_PER_PERSON needs OAuth (--http with --oauth-issuer): without it the server cannot tell people apart. Use --spend-limit for one budget shared by everyone".to_owned());
+    }
+    Ok(cli
+        .spend_limits
+        .iter()
+        .chain(&cli.spend_limits_per_person)
+        .cloned()
+        .collect())
 }
 
 /// Environment variable naming a file that holds the state database's password.

@@ -155,7 +155,7 @@ impl OrderServer {
         {
             return Ok(CardAnswerOutput::stopped(e));
         }
-        let preview = preview(&checked.order, &checked.priced);
+        let preview = preview(&checked);
         Ok(
             match self.place_detached(checked, Approval::OrderCard).await {
                 Ok(placed) => placed_output(preview, placed),

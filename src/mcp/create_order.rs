@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use super::order_view::{one_line, quoted, write_order_details};
 use super::{OrderServer, ToolError, ToolOutput, approval, order_card};
-use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
+use crate::api::model::{DeliveryAddress, Order, ProductLine};
 use crate::orders::audit::{content_hash, token_id};
-use crate::orders::checks::{Money, PricedLine, PricedOrder, money};
-use crate::orders::desk::{Placed, PreviewIssued, Request};
+use crate::orders::checks::{Money, PricedLine, money};
+use crate::orders::desk::{Checked, Placed, PreviewIssued, Request};
+use crate::orders::spend::Standing;
 use crate::orders::{Approval, CanShow, OrderError};
 use crate::state::{Recorded, UseState};
 use std::sync::Arc;
@@ -68,6 +69,9 @@ pub struct OrderPreview {
     /// The customer reference, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_reference: Option<String>,
+    /// The operator's spend limits as they would stand after this order (when set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spend_limits_after: Vec<Standing>,
 }
 
 /// Result of `create_order`.
@@ -183,7 +187,7 @@ impl OrderServer {
                 card_nonce: None,
             })
             .await?;
-        let preview = preview(&checked.order, &checked.priced);
+        let preview = preview(&checked);
         let Some(token) = checked.token().map(str::to_owned) else {
             let mut issued = self.desk.preview(&checked, can_show).await?;
             let meta = issued
@@ -342,6 +346,9 @@ fn approval_message(preview: &OrderPreview, identical: &[Recorded]) -> String {
     if let Some(reference) = &preview.customer_reference {
         text.push_str(&format!("\nReference: {}", quoted(reference)));
     }
+    if let Some(spend) = spend_after(preview) {
+        text.push_str(&format!("\nBudget: {spend}"));
+    }
     if let Some(warning) = identical_warning(identical) {
         text.push_str(&format!("\n\n{warning}"));
     }
@@ -397,7 +404,8 @@ pub(super) fn placed_answer(
     }
 }
 
-pub(super) fn preview(order: &NewOrder, priced: &PricedOrder) -> OrderPreview {
+pub(super) fn preview(checked: &Checked) -> OrderPreview {
+    let (order, priced) = (&checked.order, &checked.priced);
     OrderPreview {
         products: priced.lines.clone(),
         one_time_net_total: priced.totals_for_people(),
@@ -408,7 +416,29 @@ pub(super) fn preview(order: &NewOrder, priced: &PricedOrder) -> OrderPreview {
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned()),
         delivery_address: order.delivery_address.clone(),
         customer_reference: order.customer_reference.clone(),
+        spend_limits_after: checked.spend.clone(),
     }
+}
+
+/// "spend limit 5,000.00 EUR per month: 3,700.00 EUR left this month after this order", per limit.
+fn spend_after(preview: &OrderPreview) -> Option<String> {
+    if preview.spend_limits_after.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = preview
+        .spend_limits_after
+        .iter()
+        .map(|s| {
+            format!(
+                "spend limit {}: {} left {}{} after this order",
+                s.limit,
+                s.left,
+                s.period.this(),
+                if s.per_person { " for you" } else { "" }
+            )
+        })
+        .collect();
+    Some(each.join("; "))
 }
 
 /// The preview in one sentence, for the text summary.
@@ -434,6 +464,9 @@ fn describe(preview: &OrderPreview) -> String {
     );
     if let Some(reference) = &preview.customer_reference {
         text.push_str(&format!("; reference {}", quoted(reference)));
+    }
+    if let Some(spend) = spend_after(preview) {
+        text.push_str(&format!("; {spend}"));
     }
     text
 }
@@ -503,6 +536,7 @@ mod tests {
             ships_to: address.to_string(),
             delivery_address: Some(address),
             customer_reference: Some("x\" Ships to: \"Berlin".into()),
+            spend_limits_after: Vec::new(),
         };
         let form = approval_message(&preview, &[]);
         let sentence = describe(&preview);

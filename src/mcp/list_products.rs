@@ -4,8 +4,12 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{OrderServer, ToolOutput, ToolResult};
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
+
+use super::{OrderServer, ToolError, ToolOutput, ToolResult};
 use crate::api::products::{Charge, Product};
+use crate::orders::spend::Standing;
 
 /// The 1NCE product catalogue.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -15,6 +19,9 @@ pub struct ListProductsOutput {
     /// This server's own limits on orders, when the operator set any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_limits: Option<String>,
+    /// The operator's spend limits now: spent and left in the current period (when set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spend_limits: Vec<Standing>,
 }
 
 /// A product as agents see it in `list_products`.
@@ -100,11 +107,24 @@ impl OrderServer {
             open_world_hint = true
         )
     )]
-    pub async fn list_products(&self) -> ToolResult<ListProductsOutput> {
+    pub async fn list_products(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult<ListProductsOutput> {
         let products = self.desk.catalogue.products().await?;
+        let spend_limits = self
+            .desk
+            .spend_standing(super::caller(&ctx).map(|c| &c.person))
+            .await
+            .map_err(|e| {
+                ToolError::Other(format!(
+                    "The operator's spend limits could not be read from the state store ({e}), and without them nothing can be ordered either. Try again in a moment; if it persists, the operator should run `1nce-mcp check`."
+                ))
+            })?;
         let output = ListProductsOutput {
             products: products.iter().map(ProductInfo::from).collect(),
             operator_limits: self.limits.describe(),
+            spend_limits,
         };
         let mut summary = format!("{} product(s) can be ordered:", output.products.len());
         for p in &output.products {
@@ -136,6 +156,17 @@ impl OrderServer {
         }
         if let Some(limits) = &output.operator_limits {
             summary.push_str(&format!("\nThis server's operator allows {limits}."));
+        }
+        for s in &output.spend_limits {
+            summary.push_str(&format!(
+                "\nSpend limit {}: {} spent, {} left {}{} (resets {}).",
+                s.limit,
+                s.spent,
+                s.left,
+                s.period.this(),
+                if s.per_person { " for you" } else { "" },
+                s.resets_at
+            ));
         }
         Ok(ToolOutput {
             data: output,

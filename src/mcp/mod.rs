@@ -207,6 +207,12 @@ impl OrderServer {
         self.mirror.as_ref()
     }
 
+    /// The operator's spend limits as they stand now, for nobody in particular (per-person
+    /// limits: the figures of callers the transport knows nobody of).
+    pub async fn spend_standing(&self) -> Result<Vec<crate::orders::spend::Standing>, String> {
+        self.desk.spend_standing(None).await
+    }
+
     /// The 1NCE client all sessions share.
     pub fn client(&self) -> &Client {
         &self.client

@@ -92,6 +92,10 @@ pub struct Record {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_number: Option<u64>,
+    /// The spend limits' figures this decision used (a preview's check, a confirmation's
+    /// reservation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spend: Vec<super::spend::SpendFigure>,
 }
 
 /// A product line in the audit trail.
@@ -129,6 +133,7 @@ impl Record {
             outcome: None,
             detail: None,
             order_number: None,
+            spend: Vec::new(),
         }
     }
 
@@ -154,6 +159,11 @@ impl Record {
 
     pub fn order_number(mut self, number: Option<u64>) -> Self {
         self.order_number = number;
+        self
+    }
+
+    pub fn spend(mut self, figures: Vec<super::spend::SpendFigure>) -> Self {
+        self.spend = figures;
         self
     }
 

@@ -21,6 +21,8 @@ pub struct OrderLimits {
     pub max_order_value: Option<BTreeMap<String, Cents>>,
     /// The only product ids that may be ordered.
     pub allowed_products: Option<BTreeSet<u64>>,
+    /// Most spent per day, week or month, across every order (`crate::orders::spend`).
+    pub spend: Vec<super::spend::SpendLimit>,
 }
 
 impl OrderLimits {
@@ -92,6 +94,9 @@ impl OrderLimits {
         }
         if let Some(ids) = &self.allowed_products {
             parts.push(format!("only products {}", join_ids(ids)));
+        }
+        for limit in &self.spend {
+            parts.push(format!("at most {limit} over all orders"));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }

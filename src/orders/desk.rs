@@ -14,11 +14,12 @@ use super::consent::{Approval, CanShow, NotApproved, PersonAnswer};
 use super::lost_answer::{self, Found};
 use super::person::{self, Person};
 use super::post_answer::{NotProcessed, PostAnswer, classify};
-use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal};
+use super::spend::{OverLimit, SpendFigure, Standing, unnamed_currency};
+use super::tokens::{Account, Binding, Claims, Confirmations, Issued, Refusal, SpendCheck};
 use crate::api::model::{DeliveryAddress, NewOrder, Order, ProductLine};
 use crate::api::products::Catalogue;
 use crate::api::{ApiError, Client};
-use crate::state::Recorded;
+use crate::state::{Recorded, Reservation};
 
 /// How far back a preview looks for identical orders.
 const IDENTICAL_WITHIN: Duration = Duration::from_secs(24 * 3600);
@@ -74,6 +75,10 @@ pub struct Checked {
     scope: String,
     person: Option<Person>,
     token: Option<(String, Claims)>,
+    /// Each spend limit as it would stand after this order (none without limits).
+    pub spend: Vec<Standing>,
+    /// The figures the spend check used, for the audit trail.
+    spend_figures: Vec<SpendFigure>,
 }
 
 impl Checked {
@@ -160,6 +165,10 @@ pub enum Stop {
     NoPreview(Refusal),
     /// A step could not be audited.
     Unaudited(String),
+    /// The order would exceed one of the operator's spend limits.
+    OverSpendLimit(OverLimit),
+    /// The spend ledger could not be read: the limits cannot be checked, so nothing is ordered.
+    SpendUnchecked(String),
     /// 1NCE refused before processing anything.
     NotProcessed(NotProcessed),
 }
@@ -223,6 +232,11 @@ impl fmt::Display for Stop {
             ),
             Stop::NoPreview(refusal) => write!(f, "No preview could be made: {refusal}."),
             Stop::Unaudited(why) => write!(f, "Refused: {why}. Nothing was ordered."),
+            Stop::OverSpendLimit(over) => write!(f, "Refused: {over}."),
+            Stop::SpendUnchecked(why) => write!(
+                f,
+                "Refused: the operator's spend limits could not be checked ({why}). Nothing was ordered. Try again in a moment; if it persists, the operator should run `1nce-mcp check`."
+            ),
             Stop::NotProcessed(np) if matches!(np.error(), ApiError::Unauthorized) => f.write_str(
                 "1NCE did not place the order: it refused this server's access token (401 Unauthorized; the token may have expired early or been revoked). Nothing was ordered, and the order was not sent a second time on its own: one approval, one POST. The confirmation_token stays valid until it expires, and the next call uses a new access token, so the same approved order can be confirmed again.",
             ),
@@ -248,6 +262,9 @@ pub struct UnknownOutcome {
     pub lookup: Result<Found, String>,
     /// The time of this report.
     pub now: DateTime<Utc>,
+    /// With spend limits: whether the order's amount still counts against them (it does until
+    /// the order is found absent).
+    pub counts_against_limits: Option<bool>,
 }
 
 impl UnknownOutcome {
@@ -310,7 +327,18 @@ impl fmt::Display for UnknownOutcome {
                 f,
                 " Looking for the order failed too ({e}). Tell the user the outcome is unknown and look with list_orders (sort order_date) after {then}."
             ),
+        }?;
+        match self.counts_against_limits {
+            Some(true) if self.found_numbers().is_empty() => write!(
+                f,
+                " Its amount counts against the operator's spend limits until a look after {then} finds no such order: calling create_order again with the same confirmation_token looks again, and never sends anything."
+            )?,
+            Some(false) => f.write_str(
+                " Its amount no longer counts against the operator's spend limits: no such order appeared at 1NCE in the time it takes.",
+            )?,
+            _ => {}
         }
+        Ok(())
     }
 }
 
@@ -487,6 +515,11 @@ impl Desk {
             let stop = Stop::FormRequired { by_token: false };
             return Err(self.refuse(&order, token, who, stop).await);
         }
+        // Checked before the person is asked; checked again, atomically, with the claim.
+        let (spend, spend_figures) = match self.spend_after(&priced, &person_key).await {
+            Ok(spend) => spend,
+            Err(stop) => return Err(self.refuse(&order, token, who, stop).await),
+        };
         let token = match token {
             None => None,
             Some(token) => {
@@ -512,7 +545,110 @@ impl Desk {
             scope: request.scope.to_owned(),
             person: request.person.cloned(),
             token,
+            spend,
+            spend_figures,
         })
+    }
+
+    /// How each spend limit would stand after `priced`, by the state store's time; a limit it
+    /// would exceed, or a currency no limit names, stops the order.
+    async fn spend_after(
+        &self,
+        priced: &PricedOrder,
+        person_key: &str,
+    ) -> Result<(Vec<Standing>, Vec<SpendFigure>), Stop> {
+        if self.limits.spend.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        if let Some(currency) = priced
+            .totals
+            .keys()
+            .find(|c| !self.limits.spend.iter().any(|l| &l.currency == *c))
+        {
+            return Err(Stop::Checks(format!(
+                "{}.",
+                unnamed_currency(currency, &self.limits.spend)
+            )));
+        }
+        let store = self.confirmations.store();
+        let unchecked = |e: crate::state::StateError| Stop::SpendUnchecked(e.to_string());
+        let now = store.time().await.map_err(unchecked)?.now;
+        let mut standings = Vec::with_capacity(self.limits.spend.len());
+        let mut figures = Vec::with_capacity(self.limits.spend.len());
+        for limit in self.limits.spend.iter() {
+            let spent = store
+                .spent(&limit.budget(now, person_key))
+                .await
+                .map_err(unchecked)?;
+            let this_order = priced
+                .totals
+                .get(&limit.currency)
+                .copied()
+                .unwrap_or_default();
+            if spent.saturating_add(this_order.0) > limit.amount.0 {
+                return Err(Stop::OverSpendLimit(OverLimit {
+                    limit: limit.clone(),
+                    this_order,
+                    left: crate::api::products::Cents((limit.amount.0 - spent).max(0)),
+                }));
+            }
+            standings.push(limit.standing(crate::api::products::Cents(spent + this_order.0), now));
+            figures.push(limit.figure(now, crate::api::products::Cents(spent), this_order));
+        }
+        Ok((standings, figures))
+    }
+
+    /// Each spend limit as it stands now (by the state store's time) for `person`: spent and
+    /// left in the current period.
+    pub async fn spend_standing(&self, person: Option<&Person>) -> Result<Vec<Standing>, String> {
+        if self.limits.spend.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.confirmations.store();
+        let now = store.time().await.map_err(|e| e.to_string())?.now;
+        let key = person::binding_key(person);
+        let mut standings = Vec::with_capacity(self.limits.spend.len());
+        for limit in self.limits.spend.iter() {
+            let spent = store
+                .spent(&limit.budget(now, &key))
+                .await
+                .map_err(|e| e.to_string())?;
+            standings.push(limit.standing(crate::api::products::Cents(spent), now));
+        }
+        Ok(standings)
+    }
+
+    /// What a confirmation reserves, and the budgets it must fit at the store's time now.
+    async fn spend_check(&self, checked: &Checked) -> Result<Option<SpendCheck>, Stop> {
+        if self.limits.spend.is_empty() {
+            return Ok(None);
+        }
+        let now = self
+            .confirmations
+            .store()
+            .time()
+            .await
+            .map_err(|e| Stop::SpendUnchecked(e.to_string()))?
+            .now;
+        let person = checked.person_key();
+        Ok(Some(SpendCheck {
+            reservation: Reservation {
+                cents: checked
+                    .priced
+                    .totals
+                    .iter()
+                    .map(|(currency, cents)| (currency.clone(), cents.0))
+                    .collect(),
+                person: person.clone(),
+            },
+            budgets: self
+                .limits
+                .spend
+                .iter()
+                .map(|l| l.budget(now, &person))
+                .collect(),
+            limits: self.limits.spend.to_vec(),
+        }))
     }
 
     /// Issues a token for a checked order and audits the preview. The token requires the
@@ -553,7 +689,8 @@ impl Desk {
                     Some(&issued.token),
                     checked.person.as_ref(),
                 )
-                .approval(approval),
+                .approval(approval)
+                .spend(checked.spend_figures.clone()),
         )
         .await
         .map_err(Stop::Unaudited)?;
@@ -639,11 +776,15 @@ impl Desk {
         };
         let order = &checked.order;
         let who = checked.person.as_ref();
+        let spend = match self.spend_check(&checked).await {
+            Ok(spend) => spend,
+            Err(stop) => return Err(self.refuse(order, Some(token), who, stop).await),
+        };
         // Redeemed only now: the person may have taken a while, and the token may have expired,
         // been declined or been used by a parallel call meanwhile.
         let redemption = match self
             .confirmations
-            .redeem(
+            .redeem_within(
                 token,
                 &self.binding(
                     order,
@@ -651,6 +792,7 @@ impl Desk {
                     &checked.scope,
                     &checked.person_key(),
                 ),
+                spend.as_ref(),
             )
             .await
         {
@@ -659,7 +801,12 @@ impl Desk {
         };
         let post = self
             .record(Event::Post, order, Some(token), who)
-            .approval(approval);
+            .approval(approval)
+            .spend(
+                spend
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| reserved_figures(s, &redemption.spent_before)),
+            );
         if let Err(e) = self.audit(&post).await {
             redemption
                 .release(&NotProcessed::never_sent(ApiError::BadResponse {
@@ -732,6 +879,37 @@ impl Desk {
         }
     }
 
+    /// An unknown outcome's amount counts against the spend limits until the order is found
+    /// not to exist: every order created since the POST looked at, none matching, and at least
+    /// [`LOOK_AGAIN_AFTER`] since it was sent (1NCE may still be processing it before then).
+    async fn release_if_absent(&self, token: &str, found: &Found) -> bool {
+        if self.limits.spend.is_empty() || !found.complete || !found.orders.is_empty() {
+            return false;
+        }
+        let Some(claims) = self.confirmations.claims_of(token) else {
+            return false;
+        };
+        // Waited by the store's clock, from the reservation's store time: no process's clock.
+        match self
+            .confirmations
+            .store()
+            .release_unknown(&claims.id(), LOOK_AGAIN_AFTER)
+            .await
+        {
+            Ok(false) => false,
+            Ok(true) => {
+                tracing::info!(
+                    "an order of unknown outcome was not found at 1NCE; its amount no longer counts against the spend limits"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the amount of an order found absent");
+                false
+            }
+        }
+    }
+
     /// Looks for the order behind an unknown outcome, without ever posting, and audits what
     /// it found.
     async fn unknown(
@@ -746,14 +924,20 @@ impl Desk {
         let lookup = lost_answer::find(&self.client, order, since)
             .await
             .map_err(|e| e.advice());
-        let report = UnknownOutcome {
+        let mut report = UnknownOutcome {
             reason,
             since,
             this_call,
             lookup,
             now: self.confirmations.now(),
+            counts_against_limits: None,
         };
         let numbers = report.found_numbers();
+        let released = match (token, &report.lookup) {
+            (Some(token), Ok(found)) => self.release_if_absent(token, found).await,
+            _ => false,
+        };
+        report.counts_against_limits = (!self.limits.spend.is_empty()).then_some(!released);
         let _ = self
             .audit(
                 &self
@@ -768,6 +952,22 @@ impl Desk {
             .await;
         report
     }
+}
+
+/// The figures a confirmation's reservation used: each budget's sum before it, and the order.
+fn reserved_figures(spend: &SpendCheck, spent_before: &[i64]) -> Vec<SpendFigure> {
+    use crate::api::products::Cents;
+    spend
+        .limits
+        .iter()
+        .zip(&spend.budgets)
+        .zip(spent_before)
+        .map(|((limit, budget), spent)| {
+            let from = DateTime::from_timestamp_millis(budget.from_ms).unwrap_or_default();
+            let this = spend.reservation.cents.get(&limit.currency).copied();
+            limit.figure(from, Cents(*spent), Cents(this.unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// Why 1NCE refused, for the audit trail: 1NCE's own message may quote the address back, so
@@ -793,6 +993,14 @@ fn audit_reason(error: &ApiError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn over_limit() -> OverLimit {
+        OverLimit {
+            limit: crate::orders::spend::SpendLimit::parse("5000EUR/month", false).unwrap(),
+            this_order: crate::api::products::Cents(90_000),
+            left: crate::api::products::Cents(40_000),
+        }
+    }
 
     #[test]
     fn every_stop_says_nothing_was_ordered_in_one_clean_sentence() {
@@ -822,6 +1030,7 @@ mod tests {
                 by: "8days".into(),
             },
             Refusal::Cleared("2026-12-06T00:10:00Z".into()),
+            Refusal::OverSpendLimit(over_limit()),
         ];
         let mut stops: Vec<Stop> = refusals.into_iter().map(Stop::Token).collect();
         stops.extend([
@@ -843,6 +1052,12 @@ mod tests {
             Stop::CardRequired,
             Stop::NotThisCard,
             Stop::Unaudited("the audit log could not be written".into()),
+            Stop::OverSpendLimit(over_limit()),
+            Stop::SpendUnchecked("the spend ledger is locked".into()),
+            Stop::Checks(format!(
+                "{}.",
+                unnamed_currency("USD", &[over_limit().limit])
+            )),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Unauthorized)),
             Stop::NotProcessed(NotProcessed::never_sent(ApiError::Forbidden)),
             Stop::NoPreview(Refusal::Storage("disk full".into())),

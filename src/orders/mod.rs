@@ -13,6 +13,7 @@
 //! - [`checks`]: the 1NCE catalogue and the operator's limits, prices in cents;
 //! - [`lost_answer`]: the search for an order whose answer was lost;
 //! - [`consent`]: how a person approves, and what they answered;
+//! - [`spend`]: the operator's spend limits over days, weeks and months;
 //! - [`person`]: who acts, when the transport knows (OAuth): in every record, bound to tokens;
 //!
 //! The `create_order` tool (`crate::mcp`) is a thin face over [`desk::Desk`].
@@ -26,6 +27,7 @@ mod lifecycle_model;
 pub mod lost_answer;
 pub mod person;
 pub mod post_answer;
+pub mod spend;
 pub mod tokens;
 
 pub use audit::Environment;

@@ -49,7 +49,10 @@ use super::post_answer::{Created, NotProcessed, Unknown};
 use crate::api::model::NewOrder;
 use crate::clock::{Clock, SystemClock};
 use crate::hex;
-use crate::state::{Claim, Recorded, SWEEP_AT_MOST, StateError, Store, StoreTime, Use, UseState};
+use crate::state::{
+    Budget, Claim, Recorded, Reservation, Reserved, SWEEP_AT_MOST, SpendState, StateError, Store,
+    StoreTime, Use, UseState,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -198,6 +201,8 @@ pub enum Refusal {
         store: String,
         by: String,
     },
+    #[error("{0}")]
+    OverSpendLimit(super::spend::OverLimit),
     #[error(
         "this confirmation_token is too old to be told apart from a used one: used tokens that expired when it does have been cleared from the state store (its expiry, {0}, is at or before theirs; a clock was wrong when they were cleared, or it is now). Nothing was ordered. Call create_order without confirmation_token for a new preview and get the user's approval again"
     )]
@@ -365,11 +370,25 @@ impl Confirmations {
         Ok(claims)
     }
 
+    /// [`Self::redeem_within`] without spend limits.
+    #[cfg(test)]
+    pub async fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
+        self.redeem_within(token, binding, None).await
+    }
+
     /// Claims `token` for posting the order of `binding`. Of any number of concurrent callers,
     /// in any number of processes sharing the store, at most one gets the claim; and it keeps it
     /// only if the store's clock, read once the claim is held, agrees that the token is in time
     /// (see the module's "Clocks").
-    pub async fn redeem(&self, token: &str, binding: &Binding<'_>) -> Result<Redemption, Refusal> {
+    ///
+    /// With `spend`, the operator's spend limits are checked again and the order's amount
+    /// reserved in the same atomic step as the claim (see `crate::state::spend`).
+    pub async fn redeem_within(
+        &self,
+        token: &str,
+        binding: &Binding<'_>,
+        spend: Option<&SpendCheck>,
+    ) -> Result<Redemption, Refusal> {
         let claims = self.check(token, binding).await?;
         let id = claims.id();
         let content = content_id(binding.order);
@@ -378,10 +397,26 @@ impl Confirmations {
             content: content.clone(),
             expires: claims.expires,
         };
-        match self.store.claim(&id, &first).await {
-            Ok(Claim::Won) => {}
-            Ok(Claim::Taken(existing)) => return Err(self.refusal(&existing)),
-            Err(e) => return Err(Refusal::Storage(e.to_string())),
+        let mut spent_before = Vec::new();
+        match spend {
+            None => match self.store.claim(&id, &first).await {
+                Ok(Claim::Won) => {}
+                Ok(Claim::Taken(existing)) => return Err(self.refusal(&existing)),
+                Err(e) => return Err(Refusal::Storage(e.to_string())),
+            },
+            Some(spend) => match self
+                .store
+                .claim_within(&id, &first, &spend.reservation, &spend.budgets)
+                .await
+            {
+                Ok(Reserved::Won { spent_cents }) => spent_before = spent_cents,
+                Ok(Reserved::Taken(existing)) => return Err(self.refusal(&existing)),
+                Ok(Reserved::Over {
+                    budget,
+                    spent_cents,
+                }) => return Err(Refusal::OverSpendLimit(spend.over(budget, spent_cents))),
+                Err(e) => return Err(Refusal::Storage(e.to_string())),
+            },
         }
         // Read after the claim: a sweep that removed an earlier record of this token raised the
         // mark before it did, so this reading sees it.
@@ -400,6 +435,9 @@ impl Confirmations {
             if let Err(e) = self.store.release(&id).await {
                 tracing::error!(error = %e, "could not give back a confirmation token that was refused before posting; it now counts as used");
             }
+            if spend.is_some() {
+                let _ = self.store.settle_spend(&id, SpendState::Released).await;
+            }
             return Err(refusal);
         }
         Ok(Redemption {
@@ -407,6 +445,8 @@ impl Confirmations {
             id,
             content,
             expires: claims.expires,
+            spends: spend.is_some(),
+            spent_before,
             settled: false,
         })
     }
@@ -579,6 +619,10 @@ pub struct Redemption {
     id: String,
     content: String,
     expires: i64,
+    /// An amount was reserved against the spend limits with the claim.
+    spends: bool,
+    /// What each budget had reserved before this one, in the claim's atomic step.
+    pub spent_before: Vec<i64>,
     settled: bool,
 }
 
@@ -599,6 +643,7 @@ impl Redemption {
             // Fails closed: the token stays spent, which is safe, only less convenient.
             tracing::warn!(error = %e, "could not reopen a confirmation token");
         }
+        self.settle_spend(SpendState::Released).await;
     }
 
     /// Whether 1NCE created the order is unknown: the token can never drive another POST.
@@ -616,8 +661,23 @@ impl Redemption {
 
     async fn settle(&mut self, state: UseState) {
         self.settled = true;
+        let spend = match state {
+            UseState::Placed { .. } => SpendState::Placed,
+            _ => SpendState::Unknown,
+        };
         if let Err(e) = self.store.settle(&self.id, &self.record(state)).await {
             tracing::warn!(error = %e, "could not record a confirmation token's outcome");
+        }
+        self.settle_spend(spend).await;
+    }
+
+    /// What became of the amount reserved with the claim. One that cannot be recorded stays
+    /// `reserved`, which counts as spent: safe, only less convenient.
+    async fn settle_spend(&self, state: SpendState) {
+        if self.spends
+            && let Err(e) = self.store.settle_spend(&self.id, state).await
+        {
+            tracing::warn!(error = %e, "could not record what became of an order's reserved amount");
         }
     }
 }
@@ -630,10 +690,11 @@ impl Drop for Redemption {
         if self.settled {
             return;
         }
-        let (store, id, record) = (
+        let (store, id, record, spends) = (
             self.store.clone(),
             self.id.clone(),
             self.record(UseState::Unknown),
+            self.spends,
         );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -641,11 +702,40 @@ impl Drop for Redemption {
                     if let Err(e) = store.settle(&id, &record).await {
                         tracing::warn!(error = %e, "could not record a confirmation token's outcome");
                     }
+                    if spends {
+                        let _ = store.settle_spend(&id, SpendState::Unknown).await;
+                    }
                 });
             }
             Err(_) => tracing::warn!(
                 "a confirmation token was dropped mid-POST outside a runtime; it counts as unknown after the posting grace"
             ),
+        }
+    }
+}
+
+/// What a confirmation reserves against the spend limits, and the budgets it must fit.
+#[derive(Debug, Clone)]
+pub struct SpendCheck {
+    pub reservation: Reservation,
+    pub budgets: Vec<Budget>,
+    /// The limit behind each budget, for the refusal.
+    pub limits: Vec<super::spend::SpendLimit>,
+}
+
+impl SpendCheck {
+    fn over(&self, budget: usize, spent_cents: i64) -> super::spend::OverLimit {
+        let limit = self.limits[budget].clone();
+        let this_order = self
+            .reservation
+            .cents
+            .get(&limit.currency)
+            .copied()
+            .unwrap_or(0);
+        super::spend::OverLimit {
+            this_order: crate::api::products::Cents(this_order),
+            left: crate::api::products::Cents((limit.amount.0 - spent_cents).max(0)),
+            limit,
         }
     }
 }

@@ -32,6 +32,8 @@ const KEY_FILE: &str = "confirmation.key";
 pub const AUDIT_FILE: &str = "audit.jsonl";
 /// The order mirror, inside the state directory.
 pub const MIRROR_FILE: &str = "mirror.sqlite3";
+/// The spend ledger, inside the state directory.
+pub const SPEND_FILE: &str = "ledger.sqlite3";
 
 /// The state directory, checked and opened.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ pub(super) struct Files {
     audit: Option<AuditFile>,
     /// The order mirror, opened on first use (never, with `--mirror off`).
     mirror: Mutex<Option<super::mirror::SqliteMirror>>,
+    /// The spend ledger, opened on first use (never, without spend limits).
+    spend: Mutex<Option<super::spend::SqliteSpend>>,
 }
 
 impl Files {
@@ -72,6 +76,7 @@ impl Files {
                 lock: Mutex::new(()),
             }),
             mirror: Mutex::new(None),
+            spend: Mutex::new(None),
         })
     }
 
@@ -161,6 +166,44 @@ impl Files {
             )?);
         }
         op(mirror.as_mut().expect("opened just above"))
+    }
+
+    /// Runs `op` on the spend ledger, opening it first if need be.
+    pub(super) fn with_spend<T>(
+        &self,
+        op: impl FnOnce(&mut super::spend::SqliteSpend) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut ledger = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        if ledger.is_none() {
+            *ledger = Some(super::spend::SqliteSpend::open(&self.dir.join(SPEND_FILE))?);
+        }
+        op(ledger.as_mut().expect("opened just above"))
+    }
+
+    /// The spend ledger's one atomic step: budgets, the marker's claim, the reservation, in one
+    /// immediate transaction of the ledger (the write lock every process sharing the directory
+    /// takes), with the store's time read inside it.
+    pub(super) fn claim_within(
+        &self,
+        id: &str,
+        first: &Use,
+        reservation: &super::spend::Reservation,
+        budgets: &[super::spend::Budget],
+    ) -> Result<super::spend::Reserved, StateError> {
+        self.with_spend(|ledger| {
+            ledger.claim_within(
+                id,
+                reservation,
+                budgets,
+                || Ok(self.markers.time()?.now.timestamp_millis()),
+                || {
+                    Ok(match self.markers.claim(id, first)? {
+                        Claim::Won => None,
+                        Claim::Taken(existing) => Some(existing),
+                    })
+                },
+            )
+        })
     }
 
     /// Deletes the order mirror (it is made again on next use).
@@ -462,6 +505,17 @@ mod tests {
         let store = Store::open(&directory(dir.path())).await.unwrap();
         check_contract(&store).await;
         super::super::mirror::check_mirror_contract(&store).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory(dir.path())).await.unwrap();
+        super::super::spend::check_spend_contract(&store).await;
+        let mode = std::fs::metadata(dir.path().join(SPEND_FILE))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "the spend ledger is the owner's alone"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) struct Memory {
     /// How far the store's clock reads from `clock`.
     shift: Mutex<chrono::Duration>,
     pub(super) mirror: Mutex<super::mirror::SqliteMirror>,
+    spend: Mutex<super::spend::SqliteSpend>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -35,12 +36,47 @@ impl Memory {
             clock,
             shift: Mutex::new(chrono::Duration::zero()),
             mirror: Mutex::new(super::mirror::SqliteMirror::in_memory()),
+            spend: Mutex::new(super::spend::SqliteSpend::in_memory()),
         }
     }
 
     /// Sets the store's clock `by` off the injected one (a clock set back or ahead).
     pub(crate) fn shift(&self, by: chrono::Duration) {
         *lock(&self.shift) = by;
+    }
+
+    pub(super) fn spend(&self) -> MutexGuard<'_, super::spend::SqliteSpend> {
+        lock(&self.spend)
+    }
+
+    /// The spend ledger's step, as the state directory's (one lock for the lot here).
+    pub(super) fn claim_within(
+        &self,
+        id: &str,
+        first: &Use,
+        reservation: &super::spend::Reservation,
+        budgets: &[super::spend::Budget],
+    ) -> Result<super::spend::Reserved, StateError> {
+        let mut spend = lock(&self.spend);
+        spend.claim_within(
+            id,
+            reservation,
+            budgets,
+            || Ok(self.now().timestamp_millis()),
+            || {
+                let at = self.now();
+                Ok(match lock(&self.records).entry(id.to_owned()) {
+                    std::collections::btree_map::Entry::Occupied(e) => Some(e.get().clone()),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(Recorded {
+                            record: first.clone(),
+                            at,
+                        });
+                        None
+                    }
+                })
+            },
+        )
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -143,5 +179,10 @@ mod tests {
     #[tokio::test]
     async fn the_memory_store_keeps_the_contract() {
         check_contract(&Store::memory(std::sync::Arc::new(SystemClock), [1; 32])).await;
+        super::super::spend::check_spend_contract(&Store::memory(
+            std::sync::Arc::new(SystemClock),
+            [1; 32],
+        ))
+        .await;
     }
 }

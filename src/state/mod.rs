@@ -19,6 +19,7 @@ pub mod mirror;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
+pub mod spend;
 
 #[cfg(test)]
 pub(crate) mod memory;
@@ -35,6 +36,7 @@ pub use ledger::{
 pub use mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
 #[cfg(feature = "postgres")]
 pub use postgres::DbTarget;
+pub use spend::{Budget, Reservation, Reserved, SpendState};
 
 /// Where state is kept, as the configuration says.
 #[derive(Debug, Clone)]
@@ -90,11 +92,11 @@ pub struct Store {
 }
 
 enum Backend {
-    Files(files::Files),
+    Files(Box<files::Files>),
     #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
     #[cfg(test)]
-    Memory(memory::Memory),
+    Memory(Box<memory::Memory>),
 }
 
 impl fmt::Debug for Store {
@@ -132,7 +134,7 @@ impl Store {
             } => {
                 let files = files::Files::open(dir, audit_log.as_deref(), inside.as_deref())?;
                 let key = files.key()?;
-                (Backend::Files(files), key)
+                (Backend::Files(Box::new(files)), key)
             }
             #[cfg(feature = "postgres")]
             Location::Postgres(target) => {
@@ -151,7 +153,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn memory(clock: Arc<dyn crate::clock::Clock>, key: [u8; 32]) -> Store {
         Store {
-            backend: Arc::new(Backend::Memory(memory::Memory::new(clock))),
+            backend: Arc::new(Backend::Memory(Box::new(memory::Memory::new(clock)))),
             key,
         }
     }
@@ -241,6 +243,68 @@ impl Store {
     /// never removed.
     pub async fn sweep(&self, at_most: usize) -> Result<Swept, StateError> {
         each!(self, b => b.sweep(at_most).await)
+    }
+
+    // --- the spend ledger (see `spend`) ---
+
+    /// Checks `budgets` against what is reserved already, then claims token `id` with `first`
+    /// and reserves `reservation` with it, as one atomic step across every process sharing the
+    /// store: of confirmations racing near a limit, no more pass than fit.
+    pub async fn claim_within(
+        &self,
+        id: &str,
+        first: &Use,
+        reservation: &Reservation,
+        budgets: &[Budget],
+    ) -> Result<Reserved, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.claim_within(id, first, reservation, budgets),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.claim_within(id, first, reservation, budgets).await,
+            #[cfg(test)]
+            Backend::Memory(m) => m.claim_within(id, first, reservation, budgets),
+        }
+    }
+
+    /// Records what became of token `id`'s reservation.
+    pub async fn settle_spend(&self, id: &str, state: SpendState) -> Result<(), StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_spend(|l| l.settle(id, state)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.settle_spend(id, state).await,
+            #[cfg(test)]
+            Backend::Memory(m) => m.spend().settle(id, state),
+        }
+    }
+
+    /// Releases token `id`'s amount when its outcome is unknown and it was reserved at least
+    /// `waited` ago by the store's clock (never a placed one); whether it was.
+    pub async fn release_unknown(
+        &self,
+        id: &str,
+        waited: std::time::Duration,
+    ) -> Result<bool, StateError> {
+        let now = self.time().await?.now.timestamp_millis();
+        let waited = i64::try_from(waited.as_millis()).unwrap_or(i64::MAX);
+        let before = now.saturating_sub(waited);
+        match &*self.backend {
+            Backend::Files(f) => f.with_spend(|l| l.release_unknown(id, before)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.release_unknown(id, before).await,
+            #[cfg(test)]
+            Backend::Memory(m) => m.spend().release_unknown(id, before),
+        }
+    }
+
+    /// What is reserved (and not released) within `budget`.
+    pub async fn spent(&self, budget: &Budget) -> Result<i64, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.with_spend(|l| l.spent(budget)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.spent(budget).await,
+            #[cfg(test)]
+            Backend::Memory(m) => m.spend().spent(budget),
+        }
     }
 
     // --- the audit trail ---

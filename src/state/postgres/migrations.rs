@@ -88,6 +88,21 @@ pub const STEPS: &[(i32, &str)] = &[
     );
     ",
     ),
+    (
+        4,
+        "
+    CREATE TABLE spend_ledger (
+        token_id  text NOT NULL,
+        currency  text NOT NULL,
+        cents     bigint NOT NULL,
+        person    text NOT NULL,
+        at_ms     bigint NOT NULL,
+        state     text NOT NULL,
+        PRIMARY KEY (token_id, currency)
+    );
+    CREATE INDEX spend_ledger_at ON spend_ledger (currency, at_ms);
+    ",
+    ),
 ];
 
 /// Applies the steps not applied yet, under the lock.

@@ -22,6 +22,7 @@ pub mod migrations;
 
 use super::ledger::{Claim, NotApproved, RETAIN, Recorded, StoreTime, Swept, Use, UseState, never};
 use super::mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
+use super::spend::{Budget, Reservation, Reserved, SpendState};
 use super::{AuditEntry, StateError};
 use crate::rate_limit::{RateLimit, SharedBucket};
 
@@ -407,6 +408,122 @@ impl Postgres {
         })
     }
 
+    // --- the spend ledger ---
+
+    /// Budgets, the claim and the reservation in one transaction, under an advisory lock that
+    /// every replica's confirmations with spend limits take, with the database's time.
+    pub(super) async fn claim_within(
+        &self,
+        id: &str,
+        first: &Use,
+        reservation: &Reservation,
+        budgets: &[Budget],
+    ) -> Result<Reserved, StateError> {
+        let json = record_json(first)?;
+        let taken = self
+            .run(|pool| async move {
+                let mut client = connection(&pool).await?;
+                let tx = client.transaction().await.map_err(|e| describe(&e))?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SPEND_LOCK])
+                    .await
+                    .map_err(|e| describe(&e))?;
+                let mut spent_cents = Vec::with_capacity(budgets.len());
+                for (i, budget) in budgets.iter().enumerate() {
+                    let spent: i64 = tx
+                        .query_one(SPENT, &[&budget.currency, &budget.from_ms, &budget.until_ms, &budget.person])
+                        .await
+                        .map_err(|e| describe(&e))?
+                        .get(0);
+                    let this = reservation.cents.get(&budget.currency).copied().unwrap_or(0);
+                    if spent.saturating_add(this) > budget.limit_cents {
+                        return Ok(Some(Reserved::Over { budget: i, spent_cents: spent }));
+                    }
+                    spent_cents.push(spent);
+                }
+                let inserted = tx
+                    .execute(
+                        concat!(
+                            "INSERT INTO used_tokens (id, state, record, content, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5, ",
+                            db_now_ms!(),
+                            ") ON CONFLICT (id) DO NOTHING"
+                        ),
+                        &[&id, &state_name(&first.state), &json, &first.content, &first.expires],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                if inserted != 1 {
+                    return Ok(None);
+                }
+                let (lo, hi) = super::spend::admitted(budgets);
+                for (currency, cents) in &reservation.cents {
+                    tx.execute(
+                        concat!(
+                            "INSERT INTO spend_ledger (token_id, currency, cents, person, at_ms, state) VALUES ($1, $2, $3, $4, GREATEST($5::bigint, LEAST($6::bigint, ",
+                            db_now_ms!(),
+                            ")), 'reserved') ON CONFLICT (token_id, currency) DO UPDATE SET cents = excluded.cents, person = excluded.person, at_ms = excluded.at_ms, state = 'reserved'"
+                        ),
+                        &[&id, currency, cents, &reservation.person, &lo, &hi],
+                    )
+                    .await
+                    .map_err(|e| describe(&e))?;
+                }
+                tx.commit().await.map_err(|e| describe(&e))?;
+                Ok(Some(Reserved::Won { spent_cents }))
+            })
+            .await?;
+        match taken {
+            Some(outcome) => Ok(outcome),
+            // The token has a record already: what it is, read after the transaction.
+            None => Ok(match self.token(id).await? {
+                Some(existing) => Reserved::Taken(existing),
+                None => Reserved::Taken(Recorded {
+                    record: Use {
+                        state: UseState::Posting,
+                        ..first.clone()
+                    },
+                    at: Utc::now(),
+                }),
+            }),
+        }
+    }
+
+    pub(super) async fn settle_spend(&self, id: &str, state: SpendState) -> Result<(), StateError> {
+        self.execute(
+            "UPDATE spend_ledger SET state = $2 WHERE token_id = $1",
+            &[&id, &state.as_str()],
+        )
+        .await
+        .map(drop)
+    }
+
+    pub(super) async fn release_unknown(
+        &self,
+        id: &str,
+        before_ms: i64,
+    ) -> Result<bool, StateError> {
+        self.execute(
+            "UPDATE spend_ledger SET state = 'released' WHERE token_id = $1 AND state = 'unknown' AND at_ms <= $2",
+            &[&id, &before_ms],
+        )
+        .await
+        .map(|n| n > 0)
+    }
+
+    pub(super) async fn spent(&self, budget: &Budget) -> Result<i64, StateError> {
+        let rows = self
+            .query(
+                SPENT,
+                &[
+                    &budget.currency,
+                    &budget.from_ms,
+                    &budget.until_ms,
+                    &budget.person,
+                ],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
+    }
+
     // --- the order mirror ---
 
     pub(super) async fn mirror_put(
@@ -572,6 +689,12 @@ impl Postgres {
         RateBuckets { db: self.clone() }
     }
 }
+
+/// The advisory lock of confirmations with spend limits: "spnd" in ASCII.
+const SPEND_LOCK: i64 = 0x7370_6e64;
+
+/// What is reserved and not released: `$1` currency, `$2`..`$3` the window, `$4` a person or null.
+const SPENT: &str = "SELECT coalesce(sum(cents), 0)::bigint FROM spend_ledger WHERE currency = $1 AND at_ms >= $2 AND at_ms < $3 AND state <> 'released' AND ($4::text IS NULL OR person = $4)";
 
 const MIRROR_SELECT: &str = "SELECT o.order_number, o.status, o.order_type, o.placed_at_ms, o.reference, o.final, o.body, o.read_at_ms, o.product_ids,
     coalesce((SELECT array_agg(iccid ORDER BY iccid) FROM order_mirror_sims s WHERE s.order_number = o.order_number), '{}')
