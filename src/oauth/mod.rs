@@ -1,42 +1,60 @@
-//! The OAuth 2.1 resource server: the HTTP transport trusts the organisation's own
+//! Who calls, over HTTP: the scopes a request needs and a caller has ([`Needed`], [`Scopes`]),
+//! and the [`Caller`] the MCP layer reads. With the cargo feature `oauth` (on by default), the
+//! OAuth 2.1 resource server that finds them: the HTTP transport trusts the organisation's own
 //! authorization server (Keycloak, Auth0, Okta, Entra ID…) and issues no tokens itself.
 //!
-//! - [`discovery`]: the authorization server's metadata (RFC 8414, or OpenID Connect
+//! - `discovery`: the authorization server's metadata (RFC 8414, or OpenID Connect
 //!   discovery), read once at start-up, its `issuer` checked against the configured one.
-//! - [`keys`]: its signing keys (JWKS), cached; refreshed when a token names a key not in the
-//!   cache, at most once per [`keys::REFRESH_FLOOR`], so a flood of made-up key ids costs the
+//! - `keys`: its signing keys (JWKS), cached; refreshed when a token names a key not in the
+//!   cache, at most once per `keys::REFRESH_FLOOR`, so a flood of made-up key ids costs the
 //!   authorization server nothing.
-//! - [`ResourceServer::verify`]: every request's JWT access token (RFC 9068): signature under an
+//! - `ResourceServer::verify`: every request's JWT access token (RFC 9068): signature under an
 //!   allowed algorithm (asymmetric only: never `none`, never HMAC, whose "secret" would be the
 //!   public key), `iss`, `aud` equal to this server's public URL (RFC 8707: a token for another
-//!   resource is refused, never passed on), `exp` and `nbf` with [`LEEWAY_SECS`] of leeway. What
+//!   resource is refused, never passed on), `exp` and `nbf` with `LEEWAY_SECS` of leeway. What
 //!   passes becomes a [`Caller`]: the person and the scopes they granted.
 //! - The protected resource metadata (RFC 9728) clients discover the authorization server
 //!   from, and the `WWW-Authenticate` challenges that point to it.
 //!
-//! - [`introspection`]: opaque access tokens, when this server has a client of its own at the
+//! - `signatures`: the tokens' signatures, checked with ring as jsonwebtoken's crypto provider.
+//! - `introspection`: opaque access tokens, when this server has a client of its own at the
 //!   authorization server (`--oauth-client-id`): asked about (RFC 7662), held to the same
 //!   rules, at a limited rate.
 //!
+//! Without the feature no request carries a [`Caller`], and `config` refuses the OAuth flags.
 //! Knows HTTP and JWTs, never MCP or 1NCE.
 
+#[cfg(feature = "oauth")]
 pub mod discovery;
+#[cfg(feature = "oauth")]
 pub mod introspection;
+#[cfg(feature = "oauth")]
 pub mod keys;
+#[cfg(feature = "oauth")]
+mod signatures;
 
+#[cfg(feature = "oauth")]
 use std::collections::HashMap;
+#[cfg(feature = "oauth")]
 use std::fmt;
+#[cfg(feature = "oauth")]
 use std::time::Duration;
 
+#[cfg(feature = "oauth")]
 use jsonwebtoken::{Algorithm, Validation};
+#[cfg(feature = "oauth")]
 use secrecy::SecretString;
+#[cfg(feature = "oauth")]
 use serde::Deserialize;
+#[cfg(feature = "oauth")]
 use sha2::{Digest, Sha256};
+#[cfg(feature = "oauth")]
 use url::Url;
 
 use crate::orders::Person;
 
 /// Clock skew tolerated on `exp` and `nbf`.
+#[cfg(feature = "oauth")]
 pub const LEEWAY_SECS: u64 = 30;
 /// The scope that reads: list, get, find, products, resources, prompts.
 pub const READ_SCOPE: &str = "orders:read";
@@ -44,18 +62,24 @@ pub const READ_SCOPE: &str = "orders:read";
 pub const WRITE_SCOPE: &str = "orders:write";
 /// How long a verified token is taken as verified without a new check: never past its `exp`,
 /// nor past a change of the authorization server's keys.
+#[cfg(feature = "oauth")]
 pub const REMEMBER_VERIFIED: Duration = Duration::from_secs(60);
 /// Most tokens remembered as verified.
+#[cfg(feature = "oauth")]
 const MAX_REMEMBERED: usize = 10_000;
 /// Longest claim value kept (names, subjects): an audit line is not a document.
+#[cfg(feature = "oauth")]
 const MAX_CLAIM_CHARS: usize = 256;
 /// How long a request to the authorization server may take.
+#[cfg(feature = "oauth")]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest metadata or JWKS document read.
+#[cfg(feature = "oauth")]
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// The signature algorithms accepted: asymmetric ones only. A token's header names its
 /// algorithm, and the key it names must be of that family.
+#[cfg(feature = "oauth")]
 const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -84,6 +108,7 @@ impl Scopes {
 
     /// The scopes of a space-separated `scope` claim (RFC 9068), or of an `scp` claim as a
     /// list or a string (Okta, Entra ID).
+    #[cfg(feature = "oauth")]
     fn from_claims(scope: Option<&str>, scp: Option<&ScopeList>) -> Scopes {
         let mut names: Vec<&str> = scope
             .map(|s| s.split_whitespace().collect())
@@ -138,6 +163,7 @@ pub struct Caller {
 
 /// Why a token is refused. The description goes to the client in `error_description` and
 /// to the log: it never quotes the token.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the access token is not a JWT; this server accepts JWT access tokens only")]
@@ -171,6 +197,7 @@ pub enum TokenError {
 }
 
 /// The claims read from a verified token.
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 struct Claims {
     exp: Option<u64>,
@@ -181,6 +208,7 @@ struct Claims {
     preferred_username: Option<String>,
 }
 
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum ScopeList {
@@ -190,6 +218,7 @@ pub enum ScopeList {
 
 /// The resource server: this server's identity as a protected resource, and the keys of the
 /// authorization server it trusts.
+#[cfg(feature = "oauth")]
 pub struct ResourceServer {
     issuer: String,
     resource: String,
@@ -206,6 +235,7 @@ pub struct ResourceServer {
     pub notes: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl fmt::Debug for ResourceServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResourceServer")
@@ -215,6 +245,7 @@ impl fmt::Debug for ResourceServer {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl ResourceServer {
     /// Reads the authorization server's metadata and keys; `Err` says what to fix. With
     /// `introspection` (this server's client id and secret), opaque tokens are accepted too.
@@ -223,6 +254,8 @@ impl ResourceServer {
         public_url: &Url,
         introspection: Option<(String, SecretString)>,
     ) -> Result<ResourceServer, String> {
+        // Signatures are checked with ring, before any token arrives.
+        signatures::install();
         let http = http_client(issuer)?;
         let found = discovery::discover(&http, issuer).await?;
         let introspector = match (introspection, &found.introspection_endpoint) {
@@ -439,6 +472,7 @@ impl ResourceServer {
 }
 
 /// The `alg` a JWT's header names, if its header can be read at all.
+#[cfg(feature = "oauth")]
 fn header_algorithm(token: &str) -> Option<String> {
     use base64::Engine as _;
     #[derive(Deserialize)]
@@ -453,6 +487,7 @@ fn header_algorithm(token: &str) -> Option<String> {
 }
 
 /// A token verified lately.
+#[cfg(feature = "oauth")]
 struct Verified {
     caller: Caller,
     exp: u64,
@@ -462,6 +497,7 @@ struct Verified {
     at: std::time::Instant,
 }
 
+#[cfg(feature = "oauth")]
 impl Verified {
     fn usable(&self, now: u64, keys: u64) -> bool {
         self.keys == keys
@@ -472,6 +508,7 @@ impl Verified {
 
 /// `https://host/.well-known/oauth-protected-resource{path}` for a public URL with a path
 /// (RFC 9728 §3.1), without `{path}` for one without.
+#[cfg(feature = "oauth")]
 pub fn metadata_url(public_url: &Url) -> String {
     let path = public_url.path().trim_end_matches('/');
     format!(
@@ -481,6 +518,7 @@ pub fn metadata_url(public_url: &Url) -> String {
 }
 
 /// The paths the metadata is served at for `public_url`.
+#[cfg(feature = "oauth")]
 fn metadata_paths(public_url: &Url) -> Vec<String> {
     let bare = "/.well-known/oauth-protected-resource".to_owned();
     let path = public_url.path().trim_end_matches('/');
@@ -492,6 +530,7 @@ fn metadata_paths(public_url: &Url) -> Vec<String> {
 }
 
 /// A claim value as kept: at most [`MAX_CLAIM_CHARS`], control characters dropped.
+#[cfg(feature = "oauth")]
 fn short(value: String) -> String {
     value
         .chars()
@@ -503,6 +542,7 @@ fn short(value: String) -> String {
 /// The HTTP client for the authorization server: no redirects (metadata and keys are where
 /// the metadata says), bounded time; the system's roots for https, none for a loopback http
 /// issuer (tests).
+#[cfg(feature = "oauth")]
 fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -519,6 +559,7 @@ fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
 }
 
 /// GETs `url` as JSON, at most [`MAX_DOCUMENT_BYTES`]; `Err` says what went wrong.
+#[cfg(feature = "oauth")]
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &Url,
@@ -550,6 +591,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| format!("the answer is not the expected JSON: {e}"))
 }
 
+#[cfg(feature = "oauth")]
 fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
@@ -563,6 +605,7 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
+#[cfg(feature = "oauth")]
 #[cfg(test)]
 mod tests {
     use super::*;
