@@ -72,10 +72,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
             let arguments = crate::oneshot::read_arguments(args.as_deref(), args_file.as_deref())?;
             crate::oneshot::run(server, &tool, arguments).await
         }
-        Some(Command::Check) => {
-            let oauth = config.http.as_ref().and_then(|h| h.oauth.as_ref());
-            check(&server, &store, oauth).await
-        }
+        Some(Command::Check) => check(&server, &store, config.http.as_ref()).await,
         Some(Command::Mirror { action }) => mirror(&server, action).await,
         _ => match config.http.clone() {
             Some(settings) => crate::transport::serve_http(server, settings, &against)
@@ -110,7 +107,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
 async fn check(
     server: &OrderServer,
     store: &Store,
-    oauth: Option<&crate::config::OAuthSettings>,
+    http: Option<&crate::config::HttpSettings>,
 ) -> Result<(), Exit> {
     let mut out = QuietPipe::new(std::io::stdout());
     let report = |e: std::io::Error| Exit::failure(format!("could not write the report: {e}"));
@@ -166,7 +163,7 @@ async fn check(
         };
         writeln!(out, "order mirror: {line}").map_err(report)?;
     }
-    let verdict = crate::setup_check::run(server.client(), oauth, &mut out)
+    let verdict = crate::setup_check::run(server.client(), http, &mut out)
         .await
         .map_err(report)?;
     match (verdict.exit_status(), clock.is_ok() && spend.is_ok()) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::api::model::ListOrdersQuery;
 use crate::api::{ApiError, Client};
-use crate::config::OAuthSettings;
+use crate::config::HttpSettings;
 use crate::exit_status::ExitStatus;
 
 /// What the check concluded, with its exit status.
@@ -75,11 +75,11 @@ impl Verdict {
     }
 }
 
-/// Runs the checks against `client`, and of `oauth` when it is configured, writing one line per
-/// step to `out`.
+/// Runs the checks against `client`, and of the OAuth authorization server when `http`
+/// configures one, writing one line per step to `out`.
 pub async fn run(
     client: &Client,
-    oauth: Option<&OAuthSettings>,
+    http: Option<&HttpSettings>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<Verdict> {
     writeln!(out, "1nce-mcp check against {}", client.base_url())?;
@@ -124,7 +124,10 @@ pub async fn run(
         None
     };
     skip_or_step(out, &mut verdict, "products", products)?;
-    if let Some(oauth) = oauth {
+    #[cfg(not(feature = "oauth"))]
+    let _ = http;
+    #[cfg(feature = "oauth")]
+    if let Some(oauth) = http.and_then(|h| h.oauth.as_ref()) {
         let steps = crate::oauth::probe(
             &oauth.issuer,
             &oauth.public_url,

@@ -96,6 +96,7 @@ async fn retries_that_run_out_are_unreachable_not_unexpected() {
 /// With OAuth configured, `check` reads the authorization server's metadata as the server does
 /// at start-up: a dead issuer is a failure (3, as the server would exit) with the fix, not
 /// "ready"; the 1NCE lines are still there.
+#[cfg(feature = "oauth")]
 #[tokio::test]
 async fn a_dead_oauth_issuer_fails_the_check_with_the_fix() {
     let issuer = "http://127.0.0.1:9/realms/acme";

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+#[cfg(feature = "oauth")]
 use url::Url;
 
 use super::cli::Cli;
@@ -23,6 +24,7 @@ pub const OAUTH_SECRET_ENV: &str = "ONCE_OAUTH_CLIENT_SECRET";
 
 /// OAuth settings: an authorization server's issuer, this server's public URL, and its own
 /// client for token introspection.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub issuer: Url,
@@ -33,6 +35,7 @@ pub struct OAuthSettings {
     pub audiences: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl OAuthSettings {
     /// `None` without either flag; `Err` with one of them alone, or with a bad URL.
     fn from_cli(
@@ -106,10 +109,12 @@ impl OAuthSettings {
 }
 
 /// Longest `--oauth-audience` accepted.
+#[cfg(feature = "oauth")]
 const MAX_AUDIENCE_CHARS: usize = 512;
 
 /// The `--oauth-audience` values, trimmed, each once, empty ones (`ONCE_OAUTH_AUDIENCE=`)
 /// left out: printable, without spaces (an `aud` is an identifier: a URL, a client id, a name).
+#[cfg(feature = "oauth")]
 fn audiences(given: &[String]) -> Result<Vec<String>, String> {
     let mut audiences: Vec<String> = Vec::new();
     for value in given {
@@ -132,6 +137,7 @@ fn audiences(given: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// An absolute https URL (http only on loopback), without user info or fragment.
+#[cfg(feature = "oauth")]
 fn oauth_url(value: &str, flag: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| {
         format!(
@@ -163,6 +169,7 @@ pub struct HttpSettings {
     pub token: Option<SecretString>,
     /// OAuth instead of the static token: the authorization server trusted, and this server's
     /// public URL.
+    #[cfg(feature = "oauth")]
     pub oauth: Option<OAuthSettings>,
     /// `Host` values accepted (`host` or `host:port`); empty means any.
     pub allowed_hosts: Vec<String>,
@@ -183,11 +190,12 @@ pub struct HttpSettings {
 /// Hand-written so the token never reaches a log through `{:?}`.
 impl fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSettings")
-            .field("addr", &self.addr)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("oauth", &self.oauth)
-            .field("allowed_hosts", &self.allowed_hosts)
+        let mut f = f.debug_struct("HttpSettings");
+        f.field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"));
+        #[cfg(feature = "oauth")]
+        f.field("oauth", &self.oauth);
+        f.field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_connections", &self.max_connections)
@@ -252,15 +260,24 @@ impl HttpSettings {
             }
             (None, None) => None,
         };
+        #[cfg(feature = "oauth")]
         let oauth = OAuthSettings::from_cli(cli, &env)?;
+        #[cfg(feature = "oauth")]
         if oauth.is_some() && token.is_some() {
             return Err(format!(
                 "--oauth-issuer and a static bearer token ({TOKEN_ENV} or --http-token-file) are both set; use one: OAuth gives each person their own token (unset {TOKEN_ENV} and --http-token-file), a static token is one shared secret (drop --oauth-issuer and --public-url)"
             ));
         }
-        if token.is_none() && oauth.is_none() && !addr.ip().is_loopback() {
+        #[cfg(feature = "oauth")]
+        let (by_oauth, or_oauth) = (
+            oauth.is_some(),
+            "; or use OAuth (--oauth-issuer with --public-url)",
+        );
+        #[cfg(not(feature = "oauth"))]
+        let (by_oauth, or_oauth) = (false, "");
+        if token.is_none() && !by_oauth && !addr.ip().is_loopback() {
             return Err(format!(
-                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients; or use OAuth (--oauth-issuer with --public-url); or listen on loopback (127.0.0.1) only"
+                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients{or_oauth}; or listen on loopback (127.0.0.1) only"
             ));
         }
         let session_idle_timeout = cli.session_idle_timeout;
@@ -273,17 +290,25 @@ impl HttpSettings {
             ));
         }
         // Clients reach the server under its public URL's host: that name is allowed too.
-        let mut hosts = cli.allowed_hosts.clone();
-        if let Some(public) = oauth.as_ref().and_then(|o| o.public_url.host_str())
-            && !(hosts.iter().any(|h| h.trim() == "*"))
-        {
-            hosts.push(
+        #[cfg(feature = "oauth")]
+        let public_host = oauth
+            .as_ref()
+            .and_then(|o| o.public_url.host_str())
+            .filter(|_| !cli.allowed_hosts.iter().any(|h| h.trim() == "*"))
+            .map(|public| {
                 public
                     .trim_start_matches('[')
                     .trim_end_matches(']')
-                    .to_owned(),
-            );
-        }
+                    .to_owned()
+            });
+        #[cfg(not(feature = "oauth"))]
+        let public_host = None;
+        let hosts: Vec<String> = cli
+            .allowed_hosts
+            .iter()
+            .cloned()
+            .chain(public_host)
+            .collect();
         let allowed_hosts = allowed_hosts(addr, &hosts)?;
         let allowed_origins = cli
             .allowed_origins
@@ -295,6 +320,7 @@ impl HttpSettings {
         Ok(Some(HttpSettings {
             addr,
             token,
+            #[cfg(feature = "oauth")]
             oauth,
             allowed_hosts,
             allowed_origins,
@@ -563,6 +589,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn oauth_needs_both_urls_replaces_the_token_and_allows_the_public_host() {
         let oauth = [
             "--http",
@@ -603,6 +630,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn extra_audiences_are_kept_as_given_once_and_need_oauth() {
         let oauth = [
             "--http",

@@ -9,7 +9,7 @@ use super::{FetchError, get_json};
 
 /// What the resource server takes from the metadata.
 #[derive(Debug)]
-pub struct Found {
+pub struct Discovered {
     /// The issuer exactly as the metadata says it: the `iss` tokens carry.
     pub issuer: String,
     pub jwks_uri: Url,
@@ -50,7 +50,7 @@ pub fn candidates(issuer: &Url) -> Vec<Url> {
 /// Reads the first metadata document found and checks it is the issuer's own. When nothing
 /// answers at all, the other places (on the same host) are not tried: they would not answer
 /// either, each after its own timeout.
-pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Found, String> {
+pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Discovered, String> {
     let mut tried = Vec::new();
     for url in candidates(issuer) {
         let metadata: Metadata = match get_json(http, &url).await {
@@ -74,7 +74,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Found, Str
     ))
 }
 
-fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> {
+fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Discovered, String> {
     // RFC 8414 §3.3: the metadata must name the issuer it was asked for (a trailing slash
     // aside, which URL parsing adds to a bare host).
     let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
@@ -111,7 +111,7 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
         .as_deref()
         .and_then(|u| Url::parse(u).ok())
         .filter(|u| u.scheme() == "https" || crate::is_loopback_url(u));
-    Ok(Found {
+    Ok(Discovered {
         issuer: metadata.issuer,
         jwks_uri,
         introspection_endpoint,

@@ -1,46 +1,64 @@
-//! The OAuth 2.1 resource server: the HTTP transport trusts the organisation's own
+//! Who calls, over HTTP: the scopes a request needs and a caller has ([`Needed`], [`Scopes`]),
+//! and the [`Caller`] the MCP layer reads. With the cargo feature `oauth` (on by default), the
+//! OAuth 2.1 resource server that finds them: the HTTP transport trusts the organisation's own
 //! authorization server (Keycloak, Auth0, Okta, Entra ID…) and issues no tokens itself.
 //!
-//! - [`discovery`]: the authorization server's metadata (RFC 8414, or OpenID Connect
+//! - `discovery`: the authorization server's metadata (RFC 8414, or OpenID Connect
 //!   discovery), read once at start-up, its `issuer` checked against the configured one.
-//! - [`keys`]: its signing keys (JWKS), cached; refreshed when a token names a key not in the
-//!   cache, at most once per [`keys::REFRESH_FLOOR`], so a flood of made-up key ids costs the
+//! - `keys`: its signing keys (JWKS), cached; refreshed when a token names a key not in the
+//!   cache, at most once per `keys::REFRESH_FLOOR`, so a flood of made-up key ids costs the
 //!   authorization server nothing.
-//! - [`ResourceServer::verify`]: every request's JWT access token (RFC 9068): signature under an
+//! - `ResourceServer::verify`: every request's JWT access token (RFC 9068): signature under an
 //!   allowed algorithm (asymmetric only: never `none`, never HMAC, whose "secret" would be the
 //!   public key), `iss`, `aud` naming this server's public URL (RFC 8707: a token for another
-//!   resource is refused, never passed on) or an audience the operator added ([`Audiences`]),
-//!   `exp` and `nbf` with [`LEEWAY_SECS`] of leeway. What passes becomes a [`Caller`]: the
+//!   resource is refused, never passed on) or an audience the operator added (`Audiences`),
+//!   `exp` and `nbf` with `LEEWAY_SECS` of leeway. What passes becomes a [`Caller`]: the
 //!   person and the scopes they granted. A token of another issuer or audience, or signed by a
-//!   key the issuer does not publish, is refused with a [`Mismatch`] for the log: what was
+//!   key the issuer does not publish, is refused with a `Mismatch` for the log: what was
 //!   expected and what the token named, which is how a misconfiguration shows itself.
 //! - The protected resource metadata (RFC 9728) clients discover the authorization server
 //!   from, and the `WWW-Authenticate` challenges that point to it.
-//! - [`probe`]: the same discovery for `1nce-mcp check`, one line per step.
+//! - `probe`: the same discovery for `1nce-mcp check`, one line per step.
 //!
-//! - [`introspection`]: opaque access tokens, when this server has a client of its own at the
+//! - `signatures`: the tokens' signatures, checked with ring as jsonwebtoken's crypto provider.
+//! - `introspection`: opaque access tokens, when this server has a client of its own at the
 //!   authorization server (`--oauth-client-id`): asked about (RFC 7662), held to the same
 //!   rules, at a limited rate.
 //!
+//! Without the feature no request carries a [`Caller`], and `config` refuses the OAuth flags.
 //! Knows HTTP and JWTs, never MCP or 1NCE.
 
+#[cfg(feature = "oauth")]
 pub mod discovery;
+#[cfg(feature = "oauth")]
 pub mod introspection;
+#[cfg(feature = "oauth")]
 pub mod keys;
+#[cfg(feature = "oauth")]
+mod signatures;
 
+#[cfg(feature = "oauth")]
 use std::collections::HashMap;
+#[cfg(feature = "oauth")]
 use std::fmt;
+#[cfg(feature = "oauth")]
 use std::time::Duration;
 
+#[cfg(feature = "oauth")]
 use jsonwebtoken::{Algorithm, Validation};
+#[cfg(feature = "oauth")]
 use secrecy::SecretString;
+#[cfg(feature = "oauth")]
 use serde::Deserialize;
+#[cfg(feature = "oauth")]
 use sha2::{Digest, Sha256};
+#[cfg(feature = "oauth")]
 use url::Url;
 
 use crate::orders::Person;
 
 /// Clock skew tolerated on `exp` and `nbf`.
+#[cfg(feature = "oauth")]
 pub const LEEWAY_SECS: u64 = 30;
 /// The scope that reads: list, get, find, products, resources, prompts.
 pub const READ_SCOPE: &str = "orders:read";
@@ -48,21 +66,29 @@ pub const READ_SCOPE: &str = "orders:read";
 pub const WRITE_SCOPE: &str = "orders:write";
 /// How long a verified token is taken as verified without a new check: never past its `exp`,
 /// nor past a change of the authorization server's keys.
+#[cfg(feature = "oauth")]
 pub const REMEMBER_VERIFIED: Duration = Duration::from_secs(60);
 /// Most tokens remembered as verified.
+#[cfg(feature = "oauth")]
 const MAX_REMEMBERED: usize = 10_000;
 /// Longest claim value kept (names, subjects): an audit line is not a document.
+#[cfg(feature = "oauth")]
 const MAX_CLAIM_CHARS: usize = 256;
 /// How long a request to the authorization server may take.
+#[cfg(feature = "oauth")]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest metadata or JWKS document read.
+#[cfg(feature = "oauth")]
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Longest value a token named that a [`Mismatch`] quotes, and most audiences it lists.
+#[cfg(feature = "oauth")]
 const MAX_QUOTED_CHARS: usize = 100;
+#[cfg(feature = "oauth")]
 const MAX_QUOTED_VALUES: usize = 4;
 
 /// The signature algorithms accepted: asymmetric ones only. A token's header names its
 /// algorithm, and the key it names must be of that family.
+#[cfg(feature = "oauth")]
 const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -91,6 +117,7 @@ impl Scopes {
 
     /// The scopes of a space-separated `scope` claim (RFC 9068), or of an `scp` claim as a
     /// list or a string (Okta, Entra ID).
+    #[cfg(feature = "oauth")]
     fn from_claims(scope: Option<&str>, scp: Option<&ScopeList>) -> Scopes {
         let mut names: Vec<&str> = scope
             .map(|s| s.split_whitespace().collect())
@@ -145,6 +172,7 @@ pub struct Caller {
 
 /// Why a token is refused. The description goes to the client in `error_description` and
 /// to the log: it never quotes the token.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the access token is not a JWT; this server accepts JWT access tokens only")]
@@ -177,6 +205,7 @@ pub enum TokenError {
     MissingClaim(&'static str),
 }
 
+#[cfg(feature = "oauth")]
 impl TokenError {
     /// For the log, never the client: what was expected and what the token named, when the
     /// token is of another issuer or audience, or names a key that is not published.
@@ -192,9 +221,11 @@ impl TokenError {
 /// the key id. None of it is secret (the token is not quoted), and it is what an operator needs
 /// to see why every token of a new setup is refused. The token's values are quoted escaped and
 /// cut short: a made-up token chooses them.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch(String);
 
+#[cfg(feature = "oauth")]
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -202,6 +233,7 @@ impl fmt::Display for Mismatch {
 }
 
 /// What a token (or its introspection) named, unverified: for a [`Mismatch`] only.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Default)]
 struct Named {
     aud: Vec<String>,
@@ -209,6 +241,7 @@ struct Named {
     kid: Option<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl Named {
     /// The `kid` of a JWT's header and the `iss` and `aud` of its payload, as far as they can
     /// be read, without any check.
@@ -236,6 +269,7 @@ impl Named {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl Mismatch {
     /// `aud: expected … , received …; iss: expected …, received …; kid: …`, with the key ids
     /// the issuer publishes when `published` is given (a key that was not found).
@@ -293,12 +327,14 @@ impl Mismatch {
 /// authorization servers store an audience as it was typed), and the operator's extra ones
 /// (`--oauth-audience`) exactly as given, for authorization servers that name an API their own
 /// way (Entra ID: the application's client id; Keycloak by default: `account`).
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audiences {
     resource: String,
     extra: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl Audiences {
     pub fn new(resource: &str, extra: &[String]) -> Audiences {
         let mut unique: Vec<String> = Vec::new();
@@ -335,6 +371,7 @@ impl Audiences {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl fmt::Display for Audiences {
     /// `https://mcp.example.com/mcp`, or `https://mcp.example.com/mcp (or audience "api://x")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -348,6 +385,7 @@ impl fmt::Display for Audiences {
 }
 
 /// The claims read from a verified token.
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 struct Claims {
     exp: Option<u64>,
@@ -358,6 +396,7 @@ struct Claims {
     preferred_username: Option<String>,
 }
 
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum ScopeList {
@@ -367,6 +406,7 @@ pub enum ScopeList {
 
 /// The resource server: this server's identity as a protected resource, and the keys of the
 /// authorization server it trusts.
+#[cfg(feature = "oauth")]
 pub struct ResourceServer {
     issuer: String,
     resource: String,
@@ -384,6 +424,7 @@ pub struct ResourceServer {
     pub notes: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl fmt::Debug for ResourceServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResourceServer")
@@ -393,6 +434,7 @@ impl fmt::Debug for ResourceServer {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl ResourceServer {
     /// Reads the authorization server's metadata and keys; `Err` says what to fix. Tokens
     /// must name `public_url` or one of `audiences` as their audience. With `introspection`
@@ -403,6 +445,8 @@ impl ResourceServer {
         audiences: &[String],
         introspection: Option<(String, SecretString)>,
     ) -> Result<ResourceServer, String> {
+        // Signatures are checked with ring, before any token arrives.
+        signatures::install();
         let http = http_client(issuer)?;
         let found = discovery::discover(&http, issuer).await?;
         let introspector = match introspection {
@@ -621,13 +665,15 @@ impl ResourceServer {
 }
 
 /// The introspection endpoint of `found`, which `--oauth-client-id` needs.
-fn introspection_endpoint(found: &discovery::Found, issuer: &Url) -> Result<Url, String> {
+#[cfg(feature = "oauth")]
+fn introspection_endpoint(found: &discovery::Discovered, issuer: &Url) -> Result<Url, String> {
     found.introspection_endpoint.clone().ok_or_else(|| format!(
         "--oauth-client-id is set to introspect opaque access tokens, but the metadata of {issuer} names no introspection_endpoint (RFC 7662); drop --oauth-client-id to accept JWT access tokens only"
     ))
 }
 
-fn keys_error(found: &discovery::Found, error: &str) -> String {
+#[cfg(feature = "oauth")]
+fn keys_error(found: &discovery::Discovered, error: &str) -> String {
     format!(
         "could not read the signing keys at {} (the jwks_uri of {}): {error}",
         found.jwks_uri, found.issuer
@@ -635,6 +681,7 @@ fn keys_error(found: &discovery::Found, error: &str) -> String {
 }
 
 /// One step of [`probe`]: what it found, or what to fix; and remarks that are no failure.
+#[cfg(feature = "oauth")]
 #[derive(Debug)]
 pub struct Step {
     pub name: &'static str,
@@ -642,6 +689,7 @@ pub struct Step {
     pub notes: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl Step {
     fn new(name: &'static str, outcome: Result<String, String>) -> Step {
         Step {
@@ -657,6 +705,7 @@ impl Step {
 /// credentials; then the audiences tokens must name. The same requests as the start-up
 /// ([`ResourceServer::discover`]), so a setup that passes here starts. Stops at the first step
 /// that fails: the rest depend on it.
+#[cfg(feature = "oauth")]
 pub async fn probe(
     issuer: &Url,
     public_url: &Url,
@@ -728,6 +777,7 @@ pub async fn probe(
 }
 
 /// The `alg` a JWT's header names, if its header can be read at all.
+#[cfg(feature = "oauth")]
 fn header_algorithm(token: &str) -> Option<String> {
     use base64::Engine as _;
     #[derive(Deserialize)]
@@ -742,6 +792,7 @@ fn header_algorithm(token: &str) -> Option<String> {
 }
 
 /// A token verified lately.
+#[cfg(feature = "oauth")]
 struct Verified {
     caller: Caller,
     exp: u64,
@@ -751,6 +802,7 @@ struct Verified {
     at: std::time::Instant,
 }
 
+#[cfg(feature = "oauth")]
 impl Verified {
     fn usable(&self, now: u64, keys: u64) -> bool {
         self.keys == keys
@@ -761,6 +813,7 @@ impl Verified {
 
 /// `https://host/.well-known/oauth-protected-resource{path}` for a public URL with a path
 /// (RFC 9728 §3.1), without `{path}` for one without.
+#[cfg(feature = "oauth")]
 pub fn metadata_url(public_url: &Url) -> String {
     let path = public_url.path().trim_end_matches('/');
     format!(
@@ -770,6 +823,7 @@ pub fn metadata_url(public_url: &Url) -> String {
 }
 
 /// The paths the metadata is served at for `public_url`.
+#[cfg(feature = "oauth")]
 fn metadata_paths(public_url: &Url) -> Vec<String> {
     let bare = "/.well-known/oauth-protected-resource".to_owned();
     let path = public_url.path().trim_end_matches('/');
@@ -781,6 +835,7 @@ fn metadata_paths(public_url: &Url) -> Vec<String> {
 }
 
 /// A claim value as kept: at most [`MAX_CLAIM_CHARS`], control characters dropped.
+#[cfg(feature = "oauth")]
 fn short(value: String) -> String {
     value
         .chars()
@@ -792,6 +847,7 @@ fn short(value: String) -> String {
 /// The HTTP client for the authorization server: no redirects (metadata and keys are where
 /// the metadata says), bounded time; the system's roots for https, none for a loopback http
 /// issuer (tests).
+#[cfg(feature = "oauth")]
 fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -808,6 +864,7 @@ fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
 }
 
 /// Why [`get_json`] got no document.
+#[cfg(feature = "oauth")]
 #[derive(Debug)]
 enum FetchError {
     /// Nothing answered: no connection, or no answer in time.
@@ -816,6 +873,7 @@ enum FetchError {
     Answer(String),
 }
 
+#[cfg(feature = "oauth")]
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -825,6 +883,7 @@ impl fmt::Display for FetchError {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl From<FetchError> for String {
     fn from(error: FetchError) -> String {
         error.to_string()
@@ -832,6 +891,7 @@ impl From<FetchError> for String {
 }
 
 /// GETs `url` as JSON, at most [`MAX_DOCUMENT_BYTES`]; `Err` says what went wrong.
+#[cfg(feature = "oauth")]
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &Url,
@@ -864,6 +924,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| FetchError::Answer(format!("the answer is not the expected JSON: {e}")))
 }
 
+#[cfg(feature = "oauth")]
 fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
@@ -877,6 +938,7 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
+#[cfg(feature = "oauth")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rand::RngCore;
+use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -82,6 +82,7 @@ impl Options {
 
     /// Opaque access tokens instead of JWTs, which the confidential client `client_id` with
     /// `secret` may introspect (RFC 7662); revocation is on too.
+    #[cfg(feature = "oauth")]
     pub fn opaque(mut self, client_id: &str, secret: &str) -> Options {
         self.opaque = Some((client_id.to_owned(), secret.to_owned()));
         self
@@ -310,6 +311,7 @@ impl Oidc {
 
     /// How many requests for a path ending in `suffix` (e.g. `/token/introspection`) the
     /// provider has seen since it last started; exact, as [`Oidc::jwks_fetches`] is.
+    #[cfg(feature = "oauth")]
     pub async fn requests_to(&self, suffix: &str) -> usize {
         let log = self.log_so_far().await;
         log.lines()
