@@ -250,7 +250,14 @@ impl Config {
 
 /// `--spend-limit` and `--spend-limit-per-person`, which needs OAuth to tell people apart.
 fn spend_limits(cli: &Cli, http: Option<&HttpSettings>) -> Result<Vec<SpendLimit>, String> {
-    if !cli.spend_limits_per_person.is_empty() && http.is_none_or(|h| h.oauth.is_none()) {
+    #[cfg(feature = "oauth")]
+    let oauth = http.is_some_and(|h| h.oauth.is_some());
+    #[cfg(not(feature = "oauth"))]
+    let oauth = {
+        let _ = http;
+        false
+    };
+    if !cli.spend_limits_per_person.is_empty() && !oauth {
         return Err("--spend-limit-per-person / ONCE_SPEND_LIMIT_PER_PERSON needs OAuth (--http with --oauth-issuer): without it the server cannot tell people apart. Use --spend-limit for one budget shared by everyone".to_owned());
     }
     Ok(cli
