@@ -16,7 +16,7 @@ use crate::exit_status::{Exit, QuietPipe};
 use crate::mcp::{OrderServer, ServerOptions, ToolSet};
 use crate::orders::Confirmations;
 use crate::sandbox::{SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox};
-use crate::state::{StateError, Store};
+use crate::state::{Account, StateError, Store};
 
 /// Runs the command line `cli` to its end.
 pub fn run(cli: Cli) -> ExitCode {
@@ -233,13 +233,20 @@ fn print_tools(tools: &ToolSet) -> ExitCode {
 
 /// Builds the server for the configured 1NCE: the real API, or a sandbox started here (the
 /// returned handle keeps it running), with its state in the store the configuration names.
-/// A state directory others could write (or a symbolic link) is exit status 2, naming the fix;
-/// a store that cannot be used otherwise, 3.
+/// A state directory others could write (or a symbolic link), or a store of another 1NCE
+/// account, is exit status 2, naming the fix; a store that cannot be used otherwise, 3.
 async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store), Exit> {
-    let store = Store::open(&config.state).await.map_err(|e| match e {
-        StateError::Refused(message) => Exit::usage(message),
-        other => Exit::failure(other.to_string()),
-    })?;
+    // Known before the sandbox starts: the sandbox is named, not its port of the day.
+    let account = match &config.upstream {
+        Upstream::Live { url, credentials } => Account::api(url, credentials.client_id()),
+        Upstream::Sandbox => Account::BuiltInSandbox,
+    };
+    let store = Store::open(&config.state, &account)
+        .await
+        .map_err(|e| match e {
+            StateError::Refused(message) => Exit::usage(message),
+            other => Exit::failure(other.to_string()),
+        })?;
     let mut sandbox = None;
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),

@@ -367,13 +367,15 @@ async fn a_sandbox_token_never_orders_live_and_accounts_do_not_mix() {
         "{live_audit}"
     );
 
-    // A preview for one API is refused by another, with the same state directory.
+    // A process for another API cannot even start on the same state directory: it belongs to
+    // the first one's account (the token would be refused as well, see `orders::tokens`).
     let other = Sandbox::start().await.unwrap();
     let confirm = create_order(&live, &state, ORDER).await.confirming(ORDER);
     let out = create_order(&other, &state, &confirm).await;
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("another 1NCE account or environment"),
+        out.stderr
+            .contains("belongs to the 1NCE account of client id"),
         "{}",
         out.stderr
     );

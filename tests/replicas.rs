@@ -252,9 +252,13 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
     }
     assert_eq!(
         pg.query("SELECT version FROM schema_migrations ORDER BY version"),
-        ["1", "2", "3", "4"]
+        ["1", "2", "3", "4", "5"]
     );
     assert_eq!(pg.query("SELECT count(*) FROM signing_keys"), ["1"]);
+    assert_eq!(
+        pg.query("SELECT kind, api_url IS NULL, client_id IS NULL FROM store_account"),
+        ["built_in_sandbox|t|t"]
+    );
 
     // The serving role of README's "Privileges" (no CREATE) starts on the migrated schema.
     for grant in [
@@ -263,6 +267,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         "GRANT SELECT, INSERT, UPDATE, DELETE ON used_tokens, rate_buckets, order_mirror, order_mirror_sims, order_mirror_sync TO once_mcp",
         "GRANT SELECT, INSERT, UPDATE ON sweep_mark, spend_ledger TO once_mcp",
         "GRANT SELECT, INSERT ON signing_keys, schema_migrations TO once_mcp",
+        "GRANT SELECT ON store_account TO once_mcp",
         "GRANT INSERT ON audit_trail TO once_mcp",
         "GRANT USAGE ON SEQUENCE audit_trail_seq_seq TO once_mcp",
     ] {
@@ -335,6 +340,149 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// Every table of the state database, each as a digest of its rows, for "nothing was changed".
+fn tables(pg: &Postgres) -> Vec<String> {
+    [
+        "schema_migrations",
+        "store_account",
+        "used_tokens",
+        "sweep_mark",
+        "audit_trail",
+        "signing_keys",
+        "rate_buckets",
+        "spend_ledger",
+        "order_mirror",
+        "order_mirror_sims",
+        "order_mirror_sync",
+    ]
+    .iter()
+    .map(|table| {
+        let rows = pg.query(&format!(
+            "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM {table} t"
+        ));
+        format!("{table}: {}", rows.join(""))
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn a_database_is_one_accounts_and_the_built_in_sandbox_is_refused_untouched() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = pg.url();
+    let base = sandbox.base_url();
+    let api = base.trim_end_matches('/').to_owned();
+    let live_env = common::sandbox_env(&base);
+    // A live-style deployment (1NCE at `sandbox`, its client id) orders within a spend limit,
+    // with the order mirror on.
+    let live = [
+        "--state-url",
+        url.as_str(),
+        "--spend-limit",
+        "100EUR/day",
+        "--mirror",
+        "on",
+    ];
+    let order = r#"{"products": [{"product_id": 1001, "quantity": 1}]}"#;
+    let preview = common::run(
+        None,
+        &[&live[..], &["call", "create_order", "--args", order]].concat(),
+        &live_env,
+    )
+    .await;
+    let confirm = preview.confirming(order);
+    let placed = common::run(
+        None,
+        &[&live[..], &["call", "create_order", "--args", &confirm]].concat(),
+        &live_env,
+    )
+    .await;
+    assert_eq!(placed.code, 0, "{placed:?}");
+    assert_eq!(
+        pg.query("SELECT kind, api_url, client_id FROM store_account"),
+        [format!(
+            "api|{api}|{}",
+            onence_mcp::sandbox::SANDBOX_CLIENT_ID
+        )]
+    );
+    let before = tables(&pg);
+
+    // `--sandbox` on the same database: refused at start-up and by `check`, nothing changed.
+    let expected = format!(
+        "belongs to the 1NCE account of client id \"{}\" at {api}; this process is the built-in sandbox (--sandbox).",
+        onence_mcp::sandbox::SANDBOX_CLIENT_ID
+    );
+    for args in [
+        &[
+            "--sandbox",
+            "--state-url",
+            &url,
+            "--mirror",
+            "on",
+            "call",
+            "find_orders",
+        ][..],
+        &[
+            "--sandbox",
+            "--state-url",
+            &url,
+            "--spend-limit",
+            "100EUR/day",
+            "call",
+            "create_order",
+            "--args",
+            order,
+        ],
+        &["check", "--sandbox", "--state-url", &url],
+    ] {
+        let refused = common::run(None, args, &[]).await;
+        assert_eq!(refused.code, 2, "{args:?}: {refused:?}");
+        assert!(refused.stdout.is_empty(), "{refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("the state database postgres://postgres@127.0.0.1"),
+            "{refused:?}"
+        );
+        assert!(refused.stderr.contains(&expected), "{refused:?}");
+        assert!(
+            refused.stderr.contains("nothing was changed"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(tables(&pg), before, "nothing was changed");
+    let again = common::run(
+        None,
+        &[&live[..], &["call", "list_orders"]].concat(),
+        &live_env,
+    )
+    .await;
+    assert_eq!(again.code, 0, "{again:?}");
+
+    // A database of the earlier version (migrations 1 to 4, no record) is adopted by the first
+    // account to open it, here the live one again, and then refuses the sandbox as before.
+    pg.query("DROP TABLE store_account");
+    pg.query("DELETE FROM schema_migrations WHERE version = 5");
+    let adopted = common::run(None, &["check", "--state-url", &url], &live_env).await;
+    assert_eq!(adopted.code, 0, "{adopted:?}");
+    assert!(
+        adopted.stderr.contains(&format!(
+            "was made by an earlier version of 1nce-mcp, which recorded no 1NCE account; it now belongs to the 1NCE account of client id \"{}\" at {api}",
+            onence_mcp::sandbox::SANDBOX_CLIENT_ID
+        )),
+        "{adopted:?}"
+    );
+    assert_eq!(
+        pg.query("SELECT version FROM schema_migrations ORDER BY version"),
+        ["1", "2", "3", "4", "5"]
+    );
+    let refused = common::run(None, &["check", "--sandbox", "--state-url", &url], &[]).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains(&expected), "{refused:?}");
 }
 
 /// The single-use id of `token`: the hex of bytes 1..17 of its payload (see `orders::tokens`).
@@ -525,9 +673,12 @@ async fn the_used_tokens_table_keeps_the_single_use_contract() {
         config: pg.url().parse().unwrap(),
         shown: "test".to_owned(),
     };
-    let store = Store::open(&Location::Postgres(Box::new(target)))
-        .await
-        .unwrap();
+    let store = Store::open(
+        &Location::Postgres(Box::new(target)),
+        &onence_mcp::state::Account::BuiltInSandbox,
+    )
+    .await
+    .unwrap();
     check_contract(&store).await;
     onence_mcp::state::mirror::check_mirror_contract(&store).await;
     onence_mcp::state::spend::check_spend_contract(&store).await;

@@ -7,9 +7,10 @@
 //! reading them, never by expecting a refusal from the kernel.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use onence_mcp::sandbox::Sandbox;
+use onence_mcp::sandbox::{SANDBOX_CLIENT_ID, Sandbox};
 
 use crate::common;
 use crate::common::{Run, sandbox_env, temp_dir};
@@ -160,6 +161,7 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     assert_eq!(mode(&state.join("used-tokens")), 0o700);
     assert_eq!(mode(&state.join("confirmation.key")), 0o600);
     assert_eq!(mode(&state.join("audit.jsonl")), 0o600);
+    assert_eq!(mode(&state.join("account")), 0o600);
     let (markers, beside): (Vec<_>, Vec<_>) = std::fs::read_dir(state.join("used-tokens"))
         .unwrap()
         .flatten()
@@ -184,4 +186,162 @@ async fn everything_created_in_a_fresh_state_directory_is_owner_only() {
     assert_eq!(mode(&markers[0]), 0o600, "{}", markers[0].display());
     let marker = std::fs::read_to_string(&markers[0]).unwrap();
     assert!(marker.contains(r#""state":"placed""#), "{marker}");
+}
+
+/// Every file under `dir` (the state directory) with its content and modification time, for
+/// "nothing was changed".
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                todo.push(path);
+            } else {
+                let content = std::fs::read(&path).unwrap();
+                all.push((path, content, meta.modified().unwrap()));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// How `sandbox` is named as an account: its URL without a trailing slash.
+fn api_of(sandbox: &Sandbox) -> String {
+    sandbox.base_url().trim_end_matches('/').to_owned()
+}
+
+#[tokio::test]
+async fn a_state_directory_is_one_accounts_and_another_client_id_is_refused_untouched() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = sandbox.base_url();
+    let state = temp_dir("state");
+    // Client id X orders, within a spend limit: a key, a used token, the audit trail, the ledger.
+    let x = sandbox_env(&url);
+    let limit = ["--spend-limit", "100EUR/day"];
+    let order = r#"{"products": [{"product_id": 1001, "quantity": 1}]}"#;
+    let preview = run(
+        &state,
+        &[&limit[..], &["call", "create_order", "--args", order]].concat(),
+        &x,
+    )
+    .await;
+    let confirm = preview.confirming(order);
+    let placed = run(
+        &state,
+        &[&limit[..], &["call", "create_order", "--args", &confirm]].concat(),
+        &x,
+    )
+    .await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    assert!(state.join("ledger.sqlite3").exists());
+    let before = snapshot(&state);
+    let requests = sandbox.requests().len();
+
+    // Client id Y at the same API: refused at start-up and by `check`, before anything is read
+    // or written, naming both accounts; its secret appears nowhere.
+    let y = [
+        ("ONCE_API_URL", url.as_str()),
+        ("ONCE_CLIENT_ID", "client-y"),
+        ("ONCE_CLIENT_SECRET", "secret-of-y-5b1e"),
+    ];
+    let api = api_of(&sandbox);
+    let expected = format!(
+        "the state directory {} belongs to the 1NCE account of client id \"{SANDBOX_CLIENT_ID}\" at {api}; this process is the 1NCE account of client id \"client-y\" at {api}.",
+        state.display()
+    );
+    for args in [
+        &["call", "list_orders"][..],
+        &["check"],
+        &[&limit[..], &["call", "create_order", "--args", &confirm]].concat(),
+    ] {
+        let refused = run(&state, args, &y).await;
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
+        assert!(refused.stdout.is_empty(), "{args:?}: {}", refused.stdout);
+        assert!(
+            refused.stderr.contains(&expected),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert!(
+            refused.stderr.contains(
+                "Give each account its own --state-dir or database (--state-url); nothing was changed"
+            ),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            !refused.stderr.contains("secret-of-y"),
+            "{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(snapshot(&state), before, "nothing was changed");
+    assert_eq!(sandbox.requests().len(), requests, "nothing was sent");
+    assert_eq!(common::posts(&sandbox), 1);
+
+    // Client id X is still at home, however its API's URL is spelled.
+    let slash = format!("{}/", api);
+    let again = run(&state, &["call", "list_orders"], &sandbox_env(&slash)).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn a_state_directory_of_an_earlier_version_is_adopted_by_the_first_account_to_open_it() {
+    let first = Sandbox::start().await.unwrap();
+    let second = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let made = run(
+        &state,
+        &["call", "list_orders"],
+        &sandbox_env(&first.base_url()),
+    )
+    .await;
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    // What an earlier version left: the same directory without the record of its account.
+    std::fs::remove_file(state.join("account")).unwrap();
+    assert!(state.join("confirmation.key").exists());
+
+    // Whichever account opens it first adopts it, and the log says so...
+    let adopted = run(
+        &state,
+        &["call", "list_orders"],
+        &sandbox_env(&second.base_url()),
+    )
+    .await;
+    assert_eq!(adopted.code, 0, "{}", adopted.stderr);
+    let said = format!(
+        "the state directory {} was made by an earlier version of 1nce-mcp, which recorded no 1NCE account; it now belongs to the 1NCE account of client id \"{SANDBOX_CLIENT_ID}\" at {}",
+        state.display(),
+        api_of(&second)
+    );
+    assert!(adopted.stderr.contains(&said), "{}", adopted.stderr);
+    assert_eq!(mode(&state.join("account")), 0o600);
+    // ...once: the next start finds its own record and says nothing of it.
+    let again = run(
+        &state,
+        &["call", "list_orders"],
+        &sandbox_env(&second.base_url()),
+    )
+    .await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("earlier version"),
+        "{}",
+        again.stderr
+    );
+
+    // From then on it is that account's: the other one is refused.
+    let refused = run(&state, &["check"], &sandbox_env(&first.base_url())).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("at {}; this process is", api_of(&second))),
+        "{}",
+        refused.stderr
+    );
 }

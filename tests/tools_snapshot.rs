@@ -36,11 +36,14 @@ async fn tools_list_matches_the_snapshot() {
     ))
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let store = Store::open(&Location::Directory {
-        dir: state.path().to_owned(),
-        audit_log: None,
-        inside: None,
-    })
+    let store = Store::open(
+        &Location::Directory {
+            dir: state.path().to_owned(),
+            audit_log: None,
+            inside: None,
+        },
+        &onence_mcp::state::Account::BuiltInSandbox,
+    )
     .await
     .unwrap();
     let confirmations = Confirmations::new(store, std::time::Duration::from_secs(60));

@@ -923,7 +923,12 @@ mod tests {
             audit_log: None,
             inside: None,
         };
-        Confirmations::new(Store::open(&location).await.unwrap(), ttl)
+        Confirmations::new(
+            Store::open(&location, &crate::state::Account::BuiltInSandbox)
+                .await
+                .unwrap(),
+            ttl,
+        )
     }
 
     fn live() -> Account {

@@ -17,10 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
+use super::account::{Account, Found};
 use super::ledger::{Claim, RETAIN, Recorded, StoreTime, Swept, Use, UseState, never};
 use super::private::{
-    check_private_file, check_secret_file, create_dirs_private, create_whole, ensure_private_dir,
-    open_append_private, read_or_create_key, replace_private, stamp,
+    ReadOrCreated, check_private_file, check_secret_file, create_dirs_private, create_whole,
+    ensure_private_dir, open_append_private, read_or_create_key, read_or_create_private,
+    replace_private, stamp,
 };
 use super::{AuditEntry, StateError};
 
@@ -28,6 +30,10 @@ use super::{AuditEntry, StateError};
 const USED_TOKENS: &str = "used-tokens";
 /// The signing key, inside the state directory.
 const KEY_FILE: &str = "confirmation.key";
+/// The 1NCE account the state directory belongs to (see [`super::account`]).
+pub const ACCOUNT_FILE: &str = "account";
+/// The most an account record can hold (two fields of at most 2 KiB, as JSON).
+const ACCOUNT_MAX: u64 = 16 * 1024;
 /// The audit log's default name, inside the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 /// The order mirror, inside the state directory.
@@ -49,12 +55,15 @@ pub(super) struct Files {
 
 impl Files {
     /// Checks everything private the server will use, creating what is missing: the state
-    /// directory (and, for the sandbox's, the one it is `inside`), its used-token record, the
-    /// signing key and the audit log. `Err` names the path and the fix.
+    /// directory (and, for the sandbox's, the one it is `inside`), the record of the 1NCE
+    /// account it belongs to, its used-token record, the signing key and the audit log. `Err`
+    /// names the path and the fix; a directory of another account than `account` is refused
+    /// before anything in it is created or changed.
     pub(super) fn open(
         dir: &Path,
         audit_log: Option<&Path>,
         inside: Option<&Path>,
+        account: &Account,
     ) -> Result<Files, StateError> {
         let refuse =
             |what: &str, e: io::Error| StateError::Refused(format!("refusing {what}: {e}"));
@@ -62,6 +71,9 @@ impl Files {
             ensure_private_dir(outer).map_err(|e| refuse("the state directory", e))?;
         }
         ensure_private_dir(dir).map_err(|e| refuse("the state directory", e))?;
+        belongs_to(dir, account)
+            .map_err(|e| refuse("the state directory's account record", e))?
+            .settle(&format!("the state directory {}", dir.display()), account)?;
         let used = dir.join(USED_TOKENS);
         ensure_private_dir(&used).map_err(|e| refuse("the used-token record", e))?;
         check_secret_file(&dir.join(KEY_FILE)).map_err(|e| refuse("the confirmation key", e))?;
@@ -225,6 +237,28 @@ impl Files {
         }
         Ok(())
     }
+}
+
+/// Reads the record of the account `dir` belongs to, or writes `account`'s if there is none.
+/// A directory that has a signing key but no record was made by an earlier version.
+fn belongs_to(dir: &Path, account: &Account) -> io::Result<Found> {
+    let earlier = match fs::symlink_metadata(dir.join(KEY_FILE)) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    let path = dir.join(ACCOUNT_FILE);
+    Ok(
+        match read_or_create_private(&path, ACCOUNT_MAX, || account.to_file())? {
+            ReadOrCreated::Created if earlier => Found::Adopted,
+            ReadOrCreated::Created => Found::New,
+            ReadOrCreated::Read(bytes) => match Account::from_file(&bytes) {
+                Ok(recorded) if recorded == *account => Found::Same,
+                Ok(recorded) => Found::Other(recorded),
+                Err(why) => Found::Unreadable(format!("{}: {why}", path.display())),
+            },
+        },
+    )
 }
 
 /// The audit log, and the lock that keeps this process's lines whole.
@@ -502,11 +536,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_state_directory_keeps_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&directory(dir.path())).await.unwrap();
+        let store = Store::open(&directory(dir.path()), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
         check_contract(&store).await;
         super::super::mirror::check_mirror_contract(&store).await;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&directory(dir.path())).await.unwrap();
+        let store = Store::open(&directory(dir.path()), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
         super::super::spend::check_spend_contract(&store).await;
         let mode = std::fs::metadata(dir.path().join(SPEND_FILE))
             .unwrap()
@@ -574,6 +612,107 @@ mod tests {
         assert!(store.token("t").unwrap().is_none());
     }
 
+    /// Every file under `dir` with its content, for "nothing was changed".
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut all = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in fs::read_dir(&d).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    all.push((path.clone(), fs::read(&path).unwrap()));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[tokio::test]
+    async fn a_state_directory_is_one_accounts_and_refuses_another_untouched() {
+        let mine = Account::api(&"http://127.0.0.1:4000/".parse().unwrap(), "x");
+        let theirs = Account::api(&"http://127.0.0.1:4000/".parse().unwrap(), "y");
+        let top = tempfile::tempdir().unwrap();
+        let state = top.path().join("state");
+        Store::open(&directory(&state), &mine).await.unwrap();
+        let recorded = fs::read(state.join(ACCOUNT_FILE)).unwrap();
+        assert_eq!(Account::from_file(&recorded), Ok(mine.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = fs::metadata(state.join(ACCOUNT_FILE)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        Store::open(&directory(&state), &mine).await.unwrap();
+
+        let before = snapshot(&state);
+        for other in [theirs, Account::BuiltInSandbox] {
+            let err = Store::open(&directory(&state), &other).await.unwrap_err();
+            let StateError::Refused(message) = err else {
+                panic!("{err:?}")
+            };
+            assert!(
+                message.starts_with(&format!(
+                    "the state directory {} belongs to {mine}; this process is {other}.",
+                    state.display()
+                )),
+                "{message}"
+            );
+        }
+        assert_eq!(snapshot(&state), before, "nothing was changed");
+
+        // A record that cannot be read is refused too, and left as found.
+        fs::write(state.join(ACCOUNT_FILE), "{}").unwrap();
+        let err = Store::open(&directory(&state), &mine)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the record cannot be read"), "{err}");
+        assert!(err.contains(ACCOUNT_FILE), "{err}");
+        assert_eq!(fs::read(state.join(ACCOUNT_FILE)).unwrap(), b"{}");
+
+        // A directory an earlier version made (a key, no record) is adopted by the first.
+        fs::remove_file(state.join(ACCOUNT_FILE)).unwrap();
+        Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
+        let recorded = fs::read(state.join(ACCOUNT_FILE)).unwrap();
+        assert_eq!(Account::from_file(&recorded), Ok(Account::BuiltInSandbox));
+        assert!(Store::open(&directory(&state), &mine).await.is_err());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_account_record_behind_a_link_or_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let state = top.path().join("state");
+        Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
+        let record = state.join(ACCOUNT_FILE);
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("account record") && err.contains("chmod 600"),
+            "{err}"
+        );
+        let elsewhere = top.path().join("elsewhere");
+        fs::rename(&record, &elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &record).unwrap();
+        let err = Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn opening_checks_and_creates_everything_private() {
@@ -583,16 +722,20 @@ mod tests {
             |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
         let top = tempfile::tempdir().unwrap();
         let state = top.path().join("state");
-        let store = Store::open(&directory(&state)).await.unwrap();
+        let store = Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&state.join(USED_TOKENS)), 0o700);
         assert_eq!(mode(&state.join(KEY_FILE)), 0o600);
         // The same key for the next process.
-        let again = Store::open(&directory(&state)).await.unwrap();
+        let again = Store::open(&directory(&state), &Account::BuiltInSandbox)
+            .await
+            .unwrap();
         assert_eq!(store.signing_key(), again.signing_key());
 
         chmod(&state.join(USED_TOKENS), 0o777);
-        let err = Store::open(&directory(&state))
+        let err = Store::open(&directory(&state), &Account::BuiltInSandbox)
             .await
             .unwrap_err()
             .to_string();
@@ -600,7 +743,7 @@ mod tests {
         chmod(&state.join(USED_TOKENS), 0o700);
 
         chmod(&state.join(KEY_FILE), 0o644);
-        let err = Store::open(&directory(&state))
+        let err = Store::open(&directory(&state), &Account::BuiltInSandbox)
             .await
             .unwrap_err()
             .to_string();
@@ -613,7 +756,7 @@ mod tests {
         let log = state.join(AUDIT_FILE);
         fs::write(&log, "").unwrap();
         chmod(&log, 0o622);
-        let err = Store::open(&directory(&state))
+        let err = Store::open(&directory(&state), &Account::BuiltInSandbox)
             .await
             .unwrap_err()
             .to_string();
@@ -630,7 +773,10 @@ mod tests {
             audit_log: None,
             inside: Some(state.clone()),
         };
-        let err = Store::open(&sandbox).await.unwrap_err().to_string();
+        let err = Store::open(&sandbox, &Account::BuiltInSandbox)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("state directory"), "{err}");
     }
 
@@ -638,7 +784,7 @@ mod tests {
     async fn audit_lines_are_appended_and_an_unwritable_log_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested").join("audit.jsonl");
-        let files = Files::open(dir.path(), Some(&path), None).unwrap();
+        let files = Files::open(dir.path(), Some(&path), None, &Account::BuiltInSandbox).unwrap();
         for n in [1, 2] {
             let entry = AuditEntry {
                 event: "preview".into(),
@@ -650,7 +796,7 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n");
         // A directory cannot be opened for appending.
-        let files = Files::open(dir.path(), Some(dir.path()), None);
+        let files = Files::open(dir.path(), Some(dir.path()), None, &Account::BuiltInSandbox);
         let err = match files {
             Ok(files) => files
                 .append_audit(&AuditEntry {

@@ -1,5 +1,7 @@
 //! Stored state, behind one seam: the single use of confirmation tokens (the token ledger), the
-//! audit trail, the key that signs tokens and, with replicas, the rate limit to 1NCE.
+//! audit trail, the key that signs tokens, the spend ledger, the order mirror and, with
+//! replicas, the rate limit to 1NCE. All of it is one 1NCE account's: a store records which
+//! ([`account`]) and refuses any other.
 //!
 //! A [`Store`] is chosen once, from the configuration ([`Location`]):
 //! - **the state directory** ([`files`]): one marker file per used token, `audit.jsonl`, the key
@@ -13,6 +15,7 @@
 //! durably, atomically where it must (a claim has exactly one winner), and says what its own
 //! clock reads (see "Time" in [`ledger`]).
 
+pub mod account;
 pub mod files;
 pub mod ledger;
 pub mod mirror;
@@ -30,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use account::Account;
 pub use ledger::{
     Claim, NotApproved, RETAIN, Recorded, SWEEP_AT_MOST, StoreTime, Swept, Use, UseState,
 };
@@ -57,8 +61,9 @@ pub enum Location {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     /// The state directory or a file in it is not private (writable by others, a symbolic
-    /// link, not a directory): a configuration to fix, never one to use as found. The message
-    /// names the path and the `chmod` that fixes it.
+    /// link, not a directory), or the store belongs to another 1NCE account: a configuration
+    /// to fix, never one to use as found. The message names the path (or the database) and the
+    /// fix.
     #[error("{0}")]
     Refused(String),
     /// A file of the state directory could not be read or written.
@@ -122,23 +127,26 @@ macro_rules! each {
 }
 
 impl Store {
-    /// Opens the store at `location`: checks and creates the state directory (or connects to
-    /// the database and brings its schema up to date), and reads the signing key, creating it
-    /// on first use. `Err` names what to fix.
-    pub async fn open(location: &Location) -> Result<Store, StateError> {
+    /// Opens the store at `location` for the 1NCE account `account`: checks and creates the
+    /// state directory (or connects to the database and brings its schema up to date), checks
+    /// that the store is `account`'s (recording it on first use, see [`account`]), and reads
+    /// the signing key, creating it on first use. `Err` names what to fix; a store of another
+    /// account is [`StateError::Refused`] with nothing in it changed.
+    pub async fn open(location: &Location, account: &Account) -> Result<Store, StateError> {
         let (backend, key) = match location {
             Location::Directory {
                 dir,
                 audit_log,
                 inside,
             } => {
-                let files = files::Files::open(dir, audit_log.as_deref(), inside.as_deref())?;
+                let files =
+                    files::Files::open(dir, audit_log.as_deref(), inside.as_deref(), account)?;
                 let key = files.key()?;
                 (Backend::Files(Box::new(files)), key)
             }
             #[cfg(feature = "postgres")]
             Location::Postgres(target) => {
-                let db = postgres::Postgres::open(target).await?;
+                let db = postgres::Postgres::open(target, account).await?;
                 let key = db.signing_key().await?;
                 (Backend::Postgres(db), key)
             }

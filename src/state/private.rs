@@ -206,6 +206,61 @@ pub fn read_or_create_key(path: &Path, make: impl Fn() -> [u8; 32]) -> io::Resul
     )))
 }
 
+/// What [`read_or_create_private`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOrCreated {
+    /// The file was there, holding these bytes.
+    Read(Vec<u8>),
+    /// It was not: this call created it, whole, with what `make` gave.
+    Created,
+}
+
+/// The content of the private file at `path` (never through a symbolic link, refused if it is
+/// not a regular file or others may write it, at most `max_bytes`), or, if it does not exist,
+/// creates it whole with `make`'s bytes (see [`create_whole`]): of processes creating it at
+/// once, one writes it and the others read what it wrote.
+pub fn read_or_create_private(
+    path: &Path,
+    max_bytes: u64,
+    make: impl Fn() -> Vec<u8>,
+) -> io::Result<ReadOrCreated> {
+    for _ in 0..3 {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        // O_NONBLOCK: a FIFO in the file's place fails the check below instead of hanging.
+        #[cfg(unix)]
+        private(&mut options, libc::O_NONBLOCK);
+        #[cfg(not(unix))]
+        private(&mut options, 0);
+        match options.open(path) {
+            Ok(file) => {
+                check_file(path, &file.metadata()?)?;
+                let mut bytes = Vec::new();
+                file.take(max_bytes + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| context(path, e))?;
+                if bytes.len() as u64 > max_bytes {
+                    return Err(io::Error::other(format!(
+                        "{} is larger than {max_bytes} bytes, which this server never writes",
+                        path.display()
+                    )));
+                }
+                return Ok(ReadOrCreated::Read(bytes));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match create_whole(path, &make()) {
+                Ok(()) => return Ok(ReadOrCreated::Created),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(context(path, e)),
+            },
+            Err(e) => return Err(explain_open(path, e)),
+        }
+    }
+    Err(io::Error::other(format!(
+        "could not read or create {}",
+        path.display()
+    )))
+}
+
 fn check_secret(path: &Path, meta: &Metadata) -> io::Result<()> {
     check_file(path, meta)?;
     #[cfg(unix)]
@@ -601,6 +656,47 @@ mod tests {
         chmod(&dir.path().join("short.key"), 0o600);
         let err = read_or_create_key(&dir.path().join("short.key"), || [8; 32]).unwrap_err();
         assert!(err.to_string().contains("32-byte"), "{err}");
+    }
+
+    #[test]
+    fn a_small_private_file_is_read_or_created_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("account");
+        let made = || b"first\n".to_vec();
+        assert_eq!(
+            read_or_create_private(&path, 16, made).unwrap(),
+            ReadOrCreated::Created
+        );
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            read_or_create_private(&path, 16, || b"second\n".to_vec()).unwrap(),
+            ReadOrCreated::Read(b"first\n".to_vec())
+        );
+        // Readable by others is fine (nothing secret); writable is not.
+        chmod(&path, 0o644);
+        assert!(read_or_create_private(&path, 16, made).is_ok());
+        chmod(&path, 0o666);
+        let err = read_or_create_private(&path, 16, made).unwrap_err();
+        assert!(err.to_string().contains("`chmod 600"), "{err}");
+        chmod(&path, 0o600);
+        let err = read_or_create_private(&path, 3, made).unwrap_err();
+        assert!(err.to_string().contains("larger than 3 bytes"), "{err}");
+        // Never through a link, nor created through a dangling one.
+        let link = dir.path().join("link");
+        symlink(dir.path().join("nowhere"), &link).unwrap();
+        let err = read_or_create_private(&link, 16, made).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!dir.path().join("nowhere").exists());
+        // A FIFO in its place is refused, not waited on.
+        let fifo = dir.path().join("fifo");
+        if std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let err = read_or_create_private(&fifo, 16, made).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]

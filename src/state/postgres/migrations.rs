@@ -1,12 +1,16 @@
-//! The schema, embedded: numbered steps applied in order at start-up, each once.
+//! The schema, embedded: numbered steps applied in order at start-up, each once; then the
+//! check that the database belongs to this process's 1NCE account.
 //!
 //! Replicas starting together serialise on a transaction-scoped advisory lock, so exactly one
 //! applies a step and the others find it applied; `CREATE TABLE IF NOT EXISTS` alone is not
-//! safe under concurrency (two creators collide in the catalogue).
+//! safe under concurrency (two creators collide in the catalogue). The account is recorded in
+//! the same transaction as the step that creates its table, by the role that may create tables:
+//! the serving role only ever reads it.
 
 use deadpool_postgres::Pool;
 
 use super::{connection, describe};
+use crate::state::account::{Account, Found};
 
 /// The advisory lock key: "1nce" in ASCII, so it is recognisable in `pg_locks`.
 const LOCK: i64 = 0x316e_6365;
@@ -103,10 +107,24 @@ pub const STEPS: &[(i32, &str)] = &[
     CREATE INDEX spend_ledger_at ON spend_ledger (currency, at_ms);
     ",
     ),
+    (
+        5,
+        "
+    CREATE TABLE store_account (
+        id           integer PRIMARY KEY CHECK (id = 1),
+        kind         text NOT NULL,
+        api_url      text,
+        client_id    text,
+        recorded_at  timestamptz NOT NULL DEFAULT now()
+    );
+    ",
+    ),
 ];
 
-/// Applies the steps not applied yet, under the lock.
-pub async fn apply(pool: &Pool) -> Result<(), String> {
+/// Applies the steps not applied yet, under the lock, then reads the account the database
+/// belongs to, recording `account` if none is (a new database, or one an earlier version made).
+/// A database of another account is left exactly as found: the transaction is rolled back.
+pub(in crate::state) async fn apply(pool: &Pool, account: &Account) -> Result<Found, String> {
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(|e| describe(&e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
@@ -158,5 +176,48 @@ pub async fn apply(pool: &Pool) -> Result<(), String> {
             "the database has schema version {newest}, newer than this binary knows; upgrade 1nce-mcp"
         ));
     }
-    tx.commit().await.map_err(|e| describe(&e))
+    let row = tx
+        .query_opt(
+            "SELECT kind, api_url, client_id FROM store_account WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    let found = match row {
+        Some(row) => {
+            let (kind, url, id): (String, Option<String>, Option<String>) =
+                (row.get(0), row.get(1), row.get(2));
+            match Account::from_fields(&kind, url.as_deref(), id.as_deref()) {
+                Ok(recorded) if recorded == *account => Found::Same,
+                // Dropped uncommitted: rolled back, whatever this transaction applied.
+                Ok(recorded) => return Ok(Found::Other(recorded)),
+                Err(why) => {
+                    return Ok(Found::Unreadable(format!(
+                        "the row of the table store_account: {why}"
+                    )));
+                }
+            }
+        }
+        None => {
+            let (kind, url, id) = account.fields();
+            tx.execute(
+                "INSERT INTO store_account (id, kind, api_url, client_id) VALUES (1, $1, $2, $3)",
+                &[&kind, &url, &id],
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not record the 1NCE account it belongs to in the table store_account ({}); start once as the role that owns the tables (README, \"Privileges\")",
+                    describe(&e)
+                )
+            })?;
+            if applied.is_empty() {
+                Found::New
+            } else {
+                Found::Adopted
+            }
+        }
+    };
+    tx.commit().await.map_err(|e| describe(&e))?;
+    Ok(found)
 }

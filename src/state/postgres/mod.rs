@@ -1,7 +1,8 @@
 //! State shared by replicas, in PostgreSQL (`--state-url`): the single use of confirmation
 //! tokens (`used_tokens`, `sweep_mark`), the audit trail (`audit_trail`), the token signing key
-//! (`signing_keys`) and the rate limit to 1NCE (`rate_buckets`); the schema is in
-//! [`migrations`].
+//! (`signing_keys`), the rate limit to 1NCE (`rate_buckets`), the spend ledger
+//! (`spend_ledger`), the order mirror (`order_mirror*`) and the 1NCE account all of it belongs
+//! to (`store_account`); the schema is in [`migrations`].
 //!
 //! Every time in these tables is the database's, never a replica's. Operations run on the
 //! process's runtime through a small pool, each bounded by [`OP_TIMEOUT`]: a database that does
@@ -20,6 +21,7 @@ use tokio_postgres::{NoTls, Row};
 
 pub mod migrations;
 
+use super::account::Account;
 use super::ledger::{Claim, NotApproved, RETAIN, Recorded, StoreTime, Swept, Use, UseState, never};
 use super::mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
 use super::spend::{Budget, Reservation, Reserved, SpendState};
@@ -106,9 +108,10 @@ macro_rules! db_now {
 }
 
 impl Postgres {
-    /// Connects to `target`, checks that the database answers and applies the migrations.
-    /// Errors say what to check, and name the database without its password.
-    pub(super) async fn open(target: &DbTarget) -> Result<Postgres, StateError> {
+    /// Connects to `target`, checks that the database answers, applies the migrations and
+    /// checks that the database is `account`'s (recording it on first use). Errors say what to
+    /// check, and name the database without its password.
+    pub(super) async fn open(target: &DbTarget, account: &Account) -> Result<Postgres, StateError> {
         let mut config = target.config.clone();
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(OP_TIMEOUT);
@@ -139,7 +142,8 @@ impl Postgres {
             shown: target.shown.as_str().into(),
             replica: replica_name().into(),
         };
-        db.run(|pool| async move { migrations::apply(&pool).await })
+        let found = db
+            .run(|pool| async move { migrations::apply(&pool, account).await })
             .await
             .map_err(|e| {
                 StateError::Database(format!(
@@ -147,6 +151,7 @@ impl Postgres {
                     target.shown
                 ))
             })?;
+        found.settle(&format!("the state database {}", target.shown), account)?;
         Ok(db)
     }
 
