@@ -6,7 +6,7 @@
 //! implementation to drift from the first. [`run`] is the subcommand: the arguments in, the
 //! result out (structuredContent on stdout, the text on stderr), the exit status.
 
-use std::io::{IsTerminal, Read, Write as _};
+use std::io::{Read, Write as _};
 use std::path::Path;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
@@ -106,7 +106,9 @@ pub async fn run(server: OrderServer, tool: &str, arguments: JsonObject) -> Resu
     Ok(())
 }
 
-/// The tool arguments from `--args`, `--args-file` or stdin (when piped), as a JSON object.
+/// The tool arguments from `--args`, or `--args-file` (a file, or stdin when it is `-`), as a
+/// JSON object; `{}` when neither is given. stdin is read only when asked for with
+/// `--args-file -`: a script or an agent's tool that leaves stdin open must not hold the call up.
 pub fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObject, Exit> {
     let (text, source) = match (args, file) {
         (Some(json), _) => (json.to_owned(), "--args".to_owned()),
@@ -118,8 +120,7 @@ pub fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObj
             let source = path.display().to_string();
             (read_bounded(file, &source)?, source)
         }
-        (None, None) if std::io::stdin().is_terminal() => (String::new(), "stdin".to_owned()),
-        (None, None) => (read_stdin()?, "stdin".to_owned()),
+        (None, None) => return Ok(JsonObject::new()),
     };
     if text.trim().is_empty() {
         return Ok(JsonObject::new());

@@ -77,12 +77,12 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
         list.stderr
     );
 
-    // Arguments from stdin and from a file work the same.
+    // Arguments from stdin (asked for with `--args-file -`) and from a file work the same.
     let number = page["orders"][2]["order_number"].as_u64().unwrap();
     let get = run(
         &sandbox,
         &state,
-        &["call", "get_order"],
+        &["call", "get_order", "--args-file", "-"],
         Some(&format!(r#"{{"order_number": {number}}}"#)),
     )
     .await;
@@ -122,6 +122,55 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
         again.stderr
     );
     assert_eq!(posts(&sandbox), 1);
+}
+
+/// `call` reads stdin only when asked to (`--args-file -`): `sleep 8 | 1nce-mcp call …`, or an
+/// agent's tool that leaves stdin open, must not hold up a call that has no arguments.
+#[tokio::test]
+async fn call_reads_stdin_only_when_asked() {
+    let state = temp_dir("state");
+    let env = [("ONCE_STATE_DIR", state.to_str().unwrap())];
+    let mut cmd = command(&["--sandbox", "call", "list_products"], &env);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    // The write end stays open and silent until the call has answered, as `sleep 8 |` keeps it.
+    let held_open = child.stdin.take().unwrap();
+    let out = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("call list_products answered while its stdin stayed open")
+        .unwrap();
+    drop(held_open);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        answer["products"].as_array().is_some_and(|p| !p.is_empty()),
+        "{answer}"
+    );
+
+    // What is piped in without `--args-file -` is not the arguments: the call gets {}.
+    let sandbox = Sandbox::start().await.unwrap();
+    let piped = run(
+        &sandbox,
+        &state,
+        &["call", "get_order"],
+        Some(r#"{"order_number": 2000000001}"#),
+    )
+    .await;
+    assert_eq!(piped.code, 1, "{}", piped.stderr);
+    assert!(piped.stderr.contains("order_number"), "{}", piped.stderr);
+    let asked = run(
+        &sandbox,
+        &state,
+        &["call", "get_order", "--args-file", "-"],
+        Some(r#"{"order_number": 2000000001}"#),
+    )
+    .await;
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    assert_eq!(asked.json()["order_number"], 2000000001u64);
 }
 
 #[tokio::test]

@@ -341,10 +341,10 @@ pub enum Command {
         /// The tool to run: list_orders, get_order, find_orders, list_products or create_order.
         tool: String,
         /// The tool's arguments as a JSON object, e.g. '{"page": 2}'. Without --args or
-        /// --args-file they are read from stdin when it is not a terminal, else {} is used.
+        /// --args-file the tool is called with {} (stdin is never read unless asked for).
         #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
         args: Option<String>,
-        /// Read the tool's arguments (a JSON object) from this file; "-" reads stdin.
+        /// Read the tool's arguments (a JSON object) from this file; "-" reads them from stdin.
         #[arg(long, value_name = "FILE")]
         args_file: Option<PathBuf>,
     },
