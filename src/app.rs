@@ -239,8 +239,15 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
         Upstream::Sandbox => {
+            // Its orders are kept beside the rest of the sandbox's state, so one-shot calls see
+            // each other's.
+            let orders_file = store.sandbox_orders_file().map_err(|e| match e {
+                StateError::Refused(message) => Exit::usage(message),
+                other => Exit::failure(other.to_string()),
+            })?;
             let options = crate::sandbox::SandboxOptions {
                 orders: config.sandbox_orders,
+                orders_file,
                 ..Default::default()
             };
             let started = Sandbox::start_with(options).await.map_err(|e| {

@@ -527,3 +527,65 @@ async fn a_closed_stdout_ends_quietly_with_the_documented_status() {
     );
     assert_eq!(posts(&sandbox), 1);
 }
+
+/// `1nce-mcp --sandbox FLAGS call ARGS` with `state` as the state directory.
+async fn sandbox_call(state: &Path, flags: &[&str], args: &[&str]) -> Run {
+    let argv = [&["--sandbox"], flags, &["call"], args].concat();
+    common::run(None, &argv, &[("ONCE_STATE_DIR", state.to_str().unwrap())]).await
+}
+
+/// Previews [`ORDER`] in one `--sandbox` process and confirms it in another.
+async fn sandbox_place(state: &Path, flags: &[&str]) -> Run {
+    let preview = sandbox_call(state, flags, &["create_order", "--args", ORDER]).await;
+    let confirm = preview.confirming(ORDER);
+    sandbox_call(state, flags, &["create_order", "--args", &confirm]).await
+}
+
+/// `--sandbox` in one-shot use: the orders placed in the built-in sandbox are kept in its state
+/// directory, so the next process finds them and numbers its own after them, processes running
+/// at once never number two orders alike, and an account of generated orders
+/// (`--sandbox-orders`) keeps orders of its own.
+#[tokio::test]
+async fn the_built_in_sandbox_remembers_its_orders_across_calls() {
+    let state = temp_dir("state");
+    let placed = sandbox_place(&state, &[]).await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let number = placed.json()["order_number"].as_u64().unwrap();
+    assert_eq!(number, 2_000_000_026);
+
+    // The next process finds it, by number and in the list.
+    let args = format!(r#"{{"order_number": {number}}}"#);
+    let found = sandbox_call(&state, &[], &["get_order", "--args", &args]).await;
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.json()["customer_reference"], "cli");
+    let listed = sandbox_call(&state, &[], &["list_orders", "--args", r#"{"page": 3}"#]).await;
+    assert_eq!(listed.json()["total_count"], 26, "{}", listed.stdout);
+
+    // Three processes confirming at once: three orders, numbered one after another.
+    let mut confirmations = Vec::new();
+    for _ in 0..3 {
+        let preview = sandbox_call(&state, &[], &["create_order", "--args", ORDER]).await;
+        confirmations.push(preview.confirming(ORDER));
+    }
+    let runs =
+        futures::future::join_all(confirmations.iter().map(|args| async {
+            sandbox_call(&state, &[], &["create_order", "--args", args]).await
+        }))
+        .await;
+    let mut numbers: Vec<u64> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            r.json()["order_number"].as_u64().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, [2_000_000_027, 2_000_000_028, 2_000_000_029]);
+
+    // An account of 30 generated orders in the same state directory numbers its own.
+    let generated = sandbox_place(&state, &["--sandbox-orders", "30"]).await;
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    assert_eq!(generated.json()["order_number"], 2_000_000_031u64);
+    let next = sandbox_place(&state, &[]).await;
+    assert_eq!(next.json()["order_number"], 2_000_000_030u64);
+}

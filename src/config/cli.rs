@@ -91,7 +91,8 @@ pub struct Cli {
 
     /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
     /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
-    /// and the credentials.
+    /// and the credentials. Orders placed in it are kept in the state directory, so the next
+    /// process (a later `call`) finds them.
     #[arg(long, global = true, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
     pub sandbox: bool,
 
