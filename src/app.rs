@@ -23,16 +23,24 @@ pub fn run(cli: Cli) -> ExitCode {
     // Serving HTTP, logs must never hold up a request (see `stderr_log`); stdio and the
     // subcommands write directly, in order with their other messages on stderr.
     let serving_http = cli.http.is_some() && cli.command.is_none();
-    let _drain = crate::stderr_log::start(serving_http);
+    // A server's log is its operator's view: warnings by default. A command (`call`, `check`…)
+    // reports what went wrong itself, in its result; a warning before it would only say it
+    // twice (wrong credentials: a timestamped WARN line, then the message that says what to do).
+    let default_level = if cli.command.is_some() {
+        "error"
+    } else {
+        "warn"
+    };
+    let _drain = crate::stderr_log::start(serving_http, default_level);
     if let Some(Command::Tools) = cli.command {
         return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {
             Ok(tools) => print_tools(&tools),
-            Err(message) => Exit::usage(message).report(),
+            Err(message) => Exit::usage(cli.name_variables(&message)).report(),
         };
     }
     let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
         Ok(config) => config,
-        Err(message) => return Exit::usage(message).report(),
+        Err(message) => return Exit::usage(cli.name_variables(&message)).report(),
     };
     // One stdio session is a conversation of one client: a single-threaded runtime answers it
     // without handing each message between worker threads (a futex wake per hop, measured by
@@ -70,7 +78,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
             args_file,
         }) => {
             let arguments = crate::oneshot::read_arguments(args.as_deref(), args_file.as_deref())?;
-            crate::oneshot::run(server, &tool, arguments).await
+            crate::oneshot::run(server, &config.tools, &tool, arguments).await
         }
         Some(Command::Check) => check(&server, &store).await,
         Some(Command::Mirror { action }) => mirror(&server, action).await,

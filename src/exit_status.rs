@@ -72,6 +72,23 @@ impl ExitStatus {
         text
     }
 
+    /// The statuses `call` ends with: success, the tool's error, bad usage, could not run.
+    pub const CALL: [ExitStatus; 4] = [
+        ExitStatus::Success,
+        ExitStatus::ToolError,
+        ExitStatus::Usage,
+        ExitStatus::Failure,
+    ];
+
+    /// The `EXIT STATUS` section of `call --help`.
+    pub fn call_help() -> String {
+        let mut text = String::from("EXIT STATUS:\n");
+        for status in ExitStatus::CALL {
+            text.push_str(&format!("  {}  {}\n", status.code(), status.meaning()));
+        }
+        text
+    }
+
     /// README's table.
     pub fn markdown_table() -> String {
         let mut text = String::from("| status | meaning |\n| --- | --- |\n");

@@ -247,6 +247,89 @@ async fn exit_status_tells_tool_errors_from_bad_usage() {
     );
 }
 
+/// What stops a command says which setting stopped it, and where the fix goes: a tool turned
+/// off names the flag (and variable) that did it; a bad value from the environment names the
+/// variable, one from the command line its flag; a secret tried as a flag says to use the
+/// environment; refused credentials are one message, not log lines before it.
+#[tokio::test]
+async fn messages_name_the_setting_that_stopped_the_command() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let order = ["call", "create_order", "--args", ORDER];
+    for (args, env, says) in [
+        (
+            [&["--read-only"][..], &order].concat(),
+            vec![],
+            "create_order is turned off by --read-only (or ONCE_READ_ONLY)",
+        ),
+        (
+            order.to_vec(),
+            vec![("ONCE_READ_ONLY", "1")],
+            "create_order is turned off by --read-only (or ONCE_READ_ONLY)",
+        ),
+        (
+            vec!["--tools", "list_orders", "call", "get_order"],
+            vec![],
+            "get_order is turned off by --tools (or ONCE_TOOLS)",
+        ),
+        (
+            vec!["call", "list_orders"],
+            vec![("ONCE_MAX_QUANTITY", "abc")],
+            "invalid value 'abc' for ONCE_MAX_QUANTITY (the environment variable of --max-quantity)",
+        ),
+        (
+            vec!["--max-quantity", "abc", "call", "list_orders"],
+            vec![("ONCE_MAX_QUANTITY", "5")],
+            "invalid value 'abc' for '--max-quantity <N>'",
+        ),
+        (
+            vec!["call", "list_orders"],
+            vec![("ONCE_CONFIRMATION_TTL", "48h")],
+            "ONCE_CONFIRMATION_TTL (the environment variable of --confirmation-ttl) must be between 1s and 1day",
+        ),
+        (
+            vec!["--client-secret", "s3cr3t-value", "call", "list_orders"],
+            vec![],
+            "set ONCE_CLIENT_SECRET in the environment",
+        ),
+    ] {
+        let out = run_with(&sandbox, &state, &args, None, &env).await;
+        assert_eq!(out.code, 2, "{args:?} {env:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(says),
+            "{args:?} {env:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("unknown tool"), "{}", out.stderr);
+        assert!(!out.stderr.contains("s3cr3t-value"), "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(posts(&sandbox), 0);
+
+    // Wrong credentials: the message that says what to do, and nothing before it.
+    let out = run_with(
+        &sandbox,
+        &state,
+        &["call", "list_orders"],
+        None,
+        &[("ONCE_CLIENT_SECRET", "not-the-secret")],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("1nce-mcp: 1NCE refused the API credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET")
+    );
+    assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
 /// A launcher that writes a settings form into the environment (Claude Desktop's extension,
 /// see packaging/mcpb) sets a variable to "" for every field left blank: blank is no setting.
 #[tokio::test]
@@ -354,12 +437,25 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let out = create_order(&sandbox, &elsewhere, &confirm_args(&token)).await;
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
+    // A change is refused naming what changed.
     let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
     changed["products"][0]["quantity"] = json!(40);
     let out = create_order(&sandbox, &state, &changed.to_string()).await;
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("differs from the preview"),
+        out.stderr
+            .contains("differs from the preview this confirmation_token approved (the quantities changed): nothing was ordered"),
+        "{}",
+        out.stderr
+    );
+    let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
+    changed["customer_reference"] = json!("cli-2");
+    changed["products"][0]["product_id"] = json!(1002);
+    let out = create_order(&sandbox, &state, &changed.to_string()).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("(the products and the customer reference changed)"),
         "{}",
         out.stderr
     );

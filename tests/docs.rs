@@ -70,6 +70,30 @@ async fn help_readme_and_skill_name_exactly_the_tools() {
     assert!(help.contains("five tools"), "{help}");
 }
 
+/// `call --help` and the Agent Skill name every exit status `call` can end with, 3 included.
+#[tokio::test]
+async fn call_help_and_skill_name_every_exit_status_of_call() {
+    use onence_mcp::exit_status::ExitStatus;
+    // Both as words: clap wraps long lines.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let call_help = words(&output(&["call", "--help"]).await);
+    let skill = words(SKILL);
+    for status in ExitStatus::CALL {
+        let line = words(&format!("{} {}", status.code(), status.meaning()));
+        assert!(
+            call_help.contains(&line),
+            "call --help says {line:?}:\n{call_help}"
+        );
+        let said = match status {
+            ExitStatus::Success => "0 success",
+            ExitStatus::ToolError => "1 the tool reported an error",
+            ExitStatus::Usage => "2 bad usage",
+            _ => "3 could not run",
+        };
+        assert!(skill.contains(said), "SKILL.md says {said:?}");
+    }
+}
+
 /// One command of a ```sh block: the text before its comment.
 #[cfg(unix)]
 fn command_part(line: &str) -> &str {
