@@ -685,3 +685,55 @@ async fn the_built_in_sandbox_remembers_its_orders_across_calls() {
     let next = sandbox_place(&state, &[]).await;
     assert_eq!(next.json()["order_number"], 2_000_000_030u64);
 }
+
+/// An address a parcel cannot reach gets no preview and no token: the tool error names what is
+/// missing. `{"country": "DE"}` alone is refused.
+#[tokio::test]
+async fn an_address_that_cannot_ship_gets_no_preview() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    for (address, missing) in [
+        (
+            json!({"country": "DE"}),
+            "it has no recipient (first_name and last_name, or company), street, zip (postcode) and city",
+        ),
+        (
+            json!({"company": "ACME", "street": "Ring 1", "zip": "50667", "city": "Köln"}),
+            "it has no country",
+        ),
+        (
+            json!({"first_name": "Erika", "street": "Ring 1", "zip": "50667", "city": "Köln",
+                   "country": "DE"}),
+            "it has no last_name (or a company)",
+        ),
+    ] {
+        let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
+                          "delivery_address": address});
+        let out = create_order(&sandbox, &state, &args.to_string()).await;
+        assert_eq!(out.code, 1, "a tool error: {}", out.stderr);
+        assert!(
+            out.stdout.is_empty(),
+            "no preview, no token: {}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains("delivery_address cannot ship")
+                && out.stderr.contains(missing)
+                && out.stderr.contains("Nothing was ordered"),
+            "{}",
+            out.stderr
+        );
+    }
+    // A complete address is previewed.
+    let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
+                      "delivery_address": {"first_name": "Erika", "last_name": "Muster",
+                          "street": "Ring", "house_number": "1", "zip": "50667", "city": "Köln",
+                          "country": "DE"}});
+    let out = create_order(&sandbox, &state, &args.to_string()).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["preview"]["ships_to"],
+        "Erika Muster, Ring 1, 50667 Köln, DE"
+    );
+    assert_eq!(posts(&sandbox), 0);
+}
