@@ -737,3 +737,49 @@ async fn an_address_that_cannot_ship_gets_no_preview() {
     );
     assert_eq!(posts(&sandbox), 0);
 }
+
+/// The preview says its totals are net and that VAT is added on the invoice where it applies;
+/// once placed, the answer shows the net total beside the invoice amount 1NCE reports (gross),
+/// in the text and in the structured result.
+#[tokio::test]
+async fn the_preview_is_net_and_the_placed_order_shows_the_invoice_amount() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let preview = create_order(&sandbox, &state, ORDER).await;
+    let previewed = preview.json();
+    assert_eq!(
+        previewed["preview"]["one_time_net_total"],
+        json!([{"amount": "40.00", "currency": "EUR"}])
+    );
+    assert_eq!(
+        previewed["preview"]["vat"],
+        "net: VAT is added on the invoice where it applies"
+    );
+    assert!(
+        preview.stderr.contains(
+            "one-time total 40.00 EUR net (VAT is added on the invoice where it applies)"
+        ),
+        "{}",
+        preview.stderr
+    );
+
+    let placed = create_order(&sandbox, &state, &preview.confirming(ORDER)).await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let answer = placed.json();
+    assert_eq!(
+        answer["preview"]["one_time_net_total"],
+        json!([{"amount": "40.00", "currency": "EUR"}])
+    );
+    let order = &answer["order"];
+    assert_eq!(answer["invoice"]["amount"], order["invoice_amount"]);
+    assert_eq!(answer["invoice"]["amount"], "47.60", "19% VAT on 40.00");
+    assert_eq!(answer["invoice"]["currency"], "EUR");
+    assert_eq!(answer["invoice"]["number"], order["invoice_number"]);
+    assert!(
+        placed.stderr.contains(
+            "one-time total 40.00 EUR net, as previewed; invoice amount 47.60 EUR (gross: VAT included where it applies)"
+        ),
+        "{}",
+        placed.stderr
+    );
+}
