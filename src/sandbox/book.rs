@@ -171,6 +171,7 @@ impl OrderFile {
     }
 
     /// Moves placed order `number` to `status`; `false` when the account has no such order.
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn set_status(&self, number: u64, status: OrderStatus) -> Result<bool, String> {
         let Ok(number) = i64::try_from(number) else {
             return Ok(false);
