@@ -291,9 +291,10 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     // process died mid-POST.
     let confirmations = Confirmations::new(store.clone(), config.confirmation_ttl)
         .with_posting_grace(config.request_timeout + Duration::from_secs(60));
-    // Said at start-up, and again by every preview and confirmation while it lasts.
+    // Said at start-up, and again by every preview and confirmation while it lasts. An error,
+    // not a warning: nothing can be ordered (and a command, which logs only errors, says it too).
     if let Err(why) = confirmations.clock_check().await {
-        tracing::warn!("{why}");
+        tracing::error!("{why}");
     }
     let server = OrderServer::new(
         client,
