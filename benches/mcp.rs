@@ -9,6 +9,10 @@
 //! - the round trip of an MCP `ping` over stdio, the protocol's own share of the overhead;
 //! - upstream requests per tool call in steady state;
 //! - peak resident memory idle and after 10,000 calls, and the binary's size;
+//! - a long session of sequential calls as an agent makes them (a third each `list_orders`,
+//!   `get_order` and `create_order` previews) on a fresh server: throughput, latency and its memory
+//!   every tenth of the way ([`weight`]; `BENCH_ONLY=weight` runs this part alone, with the
+//!   binary's size and the start-up time);
 //! - rounds of hundreds of concurrent Streamable HTTP clients: errors, throughput, latency,
 //!   upstream requests per call and the server's memory after each round;
 //! - a legitimate client's latency and the server's memory while hundreds of slow connections
@@ -36,6 +40,8 @@ use tokio::process::Child;
 mod attack;
 #[path = "mcp/flood.rs"]
 mod flood;
+#[path = "mcp/weight.rs"]
+mod weight;
 
 const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_1nce-mcp");
 
@@ -608,6 +614,10 @@ async fn main() {
             flood::one_line_batch(&sandbox, state.path()).await;
             return;
         }
+        Ok("weight") => {
+            weight::weigh(&sandbox, state.path()).await;
+            return;
+        }
         _ => {}
     }
     let cases = [
@@ -632,14 +642,7 @@ async fn main() {
     ];
 
     // Start-up: spawn to initialize response, fresh processes.
-    let mut startup = Vec::new();
-    for _ in 0..spawns {
-        let started = Instant::now();
-        let mut server = StdioServer::spawn(&sandbox, state.path());
-        server.initialize().await;
-        startup.push(started.elapsed());
-    }
-    let startup = stats(startup);
+    let startup = stats(weight::startup(&sandbox, state.path(), spawns).await);
 
     let direct = Direct::new(&sandbox).await;
     let mut server = StdioServer::spawn(&sandbox, state.path());
@@ -784,6 +787,7 @@ async fn main() {
     );
     println!("binary size: {:.1} MB ({binary})", size as f64 / 1e6);
 
+    weight::sequential(&sandbox, state.path(), calls).await;
     // The concurrent rounds keep to the first two cases, comparable with earlier runs.
     concurrent_http(&sandbox, state.path(), &cases[..2]).await;
     attack::under_attack(&sandbox, state.path()).await;

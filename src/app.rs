@@ -72,7 +72,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
             let arguments = crate::oneshot::read_arguments(args.as_deref(), args_file.as_deref())?;
             crate::oneshot::run(server, &tool, arguments).await
         }
-        Some(Command::Check) => check(&server, &store).await,
+        Some(Command::Check) => check(&server, &store, config.http.as_ref()).await,
         Some(Command::Mirror { action }) => mirror(&server, action).await,
         _ => match config.http.clone() {
             Some(settings) => crate::transport::serve_http(server, settings, &against)
@@ -101,9 +101,14 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
     outcome
 }
 
-/// `check`: the state store, its clock against this machine's, then 1NCE (see
-/// `setup_check`); the exit status says which kind of problem came first.
-async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
+/// `check`: the state store, its clock against this machine's, then 1NCE and the OAuth
+/// authorization server (see `setup_check`); the exit status says which kind of problem came
+/// first.
+async fn check(
+    server: &OrderServer,
+    store: &Store,
+    http: Option<&crate::config::HttpSettings>,
+) -> Result<(), Exit> {
     let mut out = QuietPipe::new(std::io::stdout());
     let report = |e: std::io::Error| Exit::failure(format!("could not write the report: {e}"));
     if let Some(line) = store
@@ -158,7 +163,7 @@ async fn check(server: &OrderServer, store: &Store) -> Result<(), Exit> {
         };
         writeln!(out, "order mirror: {line}").map_err(report)?;
     }
-    let verdict = crate::setup_check::run(server.client(), &mut out)
+    let verdict = crate::setup_check::run(server.client(), http, &mut out)
         .await
         .map_err(report)?;
     match (verdict.exit_status(), clock.is_ok() && spend.is_ok()) {

@@ -1,6 +1,8 @@
 //! The time, injected, so expiry and staleness are tested without sleeping.
 
+#[cfg(test)]
 use std::sync::Mutex;
+#[cfg(test)]
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -20,10 +22,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to (for tests).
+/// A clock that moves only when told to (for the unit tests).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         ManualClock(Mutex::new(start.trunc_subsecs(3)))
@@ -35,6 +39,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())

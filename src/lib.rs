@@ -41,6 +41,13 @@
 //!
 //! stdout carries protocol messages only (in stdio mode); every log line goes to stderr through
 //! `tracing`. CONTRIBUTING.md walks through the source tree file by file.
+//!
+//! Cargo features, all on by default, for the parts a user may leave out: `postgres`
+//! (`state::postgres`, `--state-url`), `oauth` (the resource server in [`oauth`], `--oauth-issuer`)
+//! and `legacy-sse` (`transport::sse`, `/sse`). A build without one still parses its flags and
+//! refuses them at start-up, naming the feature ([`config`]). `test-support`, off by default and
+//! on for the tests through a dev-dependency on this crate, compiles what only tests use: the
+//! sandbox's fault injection and request recording, `state::ledger::check_contract`.
 
 pub mod api;
 pub mod app;

@@ -2,12 +2,15 @@
 //! the server up, and for scripts (the exit status names the kind of problem).
 //!
 //! It gets an access token, reads one page of orders and the product list, exactly as the tools
-//! would, and prints one line per step and a verdict.
+//! would; with OAuth (`--http` with `--oauth-issuer`) it reads the authorization server's
+//! metadata and keys and tries its introspection endpoint, as the server does at start-up. It
+//! prints one line per step and a verdict.
 
 use std::time::Instant;
 
 use crate::api::model::ListOrdersQuery;
 use crate::api::{ApiError, Client};
+use crate::config::HttpSettings;
 use crate::exit_status::ExitStatus;
 
 /// What the check concluded, with its exit status.
@@ -21,6 +24,8 @@ pub enum Verdict {
     Unreachable,
     /// 1NCE answered, but not as documented.
     Unexpected,
+    /// The OAuth authorization server cannot be used: the server would not start.
+    OAuth,
 }
 
 impl Verdict {
@@ -31,6 +36,7 @@ impl Verdict {
             Verdict::Refused => ExitStatus::CredentialsRefused,
             Verdict::Unreachable => ExitStatus::Unreachable,
             Verdict::Unexpected => ExitStatus::UnexpectedAnswer,
+            Verdict::OAuth => ExitStatus::Failure,
         }
     }
 
@@ -62,12 +68,20 @@ impl Verdict {
             Verdict::Unexpected => {
                 "1NCE answered unexpectedly: check ONCE_API_URL points at the Management API"
             }
+            Verdict::OAuth => {
+                "OAuth not usable: the server would exit 3 at start-up; fix the oauth FAIL line above (--oauth-issuer, the network to it, --oauth-client-id and ONCE_OAUTH_CLIENT_SECRET)"
+            }
         }
     }
 }
 
-/// Runs the checks against `client`, writing one line per step to `out`.
-pub async fn run(client: &Client, out: &mut impl std::io::Write) -> std::io::Result<Verdict> {
+/// Runs the checks against `client`, and of the OAuth authorization server when `http`
+/// configures one, writing one line per step to `out`.
+pub async fn run(
+    client: &Client,
+    http: Option<&HttpSettings>,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<Verdict> {
     writeln!(out, "1nce-mcp check against {}", client.base_url())?;
     let mut verdict = Verdict::Ready;
     let started = Instant::now();
@@ -110,6 +124,32 @@ pub async fn run(client: &Client, out: &mut impl std::io::Write) -> std::io::Res
         None
     };
     skip_or_step(out, &mut verdict, "products", products)?;
+    #[cfg(not(feature = "oauth"))]
+    let _ = http;
+    #[cfg(feature = "oauth")]
+    if let Some(oauth) = http.and_then(|h| h.oauth.as_ref()) {
+        let steps = crate::oauth::probe(
+            &oauth.issuer,
+            &oauth.public_url,
+            &oauth.audiences,
+            oauth.introspection.as_ref(),
+        )
+        .await;
+        for step in steps {
+            match step.outcome {
+                Ok(detail) => writeln!(out, "  ok    {:<13} {detail}", step.name)?,
+                Err(why) => {
+                    if verdict == Verdict::Ready {
+                        verdict = Verdict::OAuth;
+                    }
+                    writeln!(out, "  FAIL  {:<13} {why}", step.name)?;
+                }
+            }
+            for note in step.notes {
+                writeln!(out, "  note  {:<13} {note}", step.name)?;
+            }
+        }
+    }
     writeln!(out, "verdict: {}", verdict.says())?;
     Ok(verdict)
 }

@@ -10,6 +10,22 @@
 //! one queued item is one whole line: lines never interleave. A line longer than
 //! [`MAX_LINE_BYTES`] is cut there, whatever logged it (rmcp quotes some header values a client
 //! chose), so no single request can make a long line.
+//!
+//! **Why not `tracing-appender`'s `NonBlocking`** (checked at 0.2.5). It has four of the
+//! properties above: a bounded queue (`buffered_lines_limit`), lossy (`lossy(true)`), never
+//! blocking (`try_send`), one queued item per event (the formatter writes each event whole). It
+//! lacks the other three, and one of them it gets wrong for this server:
+//! - lines are not capped in length: a wrapper writer would still have to cut them;
+//! - dropped lines are only counted (`ErrorCounter::dropped_lines`), never written to the log:
+//!   the reader of stderr would not learn that lines are missing;
+//! - at exit its `WorkerGuard` waits a bounded time (100 ms to queue its shutdown, 1 s for the
+//!   worker), but when the queue is full, the very case this module is for, it reports that with
+//!   `println!`: on stdout, which this server writes only with protocol messages and the output
+//!   of `call` and `tools`.
+//!
+//! It would also add crates to the build that nothing else uses (`time` with its formatting and
+//! parsing, `crossbeam-channel`, `symlink`: its rolling file appender's dependencies are not
+//! optional), where `std::sync::mpsc::sync_channel` and one thread do the queueing here.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -185,7 +201,7 @@ pub fn start(queued: bool) -> Option<Drain> {
 /// notifications at info: confirmation tokens (capabilities to spend money) and delivery
 /// addresses (personal data). At warn and error it names failures, and quotes only the JSON-RPC
 /// errors this server answers with, whose texts hold neither.
-/// hyper, hyper-util, reqwest, h2 and axum were checked at trace: they log connections and
+/// hyper, hyper-util, reqwest and axum were checked at trace: they log connections and
 /// frame kinds, never bodies or header values.
 /// tokio-postgres (through the `log` bridge) logs every statement's parameters at debug: the
 /// signing key as it is stored, token ids, audit records. Its notices at info are kept.

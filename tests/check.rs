@@ -92,3 +92,41 @@ async fn retries_that_run_out_are_unreachable_not_unexpected() {
         assert!(report.contains("1NCE unreachable"), "{what}: {report}");
     }
 }
+
+/// With OAuth configured, `check` reads the authorization server's metadata as the server does
+/// at start-up: a dead issuer is a failure (3, as the server would exit) with the fix, not
+/// "ready"; the 1NCE lines are still there.
+#[cfg(feature = "oauth")]
+#[tokio::test]
+async fn a_dead_oauth_issuer_fails_the_check_with_the_fix() {
+    let issuer = "http://127.0.0.1:9/realms/acme";
+    let (code, report) = check(
+        &[
+            "--sandbox",
+            "--http",
+            "127.0.0.1:0",
+            "--oauth-issuer",
+            issuer,
+            "--public-url",
+            "http://127.0.0.1:8080/mcp",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 3, "{report}");
+    assert!(report.contains("ok    products"), "{report}");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("  FAIL  oauth issuer"))
+        .unwrap_or_else(|| panic!("no FAIL line for the issuer: {report}"));
+    assert!(
+        line.contains(&format!(
+            "could not read the authorization server's metadata for --oauth-issuer {issuer}"
+        )) && line.contains("nothing answers at http://127.0.0.1:9 (")
+            && line.contains("Check the issuer URL"),
+        "{line}"
+    );
+    assert!(!report.contains("oauth keys"), "{report}");
+    assert!(report.contains("verdict: OAuth not usable"), "{report}");
+    assert!(!report.contains("verdict: ready"), "{report}");
+}

@@ -445,6 +445,55 @@ async fn a_non_loopback_address_without_a_token_is_refused() {
     );
 }
 
+/// A static token served off loopback crosses the network in clear unless TLS is in front: the
+/// server says so once at start-up, naming the fix, unless the operator says a TLS proxy is in
+/// front (flag or variable); on loopback there is nothing to say.
+#[tokio::test]
+async fn a_static_token_off_loopback_is_warned_about_unless_tls_is_in_front() {
+    const WARNING: &str = "with a static bearer token over plain HTTP";
+    let token = ("ONCE_MCP_HTTP_TOKEN", TOKEN);
+    let any_host: &[&str] = &["--sandbox", "--allowed-host", "localhost"];
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, bool);
+    let cases: [Case; 4] = [
+        ("0.0.0.0:0", any_host.to_vec(), vec![token], true),
+        (
+            "0.0.0.0:0",
+            [any_host, &["--behind-tls-proxy"][..]].concat(),
+            vec![token],
+            false,
+        ),
+        (
+            "0.0.0.0:0",
+            any_host.to_vec(),
+            vec![token, ("ONCE_BEHIND_TLS_PROXY", "true")],
+            false,
+        ),
+        ("127.0.0.1:0", vec!["--sandbox"], vec![token], false),
+    ];
+    for (addr, args, env, warned) in cases {
+        let server = HttpServer::spawn_at(addr, &args, &env).await;
+        let stderr = server.stop().await;
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(WARNING)).collect();
+        assert_eq!(
+            lines.len(),
+            usize::from(warned),
+            "{addr} {args:?} {env:?}: {stderr}"
+        );
+        if let Some(line) = lines.first() {
+            assert!(line.contains("WARN"), "{line}");
+            for fix in [
+                "in clear",
+                "TLS",
+                "docs/operations.md",
+                "--behind-tls-proxy",
+            ] {
+                assert!(line.contains(fix), "{fix}: {line}");
+            }
+        }
+        assert!(!stderr.contains(TOKEN), "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn shutdown_lets_calls_in_flight_finish_then_exits_zero() {
     let sandbox = sandbox().await;

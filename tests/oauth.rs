@@ -369,11 +369,39 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
     let ok = s.post(Some(&valid), &initialize()).await;
     assert_eq!(ok.status(), 200);
     assert!(s.oidc.jwks_fetches().await <= 3);
-    let stderr = s.server.stderr();
+    let (issuer, public) = (s.oidc.issuer(), s.public.clone());
+    // All of it, with the counted refusals summed up at shutdown.
+    let stderr = s.server.stop().await;
     assert!(
         stderr.contains("refused a request with an invalid OAuth access token"),
         "{stderr}"
     );
+    // A token of another issuer or audience, or of an unpublished key, is logged apart, with
+    // what was expected and what the token named: the first as it happens, and the last one
+    // (the unknown key), counted after it, in the summary.
+    let foreign: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("refused an OAuth access token of another issuer or audience"))
+        .collect();
+    assert!(foreign.len() >= 2, "{stderr}");
+    let last = foreign[foreign.len() - 1];
+    let expected_aud = format!("aud: expected {public:?}, received {public:?}");
+    for needle in [
+        "another authorization server",
+        &expected_aud,
+        &format!("iss: expected {issuer:?}, received \"http://127.0.0.1:1/realms/other\""),
+        "kid: \"test-key-1\"",
+    ] {
+        assert!(foreign[0].contains(needle), "{needle}: {}", foreign[0]);
+    }
+    for needle in [
+        "does not publish",
+        &expected_aud,
+        &format!("iss: expected {issuer:?}, received {issuer:?}"),
+        "kid: \"not-published\", published: \"test-key-1\"",
+    ] {
+        assert!(last.contains(needle), "{needle}: {last}");
+    }
     for (what, token) in [
         ("expired", &expired),
         ("tampered", &tampered),
@@ -382,6 +410,166 @@ async fn refused_tokens_get_401_with_the_reason_and_are_never_logged() {
         let signature = token.rsplit('.').next().unwrap();
         assert!(!stderr.contains(signature), "the {what} token was logged");
     }
+}
+
+/// Entra ID writes the API's application (client) id into `aud`, Keycloak by default
+/// `account`: such a token is for another resource unless the operator names its audience
+/// with --oauth-audience (or ONCE_OAUTH_AUDIENCE); the public URL stays accepted. The refusal's
+/// log line says what was expected and what the token named.
+#[tokio::test]
+async fn an_extra_audience_is_accepted_only_when_the_operator_names_it() {
+    const APP_ID: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
+    let Some(s) = Setup::start_full(
+        "/mcp",
+        |o| o.audience(APP_ID),
+        &["--oauth-audience", "account"],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let token = s.oidc.token_for("alice", SCOPES).await;
+    assert_eq!(oidc::jwt_parts(&token).1["aud"], APP_ID);
+    let refused = s.post(Some(&token), &initialize()).await;
+    assert_eq!(refused.status(), 401);
+    let www = challenge(&refused);
+    assert!(www.contains("another resource"), "{www}");
+    let (issuer, public) = (s.oidc.issuer(), &s.public);
+    let logged = format!(
+        "aud: expected {public:?} or \"account\", received \"{APP_ID}\"; iss: expected {issuer:?}, received {issuer:?}; kid: \"test-key-1\""
+    );
+    s.server.wait_for_stderr(&logged).await;
+    let stderr = s.server.stderr();
+    let line = stderr.lines().find(|l| l.contains(&logged)).unwrap();
+    assert!(
+        line.contains("WARN") && line.contains("its audience is not this server"),
+        "{line}"
+    );
+    assert!(!stderr.contains(&token), "the token was logged");
+    // The audience named, and the public URL, are accepted.
+    for aud in [json!(["account"]), json!(public)] {
+        let mut claims = s.oidc.claims("bob", SCOPES);
+        claims["aud"] = aud.clone();
+        let response = s.post(Some(&s.oidc.sign(&claims)), &initialize()).await;
+        assert_eq!(response.status(), 200, "aud {aud}");
+    }
+
+    // Another server that names the application id, in the variable's list form, takes the
+    // token from the same authorization server.
+    let port = free_port();
+    let other = format!("http://127.0.0.1:{port}/mcp");
+    let api_url = s.sandbox.base_url();
+    let mut env = common::sandbox_env(&api_url).to_vec();
+    let list = format!("api://elsewhere, {APP_ID}");
+    env.push(("ONCE_OAUTH_AUDIENCE", &list));
+    let named = HttpServer::spawn_at(
+        &format!("127.0.0.1:{port}"),
+        &["--oauth-issuer", &issuer, "--public-url", &other],
+        &env,
+    )
+    .await;
+    let session = named.client(Some(&token)).await;
+    session.ok("list_products", json!({})).await;
+    let stderr = named.stop().await;
+    assert!(
+        stderr.contains(&format!(
+            "for {other} (or audience \"api://elsewhere\", \"{APP_ID}\")"
+        )),
+        "the ready line names the audiences: {stderr}"
+    );
+}
+
+/// Opaque tokens are held to the same audiences through introspection; `check` reads the
+/// authorization server's metadata and keys and tries the introspection endpoint with this
+/// server's client, as the start-up does, and fails with the fix when the secret is wrong.
+#[tokio::test]
+async fn introspected_audiences_and_check_against_the_live_authorization_server() {
+    const APP_ID: &str = "api://1nce-mcp";
+    let (id, secret) = ("1nce-mcp-introspector", "introspection-secret-for-check");
+    let Some(s) = Setup::start_full(
+        "/mcp",
+        |o| o.opaque(id, secret).audience(APP_ID),
+        &["--oauth-client-id", id, "--oauth-audience", APP_ID],
+        &[("ONCE_OAUTH_CLIENT_SECRET", secret)],
+    )
+    .await
+    else {
+        return;
+    };
+    let token = s.oidc.token_for("alice", SCOPES).await;
+    assert_eq!(token.split('.').count(), 1, "an opaque token: {token}");
+    let session = s.server.client(Some(&token)).await;
+    session.ok("list_products", json!({})).await;
+
+    let issuer = s.oidc.issuer();
+    let api_url = s.sandbox.base_url();
+    let check = |secret: &'static str, client: bool| {
+        let mut args = vec![
+            "check",
+            "--max-retries",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--oauth-issuer",
+            &issuer,
+            "--public-url",
+            &s.public,
+            "--oauth-audience",
+            APP_ID,
+        ];
+        let mut env = common::sandbox_env(&api_url).to_vec();
+        if client {
+            args.extend(["--oauth-client-id", id]);
+            env.push(("ONCE_OAUTH_CLIENT_SECRET", secret));
+        }
+        let mut command = common::command(&args, &env);
+        async move {
+            let out = tokio::time::timeout(common::PATIENCE, command.output())
+                .await
+                .expect("check finishes")
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, report, stderr) = check(secret, true).await;
+    assert_eq!(code, Some(0), "{report}{stderr}");
+    let jwks = &s.oidc.metadata().jwks_uri;
+    for line in [
+        format!("  ok    oauth issuer  {issuer} (metadata at "),
+        format!("  ok    oauth keys    1 signing key(s) at {jwks}, kid test-key-1"),
+        format!(
+            "  ok    introspection {issuer}/token/introspection takes --oauth-client-id {id:?}"
+        ),
+        format!(
+            "  ok    oauth audience access tokens must name {} (or audience {APP_ID:?})",
+            s.public
+        ),
+        "verdict: ready".to_owned(),
+    ] {
+        assert!(report.contains(&line), "{line}\n{report}");
+    }
+    assert!(!report.contains(secret) && !stderr.contains(secret));
+
+    // JWTs only: no introspection line.
+    let (code, report, _) = check(secret, false).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert!(!report.contains("introspection"), "{report}");
+
+    let (code, report, stderr) = check("a-wrong-secret", true).await;
+    assert_eq!(code, Some(3), "{report}{stderr}");
+    assert!(
+        report.contains("  FAIL  introspection")
+            && report.contains("refused this server's client (HTTP 401")
+            && report.contains("ONCE_OAUTH_CLIENT_SECRET"),
+        "{report}"
+    );
+    assert!(report.contains("verdict: OAuth not usable"), "{report}");
+    assert!(!report.contains("a-wrong-secret") && !stderr.contains("a-wrong-secret"));
 }
 
 #[tokio::test]

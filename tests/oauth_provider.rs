@@ -221,3 +221,22 @@ async fn a_realm_path_issuer_serves_discovery_signs_crafted_tokens_and_rotates_k
     assert_eq!(payload["scope"], SCOPES);
     verify(&token, &rotated, &issuer).unwrap();
 }
+
+/// Told to, the provider writes another `aud` into the resource's tokens, as Entra ID writes the
+/// API's application id and Keycloak, by default, `account`; the claims the harness crafts
+/// follow it. A resource server that insists on the resource URL refuses such a token.
+#[tokio::test]
+async fn tokens_can_carry_another_audience_as_entra_id_and_keycloak_write_it() {
+    let Some(oidc) = Oidc::start_with(Options::new(RESOURCE).audience("account")).await else {
+        return;
+    };
+    assert_eq!(oidc.audience(), "account");
+    let token = oidc.token_for("alice", "orders:read").await;
+    let (_, payload) = jwt_parts(&token);
+    assert_eq!(payload["aud"], "account");
+    assert_eq!(payload["scope"], "orders:read");
+    assert_eq!(oidc.claims("bob", SCOPES)["aud"], "account");
+    let jwks = oidc::jwks(oidc.metadata()).await;
+    let error = verify(&token, &jwks, &oidc.issuer()).unwrap_err();
+    assert!(error.contains("InvalidAudience"), "{error}");
+}

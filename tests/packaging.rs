@@ -356,7 +356,10 @@ async fn the_release_registry_entry_carries_each_bundles_sha256() {
         let url = package["identifier"].as_str().unwrap();
         if package["registryType"] == "mcpb" {
             let name = url.rsplit('/').next().unwrap();
-            let sum = format!("{:x}", Sha256::digest(name.as_bytes()));
+            let sum: String = Sha256::digest(name.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             assert_eq!(package["fileSha256"], sum.as_str(), "{url}");
         } else {
             assert!(package.get("fileSha256").is_none(), "{url}");

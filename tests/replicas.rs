@@ -398,10 +398,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// For BENCHMARKS.md, not a check: the latency a confirmation gains from PostgreSQL, and the calls
-/// per second of one and two replicas. `BENCH_BINARY=target/profiling/1nce-mcp cargo test --test
-/// integration replicas::measure -- --ignored --nocapture`, with `BENCH_PG_DURABLE=1` for a
-/// PostgreSQL that syncs its commits to disk as the state directory does.
+/// For BENCHMARKS.md, not a check: the latency a confirmation gains from PostgreSQL and from a
+/// spend limit, and the calls per second of one and two replicas. `BENCH_BINARY=target/profiling/
+/// 1nce-mcp cargo test --test integration replicas::measure -- --ignored --nocapture`, with
+/// `BENCH_PG_DURABLE=1` for a PostgreSQL that syncs its commits to disk as the state directory
+/// does, and `BENCH_SPEND=off` for a binary older than `--spend-limit`.
+///
+/// Every store's server runs from the start, and each round previews and confirms one order on
+/// each of them in turn (the first of them changing from round to round), so a busy moment of
+/// this shared machine falls on all of them alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand for BENCHMARKS.md"]
 async fn measure_confirmation_latency_and_replica_throughput() {
@@ -414,42 +419,60 @@ async fn measure_confirmation_latency_and_replica_throughput() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    for (label, args) in [
-        ("state directory", vec!["--rate-limit", "off"]),
-        (
-            "PostgreSQL",
-            vec!["--rate-limit", "off", "--state-url", &url],
-        ),
-    ] {
-        let server = HttpServer::against(&sandbox.base_url(), &args, &[]).await;
-        let (mut previews, mut confirms) = (Vec::new(), Vec::new());
-        let http = reqwest::Client::new();
-        let call = |arguments: Value| {
-            let params = json!({"name": "create_order", "arguments": arguments});
-            stateless_request_with(&http, &server, params, json!({}))
-        };
-        for i in 0..rounds + 10 {
+    // A limit far above what the rounds order (30 EUR each): it never binds, but every preview
+    // reads the ledger and every confirmation checks it and reserves in its claim's transaction.
+    let spend = ["--spend-limit", "100000000EUR/month"];
+    let postgres = ["--state-url", url.as_str()];
+    let mut stores: Vec<(&str, Vec<&str>)> = vec![
+        ("state directory", vec![]),
+        ("PostgreSQL", postgres.to_vec()),
+    ];
+    if std::env::var("BENCH_SPEND").as_deref() != Ok("off") {
+        stores.push(("state directory, spend limit", spend.to_vec()));
+        stores.push(("PostgreSQL, spend limit", [&postgres[..], &spend].concat()));
+    }
+    let mut servers = Vec::new();
+    for (_, args) in &stores {
+        let args = [&["--rate-limit", "off"][..], args].concat();
+        servers.push(HttpServer::against(&sandbox.base_url(), &args, &[]).await);
+    }
+    let http = reqwest::Client::new();
+    let (mut previews, mut confirms) = (
+        vec![Vec::new(); stores.len()],
+        vec![Vec::new(); stores.len()],
+    );
+    for i in 0..rounds + 10 {
+        for k in 0..stores.len() {
+            let k = (i + k) % stores.len();
+            let call = |arguments: Value| {
+                let params = json!({"name": "create_order", "arguments": arguments});
+                stateless_request_with(&http, &servers[k], params, json!({}))
+            };
             let started = tokio::time::Instant::now();
             let preview = call(order()).await;
             let previewed = started.elapsed();
             let started = tokio::time::Instant::now();
             let placed = call(confirming(&order(), &preview["structuredContent"])).await;
             let confirmed = started.elapsed();
-            assert_eq!(status(&placed), "placed", "{placed}");
+            assert_eq!(status(&placed), "placed", "{}: {placed}", stores[k].0);
             if i >= 10 {
-                previews.push(previewed);
-                confirms.push(confirmed);
+                previews[k].push(previewed);
+                confirms[k].push(confirmed);
             }
         }
-        previews.sort();
-        confirms.sort();
+    }
+    for (k, (label, _)) in stores.iter().enumerate() {
+        previews[k].sort();
+        confirms[k].sort();
         println!(
             "{label}: preview p50 {:?} p90 {:?}; confirmation p50 {:?} p90 {:?} ({rounds} each)",
-            percentile(&previews, 0.5),
-            percentile(&previews, 0.9),
-            percentile(&confirms, 0.5),
-            percentile(&confirms, 0.9)
+            percentile(&previews[k], 0.5),
+            percentile(&previews[k], 0.9),
+            percentile(&confirms[k], 0.5),
+            percentile(&confirms[k], 0.9)
         );
+    }
+    for server in servers {
         server.stop().await;
     }
     // Throughput of reads through the shared rate limit (a limit too high to bind, so every call

@@ -14,6 +14,9 @@
 //! browser, an MCP Apps web host, the extension host). A new file goes in the group of what its tests drive, in
 //! alphabetical order there. (A test that needs a component this machine may lack skips through
 //! `common::skip`: CI fails it, a local run names it at the end.)
+//!
+//! The areas of a part a build may leave out (cargo features `oauth`, `postgres`,
+//! `legacy-sse`) are compiled only with it; the README's `cargo test` has them all.
 
 mod common;
 
@@ -30,7 +33,6 @@ mod faults;
 mod find_orders;
 mod hostile_input;
 mod hygiene;
-mod load;
 mod log_privacy;
 mod mirror;
 mod model_reads;
@@ -44,14 +46,17 @@ mod stdio_fuzz;
 #[cfg(unix)]
 mod stdio_streams;
 mod tools_snapshot;
+mod upstream_requests;
 
 // Clients (rmcp's Streamable HTTP, raw HTTP and SSE) speaking to the built binary's `--http`
 // listener.
 mod hostile_http;
 mod http;
+#[cfg(feature = "oauth")]
 mod oauth;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "postgres"))]
 mod replicas;
+#[cfg(feature = "legacy-sse")]
 mod sse;
 
 // The built binary run once as a command, as a shell or a script runs it (`call`, `check`,

@@ -50,8 +50,8 @@ HTTP LIMITS (--http):
 OAUTH (--http with --oauth-issuer and --public-url):
   Each person signs in at your authorization server (Keycloak, Auth0, Okta, Entra ID…); clients
   such as claude.ai and ChatGPT connectors find it through /.well-known/oauth-protected-resource.
-  Access tokens must be JWTs signed by a key of the issuer's JWKS, for the audience --public-url,
-  unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
+  Access tokens must be JWTs signed by a key of the issuer's JWKS, for the audience --public-url
+  (or an --oauth-audience), unexpired; orders:read allows reading, orders:write create_order (403 insufficient_scope
   otherwise). The person's sub, email and preferred_username go into every audit record, and
   only the person who previewed an order can confirm it.
   With --oauth-client-id (and ONCE_OAUTH_CLIENT_SECRET), opaque tokens are accepted through
@@ -223,6 +223,20 @@ pub struct Cli {
     #[arg(long, global = true, env = "ONCE_OAUTH_CLIENT_ID", value_name = "ID")]
     pub oauth_client_id: Option<String>,
 
+    /// Another audience access tokens may carry instead of --public-url, which stays accepted
+    /// (repeatable; comma-separated in the variable): for authorization servers that name the
+    /// API their own way, e.g. Entra ID's application (client) id, or Keycloak's default
+    /// `account`. Any token of the issuer that carries it is accepted, so prefer one that only
+    /// this server's tokens carry. Needs --oauth-issuer.
+    #[arg(
+        long = "oauth-audience",
+        global = true,
+        env = "ONCE_OAUTH_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub oauth_audiences: Vec<String>,
+
     /// A browser Origin whose web clients may call the HTTP endpoints, with the CORS headers a
     /// browser needs, e.g. https://agent.example.com (repeatable; the variable takes a
     /// comma-separated list). Loopback origins are always allowed, without CORS; requests
@@ -247,6 +261,12 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,
+
+    /// Say that clients reach this HTTP server through a reverse proxy that terminates TLS
+    /// (Caddy, nginx…), so a static bearer token does not cross the network in clear: silences
+    /// the start-up warning about it. Changes nothing else; the proxy is yours to set up.
+    #[arg(long, global = true, env = "ONCE_BEHIND_TLS_PROXY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub behind_tls_proxy: bool,
 
     /// On SIGINT/SIGTERM in HTTP mode, how long calls in flight may take to finish, e.g. 30s.
     #[arg(long, global = true, env = "ONCE_MCP_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -351,8 +371,10 @@ pub enum Command {
     /// Print the tools with their input and output schemas as JSON, as tools/list shows them.
     Tools,
     /// Check the configuration against 1NCE: get an access token, read a page of orders and the
-    /// product list, and print a verdict. Exit status 0 ready, 2 bad configuration, 4
-    /// credentials refused, 5 1NCE unreachable, 6 unexpected answers. Works with --sandbox.
+    /// product list; with --oauth-issuer, read the authorization server's metadata and keys and
+    /// try its introspection endpoint. Print a verdict. Exit status 0 ready, 2 bad
+    /// configuration, 3 OAuth not usable, 4 credentials refused, 5 1NCE unreachable, 6
+    /// unexpected answers. Works with --sandbox.
     Check,
     /// The order mirror: "status" says how much of the account it holds and how its sync goes;
     /// "drop" deletes every order it keeps (it fills again on next use unless --mirror off).

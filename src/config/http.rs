@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
+#[cfg(feature = "oauth")]
 use url::Url;
 
 use super::cli::Cli;
@@ -23,14 +24,18 @@ pub const OAUTH_SECRET_ENV: &str = "ONCE_OAUTH_CLIENT_SECRET";
 
 /// OAuth settings: an authorization server's issuer, this server's public URL, and its own
 /// client for token introspection.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub issuer: Url,
     pub public_url: Url,
     /// Client id and secret for introspecting opaque tokens (RFC 7662); `None`: JWTs only.
     pub introspection: Option<(String, SecretString)>,
+    /// Audiences accepted besides the public URL (`--oauth-audience`), as given.
+    pub audiences: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl OAuthSettings {
     /// `None` without either flag; `Err` with one of them alone, or with a bad URL.
     fn from_cli(
@@ -45,6 +50,12 @@ impl OAuthSettings {
                 if given(&cli.oauth_client_id).is_some() {
                     return Err(
                         "--oauth-client-id only applies with --oauth-issuer and --public-url"
+                            .to_owned(),
+                    );
+                }
+                if cli.oauth_audiences.iter().any(|a| !a.trim().is_empty()) {
+                    return Err(
+                        "--oauth-audience / ONCE_OAUTH_AUDIENCE only applies with --oauth-issuer and --public-url"
                             .to_owned(),
                     );
                 }
@@ -87,15 +98,46 @@ impl OAuthSettings {
                 ));
             }
         };
+        let audiences = audiences(&cli.oauth_audiences)?;
         Ok(Some(OAuthSettings {
             issuer,
             public_url,
             introspection,
+            audiences,
         }))
     }
 }
 
+/// Longest `--oauth-audience` accepted.
+#[cfg(feature = "oauth")]
+const MAX_AUDIENCE_CHARS: usize = 512;
+
+/// The `--oauth-audience` values, trimmed, each once, empty ones (`ONCE_OAUTH_AUDIENCE=`)
+/// left out: printable, without spaces (an `aud` is an identifier: a URL, a client id, a name).
+#[cfg(feature = "oauth")]
+fn audiences(given: &[String]) -> Result<Vec<String>, String> {
+    let mut audiences: Vec<String> = Vec::new();
+    for value in given {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if value.chars().count() > MAX_AUDIENCE_CHARS
+            || value.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(format!(
+                "--oauth-audience {value:?} is not an audience: at most {MAX_AUDIENCE_CHARS} characters without spaces, exactly as the `aud` claim of a token has it"
+            ));
+        }
+        if !audiences.iter().any(|a| a == value) {
+            audiences.push(value.to_owned());
+        }
+    }
+    Ok(audiences)
+}
+
 /// An absolute https URL (http only on loopback), without user info or fragment.
+#[cfg(feature = "oauth")]
 fn oauth_url(value: &str, flag: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| {
         format!(
@@ -127,6 +169,7 @@ pub struct HttpSettings {
     pub token: Option<SecretString>,
     /// OAuth instead of the static token: the authorization server trusted, and this server's
     /// public URL.
+    #[cfg(feature = "oauth")]
     pub oauth: Option<OAuthSettings>,
     /// `Host` values accepted (`host` or `host:port`); empty means any.
     pub allowed_hosts: Vec<String>,
@@ -140,21 +183,25 @@ pub struct HttpSettings {
     pub max_sessions: usize,
     /// A session without any request for this long is closed.
     pub session_idle_timeout: Duration,
+    /// The operator says a reverse proxy terminates TLS in front (`--behind-tls-proxy`).
+    pub behind_tls_proxy: bool,
 }
 
 /// Hand-written so the token never reaches a log through `{:?}`.
 impl fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSettings")
-            .field("addr", &self.addr)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("oauth", &self.oauth)
-            .field("allowed_hosts", &self.allowed_hosts)
+        let mut f = f.debug_struct("HttpSettings");
+        f.field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"));
+        #[cfg(feature = "oauth")]
+        f.field("oauth", &self.oauth);
+        f.field("allowed_hosts", &self.allowed_hosts)
             .field("allowed_origins", &self.allowed_origins)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_connections", &self.max_connections)
             .field("max_sessions", &self.max_sessions)
             .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
             .finish()
     }
 }
@@ -172,9 +219,15 @@ impl HttpSettings {
                     "--http-token-file / ONCE_MCP_HTTP_TOKEN_FILE only applies with --http".into(),
                 );
             }
+            if cli.behind_tls_proxy {
+                return Err(
+                    "--behind-tls-proxy / ONCE_BEHIND_TLS_PROXY only applies with --http".into(),
+                );
+            }
             if cli.oauth_issuer.is_some()
                 || cli.public_url.is_some()
                 || cli.oauth_client_id.is_some()
+                || cli.oauth_audiences.iter().any(|a| !a.trim().is_empty())
             {
                 return Err(
                     "--oauth-issuer and --public-url only apply with --http: over stdio the client that starts the server is its only user".into(),
@@ -207,15 +260,24 @@ impl HttpSettings {
             }
             (None, None) => None,
         };
+        #[cfg(feature = "oauth")]
         let oauth = OAuthSettings::from_cli(cli, &env)?;
+        #[cfg(feature = "oauth")]
         if oauth.is_some() && token.is_some() {
             return Err(format!(
                 "--oauth-issuer and a static bearer token ({TOKEN_ENV} or --http-token-file) are both set; use one: OAuth gives each person their own token (unset {TOKEN_ENV} and --http-token-file), a static token is one shared secret (drop --oauth-issuer and --public-url)"
             ));
         }
-        if token.is_none() && oauth.is_none() && !addr.ip().is_loopback() {
+        #[cfg(feature = "oauth")]
+        let (by_oauth, or_oauth) = (
+            oauth.is_some(),
+            "; or use OAuth (--oauth-issuer with --public-url)",
+        );
+        #[cfg(not(feature = "oauth"))]
+        let (by_oauth, or_oauth) = (false, "");
+        if token.is_none() && !by_oauth && !addr.ip().is_loopback() {
             return Err(format!(
-                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients; or use OAuth (--oauth-issuer with --public-url); or listen on loopback (127.0.0.1) only"
+                "refusing to serve on {addr} without a bearer token: anyone who can reach that address could list orders and place paid orders. Set {TOKEN_ENV} (or --http-token-file) to a long random secret, e.g. `openssl rand -hex 32`, and give it to your MCP clients{or_oauth}; or listen on loopback (127.0.0.1) only"
             ));
         }
         let session_idle_timeout = cli.session_idle_timeout;
@@ -228,17 +290,25 @@ impl HttpSettings {
             ));
         }
         // Clients reach the server under its public URL's host: that name is allowed too.
-        let mut hosts = cli.allowed_hosts.clone();
-        if let Some(public) = oauth.as_ref().and_then(|o| o.public_url.host_str())
-            && !(hosts.iter().any(|h| h.trim() == "*"))
-        {
-            hosts.push(
+        #[cfg(feature = "oauth")]
+        let public_host = oauth
+            .as_ref()
+            .and_then(|o| o.public_url.host_str())
+            .filter(|_| !cli.allowed_hosts.iter().any(|h| h.trim() == "*"))
+            .map(|public| {
                 public
                     .trim_start_matches('[')
                     .trim_end_matches(']')
-                    .to_owned(),
-            );
-        }
+                    .to_owned()
+            });
+        #[cfg(not(feature = "oauth"))]
+        let public_host = None;
+        let hosts: Vec<String> = cli
+            .allowed_hosts
+            .iter()
+            .cloned()
+            .chain(public_host)
+            .collect();
         let allowed_hosts = allowed_hosts(addr, &hosts)?;
         let allowed_origins = cli
             .allowed_origins
@@ -250,6 +320,7 @@ impl HttpSettings {
         Ok(Some(HttpSettings {
             addr,
             token,
+            #[cfg(feature = "oauth")]
             oauth,
             allowed_hosts,
             allowed_origins,
@@ -257,7 +328,22 @@ impl HttpSettings {
             max_connections: cli.max_connections as usize,
             max_sessions: cli.max_sessions as usize,
             session_idle_timeout,
+            behind_tls_proxy: cli.behind_tls_proxy,
         }))
+    }
+
+    /// The start-up warning for a static bearer token served in clear to the network: off
+    /// loopback, with no word from the operator (`--behind-tls-proxy`) that TLS is in front.
+    /// `None` on loopback, with OAuth (its public URL is https, so TLS is in front), or behind
+    /// a TLS proxy.
+    pub fn cleartext_token_warning(&self) -> Option<String> {
+        if self.token.is_none() || self.addr.ip().is_loopback() || self.behind_tls_proxy {
+            return None;
+        }
+        Some(format!(
+            "serving on {} with a static bearer token over plain HTTP: the token and every order cross the network in clear, and whoever reads the token on the way can list and place orders. Put a reverse proxy that terminates TLS in front (e.g. Caddy or nginx, see docs/operations.md), give clients its https:// URL, then pass --behind-tls-proxy (ONCE_BEHIND_TLS_PROXY=true) to say so; or listen on 127.0.0.1 only",
+            self.addr
+        ))
     }
 }
 
@@ -286,8 +372,9 @@ fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Result<Vec<String>, Stri
         return Ok(Vec::new());
     }
     if addr.ip().is_unspecified() && extra.is_empty() {
+        let (name, ip) = this_machine();
         return Err(format!(
-            "listening on {addr} accepts connections for any of this machine's addresses; name the host names or IPs clients will use with --allowed-host (e.g. --allowed-host mcp.example.com --allowed-host 192.168.1.20), or --allowed-host '*' to accept any Host header"
+            "listening on {addr} accepts connections on every address of this machine, and the server answers only requests whose Host header it was told about (a guard against DNS rebinding). Name each host name or IP clients will use to reach it with --allowed-host, e.g. --allowed-host {name} --allowed-host {ip} (or ONCE_MCP_ALLOWED_HOSTS={name},{ip}); behind a reverse proxy, the name the proxy sends in Host. --allowed-host '*' accepts any Host header (not recommended)"
         ));
     }
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
@@ -311,6 +398,28 @@ fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Result<Vec<String>, Stri
         hosts.push(host);
     }
     Ok(hosts)
+}
+
+/// This machine's host name and the IP it reaches other networks from, for the example in a
+/// message; placeholders where they cannot be told. Connecting a UDP socket only picks the
+/// route: no packet is sent.
+fn this_machine() -> (String, String) {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| is_host_name(n) && n.as_str() != "localhost")
+        .unwrap_or_else(|| "mcp.example.com".to_owned());
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            // TEST-NET-1 (RFC 5737): routed like any outside address, never answered.
+            socket.connect("192.0.2.1:9")?;
+            socket.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map_or_else(|| "192.168.1.20".to_owned(), |ip| ip.to_string());
+    (name, ip)
 }
 
 /// `name[:port]`, `IPv4[:port]`, `[IPv6][:port]` or a bare IPv6 address: what a `Host` header
@@ -480,6 +589,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "oauth")]
     fn oauth_needs_both_urls_replaces_the_token_and_allows_the_public_host() {
         let oauth = [
             "--http",
@@ -501,6 +611,7 @@ mod tests {
             "{:?}",
             s.allowed_hosts
         );
+        assert!(o.audiences.is_empty());
         let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&oauth), token).unwrap_err();
         assert!(err.contains("use one"), "{err}");
@@ -516,6 +627,47 @@ mod tests {
             let err = HttpSettings::from_cli(&cli(&args), |_| None).unwrap_err();
             assert!(err.contains("--public-url"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    #[cfg(feature = "oauth")]
+    fn extra_audiences_are_kept_as_given_once_and_need_oauth() {
+        let oauth = [
+            "--http",
+            "127.0.0.1:8080",
+            "--oauth-issuer",
+            "https://login.example.com/tenant/v2.0",
+            "--public-url",
+            "https://mcp.example.com/mcp",
+        ];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = oauth.iter().chain(extra).copied().collect();
+            HttpSettings::from_cli(&cli(&args), |_| None)
+        };
+        let s = with(&[
+            "--oauth-audience",
+            " api://1nce-mcp ",
+            "--oauth-audience=account,api://1nce-mcp",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.oauth.unwrap().audiences, ["api://1nce-mcp", "account"]);
+        let s = with(&["--oauth-audience="]).unwrap().unwrap();
+        assert!(s.oauth.unwrap().audiences.is_empty());
+        for bad in ["a b", "x\u{7}"] {
+            let flag = format!("--oauth-audience={bad}");
+            let err = with(&[flag.as_str()]).unwrap_err();
+            assert!(err.contains("--oauth-audience"), "{bad:?}: {err}");
+        }
+        let err = HttpSettings::from_cli(
+            &cli(&["--http", "8080", "--oauth-audience", "account"]),
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(err.contains("only applies with --oauth-issuer"), "{err}");
+        let err =
+            HttpSettings::from_cli(&cli(&["--oauth-audience", "account"]), |_| None).unwrap_err();
+        assert!(err.contains("only apply with --http"), "{err}");
     }
 
     /// A token file in the temp directory with `contents` and (on Unix) `mode`.
@@ -644,7 +796,26 @@ mod tests {
     fn unspecified_addresses_need_allowed_hosts() {
         let env = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
         let err = HttpSettings::from_cli(&cli(&["--http", "0.0.0.0:8080"]), env).unwrap_err();
-        assert!(err.contains("--allowed-host"), "{err}");
+        assert!(
+            err.contains("--allowed-host ") && err.contains("ONCE_MCP_ALLOWED_HOSTS="),
+            "{err}"
+        );
+        // The example is a command line that would be accepted.
+        let (name, ip) = this_machine();
+        let example = format!("--allowed-host {name} --allowed-host {ip}");
+        assert!(err.contains(&example), "{err}");
+        let args = [
+            "--http",
+            "0.0.0.0:8080",
+            "--allowed-host",
+            name.as_str(),
+            "--allowed-host",
+            ip.as_str(),
+        ];
+        assert!(
+            HttpSettings::from_cli(&cli(&args), env).is_ok(),
+            "{example}"
+        );
         let s = HttpSettings::from_cli(
             &cli(&[
                 "--http",
@@ -664,6 +835,36 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(s.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn a_static_token_off_loopback_is_warned_about_unless_behind_a_tls_proxy() {
+        let token = |k: &str| (k == TOKEN_ENV).then(|| TOKEN.to_owned());
+        let settings = |args: &[&str]| HttpSettings::from_cli(&cli(args), token).unwrap().unwrap();
+        let lan = settings(&["--http", "192.168.1.5:8080"]);
+        let warning = lan.cleartext_token_warning().expect("a warning");
+        assert!(
+            warning.contains("192.168.1.5:8080")
+                && warning.contains("in clear")
+                && warning.contains("docs/operations.md")
+                && warning.contains("--behind-tls-proxy"),
+            "{warning}"
+        );
+        assert!(!warning.contains(TOKEN), "{warning}");
+        let any = settings(&["--http", "0.0.0.0:8080", "--allowed-host", "*"]);
+        assert!(any.cleartext_token_warning().is_some());
+        let proxied = settings(&["--http", "192.168.1.5:8080", "--behind-tls-proxy"]);
+        assert_eq!(proxied.cleartext_token_warning(), None);
+        assert_eq!(
+            settings(&["--http", "8080"]).cleartext_token_warning(),
+            None
+        );
+        assert_eq!(
+            settings(&["--http", "[::1]:8080"]).cleartext_token_warning(),
+            None
+        );
+        let err = HttpSettings::from_cli(&cli(&["--behind-tls-proxy"]), |_| None).unwrap_err();
+        assert!(err.contains("only applies with --http"), "{err}");
     }
 
     #[test]

@@ -12,13 +12,17 @@ use crate::api::{self, Credentials, RateLimit, RetryPolicy};
 use crate::mcp::ToolSet;
 use crate::orders::OrderLimits;
 use crate::orders::spend::SpendLimit;
-use crate::state::{DbTarget, Location};
+#[cfg(feature = "postgres")]
+use crate::state::DbTarget;
+use crate::state::Location;
 
 mod cli;
 mod http;
 
 pub use cli::{Cli, Command, MirrorAction, RateLimitSetting};
-pub use http::{HttpSettings, OAuthSettings, TOKEN_ENV, normalize_origin};
+#[cfg(feature = "oauth")]
+pub use http::OAuthSettings;
+pub use http::{HttpSettings, TOKEN_ENV, normalize_origin};
 
 /// Where the server gets its 1NCE from.
 #[derive(Debug, Clone)]
@@ -63,6 +67,7 @@ impl Config {
     /// Validates the command line, reading credentials through `env` (the process environment
     /// in production, a map in tests).
     pub fn from_cli(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        refuse_left_out(cli, &env)?;
         let within = |name: &str, d: Duration, min: Duration, max: Duration| {
             if d < min || d > max {
                 Err(format!(
@@ -161,21 +166,24 @@ impl Config {
             Some(path) => Some(PathBuf::from(path)),
             None => Some(state_dir.join(crate::state::files::AUDIT_FILE)),
         };
-        let state_db = match cli.state_url.as_deref().map(str::trim) {
-            None => None,
-            Some(url) => Some(state_db_target(url, &env)?),
+        let directory = Location::Directory {
+            dir: state_dir,
+            audit_log,
+            inside,
         };
-        if state_db.is_some() && cli.audit_log.is_some() && tools.offers("create_order") {
-            return Err("--audit-log cannot be combined with --state-url: the audit trail is kept in the database then (table audit_trail), shared by every replica".to_owned());
-        }
-        let state = match state_db {
-            Some(target) => Location::Postgres(Box::new(target)),
-            None => Location::Directory {
-                dir: state_dir,
-                audit_log,
-                inside,
-            },
+        #[cfg(feature = "postgres")]
+        let state = match cli.state_url.as_deref().map(str::trim) {
+            None => directory,
+            Some(url) => {
+                let target = state_db_target(url, &env)?;
+                if cli.audit_log.is_some() && tools.offers("create_order") {
+                    return Err("--audit-log cannot be combined with --state-url: the audit trail is kept in the database then (table audit_trail), shared by every replica".to_owned());
+                }
+                Location::Postgres(Box::new(target))
+            }
         };
+        #[cfg(not(feature = "postgres"))]
+        let state = directory;
         let http = HttpSettings::from_cli(cli, &env)?;
         let mirror = cli.mirror.then_some(crate::mirror::MirrorSettings {
             max_age: within(
@@ -211,22 +219,27 @@ impl Config {
     }
 
     /// The state directory, when state is kept in one.
+    #[cfg(test)]
     pub fn state_dir(&self) -> Option<&std::path::Path> {
         match &self.state {
             Location::Directory { dir, .. } => Some(dir),
+            #[cfg(feature = "postgres")]
             Location::Postgres(_) => None,
         }
     }
 
     /// The audit log file, when the audit trail goes to one.
+    #[cfg(test)]
     pub fn audit_log(&self) -> Option<&std::path::Path> {
         match &self.state {
             Location::Directory { audit_log, .. } => audit_log.as_deref(),
+            #[cfg(feature = "postgres")]
             Location::Postgres(_) => None,
         }
     }
 
     /// The state database, with `--state-url`.
+    #[cfg(all(test, feature = "postgres"))]
     pub fn state_db(&self) -> Option<&DbTarget> {
         match &self.state {
             Location::Postgres(target) => Some(target),
@@ -237,7 +250,14 @@ impl Config {
 
 /// `--spend-limit` and `--spend-limit-per-person`, which needs OAuth to tell people apart.
 fn spend_limits(cli: &Cli, http: Option<&HttpSettings>) -> Result<Vec<SpendLimit>, String> {
-    if !cli.spend_limits_per_person.is_empty() && http.is_none_or(|h| h.oauth.is_none()) {
+    #[cfg(feature = "oauth")]
+    let oauth = http.is_some_and(|h| h.oauth.is_some());
+    #[cfg(not(feature = "oauth"))]
+    let oauth = {
+        let _ = http;
+        false
+    };
+    if !cli.spend_limits_per_person.is_empty() && !oauth {
         return Err("--spend-limit-per-person / ONCE_SPEND_LIMIT_PER_PERSON needs OAuth (--http with --oauth-issuer): without it the server cannot tell people apart. Use --spend-limit for one budget shared by everyone".to_owned());
     }
     Ok(cli
@@ -251,9 +271,70 @@ fn spend_limits(cli: &Cli, http: Option<&HttpSettings>) -> Result<Vec<SpendLimit
 /// Environment variable naming a file that holds the state database's password.
 pub const STATE_PASSWORD_FILE_ENV: &str = "ONCE_STATE_PASSWORD_FILE";
 
+/// What a setting of a part this build was made without says: the part, its cargo feature, and
+/// what to do instead.
+#[cfg(not(all(feature = "postgres", feature = "oauth")))]
+fn left_out(part: &str, feature: &str, setting: &str, instead: &str) -> String {
+    format!(
+        "this 1nce-mcp was built without {part} (cargo feature `{feature}`); {setting} needs a build with it, such as `cargo install onence-mcp` with its default features. Or {instead}"
+    )
+}
+
+/// Refuses the settings of parts this build was made without (cargo features): they parse as
+/// in every build, and are then refused, never ignored.
+fn refuse_left_out(cli: &Cli, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    #[cfg(not(feature = "postgres"))]
+    if cli.state_url.is_some() {
+        return Err(left_out(
+            "PostgreSQL support",
+            "postgres",
+            "--state-url (ONCE_STATE_URL)",
+            "leave --state-url out to keep state in the state directory.",
+        ));
+    }
+    #[cfg(not(feature = "oauth"))]
+    {
+        let named: Vec<&str> = [
+            (
+                cli.oauth_issuer.is_some(),
+                "--oauth-issuer (ONCE_OAUTH_ISSUER)",
+            ),
+            (cli.public_url.is_some(), "--public-url (ONCE_PUBLIC_URL)"),
+            (
+                cli.oauth_client_id.is_some(),
+                "--oauth-client-id (ONCE_OAUTH_CLIENT_ID)",
+            ),
+            (
+                cli.oauth_audiences.iter().any(|a| !a.trim().is_empty()),
+                "--oauth-audience (ONCE_OAUTH_AUDIENCE)",
+            ),
+            // Read, as in a build with OAuth, only when serving HTTP.
+            (
+                cli.http.is_some()
+                    && env(http::OAUTH_SECRET_ENV).is_some_and(|v| !v.trim().is_empty()),
+                http::OAUTH_SECRET_ENV,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect();
+        if !named.is_empty() {
+            return Err(left_out(
+                "OAuth support",
+                "oauth",
+                &named.join(" and "),
+                "use a static bearer token (ONCE_MCP_HTTP_TOKEN or --http-token-file) instead.",
+            ));
+        }
+    }
+    let _ = (cli, env);
+    Ok(())
+}
+
 /// Validates `--state-url` and finds its password: inside the URL only when the URL came from
 /// `ONCE_STATE_URL` (a flag's value is visible to every user through `ps`), else from the file
 /// named by `ONCE_STATE_PASSWORD_FILE`, else `PGPASSWORD`.
+#[cfg(feature = "postgres")]
 fn state_db_target(url: &str, env: &impl Fn(&str) -> Option<String>) -> Result<DbTarget, String> {
     let usage = "write it as postgres://USER@HOST:PORT/DATABASE (options such as ?sslmode=disable may follow)";
     let parsed = Url::parse(url).map_err(|e| format!("--state-url is not a URL ({e}); {usage}"))?;
@@ -533,6 +614,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn the_state_database_password_never_comes_from_a_flag() {
         let home = |k: &str| (k == "HOME").then(|| "/h".into());
         let url = "postgres://mcp:s3cret@db.internal:5432/once";
@@ -593,6 +675,57 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("audit_trail"), "{err}");
+    }
+
+    /// A build without a part refuses its settings, naming the part and its cargo feature
+    /// (`app` exits with status 2, as for every configuration error).
+    #[test]
+    #[cfg(not(all(feature = "postgres", feature = "oauth")))]
+    fn settings_of_a_part_left_out_are_refused() {
+        let home = |k: &str| (k == "HOME").then(|| "/h".to_owned());
+        #[cfg(not(feature = "postgres"))]
+        {
+            let url = "postgres://mcp@db.internal/once";
+            let err = Config::from_cli(&cli(&["--sandbox", "--state-url", url]), home).unwrap_err();
+            assert!(
+                err.starts_with(
+                    "this 1nce-mcp was built without PostgreSQL support (cargo feature `postgres`); --state-url"
+                ),
+                "{err}"
+            );
+        }
+        #[cfg(not(feature = "oauth"))]
+        {
+            let issuer = ["--oauth-issuer", "https://id.example.com"];
+            let public = ["--public-url", "https://mcp.example.com/mcp"];
+            for args in [
+                [
+                    &["--sandbox", "--http", "127.0.0.1:0"][..],
+                    &issuer,
+                    &public,
+                ]
+                .concat(),
+                [&["--sandbox"][..], &issuer].concat(),
+                [&["--sandbox", "--http", "8080"][..], &public].concat(),
+            ] {
+                let err = Config::from_cli(&cli(&args), home).unwrap_err();
+                assert!(
+                    err.starts_with(
+                        "this 1nce-mcp was built without OAuth support (cargo feature `oauth`); --"
+                    ),
+                    "{args:?}: {err}"
+                );
+            }
+            let secret = |k: &str| match k {
+                http::OAUTH_SECRET_ENV => Some("s".to_owned()),
+                other => home(other),
+            };
+            let err = Config::from_cli(&cli(&["--sandbox", "--http", "8080"]), secret).unwrap_err();
+            assert!(
+                err.contains("`oauth`") && err.contains(http::OAUTH_SECRET_ENV),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,7 @@
 //! must start with a letter (RFC 3986, section 3.1), so `1nce://…` is not a URI, and strict
 //! clients (the official conformance suite among them) refuse it. `onence` says "1NCE" in
 //! letters, is not a registered scheme, and cannot be mistaken for the English word a scheme
-//! such as `once` would read as. The old `1nce://` URIs are still read during a deprecation
-//! period, but no longer listed.
+//! such as `once` would read as.
 
 use rmcp::ErrorData;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
@@ -21,19 +20,6 @@ const ORDER_PREFIX: &str = "onence://orders/";
 
 /// The product catalogue.
 pub const PRODUCTS: &str = "onence://products";
-
-/// The scheme these resources had until 0.1, which is not a valid URI scheme. Reads of it are
-/// still answered (clients may have stored such URIs), under the URI they asked for; nothing
-/// lists it. Deprecated: to be dropped in a later release (see CHANGELOG.md).
-const DEPRECATED_SCHEME: &str = "1nce://";
-
-/// `uri` with the deprecated scheme replaced by the current one; any other URI as it is.
-fn current_form(uri: &str) -> std::borrow::Cow<'_, str> {
-    match uri.strip_prefix(DEPRECATED_SCHEME) {
-        Some(rest) => format!("onence://{rest}").into(),
-        None => uri.into(),
-    }
-}
 
 /// The fixed resources this server offers.
 pub fn resources() -> Vec<Resource> {
@@ -62,8 +48,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
 impl OrderServer {
     /// Reads a resource by URI.
     pub(super) async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
-        let current = current_form(uri);
-        if current == PRODUCTS {
+        if uri == PRODUCTS {
             let products = self
                 .desk
                 .catalogue
@@ -82,7 +67,7 @@ impl OrderServer {
                 None,
             )
         };
-        let number = current.strip_prefix(ORDER_PREFIX).ok_or_else(not_found)?;
+        let number = uri.strip_prefix(ORDER_PREFIX).ok_or_else(not_found)?;
         let order = self.look_up(number).await.map_err(|e| match e {
             LookupError::Invalid(_) => not_found(),
             LookupError::Missing(_) => ErrorData::resource_not_found(e.to_string(), None),

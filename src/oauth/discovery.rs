@@ -5,11 +5,11 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::get_json;
+use super::{FetchError, get_json};
 
 /// What the resource server takes from the metadata.
 #[derive(Debug)]
-pub struct Found {
+pub struct Discovered {
     /// The issuer exactly as the metadata says it: the `iss` tokens carry.
     pub issuer: String,
     pub jwks_uri: Url,
@@ -17,6 +17,8 @@ pub struct Found {
     pub introspection_endpoint: Option<Url>,
     /// What MCP clients will miss, for the start-up log.
     pub notes: Vec<String>,
+    /// Where the metadata was read.
+    pub from: Url,
 }
 
 #[derive(Deserialize)]
@@ -45,12 +47,20 @@ pub fn candidates(issuer: &Url) -> Vec<Url> {
     urls.iter().filter_map(|u| Url::parse(u).ok()).collect()
 }
 
-/// Reads the first metadata document found and checks it is the issuer's own.
-pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Found, String> {
+/// Reads the first metadata document found and checks it is the issuer's own. When nothing
+/// answers at all, the other places (on the same host) are not tried: they would not answer
+/// either, each after its own timeout.
+pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Discovered, String> {
     let mut tried = Vec::new();
     for url in candidates(issuer) {
         let metadata: Metadata = match get_json(http, &url).await {
             Ok(m) => m,
+            Err(FetchError::NoAnswer(why)) if tried.is_empty() => {
+                return Err(format!(
+                    "could not read the authorization server's metadata for --oauth-issuer {issuer}: nothing answers at {} ({why}). Check the issuer URL (the `iss` of its tokens, e.g. https://keycloak.example.com/realms/acme) and that this machine reaches it (firewall, proxy, DNS)",
+                    issuer.origin().ascii_serialization()
+                ));
+            }
             Err(e) => {
                 tried.push(format!("{url}: {e}"));
                 continue;
@@ -64,7 +74,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<Found, Str
     ))
 }
 
-fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> {
+fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Discovered, String> {
     // RFC 8414 §3.3: the metadata must name the issuer it was asked for (a trailing slash
     // aside, which URL parsing adds to a bare host).
     let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
@@ -101,11 +111,12 @@ fn check(metadata: Metadata, issuer: &Url, from: &Url) -> Result<Found, String> 
         .as_deref()
         .and_then(|u| Url::parse(u).ok())
         .filter(|u| u.scheme() == "https" || crate::is_loopback_url(u));
-    Ok(Found {
+    Ok(Discovered {
         issuer: metadata.issuer,
         jwks_uri,
         introspection_endpoint,
         notes,
+        from: from.clone(),
     })
 }
 

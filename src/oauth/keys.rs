@@ -169,6 +169,12 @@ impl KeySet {
         }
     }
 
+    /// The key ids of the cached keys, as published (a key without one is left out).
+    pub fn kids(&self) -> Vec<String> {
+        let cached = Arc::clone(&self.cached.read().expect("key cache lock"));
+        cached.keys.iter().filter_map(|k| k.kid.clone()).collect()
+    }
+
     /// Which key set is current; it changes when the authorization server's keys do.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -1,42 +1,64 @@
-//! The OAuth 2.1 resource server: the HTTP transport trusts the organisation's own
+//! Who calls, over HTTP: the scopes a request needs and a caller has ([`Needed`], [`Scopes`]),
+//! and the [`Caller`] the MCP layer reads. With the cargo feature `oauth` (on by default), the
+//! OAuth 2.1 resource server that finds them: the HTTP transport trusts the organisation's own
 //! authorization server (Keycloak, Auth0, Okta, Entra ID…) and issues no tokens itself.
 //!
-//! - [`discovery`]: the authorization server's metadata (RFC 8414, or OpenID Connect
+//! - `discovery`: the authorization server's metadata (RFC 8414, or OpenID Connect
 //!   discovery), read once at start-up, its `issuer` checked against the configured one.
-//! - [`keys`]: its signing keys (JWKS), cached; refreshed when a token names a key not in the
-//!   cache, at most once per [`keys::REFRESH_FLOOR`], so a flood of made-up key ids costs the
+//! - `keys`: its signing keys (JWKS), cached; refreshed when a token names a key not in the
+//!   cache, at most once per `keys::REFRESH_FLOOR`, so a flood of made-up key ids costs the
 //!   authorization server nothing.
-//! - [`ResourceServer::verify`]: every request's JWT access token (RFC 9068): signature under an
+//! - `ResourceServer::verify`: every request's JWT access token (RFC 9068): signature under an
 //!   allowed algorithm (asymmetric only: never `none`, never HMAC, whose "secret" would be the
-//!   public key), `iss`, `aud` equal to this server's public URL (RFC 8707: a token for another
-//!   resource is refused, never passed on), `exp` and `nbf` with [`LEEWAY_SECS`] of leeway. What
-//!   passes becomes a [`Caller`]: the person and the scopes they granted.
+//!   public key), `iss`, `aud` naming this server's public URL (RFC 8707: a token for another
+//!   resource is refused, never passed on) or an audience the operator added (`Audiences`),
+//!   `exp` and `nbf` with `LEEWAY_SECS` of leeway. What passes becomes a [`Caller`]: the
+//!   person and the scopes they granted. A token of another issuer or audience, or signed by a
+//!   key the issuer does not publish, is refused with a `Mismatch` for the log: what was
+//!   expected and what the token named, which is how a misconfiguration shows itself.
 //! - The protected resource metadata (RFC 9728) clients discover the authorization server
 //!   from, and the `WWW-Authenticate` challenges that point to it.
+//! - `probe`: the same discovery for `1nce-mcp check`, one line per step.
 //!
-//! - [`introspection`]: opaque access tokens, when this server has a client of its own at the
+//! - `signatures`: the tokens' signatures, checked with ring as jsonwebtoken's crypto provider.
+//! - `introspection`: opaque access tokens, when this server has a client of its own at the
 //!   authorization server (`--oauth-client-id`): asked about (RFC 7662), held to the same
 //!   rules, at a limited rate.
 //!
+//! Without the feature no request carries a [`Caller`], and `config` refuses the OAuth flags.
 //! Knows HTTP and JWTs, never MCP or 1NCE.
 
+#[cfg(feature = "oauth")]
 pub mod discovery;
+#[cfg(feature = "oauth")]
 pub mod introspection;
+#[cfg(feature = "oauth")]
 pub mod keys;
+#[cfg(feature = "oauth")]
+mod signatures;
 
+#[cfg(feature = "oauth")]
 use std::collections::HashMap;
+#[cfg(feature = "oauth")]
 use std::fmt;
+#[cfg(feature = "oauth")]
 use std::time::Duration;
 
+#[cfg(feature = "oauth")]
 use jsonwebtoken::{Algorithm, Validation};
+#[cfg(feature = "oauth")]
 use secrecy::SecretString;
+#[cfg(feature = "oauth")]
 use serde::Deserialize;
+#[cfg(feature = "oauth")]
 use sha2::{Digest, Sha256};
+#[cfg(feature = "oauth")]
 use url::Url;
 
 use crate::orders::Person;
 
 /// Clock skew tolerated on `exp` and `nbf`.
+#[cfg(feature = "oauth")]
 pub const LEEWAY_SECS: u64 = 30;
 /// The scope that reads: list, get, find, products, resources, prompts.
 pub const READ_SCOPE: &str = "orders:read";
@@ -44,18 +66,29 @@ pub const READ_SCOPE: &str = "orders:read";
 pub const WRITE_SCOPE: &str = "orders:write";
 /// How long a verified token is taken as verified without a new check: never past its `exp`,
 /// nor past a change of the authorization server's keys.
+#[cfg(feature = "oauth")]
 pub const REMEMBER_VERIFIED: Duration = Duration::from_secs(60);
 /// Most tokens remembered as verified.
+#[cfg(feature = "oauth")]
 const MAX_REMEMBERED: usize = 10_000;
 /// Longest claim value kept (names, subjects): an audit line is not a document.
+#[cfg(feature = "oauth")]
 const MAX_CLAIM_CHARS: usize = 256;
 /// How long a request to the authorization server may take.
+#[cfg(feature = "oauth")]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest metadata or JWKS document read.
+#[cfg(feature = "oauth")]
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Longest value a token named that a [`Mismatch`] quotes, and most audiences it lists.
+#[cfg(feature = "oauth")]
+const MAX_QUOTED_CHARS: usize = 100;
+#[cfg(feature = "oauth")]
+const MAX_QUOTED_VALUES: usize = 4;
 
 /// The signature algorithms accepted: asymmetric ones only. A token's header names its
 /// algorithm, and the key it names must be of that family.
+#[cfg(feature = "oauth")]
 const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -84,6 +117,7 @@ impl Scopes {
 
     /// The scopes of a space-separated `scope` claim (RFC 9068), or of an `scp` claim as a
     /// list or a string (Okta, Entra ID).
+    #[cfg(feature = "oauth")]
     fn from_claims(scope: Option<&str>, scp: Option<&ScopeList>) -> Scopes {
         let mut names: Vec<&str> = scope
             .map(|s| s.split_whitespace().collect())
@@ -138,6 +172,7 @@ pub struct Caller {
 
 /// Why a token is refused. The description goes to the client in `error_description` and
 /// to the log: it never quotes the token.
+#[cfg(feature = "oauth")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the access token is not a JWT; this server accepts JWT access tokens only")]
@@ -155,7 +190,7 @@ pub enum TokenError {
     #[error("the access token's algorithm is not accepted (asymmetric signatures only)")]
     Algorithm,
     #[error("the access token is signed with a key the authorization server does not publish")]
-    UnknownKey,
+    UnknownKey(Mismatch),
     #[error("the access token's signature is invalid")]
     Signature,
     #[error("the access token has expired")]
@@ -163,14 +198,194 @@ pub enum TokenError {
     #[error("the access token is not valid yet")]
     NotYetValid,
     #[error("the access token was issued by another authorization server")]
-    Issuer,
+    Issuer(Mismatch),
     #[error("the access token is for another resource (its audience is not this server)")]
-    Audience,
+    Audience(Mismatch),
     #[error("the access token lacks the {0} claim")]
     MissingClaim(&'static str),
 }
 
+#[cfg(feature = "oauth")]
+impl TokenError {
+    /// For the log, never the client: what was expected and what the token named, when the
+    /// token is of another issuer or audience, or names a key that is not published.
+    pub fn mismatch(&self) -> Option<&Mismatch> {
+        match self {
+            TokenError::UnknownKey(m) | TokenError::Issuer(m) | TokenError::Audience(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// What a refused token named against what this server expects: the audiences, the issuer and
+/// the key id. None of it is secret (the token is not quoted), and it is what an operator needs
+/// to see why every token of a new setup is refused. The token's values are quoted escaped and
+/// cut short: a made-up token chooses them.
+#[cfg(feature = "oauth")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(String);
+
+#[cfg(feature = "oauth")]
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a token (or its introspection) named, unverified: for a [`Mismatch`] only.
+#[cfg(feature = "oauth")]
+#[derive(Debug, Default)]
+struct Named {
+    aud: Vec<String>,
+    iss: Option<String>,
+    kid: Option<String>,
+}
+
+#[cfg(feature = "oauth")]
+impl Named {
+    /// The `kid` of a JWT's header and the `iss` and `aud` of its payload, as far as they can
+    /// be read, without any check.
+    fn of_jwt(token: &str) -> Named {
+        use base64::Engine as _;
+        let decode = |part: Option<&str>| {
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part?.trim_end_matches('='))
+                .ok()?;
+            serde_json::from_slice::<serde_json::Value>(&json).ok()
+        };
+        let mut parts = token.split('.');
+        let header = decode(parts.next());
+        let payload = decode(parts.next());
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        Named {
+            kid: header.as_ref().and_then(|h| h.get("kid")).and_then(text),
+            iss: payload.as_ref().and_then(|p| p.get("iss")).and_then(text),
+            aud: match payload.as_ref().and_then(|p| p.get("aud")) {
+                Some(serde_json::Value::String(a)) => vec![a.clone()],
+                Some(serde_json::Value::Array(list)) => list.iter().filter_map(text).collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "oauth")]
+impl Mismatch {
+    /// `aud: expected … , received …; iss: expected …, received …; kid: …`, with the key ids
+    /// the issuer publishes when `published` is given (a key that was not found).
+    fn new(
+        audiences: &Audiences,
+        issuer: &str,
+        named: &Named,
+        published: Option<&[String]>,
+    ) -> Mismatch {
+        let quote = |v: &str| {
+            let cut: String = v.chars().take(MAX_QUOTED_CHARS).collect();
+            if cut.len() < v.len() {
+                format!("{cut:?}…")
+            } else {
+                format!("{cut:?}")
+            }
+        };
+        let list = |values: &[String], joiner: &str| {
+            if values.is_empty() {
+                return "none".to_owned();
+            }
+            let mut shown: Vec<String> = values
+                .iter()
+                .take(MAX_QUOTED_VALUES)
+                .map(|v| quote(v))
+                .collect();
+            if values.len() > MAX_QUOTED_VALUES {
+                shown.push(format!("{} more", values.len() - MAX_QUOTED_VALUES));
+            }
+            shown.join(joiner)
+        };
+        let mut text = format!(
+            "aud: expected {}, received {}; iss: expected {}, received {}; kid: {}",
+            list(&audiences.expected(), " or "),
+            list(&named.aud, ", "),
+            quote(issuer),
+            named
+                .iss
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), quote),
+            named
+                .kid
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), quote),
+        );
+        if let Some(published) = published {
+            text.push_str(&format!(", published: {}", list(published, ", ")));
+        }
+        Mismatch(text)
+    }
+}
+
+/// The audiences an access token may name (any one of them): this server's resource URL, its
+/// public URL, with or without a trailing slash (URL parsing adds one to a bare host, and
+/// authorization servers store an audience as it was typed), and the operator's extra ones
+/// (`--oauth-audience`) exactly as given, for authorization servers that name an API their own
+/// way (Entra ID: the application's client id; Keycloak by default: `account`).
+#[cfg(feature = "oauth")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audiences {
+    resource: String,
+    extra: Vec<String>,
+}
+
+#[cfg(feature = "oauth")]
+impl Audiences {
+    pub fn new(resource: &str, extra: &[String]) -> Audiences {
+        let mut unique: Vec<String> = Vec::new();
+        for a in extra {
+            if !unique.contains(a) && a.trim_end_matches('/') != resource.trim_end_matches('/') {
+                unique.push(a.clone());
+            }
+        }
+        Audiences {
+            resource: resource.to_owned(),
+            extra: unique,
+        }
+    }
+
+    /// Whether a token naming `aud` is for this server.
+    pub fn accepts(&self, aud: &str) -> bool {
+        aud.trim_end_matches('/') == self.resource.trim_end_matches('/')
+            || self.extra.iter().any(|a| a == aud)
+    }
+
+    /// Every value accepted, for the JWT validation.
+    fn accepted(&self) -> Vec<String> {
+        let bare = self.resource.trim_end_matches('/');
+        let mut all = vec![bare.to_owned(), format!("{bare}/")];
+        all.extend(self.extra.iter().cloned());
+        all
+    }
+
+    /// The resource, then the extra audiences: what a log line says was expected.
+    pub fn expected(&self) -> Vec<String> {
+        std::iter::once(self.resource.clone())
+            .chain(self.extra.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(feature = "oauth")]
+impl fmt::Display for Audiences {
+    /// `https://mcp.example.com/mcp`, or `https://mcp.example.com/mcp (or audience "api://x")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.resource)?;
+        if !self.extra.is_empty() {
+            let extra: Vec<String> = self.extra.iter().map(|a| format!("{a:?}")).collect();
+            write!(f, " (or audience {})", extra.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// The claims read from a verified token.
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 struct Claims {
     exp: Option<u64>,
@@ -181,6 +396,7 @@ struct Claims {
     preferred_username: Option<String>,
 }
 
+#[cfg(feature = "oauth")]
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub enum ScopeList {
@@ -190,9 +406,11 @@ pub enum ScopeList {
 
 /// The resource server: this server's identity as a protected resource, and the keys of the
 /// authorization server it trusts.
+#[cfg(feature = "oauth")]
 pub struct ResourceServer {
     issuer: String,
     resource: String,
+    audiences: Audiences,
     metadata_url: String,
     /// Where this server serves [`Self::metadata`].
     metadata_paths: Vec<String>,
@@ -206,6 +424,7 @@ pub struct ResourceServer {
     pub notes: Vec<String>,
 }
 
+#[cfg(feature = "oauth")]
 impl fmt::Debug for ResourceServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResourceServer")
@@ -215,37 +434,36 @@ impl fmt::Debug for ResourceServer {
     }
 }
 
+#[cfg(feature = "oauth")]
 impl ResourceServer {
-    /// Reads the authorization server's metadata and keys; `Err` says what to fix. With
-    /// `introspection` (this server's client id and secret), opaque tokens are accepted too.
+    /// Reads the authorization server's metadata and keys; `Err` says what to fix. Tokens
+    /// must name `public_url` or one of `audiences` as their audience. With `introspection`
+    /// (this server's client id and secret), opaque tokens are accepted too.
     pub async fn discover(
         issuer: &Url,
         public_url: &Url,
+        audiences: &[String],
         introspection: Option<(String, SecretString)>,
     ) -> Result<ResourceServer, String> {
+        // Signatures are checked with ring, before any token arrives.
+        signatures::install();
         let http = http_client(issuer)?;
         let found = discovery::discover(&http, issuer).await?;
-        let introspector = match (introspection, &found.introspection_endpoint) {
-            (None, _) => None,
-            (Some((id, secret)), Some(endpoint)) => Some(introspection::Introspector::new(
+        let introspector = match introspection {
+            None => None,
+            Some((id, secret)) => Some(introspection::Introspector::new(
                 http.clone(),
-                endpoint.clone(),
+                introspection_endpoint(&found, issuer)?,
                 id,
                 secret,
             )),
-            (Some(_), None) => {
-                return Err(format!(
-                    "--oauth-client-id is set to introspect opaque access tokens, but the metadata of {issuer} names no introspection_endpoint (RFC 7662); drop --oauth-client-id to accept JWT access tokens only"
-                ));
-            }
         };
         let keys = keys::KeySet::new(http, found.jwks_uri.clone());
-        keys.load()
-            .await
-            .map_err(|e| format!("could not read the signing keys at {}: {e}", found.jwks_uri))?;
+        keys.load().await.map_err(|e| keys_error(&found, &e))?;
         Ok(ResourceServer {
             issuer: found.issuer,
             resource: public_url.as_str().to_owned(),
+            audiences: Audiences::new(public_url.as_str(), audiences),
             metadata_url: metadata_url(public_url),
             metadata_paths: metadata_paths(public_url),
             keys,
@@ -263,6 +481,11 @@ impl ResourceServer {
     /// This server's resource identifier: the public URL, the audience tokens must carry.
     pub fn resource(&self) -> &str {
         &self.resource
+    }
+
+    /// The audiences accepted: the resource, and any the operator added.
+    pub fn audiences(&self) -> &Audiences {
+        &self.audiences
     }
 
     /// Where clients find [`Self::metadata`].
@@ -326,7 +549,7 @@ impl ResourceServer {
             // Not a JWT: an opaque token, for the authorization server to vouch for.
             Some(introspector) if header_algorithm(token).is_none() => {
                 let answer = introspector
-                    .introspect(token, &self.issuer, &self.resource)
+                    .introspect(token, &self.issuer, &self.audiences)
                     .await?;
                 let exp = answer.exp.unwrap_or(u64::MAX);
                 let caller = self.caller(
@@ -377,27 +600,30 @@ impl ResourceServer {
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
-        let key = self
-            .keys
-            .find(header.kid.as_deref(), header.alg)
-            .await
-            .ok_or(TokenError::UnknownKey)?;
+        let mismatch = |published: Option<&[String]>| {
+            Mismatch::new(
+                &self.audiences,
+                &self.issuer,
+                &Named::of_jwt(token),
+                published,
+            )
+        };
+        let Some(key) = self.keys.find(header.kid.as_deref(), header.alg).await else {
+            return Err(TokenError::UnknownKey(mismatch(Some(&self.keys.kids()))));
+        };
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
-        // The public URL with or without a trailing slash: URL parsing adds one to a bare
-        // host, and authorization servers store an audience as it was typed.
-        let bare = self.resource.trim_end_matches('/');
-        validation.set_audience(&[bare.to_owned(), format!("{bare}/")]);
+        validation.set_audience(&self.audiences.accepted());
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => TokenError::Expired,
                 K::ImmatureSignature => TokenError::NotYetValid,
-                K::InvalidIssuer => TokenError::Issuer,
-                K::InvalidAudience => TokenError::Audience,
+                K::InvalidIssuer => TokenError::Issuer(mismatch(None)),
+                K::InvalidAudience => TokenError::Audience(mismatch(None)),
                 K::InvalidAlgorithm => TokenError::Algorithm,
                 K::MissingRequiredClaim(c) => TokenError::MissingClaim(match c.as_str() {
                     "exp" => "exp",
@@ -438,7 +664,120 @@ impl ResourceServer {
     }
 }
 
+/// The introspection endpoint of `found`, which `--oauth-client-id` needs.
+#[cfg(feature = "oauth")]
+fn introspection_endpoint(found: &discovery::Discovered, issuer: &Url) -> Result<Url, String> {
+    found.introspection_endpoint.clone().ok_or_else(|| format!(
+        "--oauth-client-id is set to introspect opaque access tokens, but the metadata of {issuer} names no introspection_endpoint (RFC 7662); drop --oauth-client-id to accept JWT access tokens only"
+    ))
+}
+
+#[cfg(feature = "oauth")]
+fn keys_error(found: &discovery::Discovered, error: &str) -> String {
+    format!(
+        "could not read the signing keys at {} (the jwks_uri of {}): {error}",
+        found.jwks_uri, found.issuer
+    )
+}
+
+/// One step of [`probe`]: what it found, or what to fix; and remarks that are no failure.
+#[cfg(feature = "oauth")]
+#[derive(Debug)]
+pub struct Step {
+    pub name: &'static str,
+    pub outcome: Result<String, String>,
+    pub notes: Vec<String>,
+}
+
+#[cfg(feature = "oauth")]
+impl Step {
+    fn new(name: &'static str, outcome: Result<String, String>) -> Step {
+        Step {
+            name,
+            outcome,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// `1nce-mcp check` of an OAuth setup: the authorization server's metadata, its signing keys
+/// and, with `introspection`, whether its introspection endpoint takes this server's client
+/// credentials; then the audiences tokens must name. The same requests as the start-up
+/// ([`ResourceServer::discover`]), so a setup that passes here starts. Stops at the first step
+/// that fails: the rest depend on it.
+#[cfg(feature = "oauth")]
+pub async fn probe(
+    issuer: &Url,
+    public_url: &Url,
+    audiences: &[String],
+    introspection: Option<&(String, SecretString)>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let http = match http_client(issuer) {
+        Ok(http) => http,
+        Err(e) => {
+            steps.push(Step::new("oauth issuer", Err(e)));
+            return steps;
+        }
+    };
+    let found = match discovery::discover(&http, issuer).await {
+        Ok(found) => found,
+        Err(e) => {
+            steps.push(Step::new("oauth issuer", Err(e)));
+            return steps;
+        }
+    };
+    let mut step = Step::new(
+        "oauth issuer",
+        Ok(format!("{} (metadata at {})", found.issuer, found.from)),
+    );
+    step.notes = found.notes.clone();
+    steps.push(step);
+
+    let keys = keys::KeySet::new(http.clone(), found.jwks_uri.clone());
+    let loaded = keys.load().await.map_err(|e| keys_error(&found, &e));
+    let kids = keys.kids();
+    let listed = if kids.is_empty() {
+        String::new()
+    } else {
+        format!(", kid {}", kids.join(", "))
+    };
+    let failed = loaded.is_err();
+    steps.push(Step::new(
+        "oauth keys",
+        loaded.map(|n| format!("{n} signing key(s) at {}{listed}", found.jwks_uri)),
+    ));
+    if failed {
+        return steps;
+    }
+
+    if let Some((id, secret)) = introspection {
+        let outcome = match introspection_endpoint(&found, issuer) {
+            Ok(endpoint) => {
+                introspection::Introspector::new(http, endpoint, id.clone(), secret.clone())
+                    .probe()
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let failed = outcome.is_err();
+        steps.push(Step::new("introspection", outcome));
+        if failed {
+            return steps;
+        }
+    }
+    steps.push(Step::new(
+        "oauth audience",
+        Ok(format!(
+            "access tokens must name {}",
+            Audiences::new(public_url.as_str(), audiences)
+        )),
+    ));
+    steps
+}
+
 /// The `alg` a JWT's header names, if its header can be read at all.
+#[cfg(feature = "oauth")]
 fn header_algorithm(token: &str) -> Option<String> {
     use base64::Engine as _;
     #[derive(Deserialize)]
@@ -453,6 +792,7 @@ fn header_algorithm(token: &str) -> Option<String> {
 }
 
 /// A token verified lately.
+#[cfg(feature = "oauth")]
 struct Verified {
     caller: Caller,
     exp: u64,
@@ -462,6 +802,7 @@ struct Verified {
     at: std::time::Instant,
 }
 
+#[cfg(feature = "oauth")]
 impl Verified {
     fn usable(&self, now: u64, keys: u64) -> bool {
         self.keys == keys
@@ -472,6 +813,7 @@ impl Verified {
 
 /// `https://host/.well-known/oauth-protected-resource{path}` for a public URL with a path
 /// (RFC 9728 §3.1), without `{path}` for one without.
+#[cfg(feature = "oauth")]
 pub fn metadata_url(public_url: &Url) -> String {
     let path = public_url.path().trim_end_matches('/');
     format!(
@@ -481,6 +823,7 @@ pub fn metadata_url(public_url: &Url) -> String {
 }
 
 /// The paths the metadata is served at for `public_url`.
+#[cfg(feature = "oauth")]
 fn metadata_paths(public_url: &Url) -> Vec<String> {
     let bare = "/.well-known/oauth-protected-resource".to_owned();
     let path = public_url.path().trim_end_matches('/');
@@ -492,6 +835,7 @@ fn metadata_paths(public_url: &Url) -> Vec<String> {
 }
 
 /// A claim value as kept: at most [`MAX_CLAIM_CHARS`], control characters dropped.
+#[cfg(feature = "oauth")]
 fn short(value: String) -> String {
     value
         .chars()
@@ -503,6 +847,7 @@ fn short(value: String) -> String {
 /// The HTTP client for the authorization server: no redirects (metadata and keys are where
 /// the metadata says), bounded time; the system's roots for https, none for a loopback http
 /// issuer (tests).
+#[cfg(feature = "oauth")]
 fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
@@ -518,38 +863,68 @@ fn http_client(issuer: &Url) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("could not set up HTTPS for the authorization server: {e}"))
 }
 
+/// Why [`get_json`] got no document.
+#[cfg(feature = "oauth")]
+#[derive(Debug)]
+enum FetchError {
+    /// Nothing answered: no connection, or no answer in time.
+    NoAnswer(String),
+    /// An answer that is not the document.
+    Answer(String),
+}
+
+#[cfg(feature = "oauth")]
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::NoAnswer(why) => write!(f, "no answer ({why})"),
+            FetchError::Answer(why) => f.write_str(why),
+        }
+    }
+}
+
+#[cfg(feature = "oauth")]
+impl From<FetchError> for String {
+    fn from(error: FetchError) -> String {
+        error.to_string()
+    }
+}
+
 /// GETs `url` as JSON, at most [`MAX_DOCUMENT_BYTES`]; `Err` says what went wrong.
+#[cfg(feature = "oauth")]
 async fn get_json<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &Url,
-) -> Result<T, String> {
+) -> Result<T, FetchError> {
     let mut response = http
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| format!("no answer ({})", without_url(&e)))?;
+        .map_err(|e| FetchError::NoAnswer(without_url(&e)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("HTTP {status}"));
+        return Err(FetchError::Answer(format!("HTTP {status}")));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("the answer broke off ({})", without_url(&e)))?
+        .map_err(|e| FetchError::Answer(format!("the answer broke off ({})", without_url(&e))))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
+            return Err(FetchError::Answer(format!(
                 "the answer is larger than {} KiB",
                 MAX_DOCUMENT_BYTES / 1024
-            ));
+            )));
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| format!("the answer is not the expected JSON: {e}"))
+    serde_json::from_slice(&body)
+        .map_err(|e| FetchError::Answer(format!("the answer is not the expected JSON: {e}")))
 }
 
+#[cfg(feature = "oauth")]
 fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
@@ -563,6 +938,7 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
+#[cfg(feature = "oauth")]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +983,69 @@ mod tests {
         assert_eq!(s, Scopes::default());
         assert!(s.allow(Needed::Nothing));
         assert!(!s.allow(Needed::Read));
+    }
+
+    #[test]
+    fn a_mismatch_says_what_was_expected_and_named_escaped_and_cut_short() {
+        use base64::Engine as _;
+        let segment = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let audiences = Audiences::new(
+            "https://mcp.example.com/mcp",
+            &[
+                "account".to_owned(),
+                "https://mcp.example.com/mcp/".to_owned(),
+            ],
+        );
+        assert_eq!(
+            audiences.expected(),
+            ["https://mcp.example.com/mcp", "account"]
+        );
+        assert!(audiences.accepts("https://mcp.example.com/mcp/") && audiences.accepts("account"));
+        assert!(!audiences.accepts("Account") && !audiences.accepts("https://other/mcp"));
+        let token = format!(
+            "{}.{}.sig",
+            segment(serde_json::json!({"alg": "RS256", "kid": "k\n1"})),
+            segment(
+                serde_json::json!({"iss": "https://evil.example", "aud": ["a", "b", "c", "d", "e", "x".repeat(500)]})
+            )
+        );
+        let text = Mismatch::new(
+            &audiences,
+            "https://idp.example",
+            &Named::of_jwt(&token),
+            Some(&["key-1".to_owned()]),
+        )
+        .to_string();
+        assert_eq!(
+            text,
+            "aud: expected \"https://mcp.example.com/mcp\" or \"account\", received \"a\", \"b\", \"c\", \"d\", 2 more; iss: expected \"https://idp.example\", received \"https://evil.example\"; kid: \"k\\n1\", published: \"key-1\""
+        );
+        let long = format!(
+            "{}.{}.sig",
+            segment(serde_json::json!({"alg": "RS256"})),
+            segment(serde_json::json!({"aud": "y".repeat(500)}))
+        );
+        let text = Mismatch::new(
+            &audiences,
+            "https://idp.example",
+            &Named::of_jwt(&long),
+            None,
+        )
+        .to_string();
+        assert!(
+            text.contains(&format!("received \"{}\"…;", "y".repeat(MAX_QUOTED_CHARS))),
+            "{text}"
+        );
+        assert!(text.ends_with("received none; kid: none"), "{text}");
+        let garbage = Mismatch::new(
+            &audiences,
+            "https://idp.example",
+            &Named::of_jwt("not a jwt"),
+            None,
+        );
+        assert!(garbage.to_string().contains("received none;"), "{garbage}");
     }
 
     #[test]

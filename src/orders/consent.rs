@@ -26,12 +26,6 @@ impl Approval {
             Approval::ConfirmationToken => "confirmation_token",
         }
     }
-
-    /// Whether a person approves in something the server itself shows them (the client's form,
-    /// or the order card), rather than through the agent's word.
-    pub fn by_the_person(self) -> bool {
-        !matches!(self, Approval::ConfirmationToken)
-    }
 }
 
 /// What the MCP client can show its user, so the person approves there.

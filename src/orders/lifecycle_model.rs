@@ -208,7 +208,7 @@ enum Proc {
 
 /// 1NCE's answer to a POST, as [`super::post_answer`] classifies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Answer {
+enum PostReply {
     /// Created: settled as placed.
     Created,
     /// Whether an order was created is unknown (or the redemption was dropped): settled unknown.
@@ -240,10 +240,10 @@ enum Action {
     /// 1NCE answers process `by`'s POST and the process records it: `Redemption::placed`,
     /// `Redemption::unknown` (or its `Drop`), `Redemption::release`. A settle over a missing
     /// record writes one, as a marker file renamed over does.
-    Answer { by: usize, answer: Answer },
+    Answer { by: usize, answer: PostReply },
     /// The same answer as settled by the PostgreSQL table, whose `UPDATE` of a missing row
     /// writes nothing (offered only when the record is missing).
-    AnswerOnMissingRow { by: usize, answer: Answer },
+    AnswerOnMissingRow { by: usize, answer: PostReply },
     /// `Confirmations::end_unapproved`: the person said no to token `.0`.
     Decline(usize),
     /// The sweep by process `.0`. New rules: `M = max(M, E)` over the records it picks,
@@ -488,11 +488,15 @@ impl Model for Lifecycle {
                 Proc::Claimed(_) => actions.push(Action::JudgeClaim(p)),
                 Proc::Refused(_) => actions.push(Action::ReleaseRefused(p)),
                 Proc::Posting(t) => {
-                    for answer in [Answer::Created, Answer::Unknown, Answer::NotProcessed] {
+                    for answer in [
+                        PostReply::Created,
+                        PostReply::Unknown,
+                        PostReply::NotProcessed,
+                    ] {
                         actions.push(Action::Answer { by: p, answer });
                     }
                     if s.tokens[t].record.is_none() {
-                        for answer in [Answer::Created, Answer::Unknown] {
+                        for answer in [PostReply::Created, PostReply::Unknown] {
                             actions.push(Action::AnswerOnMissingRow { by: p, answer });
                         }
                     }
@@ -573,9 +577,9 @@ impl Model for Lifecycle {
                 let token = &mut s.tokens[t];
                 let expires = token.signed?.expires;
                 let settled = match answer {
-                    Answer::Created => Some(Recorded::Placed),
-                    Answer::Unknown => Some(Recorded::Unknown),
-                    Answer::NotProcessed => None,
+                    PostReply::Created => Some(Recorded::Placed),
+                    PostReply::Unknown => Some(Recorded::Unknown),
+                    PostReply::NotProcessed => None,
                 };
                 token.record = settled.map(|state| Record {
                     state,

@@ -39,8 +39,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
-use hmac::{Hmac, Mac};
-use rand::RngCore;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::checks::{PricedOrder, money};
@@ -259,7 +259,8 @@ impl Confirmations {
         &self.store
     }
 
-    /// Reads the time from `clock` instead of the system.
+    /// Reads the time from `clock` instead of the system (for the unit tests).
+    #[cfg(test)]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

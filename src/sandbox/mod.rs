@@ -3,15 +3,19 @@
 //!
 //! It owns everything a client can observe of 1NCE without spending money: token
 //! issue and expiry, the documented validation errors, pagination headers, order
-//! creation and a reproducible seeded account, plus test hooks (request recording,
-//! fault injection, forced token expiry). It knows nothing of MCP or of this crate's
+//! creation and a reproducible seeded account. The test hooks (request recording, fault
+//! injection, forced token expiry, changed prices and answer styles) are compiled only for the
+//! tests and benchmarks (cargo feature `test-support`), never into the shipped binary, whose
+//! `--sandbox` therefore keeps no record of its traffic. It knows nothing of MCP or of this crate's
 //! client: it only speaks the HTTP contract of 1NCE's published OpenAPI documents (plus
 //! the behaviour 1NCE documents elsewhere), so the `--sandbox` mode, end-to-end tests and
 //! benchmarks can all point a real client at it.
 
 mod create;
+#[cfg(any(test, feature = "test-support"))]
 mod faults;
 mod model;
+#[cfg(any(test, feature = "test-support"))]
 mod recording;
 mod routes;
 mod seed;
@@ -28,7 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[cfg(any(test, feature = "test-support"))]
 pub use faults::FaultAction;
+#[cfg(any(test, feature = "test-support"))]
 pub use recording::{Fault, RecordedRequest};
 pub use routes::MAX_BODY_BYTES;
 use state::Shared;
@@ -120,18 +126,26 @@ impl Sandbox {
         let listener = TcpListener::bind(options.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(format!("http://{addr}"), &options));
-        let app = routes::router(shared.clone())
-            .into_make_service_with_connect_info::<faults::Connection>();
         let (stop, stopped) = oneshot::channel::<()>();
+        // Either an explicit stop or the handle being dropped ends the wait.
+        let signal = async {
+            let _ = stopped.await;
+        };
+        // With fault injection, connections that a fault can cut off.
+        #[cfg(any(test, feature = "test-support"))]
+        let serving = axum::serve(
+            faults::FaultListener(listener),
+            routes::router(shared.clone())
+                .into_make_service_with_connect_info::<faults::Connection>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future();
+        #[cfg(not(any(test, feature = "test-support")))]
+        let serving = axum::serve(listener, routes::router(shared.clone()))
+            .with_graceful_shutdown(signal)
+            .into_future();
         let server = tokio::spawn(async move {
-            // Either an explicit stop or the handle being dropped ends the wait.
-            let signal = async {
-                let _ = stopped.await;
-            };
-            if let Err(error) = axum::serve(faults::FaultListener(listener), app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
+            if let Err(error) = serving.await {
                 tracing::warn!(%error, "sandbox server stopped with an error");
             }
         });
@@ -153,6 +167,24 @@ impl Sandbox {
         self.addr
     }
 
+    /// Stops accepting connections and waits (up to a few seconds) for open ones to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+        }
+    }
+}
+
+/// The test hooks: what the tests see of the traffic, and what they change of 1NCE's behaviour.
+#[cfg(any(test, feature = "test-support"))]
+impl Sandbox {
     /// Every request received so far, oldest first, including rejected and faulted ones.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
@@ -242,20 +274,6 @@ impl Sandbox {
     pub fn inject(&self, fault: Fault) {
         if fault.times > 0 {
             self.shared.lock().faults.push_back(fault);
-        }
-    }
-
-    /// Stops accepting connections and waits (up to a few seconds) for open ones to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut server) = self.server.take()
-            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
-                .await
-                .is_err()
-        {
-            server.abort();
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP surface: the router, the front door every request passes (size limit,
-//! recording, faults, logging), bearer authentication and the endpoint handlers.
+//! The HTTP surface: the router, the front door every request passes (size limit, logging,
+//! and for the tests recording and faults), bearer authentication and the endpoint handlers.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -7,10 +7,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, Request, State};
+#[cfg(any(test, feature = "test-support"))]
+use axum::extract::ConnectInfo;
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
+#[cfg(any(test, feature = "test-support"))]
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -20,8 +24,10 @@ use serde_json::json;
 
 use super::CreateResponse;
 use super::create::validate_order;
+#[cfg(any(test, feature = "test-support"))]
 use super::faults::{self, Connection, FaultAction};
 use super::model::Order;
+#[cfg(any(test, feature = "test-support"))]
 use super::recording::{Fault, RecordedRequest};
 use super::state::Shared;
 
@@ -44,9 +50,10 @@ pub(crate) fn router(shared: AppState) -> Router {
         .with_state(shared)
 }
 
-/// Buffers the body (413 past the limit), records the request, answers from a queued
-/// fault if one matches, and otherwise hands over to routing. Logs method, path and
-/// status only: headers and bodies may hold credentials.
+/// Buffers the body (413 past the limit) and hands over to routing; for the tests, records the
+/// request first and answers from a queued fault if one matches. Logs method, path and status
+/// only: headers and bodies may hold credentials.
+#[cfg_attr(not(any(test, feature = "test-support")), allow(unused_labels))]
 async fn front_door(State(shared): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let method = parts.method.as_str().to_owned();
@@ -54,9 +61,32 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
     // `to_bytes` also fails when the client breaks off mid-body; that client never reads
     // the answer, so treating every failure as "too large" is harmless.
     let buffered = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+    #[cfg(any(test, feature = "test-support"))]
+    let fault = record(&shared, &parts, &buffered);
+    #[cfg(not(any(test, feature = "test-support")))]
+    let _ = shared;
+    let (response, source) = match buffered {
+        Err(_) => (StatusCode::PAYLOAD_TOO_LARGE.into_response(), "limit"),
+        Ok(bytes) => 'answer: {
+            let request = Request::from_parts(parts, Body::from(bytes));
+            #[cfg(any(test, feature = "test-support"))]
+            if let Some(fault) = fault {
+                break 'answer misbehave(fault, &shared, request, next).await;
+            }
+            (next.run(request).await, "route")
+        }
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), source, "sandbox request");
+    response
+}
+
+/// Records the request for the tests, and takes the first queued fault that matches it (none
+/// for a body past the limit).
+#[cfg(any(test, feature = "test-support"))]
+fn record(shared: &Shared, parts: &Parts, buffered: &Result<Bytes, axum::Error>) -> Option<Fault> {
     let recorded = RecordedRequest {
-        method: method.clone(),
-        path: path.clone(),
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
@@ -71,67 +101,65 @@ async fn front_door(State(shared): State<AppState>, request: Request, next: Next
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default(),
     };
+    let mut state = shared.lock();
+    state.requests.push(recorded);
+    if buffered.is_err() {
+        return None;
+    }
+    state.take_fault(parts.method.as_str(), parts.uri.path())
+}
 
-    let (response, source) = match buffered {
-        Err(_) => {
-            shared.lock().requests.push(recorded);
-            (StatusCode::PAYLOAD_TOO_LARGE.into_response(), "limit")
+/// Answers `request` as an injected `fault` says, with the source for the log.
+#[cfg(any(test, feature = "test-support"))]
+async fn misbehave(
+    fault: Fault,
+    shared: &Shared,
+    request: Request,
+    next: Next,
+) -> (Response, &'static str) {
+    let connection = request
+        .extensions()
+        .get::<ConnectInfo<Connection>>()
+        .cloned();
+    // A slow 1NCE finishes what it was sent even when the client stopped waiting (a POST it
+    // gave up on still creates its order), as a real server would.
+    if fault.action == FaultAction::PassThrough {
+        let delay = fault.delay;
+        let handling = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        });
+        let response = handling
+            .await
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return (response, "delayed");
+    }
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
+    match fault.action {
+        FaultAction::ExpireTokens => {
+            shared.lock().expire_tokens();
+            (next.run(request).await, "tokens expired")
         }
-        Ok(bytes) => {
-            let fault = {
-                let mut state = shared.lock();
-                state.requests.push(recorded);
-                state.take_fault(&method, &path)
-            };
-            let connection = parts.extensions.get::<ConnectInfo<Connection>>().cloned();
-            let request = Request::from_parts(parts, Body::from(bytes));
-            match fault {
-                None => (next.run(request).await, "route"),
-                // A slow 1NCE finishes what it was sent even when the client stopped waiting
-                // (a POST it gave up on still creates its order), as a real server would.
-                Some(fault) if fault.action == FaultAction::PassThrough => {
-                    let delay = fault.delay;
-                    let handling = tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        next.run(request).await
-                    });
-                    let response = handling
-                        .await
-                        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-                    (response, "delayed")
-                }
-                Some(fault) => {
-                    if !fault.delay.is_zero() {
-                        tokio::time::sleep(fault.delay).await;
-                    }
-                    match fault.action {
-                        FaultAction::ExpireTokens => {
-                            shared.lock().expire_tokens();
-                            (next.run(request).await, "tokens expired")
-                        }
-                        _ if fault.after_handling => {
-                            let handled = next.run(request).await;
-                            tracing::debug!(
-                                status = handled.status().as_u16(),
-                                "sandbox answer replaced by a fault"
-                            );
-                            (
-                                fault_response(&fault, connection.as_ref()),
-                                "fault after handling",
-                            )
-                        }
-                        _ => (fault_response(&fault, connection.as_ref()), "fault"),
-                    }
-                }
-            }
+        _ if fault.after_handling => {
+            let handled = next.run(request).await;
+            tracing::debug!(
+                status = handled.status().as_u16(),
+                "sandbox answer replaced by a fault"
+            );
+            (
+                fault_response(&fault, connection.as_ref()),
+                "fault after handling",
+            )
         }
-    };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), source, "sandbox request");
-    response
+        _ => (fault_response(&fault, connection.as_ref()), "fault"),
+    }
 }
 
 /// Builds the canned answer of an injected fault. Headers that are not valid HTTP are
 /// skipped with a warning rather than failing the request.
+#[cfg(any(test, feature = "test-support"))]
 fn fault_response(fault: &Fault, connection: Option<&ConnectInfo<Connection>>) -> Response {
     let status = StatusCode::from_u16(fault.status).unwrap_or_else(|_| {
         tracing::warn!(

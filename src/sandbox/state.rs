@@ -1,17 +1,21 @@
-//! The sandbox's mutable world: issued tokens, orders, recorded traffic and queued faults.
+//! The sandbox's mutable world: issued tokens, orders and, for the tests, recorded traffic and
+//! queued faults.
 //! It lives behind one `std::sync::Mutex`; handlers lock it briefly and never across `.await`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+#[cfg(any(test, feature = "test-support"))]
+use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{SubsecRound, Utc};
-use rand::RngCore as _;
+use rand::Rng as _;
 
 use super::CreateResponse;
 use super::model::{DeliveryAddress, Order, OrderStatus, OrderType, OrderedProduct, Product};
+#[cfg(any(test, feature = "test-support"))]
 use super::recording::{Fault, RecordedRequest};
 use super::seed;
 
@@ -49,7 +53,9 @@ impl Shared {
             products: std::sync::RwLock::new(products),
             default_address: seed::default_address(),
             state: Mutex::new(State {
+                #[cfg(any(test, feature = "test-support"))]
                 requests: Vec::new(),
+                #[cfg(any(test, feature = "test-support"))]
                 faults: VecDeque::new(),
                 tokens: HashMap::new(),
                 token_lifetime: options.token_lifetime,
@@ -86,7 +92,9 @@ pub(crate) struct NewOrder {
 }
 
 pub(crate) struct State {
+    #[cfg(any(test, feature = "test-support"))]
     pub requests: Vec<RecordedRequest>,
+    #[cfg(any(test, feature = "test-support"))]
     pub faults: VecDeque<Fault>,
     /// Token → expiry; `None` when the lifetime is too long to represent.
     tokens: HashMap<String, Option<Instant>>,
@@ -119,11 +127,13 @@ impl State {
             .is_some_and(|expiry| expiry.is_none_or(|at| at > now))
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn expire_tokens(&mut self) {
         self.tokens.clear();
     }
 
     /// Removes one use from the first queued fault matching the request and returns it.
+    #[cfg(any(test, feature = "test-support"))]
     pub(crate) fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
         let index = self
             .faults

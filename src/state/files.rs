@@ -84,14 +84,10 @@ impl Files {
         &self.dir
     }
 
-    pub(super) fn audit_path(&self) -> Option<&Path> {
-        self.audit.as_ref().map(|a| a.path.as_path())
-    }
-
     /// The signing key, created on first use.
     pub(super) fn key(&self) -> Result<[u8; 32], StateError> {
         read_or_create_key(&self.dir.join(KEY_FILE), || {
-            use rand::RngCore;
+            use rand::Rng;
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
             key

@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+#[cfg(any(test, feature = "test-support"))]
 use super::Store;
 
 /// How long a token's record is kept after the token expired, by the store's clock. Past its
@@ -109,7 +110,8 @@ pub enum NotApproved {
 /// marker files' unit test, the PostgreSQL table's integration test): twenty threads claiming one
 /// id, one wins; settle, release, recent; the store's clock; a sweep that removes only records
 /// whose token expired [`RETAIN`] before the store's time. Panics on the first difference.
-#[doc(hidden)]
+/// For the tests only (cargo feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 pub async fn check_contract(store: &Store) {
     let before = store.time().await.unwrap();
     let now = before.now.timestamp_millis();

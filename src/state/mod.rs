@@ -4,8 +4,8 @@
 //! A [`Store`] is chosen once, from the configuration ([`Location`]):
 //! - **the state directory** ([`files`]): one marker file per used token, `audit.jsonl`, the key
 //!   file, under the file rules of [`private`] (owner-only, never through a link);
-//! - **PostgreSQL** ([`postgres`], `--state-url`): the same in tables every replica shares,
-//!   with the database's clock, on the process's one runtime.
+//! - **PostgreSQL** (`postgres`, `--state-url`, cargo feature `postgres`): the same in tables
+//!   every replica shares, with the database's clock, on the process's one runtime.
 //!
 //! Every operation is `async` and fails with one error type, [`StateError`], whose text names
 //! what to check. The store keeps no rule of the order promise: those are in `crate::orders`,
@@ -16,6 +16,7 @@
 pub mod files;
 pub mod ledger;
 pub mod mirror;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod private;
 pub mod spend;
@@ -33,6 +34,7 @@ pub use ledger::{
     Claim, NotApproved, RETAIN, Recorded, SWEEP_AT_MOST, StoreTime, Swept, Use, UseState,
 };
 pub use mirror::{Kept, MirrorQuery, MirroredOrder, SyncState};
+#[cfg(feature = "postgres")]
 pub use postgres::DbTarget;
 pub use spend::{Budget, Reservation, Reserved, SpendState};
 
@@ -47,6 +49,7 @@ pub enum Location {
         inside: Option<PathBuf>,
     },
     /// PostgreSQL, shared by every replica.
+    #[cfg(feature = "postgres")]
     Postgres(Box<DbTarget>),
 }
 
@@ -90,6 +93,7 @@ pub struct Store {
 
 enum Backend {
     Files(Box<files::Files>),
+    #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
     #[cfg(test)]
     Memory(Box<memory::Memory>),
@@ -109,6 +113,7 @@ macro_rules! each {
     ($self:ident, $b:ident => $call:expr) => {
         match &*$self.backend {
             Backend::Files($b) => $call,
+            #[cfg(feature = "postgres")]
             Backend::Postgres($b) => $call,
             #[cfg(test)]
             Backend::Memory($b) => $call,
@@ -131,6 +136,7 @@ impl Store {
                 let key = files.key()?;
                 (Backend::Files(Box::new(files)), key)
             }
+            #[cfg(feature = "postgres")]
             Location::Postgres(target) => {
                 let db = postgres::Postgres::open(target).await?;
                 let key = db.signing_key().await?;
@@ -161,6 +167,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match &*self.backend {
             Backend::Files(f) => format!("the state directory {}", f.dir().display()),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => format!("the state database {}", db.shown()),
             #[cfg(test)]
             Backend::Memory(_) => "memory".to_owned(),
@@ -171,6 +178,7 @@ impl Store {
     /// for a state directory, which start-up already checked).
     pub async fn check(&self) -> Result<Option<String>, StateError> {
         match &*self.backend {
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => {
                 let version = db.version().await?;
                 Ok(Some(format!(
@@ -185,6 +193,7 @@ impl Store {
     /// The rate limit to 1NCE shared by every replica, when the store is shared.
     pub fn shared_bucket(&self) -> Option<Arc<dyn crate::rate_limit::SharedBucket>> {
         match &*self.backend {
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => Some(Arc::new(db.rate_buckets())),
             _ => None,
         }
@@ -250,6 +259,7 @@ impl Store {
     ) -> Result<Reserved, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.claim_within(id, first, reservation, budgets),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.claim_within(id, first, reservation, budgets).await,
             #[cfg(test)]
             Backend::Memory(m) => m.claim_within(id, first, reservation, budgets),
@@ -260,6 +270,7 @@ impl Store {
     pub async fn settle_spend(&self, id: &str, state: SpendState) -> Result<(), StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_spend(|l| l.settle(id, state)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.settle_spend(id, state).await,
             #[cfg(test)]
             Backend::Memory(m) => m.spend().settle(id, state),
@@ -278,6 +289,7 @@ impl Store {
         let before = now.saturating_sub(waited);
         match &*self.backend {
             Backend::Files(f) => f.with_spend(|l| l.release_unknown(id, before)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.release_unknown(id, before).await,
             #[cfg(test)]
             Backend::Memory(m) => m.spend().release_unknown(id, before),
@@ -288,6 +300,7 @@ impl Store {
     pub async fn spent(&self, budget: &Budget) -> Result<i64, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_spend(|l| l.spent(budget)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.spent(budget).await,
             #[cfg(test)]
             Backend::Memory(m) => m.spend().spent(budget),
@@ -301,14 +314,6 @@ impl Store {
         each!(self, b => b.append_audit(entry).await)
     }
 
-    /// Whether audit records are kept at all (`--audit-log off` keeps none).
-    pub fn keeps_audit(&self) -> bool {
-        match &*self.backend {
-            Backend::Files(f) => f.audit_path().is_some(),
-            _ => true,
-        }
-    }
-
     // --- the order mirror (see `mirror`) ---
 
     /// Keeps `orders` as read from 1NCE at `read_at`, replacing what was kept of them.
@@ -320,6 +325,7 @@ impl Store {
         let at = read_at.timestamp_millis();
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.put(orders, at)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_put(orders, at).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).put(orders, at),
@@ -330,6 +336,7 @@ impl Store {
     pub async fn mirror_get(&self, number: i64) -> Result<Option<Kept>, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.get(number)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_get(number).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).get(number),
@@ -340,6 +347,7 @@ impl Store {
     pub async fn mirror_find(&self, query: &MirrorQuery) -> Result<(Vec<Kept>, u64), StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.find(query)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_find(query).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).find(query),
@@ -350,6 +358,7 @@ impl Store {
     pub async fn mirror_known(&self, numbers: &[i64]) -> Result<Vec<(i64, bool)>, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.known(numbers)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_known(numbers).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).known(numbers),
@@ -360,6 +369,7 @@ impl Store {
     pub async fn mirror_count(&self) -> Result<u64, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.count()),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_count().await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).count(),
@@ -370,6 +380,7 @@ impl Store {
     pub async fn mirror_sync(&self) -> Result<SyncState, StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.sync()),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_sync().await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).sync(),
@@ -380,6 +391,7 @@ impl Store {
     pub async fn mirror_set_sync(&self, state: &SyncState) -> Result<(), StateError> {
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.set_sync(state)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_set_sync(state).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).set_sync(state),
@@ -398,6 +410,7 @@ impl Store {
         let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         match &*self.backend {
             Backend::Files(f) => f.with_mirror(|m| m.lease(owner, now_ms, until)),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_lease(owner, now_ms, until).await,
             #[cfg(test)]
             Backend::Memory(m) => lock_mirror(m).lease(owner, now_ms, until),
@@ -408,6 +421,7 @@ impl Store {
     pub async fn mirror_drop(&self) -> Result<(), StateError> {
         match &*self.backend {
             Backend::Files(f) => f.drop_mirror(),
+            #[cfg(feature = "postgres")]
             Backend::Postgres(db) => db.mirror_drop().await,
             #[cfg(test)]
             Backend::Memory(m) => {

@@ -261,7 +261,8 @@ impl SqliteSpend {
 /// The contract every store keeps for the spend ledger, run on an empty one: budgets checked and
 /// the amount reserved with the claim, a claim taken reserves nothing, released amounts no
 /// longer count, and twenty concurrent claims near a limit reserve exactly as many as fit.
-#[doc(hidden)]
+/// For the tests only (cargo feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 pub async fn check_spend_contract(store: &super::Store) {
     use super::ledger::{Claim, Use, UseState};
     let now = store.time().await.unwrap().now.timestamp_millis();

@@ -74,15 +74,15 @@ const INVALID_REQUEST: i32 = -32600;
 /// An error answer of our own: the id exactly as the client wrote it (any JSON number or string),
 /// or none when it could not be read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refusal {
+pub struct ErrorResponse {
     id: Option<Value>,
     code: i32,
     message: String,
 }
 
-impl Refusal {
+impl ErrorResponse {
     fn new(id: Option<Value>, code: i32, message: impl Into<String>) -> Self {
-        Refusal {
+        ErrorResponse {
             id,
             code,
             message: message.into(),
@@ -100,7 +100,7 @@ impl Refusal {
     }
 }
 
-impl Serialize for Refusal {
+impl Serialize for ErrorResponse {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Error<'a> {
@@ -108,14 +108,14 @@ impl Serialize for Refusal {
             message: &'a str,
         }
         #[derive(Serialize)]
-        struct Answer<'a> {
+        struct Message<'a> {
             jsonrpc: &'static str,
             // Left out when unknown, as MCP 2025-11-25 and rmcp do (a null id is not a RequestId).
             #[serde(skip_serializing_if = "Option::is_none")]
             id: Option<&'a Value>,
             error: Error<'a>,
         }
-        Answer {
+        Message {
             jsonrpc: "2.0",
             id: self.id.as_ref(),
             error: Error {
@@ -129,26 +129,26 @@ impl Serialize for Refusal {
 
 /// What to do with one line.
 #[derive(Debug)]
-pub enum Verdict {
+pub enum Checked {
     /// A message for rmcp.
     Pass(Box<RxJsonRpcMessage<RoleServer>>),
     /// Answer these errors (one per request of a batch) and go on.
-    Refuse(Vec<Refusal>),
+    Refuse(Vec<ErrorResponse>),
     /// Nothing to answer: a blank line, or a broken notification or answer.
     Ignore(&'static str),
 }
 
 /// Checks one line (without its newline).
-pub fn check(line: &[u8]) -> Verdict {
+pub fn check(line: &[u8]) -> Checked {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // RFC 8259 lets a parser ignore a byte order mark.
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
-        return Verdict::Ignore("a blank line");
+        return Checked::Ignore("a blank line");
     }
     let parsed = match serde_json::from_slice::<Parsed>(line) {
         Ok(parsed) => parsed,
-        Err(_) if recover(line).is_answer => return Verdict::Ignore("a broken answer"),
+        Err(_) if recover(line).is_answer => return Checked::Ignore("a broken answer"),
         Err(e) if is_duplicate_key(&e) => {
             return refuse(recover_id(line), INVALID_REQUEST, duplicate_key_message(&e));
         }
@@ -174,8 +174,8 @@ pub fn check(line: &[u8]) -> Verdict {
     }
 }
 
-fn refuse(id: Option<Value>, code: i32, message: impl Into<String>) -> Verdict {
-    Verdict::Refuse(vec![Refusal::new(id, code, message)])
+fn refuse(id: Option<Value>, code: i32, message: impl Into<String>) -> Checked {
+    Checked::Refuse(vec![ErrorResponse::new(id, code, message)])
 }
 
 /// An id a client can match an answer to: a string or a number, as written.
@@ -183,7 +183,7 @@ fn readable(id: &Value) -> Option<Value> {
     (id.is_string() || id.is_number()).then(|| id.clone())
 }
 
-fn check_message(mut message: Map<String, Value>) -> Verdict {
+fn check_message(mut message: Map<String, Value>) -> Checked {
     let is_answer = !message.contains_key("method")
         && (message.contains_key("result") || message.contains_key("error"));
     let id = message.get("id").and_then(readable);
@@ -194,14 +194,14 @@ fn check_message(mut message: Map<String, Value>) -> Verdict {
     };
     if let Some(problem) = problem {
         return match (message.contains_key("id"), message.contains_key("method")) {
-            (false, true) => Verdict::Ignore("an invalid notification"),
+            (false, true) => Checked::Ignore("an invalid notification"),
             _ => refuse(id, INVALID_REQUEST, format!("Invalid request: {problem}")),
         };
     }
     match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(Value::Object(message)) {
-        Ok(message) => Verdict::Pass(Box::new(message)),
-        Err(_) if is_answer => Verdict::Ignore("an answer rmcp cannot read"),
-        Err(_) if id.is_none() => Verdict::Ignore("a notification rmcp cannot read"),
+        Ok(message) => Checked::Pass(Box::new(message)),
+        Err(_) if is_answer => Checked::Ignore("an answer rmcp cannot read"),
+        Err(_) if id.is_none() => Checked::Ignore("a notification rmcp cannot read"),
         // Rare: rmcp reads a request it cannot type as a custom one, answered by the server.
         Err(e) => refuse(
             id,
@@ -247,12 +247,16 @@ fn envelope_problem(message: &mut Map<String, Value>) -> Option<&'static str> {
 /// a stdio line gets for it, for the HTTP transports, so that one rule holds for every transport.
 /// It carries the request's id when that can be read (never an answer's: its id is ours). `None`
 /// for any other body, valid or not, which the transport answers as it does anyway.
-pub fn duplicate_key(body: &[u8]) -> Option<Refusal> {
+pub fn duplicate_key(body: &[u8]) -> Option<ErrorResponse> {
     match serde_json::from_slice::<Parsed>(body) {
         Err(e) if is_duplicate_key(&e) => {
             let found = recover(body);
             let id = found.id.filter(|_| !found.is_answer);
-            Some(Refusal::new(id, INVALID_REQUEST, duplicate_key_message(&e)))
+            Some(ErrorResponse::new(
+                id,
+                INVALID_REQUEST,
+                duplicate_key_message(&e),
+            ))
         }
         _ => None,
     }
@@ -280,15 +284,15 @@ fn duplicate_key_message(e: &serde_json::Error) -> String {
 /// request in one gets its own refusal, so that no client waits for an answer; past
 /// [`BATCH_IDS`] requests, the rest share one refusal without an id that says how many they
 /// were, so that one line cannot queue more answers than that.
-fn refuse_batch(batch: Batch) -> Verdict {
+fn refuse_batch(batch: Batch) -> Checked {
     const WHY: &str = "Invalid request: JSON-RPC batches are not supported (MCP has none since 2025-06-18); send each request on its own line.";
-    let mut refusals: Vec<Refusal> = batch
+    let mut refusals: Vec<ErrorResponse> = batch
         .ids
         .into_iter()
-        .map(|id| Refusal::new(Some(id), INVALID_REQUEST, WHY))
+        .map(|id| ErrorResponse::new(Some(id), INVALID_REQUEST, WHY))
         .collect();
     if batch.more > 0 {
-        refusals.push(Refusal::new(
+        refusals.push(ErrorResponse::new(
             None,
             INVALID_REQUEST,
             format!(
@@ -301,7 +305,7 @@ fn refuse_batch(batch: Batch) -> Verdict {
     if refusals.is_empty() {
         return refuse(None, INVALID_REQUEST, WHY);
     }
-    Verdict::Refuse(refusals)
+    Checked::Refuse(refusals)
 }
 
 /// A parser's complaint, short (serde_json's syntax errors name a position, never the input).
@@ -630,10 +634,10 @@ impl Encoder<TxJsonRpcMessage<RoleServer>> for Lines {
     }
 }
 
-impl Encoder<Refusal> for Lines {
+impl Encoder<ErrorResponse> for Lines {
     type Error = io::Error;
 
-    fn encode(&mut self, item: Refusal, buf: &mut BytesMut) -> io::Result<()> {
+    fn encode(&mut self, item: ErrorResponse, buf: &mut BytesMut) -> io::Result<()> {
         Lines::line(&item, buf)
     }
 }
@@ -659,7 +663,7 @@ pub struct LineTransport<R, W> {
     skipping: bool,
     write: Writer<W>,
     /// Refusals not yet handed to the writer (kept across a dropped `receive`).
-    owed: VecDeque<Refusal>,
+    owed: VecDeque<ErrorResponse>,
     /// Refusals handed to the writer but perhaps not yet flushed.
     unflushed: bool,
     /// Answers without an id since the last valid message.
@@ -732,7 +736,7 @@ where
     }
 
     /// Queues refusals, after the cap on answers without an id.
-    fn owe(&mut self, refusals: Vec<Refusal>) {
+    fn owe(&mut self, refusals: Vec<ErrorResponse>) {
         for refusal in refusals {
             tracing::debug!(code = refusal.code, "refusing a malformed stdio line");
             if refusal.id.is_none() {
@@ -763,7 +767,7 @@ where
             self.owed.pop_front();
             self.unflushed = true;
         }
-        SinkExt::<Refusal>::flush(framed).await?;
+        SinkExt::<ErrorResponse>::flush(framed).await?;
         self.unflushed = false;
         Ok(())
     }
@@ -825,12 +829,12 @@ where
             };
             self.next_line();
             match verdict {
-                Verdict::Pass(message) => {
+                Checked::Pass(message) => {
                     self.idless_in_a_row = 0;
                     return Some(*message);
                 }
-                Verdict::Refuse(refusals) => self.owe(refusals),
-                Verdict::Ignore(what) => tracing::debug!("ignoring {what} on stdin"),
+                Checked::Refuse(refusals) => self.owe(refusals),
+                Checked::Ignore(what) => tracing::debug!("ignoring {what} on stdin"),
             }
         }
     }
@@ -861,7 +865,7 @@ mod tests {
 
     fn refusals(line: &str) -> Vec<(Option<Value>, i32)> {
         match check(line.as_bytes()) {
-            Verdict::Refuse(r) => r.into_iter().map(|r| (r.id, r.code)).collect(),
+            Checked::Refuse(r) => r.into_iter().map(|r| (r.id, r.code)).collect(),
             other => panic!("{line}: expected a refusal, got {other:?}"),
         }
     }
@@ -879,7 +883,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":{"a":1}}}"#,
             r#"{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{}}"#,
         ] {
-            assert!(matches!(check(line.as_bytes()), Verdict::Pass(_)), "{line}");
+            assert!(matches!(check(line.as_bytes()), Checked::Pass(_)), "{line}");
         }
     }
 
@@ -935,7 +939,7 @@ mod tests {
         let mut invalid_utf8 =
             br#"{"jsonrpc":"2.0","id":"x","method":"ping","params":{"a":""#.to_vec();
         invalid_utf8.extend_from_slice(b"\xff\xfe\"}}");
-        let Verdict::Refuse(r) = check(&invalid_utf8) else {
+        let Checked::Refuse(r) = check(&invalid_utf8) else {
             panic!("invalid UTF-8 passed")
         };
         assert_eq!((r[0].id.clone(), r[0].code), (x, PARSE_ERROR));
@@ -966,7 +970,7 @@ mod tests {
             line.push_str(r#"{"jsonrpc":"2.0","method":"notifications/initialized"},"#);
         }
         line.push_str(r#""junk"]"#);
-        let Verdict::Refuse(answers) = check(line.as_bytes()) else {
+        let Checked::Refuse(answers) = check(line.as_bytes()) else {
             panic!("a batch passed")
         };
         assert_eq!(answers.len(), BATCH_IDS + 1);
@@ -1039,7 +1043,7 @@ mod tests {
             refusal.message
         );
         // The same line on stdio gets the same answer.
-        let Verdict::Refuse(on_stdio) = check(body.as_bytes()) else {
+        let Checked::Refuse(on_stdio) = check(body.as_bytes()) else {
             panic!("passed on stdio")
         };
         assert_eq!(on_stdio, [refusal]);
@@ -1088,7 +1092,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#,
         ] {
             assert!(
-                matches!(check(line.as_bytes()), Verdict::Ignore(_)),
+                matches!(check(line.as_bytes()), Checked::Ignore(_)),
                 "{line:?}"
             );
         }

@@ -29,7 +29,9 @@ use subtle::ConstantTimeEq;
 
 use super::refusals::{Reason, Refusals};
 use crate::config::normalize_origin;
-use crate::oauth::{Caller, Needed, ResourceServer, TokenError};
+use crate::oauth::Caller;
+#[cfg(feature = "oauth")]
+use crate::oauth::{Needed, ResourceServer, TokenError};
 
 /// Checks `Host`, `Origin` and `Authorization` of each request.
 #[derive(Clone)]
@@ -37,9 +39,11 @@ pub struct Guard {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     token_digest: Option<[u8; 32]>,
     /// OAuth instead of the static token.
+    #[cfg(feature = "oauth")]
     oauth: Option<Arc<ResourceServer>>,
     /// `(host, port)`; a `None` port matches any port. Empty: any host.
     allowed_hosts: Vec<(String, Option<u16>)>,
@@ -51,7 +55,6 @@ struct Inner {
 impl Guard {
     pub fn new(
         token: Option<&SecretString>,
-        oauth: Option<Arc<ResourceServer>>,
         allowed_hosts: &[String],
         allowed_origins: &[String],
         refusals: Refusals,
@@ -63,7 +66,8 @@ impl Guard {
         Guard {
             inner: Arc::new(Inner {
                 token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
-                oauth,
+                #[cfg(feature = "oauth")]
+                oauth: None,
                 allowed_hosts,
                 allowed_origins: allowed_origins.to_vec(),
                 refusals,
@@ -71,9 +75,23 @@ impl Guard {
         }
     }
 
+    /// The guard with OAuth instead of the static token, when `oauth` is given.
+    #[cfg(feature = "oauth")]
+    pub fn with_oauth(self, oauth: Option<Arc<ResourceServer>>) -> Guard {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.oauth = oauth;
+        Guard {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// Whether a bearer token is required.
     pub fn requires_token(&self) -> bool {
-        self.inner.token_digest.is_some() || self.inner.oauth.is_some()
+        #[cfg(feature = "oauth")]
+        if self.inner.oauth.is_some() {
+            return true;
+        }
+        self.inner.token_digest.is_some()
     }
 
     /// `Err` with the response to send when the request must not go further: the host it is
@@ -141,8 +159,15 @@ impl Guard {
         ))
     }
 
+    /// Without OAuth (a build without the cargo feature `oauth`) no request has a caller.
+    #[cfg(not(feature = "oauth"))]
+    pub async fn authenticate(&self, _headers: &HeaderMap) -> Result<Option<Caller>, Response> {
+        Ok(None)
+    }
+
     /// With OAuth, verifies the request's access token: `Ok(Some(caller))` for a valid one,
     /// `Err` with the 401 to send otherwise. Without OAuth, `Ok(None)`.
+    #[cfg(feature = "oauth")]
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, Response> {
         let Some(oauth) = &self.inner.oauth else {
             return Ok(None);
@@ -162,7 +187,7 @@ impl Guard {
                 let why = error.to_string();
                 self.inner
                     .refusals
-                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                    .explain(Reason::InvalidToken, why.clone());
                 Err((
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "1")],
@@ -172,9 +197,17 @@ impl Guard {
             }
             Err(error) => {
                 let why = error.to_string();
-                self.inner
-                    .refusals
-                    .note(Reason::InvalidToken, Some(why.as_bytes()));
+                // The client is told the reason; the log also what was expected and named.
+                match error.mismatch() {
+                    Some(mismatch) => self
+                        .inner
+                        .refusals
+                        .explain(Reason::ForeignToken, format!("{why}; {mismatch}")),
+                    None => self
+                        .inner
+                        .refusals
+                        .explain(Reason::InvalidToken, why.clone()),
+                }
                 Err(oauth_unauthorized(
                     oauth,
                     Some(&error),
@@ -188,6 +221,7 @@ impl Guard {
 
     /// With OAuth, the 403 for a caller whose token lacks what a request needs, with the
     /// `WWW-Authenticate` challenge a client steps up with.
+    #[cfg(feature = "oauth")]
     pub fn insufficient_scope(&self, needed: Needed) -> Response {
         let scope = needed.scope().unwrap_or_default();
         self.inner
@@ -328,6 +362,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A 401 with the OAuth challenge (RFC 9728 §5.1, RFC 6750 §3).
+#[cfg(feature = "oauth")]
 fn oauth_unauthorized(
     oauth: &ResourceServer,
     error: Option<&TokenError>,
@@ -417,7 +452,7 @@ mod tests {
         let token = token.map(|t| SecretString::from(t.to_owned()));
         let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
         let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
-        Guard::new(token.as_ref(), None, &hosts, &origins, Refusals::default())
+        Guard::new(token.as_ref(), &hosts, &origins, Refusals::default())
     }
 
     fn mcp() -> Uri {
@@ -527,7 +562,7 @@ mod tests {
             Some(StatusCode::BAD_REQUEST)
         );
         // Also when any host is allowed: the rule is HTTP's, not the allow list's.
-        let any = Guard::new(None, None, &[], &[], Refusals::default());
+        let any = Guard::new(None, &[], &[], Refusals::default());
         assert_eq!(
             status(any.check_authority(&mcp(), &h)),
             Some(StatusCode::BAD_REQUEST)

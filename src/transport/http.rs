@@ -3,9 +3,9 @@
 //! | path | what |
 //! | --- | --- |
 //! | `/mcp` | Streamable HTTP (rmcp's `StreamableHttpService`, one session per `initialize`) |
-//! | `GET /sse`, `POST /message` | legacy HTTP+SSE ([`super::sse`]) |
+//! | `GET /sse`, `POST /message` | legacy HTTP+SSE (`super::sse`, cargo feature `legacy-sse`; without it `404` saying so) |
 //! | `GET /health` | `{"status":"ok"}`, no token, nothing about the account |
-//! | `GET /.well-known/oauth-protected-resource[/mcp]` | with OAuth: the protected resource metadata (RFC 9728), no token |
+//! | `GET /.well-known/oauth-protected-resource[/mcp]` | with OAuth (cargo feature `oauth`): the protected resource metadata (RFC 9728), no token |
 //!
 //! Connections are accepted by [`listener`](super::listener) (a cap, header and keep-alive
 //! timeouts). Every request, whatever its path, names one host ([`guard::one_authority`]: one
@@ -31,7 +31,9 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+#[cfg(feature = "legacy-sse")]
+use axum::routing::post;
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -45,10 +47,13 @@ use super::listener;
 use super::random_id;
 use super::refusals::{Reason, Refusals};
 use super::sessions::{self, CappedSessions, NEW_SESSION_SLOT, SESSION_OWNER, SessionSlots};
+#[cfg(feature = "legacy-sse")]
 use super::sse::{self, SseSessions};
 use crate::config::HttpSettings;
 use crate::mcp::{InFlight, OrderServer};
-use crate::oauth::{Caller, Needed, ResourceServer};
+use crate::oauth::Caller;
+#[cfg(feature = "oauth")]
+use crate::oauth::{Needed, ResourceServer};
 
 /// Largest request body accepted (JSON-RPC messages of this server are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -62,31 +67,38 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub struct HttpServer {
     listener: TcpListener,
     settings: HttpSettings,
+    #[cfg(feature = "oauth")]
     oauth: Option<Arc<ResourceServer>>,
 }
 
-/// Binds the listener, so the caller can report the real address (port 0 picks one). With
-/// `oauth` (discovered from `settings.oauth`), access tokens of that authorization server are
-/// required instead of the static token.
-pub async fn bind(
-    settings: HttpSettings,
-    oauth: Option<Arc<ResourceServer>>,
-) -> Result<HttpServer, String> {
-    // Settings that ask for OAuth never serve without it.
-    if settings.oauth.is_some() != oauth.is_some() {
-        return Err("the OAuth settings and the authorization server found do not match".into());
-    }
+/// Binds the listener, so the caller can report the real address (port 0 picks one).
+pub async fn bind(settings: HttpSettings) -> Result<HttpServer, String> {
     let listener = TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("could not listen on {}: {e}", settings.addr))?;
     Ok(HttpServer {
         listener,
         settings,
-        oauth,
+        #[cfg(feature = "oauth")]
+        oauth: None,
     })
 }
 
 impl HttpServer {
+    /// With `oauth` (discovered from `settings.oauth`), access tokens of that authorization
+    /// server are required instead of the static token.
+    #[cfg(feature = "oauth")]
+    pub fn with_oauth(mut self, oauth: Option<Arc<ResourceServer>>) -> Result<Self, String> {
+        // Settings that ask for OAuth never serve without it.
+        if self.settings.oauth.is_some() != oauth.is_some() {
+            return Err(
+                "the OAuth settings and the authorization server found do not match".into(),
+            );
+        }
+        self.oauth = oauth;
+        Ok(self)
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr, String> {
         self.listener
@@ -96,7 +108,11 @@ impl HttpServer {
 
     /// Whether clients must send a bearer token.
     pub fn requires_token(&self) -> bool {
-        self.settings.token.is_some() || self.oauth.is_some()
+        #[cfg(feature = "oauth")]
+        if self.oauth.is_some() {
+            return true;
+        }
+        self.settings.token.is_some()
     }
 
     /// Serves until `shutdown` resolves (to the name of what asked for it), then shuts down
@@ -107,14 +123,22 @@ impl HttpServer {
         shutdown: impl Future<Output = &'static str>,
     ) -> Result<(), String> {
         let settings = self.settings;
-        let oauth = self.oauth;
         let calls = InFlight::default();
         let stop_accepting = CancellationToken::new();
         let close_sessions = CancellationToken::new();
         let refusals = Refusals::default();
+        #[cfg(feature = "oauth")]
         let app = router(
             &settings,
-            oauth,
+            self.oauth,
+            server,
+            calls.clone(),
+            close_sessions.clone(),
+            refusals.clone(),
+        );
+        #[cfg(not(feature = "oauth"))]
+        let app = router(
+            &settings,
             server,
             calls.clone(),
             close_sessions.clone(),
@@ -176,7 +200,7 @@ impl HttpServer {
 /// The whole application: MCP endpoints behind the guard, health outside it.
 fn router(
     settings: &HttpSettings,
-    oauth: Option<Arc<ResourceServer>>,
+    #[cfg(feature = "oauth")] oauth: Option<Arc<ResourceServer>>,
     server: OrderServer,
     calls: InFlight,
     close_sessions: CancellationToken,
@@ -184,11 +208,12 @@ fn router(
 ) -> Router {
     let guard = Guard::new(
         settings.token.as_ref(),
-        oauth.clone(),
         &settings.allowed_hosts,
         &settings.allowed_origins,
         refusals.clone(),
     );
+    #[cfg(feature = "oauth")]
+    let guard = guard.with_oauth(oauth.clone());
     // rmcp checks Host on its own as well; give it the same list (empty means any).
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(close_sessions.child_token())
@@ -214,7 +239,19 @@ fn router(
         Arc::clone(&streamable_sessions),
         config,
     );
-    let server_tools = server.callable_tools();
+    #[cfg(feature = "oauth")]
+    let gate = ScopeGate {
+        guard: guard.clone(),
+        write_tools: Arc::new(
+            server
+                .callable_tools()
+                .iter()
+                .filter(|t| crate::mcp::needed(t) == Needed::Write)
+                .map(|t| t.name.to_string())
+                .collect(),
+        ),
+    };
+    #[cfg(feature = "legacy-sse")]
     let sse = SseSessions::new(
         server,
         close_sessions.child_token(),
@@ -230,28 +267,29 @@ fn router(
         refusals: refusals.clone(),
     };
     let authority_guard = guard.clone();
-    let gate = ScopeGate {
-        guard: guard.clone(),
-        write_tools: Arc::new(
-            server_tools
-                .iter()
-                .filter(|t| crate::mcp::needed(t) == Needed::Write)
-                .map(|t| t.name.to_string())
-                .collect(),
-        ),
-    };
 
     let app = Router::new()
         .route_service("/mcp", streamable)
-        .route_layer(middleware::from_fn_with_state(mcp, count_calls))
-        .route("/sse", get(sse::open))
-        .route("/message", post(sse::message))
-        .with_state(sse)
-        .layer(middleware::from_fn_with_state(gate, scope_gate))
+        .route_layer(middleware::from_fn_with_state(mcp, count_calls));
+    #[cfg(feature = "legacy-sse")]
+    let app = app.merge(
+        Router::new()
+            .route("/sse", get(sse::open))
+            .route("/message", post(sse::message))
+            .with_state(sse),
+    );
+    #[cfg(not(feature = "legacy-sse"))]
+    let app = app
+        .route("/sse", axum::routing::any(without_legacy_sse))
+        .route("/message", axum::routing::any(without_legacy_sse));
+    #[cfg(feature = "oauth")]
+    let app = app.layer(middleware::from_fn_with_state(gate, scope_gate));
+    let app = app
         .layer(middleware::from_fn_with_state(refusals, read_body))
         .layer(middleware::from_fn_with_state(guard, guard::middleware))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    #[cfg(feature = "oauth")]
     let app = match oauth {
         None => app,
         Some(oauth) => {
@@ -274,6 +312,16 @@ fn router(
     ))
 }
 
+/// `/sse` and `/message` in a build without the legacy HTTP+SSE transport: said, not a bare 404.
+#[cfg(not(feature = "legacy-sse"))]
+async fn without_legacy_sse() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "Not Found: this 1nce-mcp was built without the legacy HTTP+SSE transport (cargo feature `legacy-sse`); use Streamable HTTP at /mcp",
+    )
+        .into_response()
+}
+
 /// `GET /health`: the process serves. Says nothing about 1NCE or the account.
 async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
@@ -281,6 +329,7 @@ async fn health() -> Response {
 
 /// `GET /.well-known/oauth-protected-resource`: public, cacheable, readable by any web page
 /// (browser-based clients discover the authorization server from it).
+#[cfg(feature = "oauth")]
 async fn resource_metadata(document: Arc<serde_json::Value>) -> Response {
     (
         [
@@ -294,6 +343,7 @@ async fn resource_metadata(document: Arc<serde_json::Value>) -> Response {
 
 /// What [`scope_gate`] needs: the guard (for its 403), and the tools that need
 /// `orders:write`.
+#[cfg(feature = "oauth")]
 #[derive(Clone)]
 struct ScopeGate {
     guard: Guard,
@@ -304,6 +354,7 @@ struct ScopeGate {
 /// access token: 403 with `WWW-Authenticate: Bearer error="insufficient_scope", scope=…`, so
 /// the client can ask the person for more (step-up). Without a caller (no OAuth) it passes
 /// everything. `tools/list` passes and is filtered by the MCP layer.
+#[cfg(feature = "oauth")]
 async fn scope_gate(State(gate): State<ScopeGate>, request: Request, next: Next) -> Response {
     let Some(scopes) = request.extensions().get::<Caller>().map(|c| c.scopes) else {
         return next.run(request).await;
@@ -324,6 +375,7 @@ async fn scope_gate(State(gate): State<ScopeGate>, request: Request, next: Next)
 }
 
 /// The scope a JSON-RPC message (or the most a batch) needs; see [`crate::oauth::Needed`].
+#[cfg(feature = "oauth")]
 fn needed_by(body: &[u8], write_tools: &std::collections::HashSet<String>) -> Needed {
     #[derive(serde::Deserialize)]
     struct Message {
@@ -440,7 +492,7 @@ async fn read_body(State(refusals): State<Refusals>, request: Request, next: Nex
 
 /// `400 Bad Request` with the JSON-RPC error in the body, as the Streamable HTTP transport
 /// answers a message the server cannot accept (and rmcp answers an invalid request).
-fn invalid_message(refusal: &framing::Refusal) -> Response {
+fn invalid_message(refusal: &framing::ErrorResponse) -> Response {
     match serde_json::to_vec(refusal) {
         Ok(body) => (
             StatusCode::BAD_REQUEST,

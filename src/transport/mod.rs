@@ -5,9 +5,9 @@
 //! - [`framing`]: MCP's one-message-per-line framing over them, every line checked first, so
 //!   that a malformed request is answered with its id instead of dropped.
 //! - [`http`]: one axum listener with Streamable HTTP at `/mcp`, legacy HTTP+SSE at `/sse` and
-//!   `/message`, and `/health`; graceful shutdown.
-//! - [`sse`]: the 2024-11-05 HTTP+SSE transport built on rmcp's generic `(Sink, Stream)`
-//!   transport, one pair per session.
+//!   `/message` (cargo feature `legacy-sse`), and `/health`; graceful shutdown.
+//! - `sse` (cargo feature `legacy-sse`, on by default): the 2024-11-05 HTTP+SSE transport built
+//!   on rmcp's generic `(Sink, Stream)` transport, one pair per session.
 //! - [`listener`]: the accept loop: `--max-connections`, header and keep-alive timeouts.
 //! - [`guard`]: what every MCP request passes first: `Host` and `Origin` checks against DNS
 //!   rebinding, and the bearer token, compared in constant time; and, for every request, one
@@ -32,12 +32,13 @@ pub mod http;
 pub mod listener;
 pub mod refusals;
 pub mod sessions;
+#[cfg(feature = "legacy-sse")]
 pub mod sse;
 pub mod stdio;
 
 /// 128 random bits in hex: session ids and confirmation scopes nobody can guess.
 pub(crate) fn random_id() -> String {
-    use rand::RngCore;
+    use rand::Rng;
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     crate::hex(&bytes)
@@ -90,12 +91,14 @@ pub async fn serve_http(
     settings: crate::config::HttpSettings,
     against: &str,
 ) -> Result<(), String> {
+    #[cfg(feature = "oauth")]
     let oauth = match &settings.oauth {
         None => None,
         Some(o) => {
             let resource = crate::oauth::ResourceServer::discover(
                 &o.issuer,
                 &o.public_url,
+                &o.audiences,
                 o.introspection.clone(),
             )
             .await
@@ -106,23 +109,36 @@ pub async fn serve_http(
             Some(std::sync::Arc::new(resource))
         }
     };
+    #[cfg(feature = "oauth")]
     let oauth_line = oauth.as_ref().map(|o| {
         format!(
             "OAuth access tokens of {} for {} required; metadata at {}",
             o.issuer(),
-            o.resource(),
+            o.audiences(),
             o.metadata_url()
         )
     });
-    let http = http::bind(settings, oauth).await?;
+    if let Some(warning) = settings.cleartext_token_warning() {
+        tracing::warn!("{warning}");
+    }
+    #[cfg(not(feature = "oauth"))]
+    let oauth_line: Option<String> = None;
+    let http = http::bind(settings).await?;
+    #[cfg(feature = "oauth")]
+    let http = http.with_oauth(oauth)?;
     let addr = http.local_addr()?;
     let auth = match (&oauth_line, http.requires_token()) {
         (Some(line), _) => line.as_str(),
         (None, true) => "bearer token required",
         (None, false) => "no token (loopback only)",
     };
+    let sse = if cfg!(feature = "legacy-sse") {
+        "legacy SSE at /sse, "
+    } else {
+        ""
+    };
     eprintln!(
-        "1nce-mcp {} ready on http://{addr} (Streamable HTTP at /mcp, legacy SSE at /sse, health at /health; {auth}) against {against}",
+        "1nce-mcp {} ready on http://{addr} (Streamable HTTP at /mcp, {sse}health at /health; {auth}) against {against}",
         env!("CARGO_PKG_VERSION")
     );
     http.serve(server, shutdown_signal()).await

@@ -33,6 +33,10 @@ pub enum Reason {
     WrongToken,
     /// An OAuth access token refused (the reason is logged, never the token).
     InvalidToken,
+    /// An OAuth access token of another issuer or audience, or signed by a key the issuer does
+    /// not publish: logged apart from [`Reason::InvalidToken`] (expired tokens are common), with
+    /// what was expected and what the token named, as a misconfiguration shows itself.
+    ForeignToken,
     /// A valid OAuth access token without the scope the request needs.
     InsufficientScope,
     /// A session used with another person's access token.
@@ -59,6 +63,9 @@ impl Reason {
             Reason::MissingToken => "refused a request without a bearer token",
             Reason::WrongToken => "refused a request with a wrong bearer token",
             Reason::InvalidToken => "refused a request with an invalid OAuth access token",
+            Reason::ForeignToken => {
+                "refused an OAuth access token of another issuer or audience, or signed by a key the issuer does not publish"
+            }
             Reason::InsufficientScope => {
                 "refused a request beyond its access token's scopes (403 insufficient_scope)"
             }
@@ -98,6 +105,16 @@ struct Tally {
 impl Refusals {
     /// Notes one refusal, with what the client sent (if anything worth showing).
     pub fn note(&self, reason: Reason, value: Option<&[u8]>) {
+        self.record(reason, value.map(sample));
+    }
+
+    /// Notes one refusal with the server's own account of it, logged whole: text this server
+    /// wrote, which quotes what the client sent only escaped and cut short.
+    pub fn explain(&self, reason: Reason, why: String) {
+        self.record(reason, Some(why));
+    }
+
+    fn record(&self, reason: Reason, value: Option<String>) {
         let now = Instant::now();
         let mut tallies = self.tallies.lock().expect("refusals lock");
         let tally = tallies.entry(reason).or_default();
@@ -107,12 +124,12 @@ impl Refusals {
         if due {
             tally.logged_at = Some(now);
             match value {
-                Some(value) => tracing::warn!(value = %sample(value), "{}", reason.says()),
+                Some(value) => tracing::warn!(value = %value, "{}", reason.says()),
                 None => tracing::warn!("{}", reason.says()),
             }
         } else {
             tally.counted += 1;
-            tally.last = value.map(sample);
+            tally.last = value;
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rand::RngCore;
+use rand::Rng;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,6 +50,8 @@ pub struct Options {
     alg: Algorithm,
     /// Opaque access tokens, introspected by this client id and secret.
     opaque: Option<(String, String)>,
+    /// The `aud` of the tokens, when not the resource.
+    audience: Option<String>,
 }
 
 impl Options {
@@ -61,7 +63,15 @@ impl Options {
             ttl: 600,
             alg: Algorithm::RS256,
             opaque: None,
+            audience: None,
         }
+    }
+
+    /// Tokens for the resource carry `audience` as their `aud` instead of the resource URL, as
+    /// Entra ID writes the API's application (client) id and Keycloak, by default, `account`.
+    pub fn audience(mut self, audience: &str) -> Options {
+        self.audience = Some(audience.to_owned());
+        self
     }
 
     /// The issuer gets this path, as Keycloak's realms do (`/realms/test`).
@@ -72,6 +82,7 @@ impl Options {
 
     /// Opaque access tokens instead of JWTs, which the confidential client `client_id` with
     /// `secret` may introspect (RFC 7662); revocation is on too.
+    #[cfg(feature = "oauth")]
     pub fn opaque(mut self, client_id: &str, secret: &str) -> Options {
         self.opaque = Some((client_id.to_owned(), secret.to_owned()));
         self
@@ -165,6 +176,9 @@ impl Launch {
             command.arg(script());
             if let Some((id, secret)) = &self.options.opaque {
                 command.args(["--opaque", "--introspector", &format!("{id}:{secret}")]);
+            }
+            if let Some(audience) = &self.options.audience {
+                command.args(["--audience", audience]);
             }
             let mut child = command
                 .arg("--provider")
@@ -261,9 +275,15 @@ impl Oidc {
         format!("http://127.0.0.1:{}{}", self.port, self.launch.options.path)
     }
 
-    /// The one resource tokens are issued for (their `aud`).
+    /// The one resource tokens are issued for (their `aud`, unless [`Options::audience`]).
     pub fn resource(&self) -> &str {
         &self.launch.options.resource
+    }
+
+    /// The `aud` the provider writes into its tokens.
+    pub fn audience(&self) -> &str {
+        let options = &self.launch.options;
+        options.audience.as_deref().unwrap_or(&options.resource)
     }
 
     /// The access token lifetime in seconds (`exp - iat`).
@@ -291,6 +311,7 @@ impl Oidc {
 
     /// How many requests for a path ending in `suffix` (e.g. `/token/introspection`) the
     /// provider has seen since it last started; exact, as [`Oidc::jwks_fetches`] is.
+    #[cfg(feature = "oauth")]
     pub async fn requests_to(&self, suffix: &str) -> usize {
         let log = self.log_so_far().await;
         log.lines()
@@ -342,7 +363,7 @@ impl Oidc {
             .as_secs();
         json!({
             "iss": self.issuer(),
-            "aud": self.launch.options.resource,
+            "aud": self.audience(),
             "sub": subject,
             "scope": scope,
             "iat": now,

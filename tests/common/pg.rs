@@ -162,6 +162,7 @@ impl Postgres {
     }
 
     /// Stops the cluster at once, dropping every connection (as a crashed database would).
+    #[cfg(feature = "postgres")]
     pub fn stop(&self) {
         let args = self.stop_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

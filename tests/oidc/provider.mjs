@@ -7,6 +7,7 @@
 //
 //   node provider.mjs --provider DIR --port PORT --resource URL --jwks FILE \
 //        [--path /realms/test] [--ttl SECONDS] [--clients FILE] [--opaque --introspector ID:SECRET]
+//        [--audience AUD]
 //   node provider.mjs genkey --kid KID [--alg RS256|ES256] --out-jwk FILE --out-pem FILE
 //
 // --provider is the installed oidc-provider package (or ONCE_OIDC_PROVIDER): an ES module import
@@ -86,6 +87,9 @@ async function serve(args) {
       // resource server) introspects; the revocation endpoint is on too.
       opaque: { type: 'boolean', default: false },
       introspector: { type: 'string' },
+      // The `aud` of the resource's tokens instead of the resource URL: Entra ID writes the
+      // API's application (client) id there, Keycloak by default `account`.
+      audience: { type: 'string' },
     },
   });
   if (values.opaque && !values.introspector) fail('--opaque needs --introspector ID:SECRET');
@@ -158,6 +162,7 @@ async function serve(args) {
             scope: SCOPES,
             accessTokenTTL: ttl,
             accessTokenFormat: values.opaque ? 'opaque' : 'jwt',
+            ...(values.audience ? { audience: values.audience } : {}),
             jwt: { sign: signing },
           };
         },

@@ -204,7 +204,7 @@ impl Postgres {
     /// The signing key for confirmation tokens: created once by whichever replica comes first,
     /// read by all the others. The key never leaves this function but as the return value.
     pub(super) async fn signing_key(&self) -> Result<[u8; 32], StateError> {
-        use rand::RngCore;
+        use rand::Rng;
         let mut fresh = [0u8; 32];
         rand::rng().fill_bytes(&mut fresh);
         let fail = |e: String| {

@@ -1,6 +1,7 @@
-//! Load over stdio, with a count modest enough for CI: a thousand sequential tool calls through
-//! one session, every one successful, all sharing a single access token. The full count, with
-//! throughput and memory, is `examples/stdio_load.rs` (see the README).
+//! What many calls cost 1NCE: a thousand sequential tool calls through one stdio session, every
+//! one successful, make one request per read and none for a preview, on a single access token,
+//! with the catalogue read once. (Behaviour, not speed: throughput and memory over a long session
+//! are `cargo bench --bench mcp`'s, see BENCHMARKS.md.)
 
 use onence_mcp::sandbox::Sandbox;
 use serde_json::json;
