@@ -1,5 +1,5 @@
-//! Every exit status of the binary, in one list: `main`, `call`, `check`, `--help` and README's
-//! table all come from [`ExitStatus`] (a test keeps README in step).
+//! Every exit status of the binary, in one list: `main`, `call`, `check`, `--help` and the table
+//! of docs/operations.md all come from [`ExitStatus`] (a test keeps the manual in step).
 
 use std::io::{self, Write};
 
@@ -89,7 +89,7 @@ impl ExitStatus {
         text
     }
 
-    /// README's table (a test holds README to it).
+    /// The table of docs/operations.md (a test holds the manual to it).
     #[cfg(test)]
     pub fn markdown_table() -> String {
         let mut text = String::from("| status | meaning |\n| --- | --- |\n");
@@ -200,16 +200,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_distinct_and_readme_shows_the_table() {
+    fn codes_are_distinct_and_the_manual_shows_the_table() {
         let codes: std::collections::BTreeSet<u8> =
             ExitStatus::ALL.iter().map(|s| s.code()).collect();
         assert_eq!(codes.len(), ExitStatus::ALL.len());
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let manual =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+                .unwrap();
         let table = ExitStatus::markdown_table();
         assert!(
-            readme.contains(&table),
-            "README.md must show the exit statuses exactly as:\n{table}"
+            manual.contains(&table),
+            "docs/operations.md must show the exit statuses exactly as:\n{table}"
         );
     }
 
