@@ -23,16 +23,24 @@ pub fn run(cli: Cli) -> ExitCode {
     // Serving HTTP, logs must never hold up a request (see `stderr_log`); stdio and the
     // subcommands write directly, in order with their other messages on stderr.
     let serving_http = cli.http.is_some() && cli.command.is_none();
-    let _drain = crate::stderr_log::start(serving_http);
+    // A server's log is its operator's view: warnings by default. A command (`call`, `check`…)
+    // reports what went wrong itself, in its result; a warning before it would only say it
+    // twice (wrong credentials: a timestamped WARN line, then the message that says what to do).
+    let default_level = if cli.command.is_some() {
+        "error"
+    } else {
+        "warn"
+    };
+    let _drain = crate::stderr_log::start(serving_http, default_level);
     if let Some(Command::Tools) = cli.command {
         return match ToolSet::new(cli.tools.as_deref(), cli.read_only) {
             Ok(tools) => print_tools(&tools),
-            Err(message) => Exit::usage(message).report(),
+            Err(message) => Exit::usage(cli.name_variables(&message)).report(),
         };
     }
     let config = match Config::from_cli(&cli, |name| std::env::var(name).ok()) {
         Ok(config) => config,
-        Err(message) => return Exit::usage(message).report(),
+        Err(message) => return Exit::usage(cli.name_variables(&message)).report(),
     };
     // One stdio session is a conversation of one client: a single-threaded runtime answers it
     // without handing each message between worker threads (a futex wake per hop, measured by
@@ -70,7 +78,7 @@ async fn serve(command: Option<Command>, config: &Config) -> Result<(), Exit> {
             args_file,
         }) => {
             let arguments = crate::oneshot::read_arguments(args.as_deref(), args_file.as_deref())?;
-            crate::oneshot::run(server, &tool, arguments).await
+            crate::oneshot::run(server, &config.tools, &tool, arguments).await
         }
         Some(Command::Check) => check(&server, &store, config.http.as_ref()).await,
         Some(Command::Mirror { action }) => mirror(&server, action).await,
@@ -251,8 +259,15 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
         Upstream::Sandbox => {
+            // Its orders are kept beside the rest of the sandbox's state, so one-shot calls see
+            // each other's.
+            let orders_file = store.sandbox_orders_file().map_err(|e| match e {
+                StateError::Refused(message) => Exit::usage(message),
+                other => Exit::failure(other.to_string()),
+            })?;
             let options = crate::sandbox::SandboxOptions {
                 orders: config.sandbox_orders,
+                orders_file,
                 ..Default::default()
             };
             let started = Sandbox::start_with(options).await.map_err(|e| {
@@ -283,9 +298,10 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     // process died mid-POST.
     let confirmations = Confirmations::new(store.clone(), config.confirmation_ttl)
         .with_posting_grace(config.request_timeout + Duration::from_secs(60));
-    // Said at start-up, and again by every preview and confirmation while it lasts.
+    // Said at start-up, and again by every preview and confirmation while it lasts. An error,
+    // not a warning: nothing can be ordered (and a command, which logs only errors, says it too).
     if let Err(why) = confirmations.clock_check().await {
-        tracing::warn!("{why}");
+        tracing::error!("{why}");
     }
     let server = OrderServer::new(
         client,

@@ -1,5 +1,5 @@
-//! Every exit status of the binary, in one list: `main`, `call`, `check`, `--help` and README's
-//! table all come from [`ExitStatus`] (a test keeps README in step).
+//! Every exit status of the binary, in one list: `main`, `call`, `check`, `--help` and the table
+//! of docs/operations.md all come from [`ExitStatus`] (a test keeps the manual in step).
 
 use std::io::{self, Write};
 
@@ -72,7 +72,24 @@ impl ExitStatus {
         text
     }
 
-    /// README's table (a test holds README to it).
+    /// The statuses `call` ends with: success, the tool's error, bad usage, could not run.
+    pub const CALL: [ExitStatus; 4] = [
+        ExitStatus::Success,
+        ExitStatus::ToolError,
+        ExitStatus::Usage,
+        ExitStatus::Failure,
+    ];
+
+    /// The `EXIT STATUS` section of `call --help`.
+    pub fn call_help() -> String {
+        let mut text = String::from("EXIT STATUS:\n");
+        for status in ExitStatus::CALL {
+            text.push_str(&format!("  {}  {}\n", status.code(), status.meaning()));
+        }
+        text
+    }
+
+    /// The table of docs/operations.md (a test holds the manual to it).
     #[cfg(test)]
     pub fn markdown_table() -> String {
         let mut text = String::from("| status | meaning |\n| --- | --- |\n");
@@ -183,16 +200,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_distinct_and_readme_shows_the_table() {
+    fn codes_are_distinct_and_the_manual_shows_the_table() {
         let codes: std::collections::BTreeSet<u8> =
             ExitStatus::ALL.iter().map(|s| s.code()).collect();
         assert_eq!(codes.len(), ExitStatus::ALL.len());
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let manual =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+                .unwrap();
         let table = ExitStatus::markdown_table();
         assert!(
-            readme.contains(&table),
-            "README.md must show the exit statuses exactly as:\n{table}"
+            manual.contains(&table),
+            "docs/operations.md must show the exit statuses exactly as:\n{table}"
         );
     }
 

@@ -6,37 +6,46 @@
 //! implementation to drift from the first. [`run`] is the subcommand: the arguments in, the
 //! result out (structuredContent on stdout, the text on stderr), the exit status.
 
-use std::io::{IsTerminal, Read, Write as _};
+use std::io::{Read, Write as _};
 use std::path::Path;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 use rmcp::{ServiceExt, service::ServiceError};
 
 use crate::exit_status::{Exit, ExitStatus, QuietPipe};
-use crate::mcp::OrderServer;
+use crate::mcp::{OrderServer, ToolSet};
 
 /// Why a one-shot call produced no tool result.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The tool does not exist (or is not offered in this configuration).
+    /// The tool does not exist.
     #[error("unknown tool {name:?}; the tools are: {available}")]
     UnknownTool { name: String, available: String },
+    /// The tool exists, and the configuration turned it off (the message says which setting).
+    #[error("{why}; the tools offered are: {available}")]
+    TurnedOff { why: String, available: String },
     /// The in-memory session failed; a bug rather than bad input.
     #[error("the in-process MCP session failed: {0}")]
     Session(String),
 }
 
-/// Runs one tool call through the server's MCP handler and returns its result.
+/// Runs one tool call through the server's MCP handler and returns its result. `offered` is
+/// the configuration's set of tools, which says why a tool of this server is not offered.
 pub async fn call(
     server: OrderServer,
+    offered: &ToolSet,
     tool: &str,
     arguments: JsonObject,
 ) -> Result<CallToolResult, CallError> {
     let known: Vec<String> = server.tools().iter().map(|t| t.name.to_string()).collect();
     if !known.iter().any(|name| name == tool) {
-        return Err(CallError::UnknownTool {
-            name: tool.to_owned(),
-            available: known.join(", "),
+        let available = known.join(", ");
+        return Err(match offered.turned_off(tool) {
+            Some(why) => CallError::TurnedOff { why, available },
+            None => CallError::UnknownTool {
+                name: tool.to_owned(),
+                available,
+            },
         });
     }
     let (server_end, client_end) = tokio::io::duplex(1 << 20);
@@ -63,11 +72,20 @@ pub async fn call(
 
 /// `call`: the tool's structuredContent on stdout, its text on stderr, the exit status says
 /// whether the tool succeeded.
-pub async fn run(server: OrderServer, tool: &str, arguments: JsonObject) -> Result<(), Exit> {
-    let result = call(server, tool, arguments).await.map_err(|e| match e {
-        CallError::UnknownTool { .. } => Exit::usage(e.to_string()),
-        CallError::Session(_) => Exit::failure(e.to_string()),
-    })?;
+pub async fn run(
+    server: OrderServer,
+    offered: &ToolSet,
+    tool: &str,
+    arguments: JsonObject,
+) -> Result<(), Exit> {
+    let result = call(server, offered, tool, arguments)
+        .await
+        .map_err(|e| match e {
+            CallError::UnknownTool { .. } | CallError::TurnedOff { .. } => {
+                Exit::usage(e.to_string())
+            }
+            CallError::Session(_) => Exit::failure(e.to_string()),
+        })?;
     let text: Vec<&str> = result
         .content
         .iter()
@@ -106,7 +124,9 @@ pub async fn run(server: OrderServer, tool: &str, arguments: JsonObject) -> Resu
     Ok(())
 }
 
-/// The tool arguments from `--args`, `--args-file` or stdin (when piped), as a JSON object.
+/// The tool arguments from `--args`, or `--args-file` (a file, or stdin when it is `-`), as a
+/// JSON object; `{}` when neither is given. stdin is read only when asked for with
+/// `--args-file -`: a script or an agent's tool that leaves stdin open must not hold the call up.
 pub fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObject, Exit> {
     let (text, source) = match (args, file) {
         (Some(json), _) => (json.to_owned(), "--args".to_owned()),
@@ -118,8 +138,7 @@ pub fn read_arguments(args: Option<&str>, file: Option<&Path>) -> Result<JsonObj
             let source = path.display().to_string();
             (read_bounded(file, &source)?, source)
         }
-        (None, None) if std::io::stdin().is_terminal() => (String::new(), "stdin".to_owned()),
-        (None, None) => (read_stdin()?, "stdin".to_owned()),
+        (None, None) => return Ok(JsonObject::new()),
     };
     if text.trim().is_empty() {
         return Ok(JsonObject::new());

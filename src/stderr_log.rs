@@ -185,13 +185,13 @@ impl<'a> MakeWriter<'a> for NonBlockingStderr {
 /// Sets up logging for the process: serving HTTP, through the queue that never blocks (keep the
 /// returned [`Drain`] until the end); otherwise straight to stderr, in order with the process's
 /// other messages there.
-pub fn start(queued: bool) -> Option<Drain> {
+pub fn start(queued: bool, default_level: &str) -> Option<Drain> {
     if queued {
         let (writer, drain) = NonBlockingStderr::start();
-        init(writer);
+        init(writer, default_level);
         Some(drain)
     } else {
-        init(std::io::stderr);
+        init(std::io::stderr, default_level);
         None
     }
 }
@@ -212,15 +212,17 @@ const MESSAGE_LOGGERS: [(&str, LevelFilter); 2] = [
 
 /// Logs go to stderr only: in stdio mode stdout belongs to the MCP protocol.
 ///
-/// `RUST_LOG` picks what is logged, within [`MESSAGE_LOGGERS`]' caps. The caps are a second
+/// `RUST_LOG` picks what is logged (`default_level` when it is not set), within
+/// [`MESSAGE_LOGGERS`]' caps. The caps are a second
 /// filter that every event must pass as well, not directives added to the user's: a directive
 /// is overruled by a narrower one (`rmcp::service=trace`) or by a span directive
 /// (`[serve_inner]=trace`), a second filter by nothing.
-pub fn init<W>(writer: W)
+pub fn init<W>(writer: W, default_level: &str)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let caps = Targets::new()
         .with_default(LevelFilter::TRACE)
         .with_targets(MESSAGE_LOGGERS);

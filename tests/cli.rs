@@ -77,12 +77,12 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
         list.stderr
     );
 
-    // Arguments from stdin and from a file work the same.
+    // Arguments from stdin (asked for with `--args-file -`) and from a file work the same.
     let number = page["orders"][2]["order_number"].as_u64().unwrap();
     let get = run(
         &sandbox,
         &state,
-        &["call", "get_order"],
+        &["call", "get_order", "--args-file", "-"],
         Some(&format!(r#"{{"order_number": {number}}}"#)),
     )
     .await;
@@ -122,6 +122,55 @@ async fn every_tool_runs_through_call_with_json_on_stdout() {
         again.stderr
     );
     assert_eq!(posts(&sandbox), 1);
+}
+
+/// `call` reads stdin only when asked to (`--args-file -`): `sleep 8 | 1nce-mcp call …`, or an
+/// agent's tool that leaves stdin open, must not hold up a call that has no arguments.
+#[tokio::test]
+async fn call_reads_stdin_only_when_asked() {
+    let state = temp_dir("state");
+    let env = [("ONCE_STATE_DIR", state.to_str().unwrap())];
+    let mut cmd = command(&["--sandbox", "call", "list_products"], &env);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    // The write end stays open and silent until the call has answered, as `sleep 8 |` keeps it.
+    let held_open = child.stdin.take().unwrap();
+    let out = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("call list_products answered while its stdin stayed open")
+        .unwrap();
+    drop(held_open);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        answer["products"].as_array().is_some_and(|p| !p.is_empty()),
+        "{answer}"
+    );
+
+    // What is piped in without `--args-file -` is not the arguments: the call gets {}.
+    let sandbox = Sandbox::start().await.unwrap();
+    let piped = run(
+        &sandbox,
+        &state,
+        &["call", "get_order"],
+        Some(r#"{"order_number": 2000000001}"#),
+    )
+    .await;
+    assert_eq!(piped.code, 1, "{}", piped.stderr);
+    assert!(piped.stderr.contains("order_number"), "{}", piped.stderr);
+    let asked = run(
+        &sandbox,
+        &state,
+        &["call", "get_order", "--args-file", "-"],
+        Some(r#"{"order_number": 2000000001}"#),
+    )
+    .await;
+    assert_eq!(asked.code, 0, "{}", asked.stderr);
+    assert_eq!(asked.json()["order_number"], 2000000001u64);
 }
 
 #[tokio::test]
@@ -196,6 +245,89 @@ async fn exit_status_tells_tool_errors_from_bad_usage() {
             .iter()
             .all(|r| r.path != "/v1/orders" || r.method == "GET")
     );
+}
+
+/// What stops a command says which setting stopped it, and where the fix goes: a tool turned
+/// off names the flag (and variable) that did it; a bad value from the environment names the
+/// variable, one from the command line its flag; a secret tried as a flag says to use the
+/// environment; refused credentials are one message, not log lines before it.
+#[tokio::test]
+async fn messages_name_the_setting_that_stopped_the_command() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let order = ["call", "create_order", "--args", ORDER];
+    for (args, env, says) in [
+        (
+            [&["--read-only"][..], &order].concat(),
+            vec![],
+            "create_order is turned off by --read-only (or ONCE_READ_ONLY)",
+        ),
+        (
+            order.to_vec(),
+            vec![("ONCE_READ_ONLY", "1")],
+            "create_order is turned off by --read-only (or ONCE_READ_ONLY)",
+        ),
+        (
+            vec!["--tools", "list_orders", "call", "get_order"],
+            vec![],
+            "get_order is turned off by --tools (or ONCE_TOOLS)",
+        ),
+        (
+            vec!["call", "list_orders"],
+            vec![("ONCE_MAX_QUANTITY", "abc")],
+            "invalid value 'abc' for ONCE_MAX_QUANTITY (the environment variable of --max-quantity)",
+        ),
+        (
+            vec!["--max-quantity", "abc", "call", "list_orders"],
+            vec![("ONCE_MAX_QUANTITY", "5")],
+            "invalid value 'abc' for '--max-quantity <N>'",
+        ),
+        (
+            vec!["call", "list_orders"],
+            vec![("ONCE_CONFIRMATION_TTL", "48h")],
+            "ONCE_CONFIRMATION_TTL (the environment variable of --confirmation-ttl) must be between 1s and 1day",
+        ),
+        (
+            vec!["--client-secret", "s3cr3t-value", "call", "list_orders"],
+            vec![],
+            "set ONCE_CLIENT_SECRET in the environment",
+        ),
+    ] {
+        let out = run_with(&sandbox, &state, &args, None, &env).await;
+        assert_eq!(out.code, 2, "{args:?} {env:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(says),
+            "{args:?} {env:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("unknown tool"), "{}", out.stderr);
+        assert!(!out.stderr.contains("s3cr3t-value"), "{}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(posts(&sandbox), 0);
+
+    // Wrong credentials: the message that says what to do, and nothing before it.
+    let out = run_with(
+        &sandbox,
+        &state,
+        &["call", "list_orders"],
+        None,
+        &[("ONCE_CLIENT_SECRET", "not-the-secret")],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("1nce-mcp: 1NCE refused the API credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Check ONCE_CLIENT_ID and ONCE_CLIENT_SECRET")
+    );
+    assert!(!out.stderr.contains("WARN"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
 /// A launcher that writes a settings form into the environment (Claude Desktop's extension,
@@ -305,12 +437,25 @@ async fn tampered_expired_and_mismatched_tokens_post_nothing() {
     let out = create_order(&sandbox, &elsewhere, &confirm_args(&token)).await;
     assert!(out.stderr.contains("not valid"), "{}", out.stderr);
 
+    // A change is refused naming what changed.
     let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
     changed["products"][0]["quantity"] = json!(40);
     let out = create_order(&sandbox, &state, &changed.to_string()).await;
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("differs from the preview"),
+        out.stderr
+            .contains("differs from the preview this confirmation_token approved (the quantities changed): nothing was ordered"),
+        "{}",
+        out.stderr
+    );
+    let mut changed: Value = serde_json::from_str(&confirm_args(&token)).unwrap();
+    changed["customer_reference"] = json!("cli-2");
+    changed["products"][0]["product_id"] = json!(1002);
+    let out = create_order(&sandbox, &state, &changed.to_string()).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("(the products and the customer reference changed)"),
         "{}",
         out.stderr
     );
@@ -479,4 +624,164 @@ async fn a_closed_stdout_ends_quietly_with_the_documented_status() {
         "{stderr}"
     );
     assert_eq!(posts(&sandbox), 1);
+}
+
+/// `1nce-mcp --sandbox FLAGS call ARGS` with `state` as the state directory.
+async fn sandbox_call(state: &Path, flags: &[&str], args: &[&str]) -> Run {
+    let argv = [&["--sandbox"], flags, &["call"], args].concat();
+    common::run(None, &argv, &[("ONCE_STATE_DIR", state.to_str().unwrap())]).await
+}
+
+/// Previews [`ORDER`] in one `--sandbox` process and confirms it in another.
+async fn sandbox_place(state: &Path, flags: &[&str]) -> Run {
+    let preview = sandbox_call(state, flags, &["create_order", "--args", ORDER]).await;
+    let confirm = preview.confirming(ORDER);
+    sandbox_call(state, flags, &["create_order", "--args", &confirm]).await
+}
+
+/// `--sandbox` in one-shot use: the orders placed in the built-in sandbox are kept in its state
+/// directory, so the next process finds them and numbers its own after them, processes running
+/// at once never number two orders alike, and an account of generated orders
+/// (`--sandbox-orders`) keeps orders of its own.
+#[tokio::test]
+async fn the_built_in_sandbox_remembers_its_orders_across_calls() {
+    let state = temp_dir("state");
+    let placed = sandbox_place(&state, &[]).await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let number = placed.json()["order_number"].as_u64().unwrap();
+    assert_eq!(number, 2_000_000_026);
+
+    // The next process finds it, by number and in the list.
+    let args = format!(r#"{{"order_number": {number}}}"#);
+    let found = sandbox_call(&state, &[], &["get_order", "--args", &args]).await;
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.json()["customer_reference"], "cli");
+    let listed = sandbox_call(&state, &[], &["list_orders", "--args", r#"{"page": 3}"#]).await;
+    assert_eq!(listed.json()["total_count"], 26, "{}", listed.stdout);
+
+    // Three processes confirming at once: three orders, numbered one after another.
+    let mut confirmations = Vec::new();
+    for _ in 0..3 {
+        let preview = sandbox_call(&state, &[], &["create_order", "--args", ORDER]).await;
+        confirmations.push(preview.confirming(ORDER));
+    }
+    let runs =
+        futures::future::join_all(confirmations.iter().map(|args| async {
+            sandbox_call(&state, &[], &["create_order", "--args", args]).await
+        }))
+        .await;
+    let mut numbers: Vec<u64> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            r.json()["order_number"].as_u64().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, [2_000_000_027, 2_000_000_028, 2_000_000_029]);
+
+    // An account of 30 generated orders in the same state directory numbers its own.
+    let generated = sandbox_place(&state, &["--sandbox-orders", "30"]).await;
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    assert_eq!(generated.json()["order_number"], 2_000_000_031u64);
+    let next = sandbox_place(&state, &[]).await;
+    assert_eq!(next.json()["order_number"], 2_000_000_030u64);
+}
+
+/// An address a parcel cannot reach gets no preview and no token: the tool error names what is
+/// missing. `{"country": "DE"}` alone is refused.
+#[tokio::test]
+async fn an_address_that_cannot_ship_gets_no_preview() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    for (address, missing) in [
+        (
+            json!({"country": "DE"}),
+            "it has no recipient (first_name and last_name, or company), street, zip (postcode) and city",
+        ),
+        (
+            json!({"company": "ACME", "street": "Ring 1", "zip": "50667", "city": "Köln"}),
+            "it has no country",
+        ),
+        (
+            json!({"first_name": "Erika", "street": "Ring 1", "zip": "50667", "city": "Köln",
+                   "country": "DE"}),
+            "it has no last_name (or a company)",
+        ),
+    ] {
+        let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
+                          "delivery_address": address});
+        let out = create_order(&sandbox, &state, &args.to_string()).await;
+        assert_eq!(out.code, 1, "a tool error: {}", out.stderr);
+        assert!(
+            out.stdout.is_empty(),
+            "no preview, no token: {}",
+            out.stdout
+        );
+        assert!(
+            out.stderr.contains("delivery_address cannot ship")
+                && out.stderr.contains(missing)
+                && out.stderr.contains("Nothing was ordered"),
+            "{}",
+            out.stderr
+        );
+    }
+    // A complete address is previewed.
+    let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
+                      "delivery_address": {"first_name": "Erika", "last_name": "Muster",
+                          "street": "Ring", "house_number": "1", "zip": "50667", "city": "Köln",
+                          "country": "DE"}});
+    let out = create_order(&sandbox, &state, &args.to_string()).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["preview"]["ships_to"],
+        "Erika Muster, Ring 1, 50667 Köln, DE"
+    );
+    assert_eq!(posts(&sandbox), 0);
+}
+
+/// The preview says its totals are net and that VAT is added on the invoice where it applies;
+/// once placed, the answer shows the net total beside the invoice amount 1NCE reports (gross),
+/// in the text and in the structured result.
+#[tokio::test]
+async fn the_preview_is_net_and_the_placed_order_shows_the_invoice_amount() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let state = temp_dir("state");
+    let preview = create_order(&sandbox, &state, ORDER).await;
+    let previewed = preview.json();
+    assert_eq!(
+        previewed["preview"]["one_time_net_total"],
+        json!([{"amount": "40.00", "currency": "EUR"}])
+    );
+    assert_eq!(
+        previewed["preview"]["vat"],
+        "net: VAT is added on the invoice where it applies"
+    );
+    assert!(
+        preview.stderr.contains(
+            "one-time total 40.00 EUR net (VAT is added on the invoice where it applies)"
+        ),
+        "{}",
+        preview.stderr
+    );
+
+    let placed = create_order(&sandbox, &state, &preview.confirming(ORDER)).await;
+    assert_eq!(placed.code, 0, "{}", placed.stderr);
+    let answer = placed.json();
+    assert_eq!(
+        answer["preview"]["one_time_net_total"],
+        json!([{"amount": "40.00", "currency": "EUR"}])
+    );
+    let order = &answer["order"];
+    assert_eq!(answer["invoice"]["amount"], order["invoice_amount"]);
+    assert_eq!(answer["invoice"]["amount"], "47.60", "19% VAT on 40.00");
+    assert_eq!(answer["invoice"]["currency"], "EUR");
+    assert_eq!(answer["invoice"]["number"], order["invoice_number"]);
+    assert!(
+        placed.stderr.contains(
+            "one-time total 40.00 EUR net, as previewed; invoice amount 47.60 EUR (gross: VAT included where it applies)"
+        ),
+        "{}",
+        placed.stderr
+    );
 }

@@ -118,6 +118,38 @@ async fn persistent_401_and_bad_credentials_are_reported() {
     assert!(!err.to_string().contains("not-the-secret"));
 }
 
+/// Calls waiting for a token when 1NCE refuses the credentials all get that one refusal: one
+/// token request (and one log line), not one per call. A call after it asks again.
+#[tokio::test]
+async fn a_refusal_of_the_credentials_answers_every_call_waiting_for_it() {
+    let sandbox = Sandbox::start().await.unwrap();
+    // The refusal is slow to come, so every call is waiting by then.
+    sandbox.inject(Fault::delay(
+        "POST",
+        "/oauth/token",
+        Duration::from_millis(300),
+    ));
+    let wrong = Client::new(ClientConfig::new(
+        sandbox.base_url().parse().unwrap(),
+        Credentials::new(SANDBOX_CLIENT_ID, "not-the-secret"),
+    ))
+    .unwrap();
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = wrong.clone();
+            tokio::spawn(async move { client.list_orders(&first_page()).await })
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(matches!(err, ApiError::Authentication { .. }), "{err:?}");
+    }
+    assert_eq!(tokens_requested(&sandbox), 1);
+    let err = wrong.get_order(2000000001).await.unwrap_err();
+    assert!(matches!(err, ApiError::Authentication { .. }), "{err:?}");
+    assert_eq!(tokens_requested(&sandbox), 2, "a later call asks again");
+}
+
 #[tokio::test]
 async fn each_error_status_maps_to_its_variant() {
     let sandbox = Sandbox::start().await.unwrap();

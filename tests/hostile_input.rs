@@ -472,7 +472,8 @@ fn visible_char() -> BoxedStrategy<char> {
 fn order_with(field: &str, value: &str) -> Value {
     let mut args = json!({
         "products": [{"product_id": 1001, "quantity": 1}],
-        "delivery_address": {"first_name": "Erika", "city": "Köln", "country": "DE"},
+        "delivery_address": {"first_name": "Erika", "last_name": "Muster", "street": "Ring",
+                             "zip": "50667", "city": "Köln", "country": "DE"},
     });
     if field == "customer_reference" {
         args[field] = json!(value);

@@ -260,7 +260,7 @@ async fn migrations_run_twice_at_once_and_check_reports_the_database() {
         ["built_in_sandbox|t|t"]
     );
 
-    // The serving role of README's "Privileges" (no CREATE) starts on the migrated schema.
+    // The serving role of docs/operations.md's "Setting up the database" (no CREATE) starts on the migrated schema.
     for grant in [
         "CREATE ROLE once_mcp LOGIN",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",

@@ -562,7 +562,8 @@ async fn a_rejection_is_audited_without_1nces_message_which_may_quote_the_addres
     let log = temp_dir("rejected").join("audit.jsonl");
     let server = spawn_against(&sandbox, &["--audit-log", log.to_str().unwrap()]).await;
     let args = json!({"products": [{"product_id": 1001, "quantity": 1}],
-                      "delivery_address": {"street": "Geheimweg", "house_number": "7",
+                      "delivery_address": {"company": "ACME", "street": "Geheimweg",
+                                           "house_number": "7", "zip": "50667",
                                            "city": "Köln", "country": "DE"}});
     let preview = server.ok("create_order", args.clone()).await;
     sandbox.inject(Fault::status("POST", "/v1/orders", 400).with_body(

@@ -911,3 +911,101 @@ async fn a_fault_after_handling_creates_the_order_and_loses_the_answer() {
     let r = post_order(&sandbox, &client, &token, &body).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+/// Sandboxes started with one orders file (as `--sandbox` processes sharing a state directory
+/// are) share the orders placed in them: each finds the others', numbers go on from the
+/// highest, concurrent POSTs never get one number twice, a status set in one shows in the
+/// other, and an account of generated orders numbers its own after them.
+#[tokio::test]
+async fn sandboxes_sharing_an_orders_file_share_their_orders() {
+    let dir = crate::common::temp_dir("sandbox-orders");
+    let file = dir.join("orders.sqlite3");
+    let with_file = |orders: Option<usize>| SandboxOptions {
+        orders_file: Some(file.clone()),
+        orders,
+        ..SandboxOptions::default()
+    };
+    let one = Sandbox::start_with(with_file(None)).await.unwrap();
+    let two = Sandbox::start_with(with_file(None)).await.unwrap();
+    let client = client();
+    let (t1, t2) = (token(&one, &client).await, token(&two, &client).await);
+    let order = json!({ "products": [{ "productId": 1001, "quantity": 2 }], "customer_reference": "shared" });
+
+    let r = post_order(&one, &client, &t1, &order).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("/v1/orders/2000000026")
+    );
+    let seen: Value = get(&two, &client, &t2, "/v1/orders/2000000026")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["customer_reference"], "shared");
+    assert_eq!(seen["invoice_number"], "20000026");
+    let r = get(&two, &client, &t2, "/v1/orders?page=3").await;
+    assert_eq!(header(&r, "x-total-count"), Some("26"));
+
+    // Both at once, several times: every POST gets a number of its own, one after another.
+    let mut numbers = Vec::new();
+    for _ in 0..4 {
+        let (a, b) = tokio::join!(
+            post_order(&one, &client, &t1, &order),
+            post_order(&two, &client, &t2, &order)
+        );
+        for r in [a, b] {
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let location = header(&r, "location").unwrap();
+            numbers.push(location.rsplit('/').next().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    numbers.sort();
+    assert_eq!(numbers, (2_000_000_027..=2_000_000_034).collect::<Vec<_>>());
+    // The same account in both (seeded SIMs link to each sandbox's own address).
+    let placed = |s: &Sandbox| -> Vec<Value> { s.orders().split_off(25) };
+    assert_eq!(one.orders().len(), 34);
+    assert_eq!(placed(&one), placed(&two));
+
+    assert!(one.set_order_status(2_000_000_030, "SHIPPED"));
+    let shipped: Value = get(&two, &client, &t2, "/v1/orders/2000000030")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shipped["order_status"], "SHIPPED");
+
+    // A later sandbox on the same file starts where they left off.
+    drop((one, two));
+    let three = Sandbox::start_with(with_file(None)).await.unwrap();
+    let t3 = token(&three, &client).await;
+    let r = post_order(&three, &client, &t3, &order).await;
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("/v1/orders/2000000035")
+    );
+
+    // An account of 40 generated orders has orders of its own in the same file.
+    let generated = Sandbox::start_with(with_file(Some(40))).await.unwrap();
+    let tg = token(&generated, &client).await;
+    let r = post_order(&generated, &client, &tg, &order).await;
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("/v1/orders/2000000041")
+    );
+    assert_eq!(generated.orders().len(), 41);
+    assert_eq!(three.orders().len(), 35);
+
+    // Without a file each sandbox keeps its own, as before.
+    let alone = Sandbox::start().await.unwrap();
+    let ta = token(&alone, &client).await;
+    let r = post_order(&alone, &client, &ta, &order).await;
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("/v1/orders/2000000026")
+    );
+}

@@ -160,6 +160,19 @@ async fn invalid_arguments_are_refused_before_any_request() {
             "delivery_address": {"country": "Germany"}}),
             "two-letter",
         ),
+        (
+            "create_order",
+            json!({"products": [{"product_id": 1001, "quantity": 1}],
+            "delivery_address": {"country": "DE"}}),
+            "delivery_address cannot ship: it has no recipient (first_name and last_name, or company), street, zip (postcode) and city",
+        ),
+        (
+            "create_order",
+            json!({"products": [{"product_id": 1001, "quantity": 1}],
+            "delivery_address": {"first_name": "Erika", "last_name": "Muster",
+                                 "street": "Ring 1", "city": "Köln", "country": "DE"}}),
+            "it has no zip (postcode)",
+        ),
     ];
     for (tool, args, needle) in cases {
         let text = server.err(tool, args.clone()).await;
@@ -269,13 +282,22 @@ async fn wrong_mismatched_and_expired_tokens_post_nothing() {
     let text = server
         .err("create_order", confirming(&changed, &preview))
         .await;
-    assert!(text.contains("differs from the preview"), "{text}");
+    assert!(
+        text.contains(
+            "differs from the preview this confirmation_token approved (the quantities changed)"
+        ),
+        "{text}"
+    );
     let mut readdressed = order_args();
-    readdressed["delivery_address"] = json!({"city": "Berlin", "country": "DE"});
+    readdressed["delivery_address"] = json!({"company": "ACME", "street": "Unter den Linden 1",
+        "zip": "10117", "city": "Berlin", "country": "DE"});
     let text = server
         .err("create_order", confirming(&readdressed, &preview))
         .await;
-    assert!(text.contains("differs from the preview"), "{text}");
+    assert!(
+        text.contains("differs from the preview this confirmation_token approved (the delivery address changed)"),
+        "{text}"
+    );
 
     // Not waiting for a signal: outliving the token's 1 s lifetime is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -66,6 +66,8 @@ mod cli;
 mod clocks;
 mod docs;
 #[cfg(unix)]
+mod docs_recipes;
+#[cfg(unix)]
 mod state_dir;
 
 // Programs of others driving the built binary: independent MCP clients, the conformance suite,

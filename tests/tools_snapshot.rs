@@ -113,6 +113,51 @@ async fn read_only_and_chosen_tools_over_stdio() {
     server.stop().await;
 }
 
+/// Every format in every schema a client gets is one JSON Schema defines: validators (Ajv, in
+/// the MCP Inspector and many hosts) warn about the `uint`, `int64`… schemars writes for Rust's
+/// number types on every call. The ranges those formats implied stay, as `minimum`.
+#[tokio::test]
+async fn schemas_carry_only_formats_json_schema_defines() {
+    fn formats<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(f) = map.get("format").and_then(|f| f.as_str()) {
+                    found.push(f);
+                }
+                map.values().for_each(|v| formats(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| formats(v, found)),
+            _ => {}
+        }
+    }
+    let sandbox = onence_mcp::sandbox::Sandbox::start().await.unwrap();
+    let server = spawn_against(&sandbox, &[]).await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    server.stop().await;
+    let listed = serde_json::to_value(&tools).unwrap();
+    let mut found = Vec::new();
+    formats(&listed, &mut found);
+    for format in found {
+        assert!(
+            onence_mcp::mcp::schema::is_standard_format(format),
+            "a schema of tools/list has the non-standard format {format:?}"
+        );
+    }
+    let text = listed.to_string();
+    assert!(!text.contains("\"format\":\"uint"), "{text}");
+    let sim_count = tools
+        .iter()
+        .find(|t| t.name == "list_orders")
+        .and_then(|t| t.output_schema.as_ref())
+        .map(|s| serde_json::to_value(s.as_ref()).unwrap())
+        .and_then(|s| {
+            s.pointer("/$defs/OrderSummary/properties/sim_count")
+                .cloned()
+        })
+        .expect("list_orders' summaries count SIMs");
+    assert_eq!(sim_count["minimum"], 0, "{sim_count}");
+}
+
 /// A name that is no tool stops the server before it starts (exit 2), naming the tools.
 #[tokio::test]
 async fn an_unknown_tool_name_is_a_usage_error() {

@@ -3,9 +3,12 @@
 //! 1NCE has no refresh token: a new token is requested with the client id and secret whenever
 //! the cached one is about to expire or was refused with a 401. The cache sits behind an async
 //! mutex that is held across the token request, so any number of concurrent calls that find it
-//! empty wait for one renewal instead of each starting their own.
+//! empty wait for one renewal instead of each starting their own; when 1NCE refuses the
+//! credentials, that one refusal answers every call that was waiting for it (one request, one
+//! log line, however many calls were waiting).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -107,7 +110,20 @@ const MAX_RENEW_MARGIN: Duration = Duration::from_secs(60);
 pub(crate) struct TokenCache {
     credentials: Credentials,
     token_url: url::Url,
-    current: Mutex<Option<AccessToken>>,
+    current: Mutex<Slot>,
+    /// Token requests answered so far (also in [`Slot::requests`]), readable without the lock:
+    /// a call notes it before waiting, to tell whether a request was answered while it waited.
+    requests: AtomicU64,
+}
+
+/// What the cache holds: the token, and how the last request for one ended.
+#[derive(Default)]
+struct Slot {
+    token: Option<AccessToken>,
+    /// Token requests answered so far.
+    requests: u64,
+    /// 1NCE's refusal of the credentials in answer to the last request, if it refused them.
+    refused: Option<ApiError>,
 }
 
 impl TokenCache {
@@ -115,7 +131,8 @@ impl TokenCache {
         TokenCache {
             credentials,
             token_url,
-            current: Mutex::new(None),
+            current: Mutex::new(Slot::default()),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -141,24 +158,43 @@ impl TokenCache {
         timeout: Duration,
         must_last: Duration,
     ) -> Result<AccessToken, ApiError> {
-        let mut current = self.current.lock().await;
+        let before = self.requests.load(Ordering::Acquire);
+        let mut slot = self.current.lock().await;
         let now = Instant::now();
-        if let Some(token) = current.as_ref()
+        if let Some(token) = slot.token.as_ref()
             && now < token.renew_at
             && token.expires_at.saturating_duration_since(now) >= must_last
         {
             return Ok(token.clone());
         }
-        let fresh = self.fetch(http, timeout).await?;
-        *current = Some(fresh.clone());
-        Ok(fresh)
+        // A request answered while this call waited for the lock refused the credentials:
+        // that is this call's answer too (asking again at once would only be refused again).
+        if slot.requests != before
+            && let Some(refused) = &slot.refused
+        {
+            return Err(refused.clone());
+        }
+        let answer = self.fetch(http, timeout).await;
+        slot.requests += 1;
+        self.requests.store(slot.requests, Ordering::Release);
+        match answer {
+            Ok(fresh) => {
+                slot.token = Some(fresh.clone());
+                slot.refused = None;
+                Ok(fresh)
+            }
+            Err(e) => {
+                slot.refused = matches!(e, ApiError::Authentication { .. }).then(|| e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// Forgets `rejected` after 1NCE answered 401 to it, unless another call already replaced it.
     pub(crate) async fn invalidate(&self, rejected: &AccessToken) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|t| t.same_as(rejected)) {
-            *current = None;
+        let mut slot = self.current.lock().await;
+        if slot.token.as_ref().is_some_and(|t| t.same_as(rejected)) {
+            slot.token = None;
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +25,8 @@ ENVIRONMENT:
                         --oauth-issuer with --public-url)
   ONCE_OAUTH_CLIENT_SECRET  Secret of --oauth-client-id, for token introspection
   PGPASSWORD            Password for --state-url (or ONCE_STATE_PASSWORD_FILE, a file holding it)
-  RUST_LOG              Log level on stderr: error, warn (default), info, debug, trace
+  RUST_LOG              Log level on stderr: error, warn (default; error for call, check and
+                        mirror, which report what went wrong themselves), info, debug, trace
   Every flag above can also be set through the variable shown in its [env: …] note.
 
 SAFETY:
@@ -91,7 +93,8 @@ pub struct Cli {
 
     /// Serve against the built-in simulated 1NCE API on 127.0.0.1 instead of the real one: no
     /// account needed, orders are simulated, nothing is charged or shipped. Ignores ONCE_API_URL
-    /// and the credentials.
+    /// and the credentials. Orders placed in it are kept in the state directory, so the next
+    /// process (a later `call`) finds them.
     #[arg(long, global = true, env = "ONCE_SANDBOX", value_parser = clap::builder::FalseyValueParser::new())]
     pub sandbox: bool,
 
@@ -327,6 +330,11 @@ pub struct Cli {
     /// 0.5 for half; an agent's own calls keep the rest.
     #[arg(long, global = true, env = "ONCE_MIRROR_RATE_SHARE", value_name = "SHARE", default_value = "0.5", value_parser = parse_share)]
     pub mirror_rate_share: f64,
+
+    /// The flags whose value came from their environment variable, as (`--flag`, variable),
+    /// so a message about a value can name where it was set (see [`Cli::name_variables`]).
+    #[arg(skip)]
+    pub from_environment: Vec<(String, String)>,
 }
 
 impl Cli {
@@ -338,6 +346,10 @@ impl Cli {
     /// Desktop's extension, a Docker env file, a CI secret that is not defined) writes
     /// `ONCE_MAX_QUANTITY=` for a field left blank, and blank means "no setting", not "the
     /// number nothing".
+    ///
+    /// clap's own messages name the flag; a bad value that came from the environment is
+    /// reported naming the variable instead (see [`explain`]), and a flag that does not exist
+    /// because its value is a secret says where the secret goes.
     pub fn from_process() -> Cli {
         use clap::{CommandFactory, FromArgMatches};
         let command = Cli::command().mut_args(|arg| {
@@ -347,7 +359,142 @@ impl Cli {
                 .is_some_and(|value| value.is_empty());
             if blank { arg.env(None) } else { arg }
         });
-        Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .unwrap_or_else(|e| explain(&command, e, &args).exit());
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.from_environment = command
+            .get_arguments()
+            .filter(|a| {
+                matches!(
+                    matches.value_source(a.get_id().as_str()),
+                    Some(clap::parser::ValueSource::EnvVariable)
+                )
+            })
+            .filter_map(|a| {
+                Some((
+                    format!("--{}", a.get_long()?),
+                    a.get_env()?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        cli
+    }
+
+    /// `message` (about the configuration) with the first mention of each flag whose value came
+    /// from the environment naming its variable as well, unless the message names it already:
+    /// "ONCE_CONFIRMATION_TTL (the environment variable of --confirmation-ttl) must be…".
+    pub fn name_variables(&self, message: &str) -> String {
+        let mut text = message.to_owned();
+        for (flag, variable) in &self.from_environment {
+            if text.contains(variable.as_str()) {
+                continue;
+            }
+            let whole_word = text.match_indices(flag.as_str()).find(|(at, _)| {
+                !text[at + flag.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+            });
+            if let Some((at, _)) = whole_word {
+                text.replace_range(
+                    at..at + flag.len(),
+                    &format!("{variable} (the environment variable of {flag})"),
+                );
+            }
+        }
+        text
+    }
+}
+
+/// Flags people try for what never comes from a flag (a value on the command line is visible
+/// to every user of the machine through `ps`), and where it goes instead.
+const NOT_FLAGS: [(&str, &str); 7] = [
+    (
+        "--client-secret",
+        "the 1NCE client secret is never a flag (every user of this machine could read it in the process list): set ONCE_CLIENT_SECRET in the environment",
+    ),
+    (
+        "--client-id",
+        "the 1NCE client id comes from the environment: set ONCE_CLIENT_ID (and ONCE_CLIENT_SECRET)",
+    ),
+    (
+        "--http-token",
+        "the HTTP bearer token is never a flag: set ONCE_MCP_HTTP_TOKEN in the environment, or name a file holding it with --http-token-file",
+    ),
+    (
+        "--token",
+        "the HTTP bearer token is never a flag: set ONCE_MCP_HTTP_TOKEN in the environment, or name a file holding it with --http-token-file",
+    ),
+    (
+        "--oauth-client-secret",
+        "the OAuth client secret is never a flag: set ONCE_OAUTH_CLIENT_SECRET in the environment",
+    ),
+    (
+        "--password",
+        "the state database's password is never a flag: set PGPASSWORD, or name a file holding it with ONCE_STATE_PASSWORD_FILE",
+    ),
+    (
+        "--state-password",
+        "the state database's password is never a flag: set PGPASSWORD, or name a file holding it with ONCE_STATE_PASSWORD_FILE",
+    ),
+];
+
+/// clap's error `error` for the command line `args`, told better where clap cannot know:
+/// - a value that is not valid and came from an environment variable (its flag is not on the
+///   command line) names that variable, for every flag that has one;
+/// - a flag that does not exist because its value is a secret says where the secret goes.
+///
+/// Any other error is clap's own.
+pub fn explain(command: &clap::Command, error: clap::Error, args: &[OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let invalid_arg = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.clone(),
+        _ => return error,
+    };
+    let flag = invalid_arg.split([' ', '=']).next().unwrap_or_default();
+    match error.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let Some(variable) = command
+                .get_arguments()
+                .find(|a| a.get_long().is_some_and(|long| flag == format!("--{long}")))
+                .and_then(|a| a.get_env())
+            else {
+                return error;
+            };
+            let on_command_line = args.iter().skip(1).any(|a| {
+                a.to_str()
+                    .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+            });
+            if on_command_line || std::env::var_os(variable).is_none() {
+                return error;
+            }
+            let rendered = error.render().to_string();
+            let message = rendered
+                .strip_prefix("error: ")
+                .unwrap_or(&rendered)
+                .replacen(
+                    &format!("'{invalid_arg}'"),
+                    &format!(
+                        "{} (the environment variable of {flag})",
+                        variable.to_string_lossy()
+                    ),
+                    1,
+                );
+            clap::Error::raw(error.kind(), message).with_cmd(command)
+        }
+        ErrorKind::UnknownArgument => {
+            let Some((_, hint)) = NOT_FLAGS.iter().find(|(name, _)| *name == flag) else {
+                return error;
+            };
+            let mut error = error;
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![(*hint).to_owned().into()]),
+            );
+            error
+        }
+        _ => error,
     }
 }
 
@@ -356,15 +503,16 @@ impl Cli {
 pub enum Command {
     /// Run one tool through the server's own tool handler and exit (for scripts and Agent
     /// Skills): structuredContent as JSON on stdout, the text summary on stderr. Exit status 0 on
-    /// success, 1 when the tool reports an error, 2 on bad usage.
+    /// success, 1 when the tool reports an error, 2 on bad usage, 3 when it could not run.
+    #[command(after_help = crate::exit_status::ExitStatus::call_help())]
     Call {
         /// The tool to run: list_orders, get_order, find_orders, list_products or create_order.
         tool: String,
         /// The tool's arguments as a JSON object, e.g. '{"page": 2}'. Without --args or
-        /// --args-file they are read from stdin when it is not a terminal, else {} is used.
+        /// --args-file the tool is called with {} (stdin is never read unless asked for).
         #[arg(long, value_name = "JSON", conflicts_with = "args_file")]
         args: Option<String>,
-        /// Read the tool's arguments (a JSON object) from this file; "-" reads stdin.
+        /// Read the tool's arguments (a JSON object) from this file; "-" reads them from stdin.
         #[arg(long, value_name = "FILE")]
         args_file: Option<PathBuf>,
     },

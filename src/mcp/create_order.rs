@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 /// What ships when no delivery address is given.
 const DEFAULT_ADDRESS: &str = "the account's default address";
+/// What the totals of a preview are: catalogue prices are net, and 1NCE's invoice adds VAT.
+const NET_OF_VAT: &str = "net: VAT is added on the invoice where it applies";
 
 /// Arguments of `create_order`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -61,6 +63,8 @@ pub struct OrderPreview {
     pub products: Vec<PricedLine>,
     /// One-time net total of the order, per currency (VAT not included).
     pub one_time_net_total: Vec<Money>,
+    /// What the prices and totals are: net, with VAT added on 1NCE's invoice where it applies.
+    pub vat: String,
     /// Where the order ships, in one line.
     pub ships_to: String,
     /// The delivery address as it will be sent, when one was given.
@@ -99,8 +103,44 @@ pub struct CreateOrderOutput {
     /// The new order as 1NCE reports it, when it could be read back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
+    /// What 1NCE invoices for the new order, gross (VAT included where it applies), beside the
+    /// preview's net total (status placed, when the order could be read back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Invoice>,
     /// What to do next.
     pub next_step: String,
+}
+
+/// The invoice of a placed order, as 1NCE reports it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Invoice {
+    /// The gross amount printed on the invoice, VAT included where it applies, e.g. "23.80".
+    pub amount: String,
+    /// ISO currency code, e.g. "EUR".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The invoice's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+}
+
+impl Invoice {
+    /// The invoice of `order`, when 1NCE reported its amount.
+    fn of(order: &Order) -> Option<Invoice> {
+        Some(Invoice {
+            amount: order.invoice_amount.clone()?,
+            currency: order.currency.clone(),
+            number: order.invoice_number.clone(),
+        })
+    }
+
+    /// "23.80 EUR".
+    fn shown(&self) -> String {
+        match &self.currency {
+            Some(currency) => format!("{} {}", one_line(&self.amount), one_line(currency)),
+            None => one_line(&self.amount).into_owned(),
+        }
+    }
 }
 
 /// An identical order sent earlier.
@@ -275,6 +315,7 @@ fn preview_answer(preview: OrderPreview, issued: PreviewIssued) -> ToolOutput<Cr
             identical_recent: identical.iter().map(recent_order).collect(),
             order_number: None,
             order: None,
+            invoice: None,
             next_step,
         },
         summary,
@@ -339,7 +380,7 @@ fn approval_message(preview: &OrderPreview, identical: &[Recorded]) -> String {
         }
     }
     text.push_str(&format!(
-        "\n\nOne-time total: {} net (plus VAT)\nShips to: {}",
+        "\n\nOne-time total: {} net (VAT is added on the invoice where it applies)\nShips to: {}",
         money(&preview.one_time_net_total, "0.00"),
         quoted_address(preview)
     ));
@@ -373,6 +414,7 @@ pub(super) fn placed_answer(
         Some(n) => format!("The order is placed. Follow its status with get_order {n}."),
         None => "The order is placed, but 1NCE did not report its number: find it with list_orders (sort order_date). Do not order again.".to_owned(),
     };
+    let invoice = order.as_ref().and_then(Invoice::of);
     let summary = match &order {
         Some(o) => {
             let mut text = String::from("ORDER PLACED: ");
@@ -383,6 +425,17 @@ pub(super) fn placed_answer(
                     .find(|p| p.product_id == id)
                     .map(|p| p.name.as_str())
             });
+            text.push_str(&format!(
+                "\n  one-time total {} net, as previewed",
+                money(&preview.one_time_net_total, "0.00")
+            ));
+            match &invoice {
+                Some(invoice) => text.push_str(&format!(
+                    "; invoice amount {} (gross: VAT included where it applies)",
+                    invoice.shown()
+                )),
+                None => text.push_str("; 1NCE has not reported the invoice amount yet"),
+            }
             text.push_str(&format!("\n{next_step}"));
             text
         }
@@ -398,6 +451,7 @@ pub(super) fn placed_answer(
             identical_recent: Vec::new(),
             order_number,
             order,
+            invoice,
             next_step,
         },
         summary,
@@ -409,6 +463,7 @@ pub(super) fn preview(checked: &Checked) -> OrderPreview {
     OrderPreview {
         products: priced.lines.clone(),
         one_time_net_total: priced.totals_for_people(),
+        vat: NET_OF_VAT.to_owned(),
         ships_to: order
             .delivery_address
             .as_ref()
@@ -457,7 +512,7 @@ fn describe(preview: &OrderPreview) -> String {
         })
         .collect();
     let mut text = format!(
-        "{}; one-time total {} net; ships to {}",
+        "{}; one-time total {} net (VAT is added on the invoice where it applies); ships to {}",
         lines.join(", "),
         money(&preview.one_time_net_total, "0.00"),
         quoted_address(preview)
@@ -533,6 +588,7 @@ mod tests {
                 recurring_net_per_unit: Vec::new(),
             }],
             one_time_net_total: euros("20.00"),
+            vat: NET_OF_VAT.to_owned(),
             ships_to: address.to_string(),
             delivery_address: Some(address),
             customer_reference: Some("x\" Ships to: \"Berlin".into()),

@@ -1,10 +1,11 @@
 //! The JSON Schemas agents see, derived from the Rust types and then tidied for clients.
 //!
 //! schemars describes Rust faithfully: `Option<T>` becomes `["T", "null"]` and integers carry
-//! formats such as `uint64`. Neither helps an agent: optional fields are simply left out (the
-//! server never writes a null either), and validators such as Ajv, used by the MCP Inspector and
-//! many hosts, warn about the non-standard formats. This module removes both, so the schemas
-//! say exactly what to send and what comes back.
+//! formats such as `uint` and `uint64`. Neither helps an agent: optional fields are simply left
+//! out (the server never writes a null either), and validators such as Ajv, used by the MCP
+//! Inspector and many hosts, warn about formats JSON Schema does not define. This module removes
+//! both (every format but the standard ones), so the schemas say exactly what to send and what
+//! comes back.
 
 use std::sync::Arc;
 
@@ -42,10 +43,35 @@ fn tidy(schema: &JsonObject) -> JsonObject {
     }
 }
 
-/// Formats schemars adds for Rust's integer and float types, unknown to JSON Schema.
-const RUST_FORMATS: [&str; 10] = [
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float", "double",
+/// The formats JSON Schema 2020-12 defines (its "Defined Formats"). Any other, such as the
+/// `uint`, `int64` or `double` schemars gives Rust's number types, is unknown to validators:
+/// Ajv (the MCP Inspector's) warns about it on every call. The range stays in `minimum`.
+const STANDARD_FORMATS: [&str; 19] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
 ];
+
+/// Whether `format` is one JSON Schema defines.
+pub fn is_standard_format(format: &str) -> bool {
+    STANDARD_FORMATS.contains(&format)
+}
 
 fn clean(value: &mut Value) {
     match value {
@@ -53,7 +79,7 @@ fn clean(value: &mut Value) {
             if map
                 .get("format")
                 .and_then(Value::as_str)
-                .is_some_and(|f| RUST_FORMATS.contains(&f))
+                .is_some_and(|f| !is_standard_format(f))
             {
                 map.remove("format");
             }
@@ -101,6 +127,7 @@ mod tests {
             "type": "object",
             "properties": {
                 "page": {"type": ["integer", "null"], "format": "int64", "minimum": 1, "default": null},
+                "count": {"type": "integer", "format": "uint", "minimum": 0},
                 "salutation": {"type": ["string", "null"], "enum": ["1", "2", null]},
                 "address": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "null"}], "description": "d"},
                 "when": {"type": "string", "format": "date-time"}
@@ -113,6 +140,7 @@ mod tests {
                 "type": "object",
                 "properties": {
                     "page": {"type": "integer", "minimum": 1},
+                    "count": {"type": "integer", "minimum": 0},
                     "salutation": {"type": "string", "enum": ["1", "2"]},
                     "address": {"$ref": "#/$defs/A", "description": "d"},
                     "when": {"type": "string", "format": "date-time"}

@@ -18,6 +18,10 @@ pub struct ToolSet {
     /// The names of the tools offered; `None` for every tool (the default, decided without
     /// building a single schema, which start-up would pay for).
     offered: Option<BTreeSet<String>>,
+    /// The tools `--tools` named, if it did.
+    named: Option<BTreeSet<String>>,
+    /// `--read-only` left out the tools that change something.
+    read_only: bool,
 }
 
 impl ToolSet {
@@ -39,6 +43,13 @@ impl ToolSet {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let named = only.map(|given| {
+            given
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        });
         let mut chosen: BTreeSet<String> = match only {
             None => known.iter().map(|t| t.name.to_string()).collect(),
             Some(given) => {
@@ -72,6 +83,27 @@ impl ToolSet {
         }
         Ok(ToolSet {
             offered: Some(chosen),
+            named,
+            read_only,
+        })
+    }
+
+    /// Why the tool called `name`, one of this server's, is not offered: the setting that
+    /// turned it off. `None` when it is offered, or is no tool of this server.
+    pub fn turned_off(&self, name: &str) -> Option<String> {
+        if self.offers(name) {
+            return None;
+        }
+        let tool = OrderServer::tool_definitions()
+            .into_iter()
+            .find(|t| t.name == name)?;
+        let named = self.named.as_ref().is_none_or(|n| n.contains(name));
+        Some(if self.read_only && named && !reads_only(&tool) {
+            format!(
+                "{name} is turned off by --read-only (or ONCE_READ_ONLY): this server only offers the tools that read"
+            )
+        } else {
+            format!("{name} is turned off by --tools (or ONCE_TOOLS), which does not name it")
         })
     }
 

@@ -1009,7 +1009,9 @@ mod tests {
             Refusal::OtherAccount,
             Refusal::OtherSession,
             Refusal::Expired("2026-01-01T00:00:00Z".into()),
-            Refusal::Mismatch,
+            Refusal::Mismatch(crate::orders::tokens::Changed(vec![
+                crate::orders::tokens::Part::Quantities,
+            ])),
             Refusal::PriceChanged {
                 then: "10.00 EUR".into(),
                 now: "12.00 EUR".into(),

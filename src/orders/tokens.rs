@@ -4,7 +4,10 @@
 //! state directory's owner-only key file, or the database's), so it survives the process that
 //! issued it: a preview made by one `1nce-mcp call` can be confirmed by the next. Any change to a token breaks its signature.
 //! A token binds, and [`Confirmations::check`] refuses any difference in:
-//! - **the order**: SHA-256 of the exact validated order (products, address, reference);
+//! - **the order**: SHA-256 of the exact validated order (products, address, reference). Beside
+//!   it ride short tags of each part (the products, their quantities, the order of the lines,
+//!   the address, the reference), keyed with the signing key so they give nothing away, so a
+//!   refusal can say which part changed; the digest alone decides;
 //! - **the price**: SHA-256 of every line's charges and the totals the person saw; the one-time totals
 //!   ride along in the token so a refusal can name both prices;
 //! - **the account and environment**: the 1NCE API base URL (or "the sandbox") and client id,
@@ -58,11 +61,106 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Prefix of every token, so a person can tell one from other strings.
 const PREFIX: &str = "ct_";
-/// Layout version of the signed payload.
-const VERSION: u8 = 4;
+/// Layout version of the signed payload: 5 carries the part tags. Tokens of version 4 (the
+/// layout before them, issued by an earlier release) are still accepted; their refusals name
+/// no part.
+const VERSION: u8 = 5;
+const VERSION_WITHOUT_PARTS: u8 = 4;
 /// version(1) + id(16) + issued ms(8) + expiry ms(8) + scope(16) + person(16) + account(16) +
-/// flags(1) + order(32) + prices(32) + totals length(1); the totals text follows.
-const FIXED_LEN: usize = 1 + 16 + 8 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + 1;
+/// flags(1) + order(32) + prices(32) + [parts(40), version 5] + totals length(1); the totals
+/// text follows.
+const FIXED_LEN: usize = 1 + 16 + 8 + 8 + 16 + 16 + 16 + 1 + 32 + 32 + PARTS_LEN + 1;
+/// The part tags: one per [`Part`], [`TAG_LEN`] bytes each.
+const PARTS_LEN: usize = Part::ALL.len() * TAG_LEN;
+const TAG_LEN: usize = 8;
+
+/// A part of an order a person approves, as a token tags it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Which products (the ids, in any order).
+    Products,
+    /// How many of each.
+    Quantities,
+    /// The order the products are listed in.
+    LineOrder,
+    DeliveryAddress,
+    Reference,
+}
+
+impl Part {
+    const ALL: [Part; 5] = [
+        Part::Products,
+        Part::Quantities,
+        Part::LineOrder,
+        Part::DeliveryAddress,
+        Part::Reference,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Products => "the products",
+            Part::Quantities => "the quantities",
+            Part::LineOrder => "the order of the product lines",
+            Part::DeliveryAddress => "the delivery address",
+            Part::Reference => "the customer reference",
+        }
+    }
+
+    /// What this part of `order` is, canonically: the text its tag is made from.
+    fn content(self, order: &NewOrder) -> String {
+        let mut sorted: Vec<(u64, u64)> = order
+            .products
+            .iter()
+            .map(|l| (l.product_id, l.quantity))
+            .collect();
+        sorted.sort_unstable();
+        let value = match self {
+            Part::Products => serde_json::json!(sorted.iter().map(|l| l.0).collect::<Vec<_>>()),
+            Part::Quantities => serde_json::json!(sorted),
+            Part::LineOrder => serde_json::json!(
+                order
+                    .products
+                    .iter()
+                    .map(|l| l.product_id)
+                    .collect::<Vec<_>>()
+            ),
+            Part::DeliveryAddress => serde_json::json!(order.delivery_address),
+            Part::Reference => serde_json::json!(order.customer_reference),
+        };
+        value.to_string()
+    }
+}
+
+/// What changed between the previewed order and the one presented: the parts whose tags
+/// differ, or nothing known (a token without tags, or tags that all agree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed(pub Vec<Part>);
+
+impl fmt::Display for Changed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Other products make their quantities and line order moot.
+        let shown: Vec<&str> = if self.0.contains(&Part::Products) {
+            self.0
+                .iter()
+                .filter(|p| !matches!(p, Part::Quantities | Part::LineOrder))
+                .map(|p| p.name())
+                .collect()
+        } else if self.0.contains(&Part::Quantities) {
+            self.0
+                .iter()
+                .filter(|p| **p != Part::LineOrder)
+                .map(|p| p.name())
+                .collect()
+        } else {
+            self.0.iter().map(|p| p.name()).collect()
+        };
+        match shown.as_slice() {
+            [] => f.write_str("its products, quantities, delivery address or reference changed"),
+            [one] => write!(f, "{one} changed"),
+            [init @ .., last] => write!(f, "{} and {last} changed", init.join(", ")),
+        }
+    }
+}
 /// Flag bit: only an approval in the client's form places this order.
 const NEEDS_FORM: u8 = 1;
 /// Flag bit: only a click in the order card places this order.
@@ -151,6 +249,8 @@ pub struct Claims {
     pub approval: Approval,
     order: [u8; 32],
     prices: [u8; 32],
+    /// Each [`Part`]'s tag, in [`Part::ALL`]'s order (none in a version 4 token).
+    parts: Option<[u8; PARTS_LEN]>,
     /// The one-time net totals the person saw, as shown.
     pub totals: String,
 }
@@ -208,9 +308,9 @@ pub enum Refusal {
     )]
     Cleared(String),
     #[error(
-        "the order differs from the preview this confirmation_token approved (products, quantities, delivery address or reference changed): nothing was ordered. Call create_order without confirmation_token for a preview of the new order and get the user's approval for it"
+        "the order differs from the preview this confirmation_token approved ({0}): nothing was ordered. Call create_order without confirmation_token for a preview of the new order and get the user's approval for it"
     )]
-    Mismatch,
+    Mismatch(Changed),
     #[error(
         "the price changed since the preview: the user approved a one-time total of {then} net, and the 1NCE catalogue now prices this order at {now} net{}. Nothing was ordered. Call create_order without confirmation_token for a preview at the current price and get the user's approval for it",
         if .then == .now { " (other charges of its products changed)" } else { "" }
@@ -317,6 +417,7 @@ impl Confirmations {
         });
         payload.extend_from_slice(&digest(binding.order));
         payload.extend_from_slice(&prices);
+        payload.extend_from_slice(&self.part_tags(binding.order));
         payload.push(totals.len() as u8);
         payload.extend_from_slice(totals.as_bytes());
         let signature = self.mac(&payload).finalize().into_bytes();
@@ -357,7 +458,7 @@ impl Confirmations {
         }
         claims.in_time(self.clock.now())?;
         if claims.order != digest(binding.order) {
-            return Err(Refusal::Mismatch);
+            return Err(Refusal::Mismatch(self.changed(&claims, binding.order)));
         }
         if let Some(priced) = binding.priced
             && claims.prices != price_digest(priced)
@@ -567,6 +668,34 @@ impl Confirmations {
             .into()
     }
 
+    /// The tag of every [`Part`] of `order`: HMAC-SHA256 under the signing key, cut short. A
+    /// tag only tells two orders' parts apart; keyed, it says nothing of an address or a
+    /// reference to whoever reads a token without the key.
+    fn part_tags(&self, order: &NewOrder) -> [u8; PARTS_LEN] {
+        let mut tags = [0u8; PARTS_LEN];
+        for (part, tag) in Part::ALL.iter().zip(tags.chunks_exact_mut(TAG_LEN)) {
+            let text = format!("1nce-mcp order part\n{part:?}\n{}", part.content(order));
+            tag.copy_from_slice(&self.mac(text.as_bytes()).finalize().into_bytes()[..TAG_LEN]);
+        }
+        tags
+    }
+
+    /// Which parts of `order` differ from those the token `claims` was issued for.
+    fn changed(&self, claims: &Claims, order: &NewOrder) -> Changed {
+        let Some(then) = claims.parts else {
+            return Changed(Vec::new());
+        };
+        let now = self.part_tags(order);
+        Changed(
+            Part::ALL
+                .iter()
+                .zip(then.chunks_exact(TAG_LEN).zip(now.chunks_exact(TAG_LEN)))
+                .filter(|(_, (a, b))| a != b)
+                .map(|(part, _)| *part)
+                .collect(),
+        )
+    }
+
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(payload);
@@ -579,11 +708,16 @@ impl Confirmations {
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         self.mac(&payload).verify_slice(&signature).ok()?;
-        if payload.len() < FIXED_LEN || payload[0] != VERSION {
+        let fixed_len = match payload.first() {
+            Some(&VERSION) => FIXED_LEN,
+            Some(&VERSION_WITHOUT_PARTS) => FIXED_LEN - PARTS_LEN,
+            _ => return None,
+        };
+        if payload.len() < fixed_len {
             return None;
         }
-        let totals_len = usize::from(payload[FIXED_LEN - 1]);
-        if payload.len() != FIXED_LEN + totals_len {
+        let totals_len = usize::from(payload[fixed_len - 1]);
+        if payload.len() != fixed_len + totals_len {
             return None;
         }
         let take = |from: usize, to: usize| &payload[from..to];
@@ -602,7 +736,11 @@ impl Confirmations {
             },
             order: take(82, 114).try_into().ok()?,
             prices: take(114, 146).try_into().ok()?,
-            totals: String::from_utf8(payload[FIXED_LEN..].to_vec()).ok()?,
+            parts: match fixed_len == FIXED_LEN {
+                true => Some(take(146, 146 + PARTS_LEN).try_into().ok()?),
+                false => None,
+            },
+            totals: String::from_utf8(payload[fixed_len..].to_vec()).ok()?,
         };
         // Signed by this key, so made by a process sharing it; a lifetime no process could
         // have set is a broken token.
@@ -969,7 +1107,7 @@ mod tests {
                 .redeem(t, &binding(&six, &p6, "s"))
                 .await
                 .unwrap_err(),
-            Refusal::Mismatch
+            Refusal::Mismatch(Changed(vec![Part::Quantities]))
         );
         assert_eq!(
             f.store
@@ -1054,6 +1192,121 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, Refusal::AlreadyPlaced(Some(42)));
         assert!(err.to_string().contains("get_order 42"));
+    }
+
+    /// A refusal names the part that changed, told by the token's keyed tags, and refuses all
+    /// the same; a token of the layout before the tags is still accepted and refused plainly.
+    #[tokio::test]
+    async fn a_mismatch_names_what_changed() {
+        let f = fixture(Duration::from_secs(60));
+        let line = |product_id, quantity| ProductLine {
+            product_id,
+            quantity,
+        };
+        let address: crate::api::model::DeliveryAddress =
+            serde_json::from_value(serde_json::json!({
+                "first_name": "Erika", "last_name": "Muster", "street": "Ring", "house_number": "1",
+                "zip": "50667", "city": "Köln", "country": "DE"
+            }))
+            .unwrap();
+        let mut moved = address.clone();
+        moved.city = Some("Bonn".into());
+        let new =
+            |lines: &[ProductLine], address: &crate::api::model::DeliveryAddress, reference| {
+                NewOrder::new(lines, Some(address), Some(reference)).unwrap()
+            };
+        let approved = new(&[line(1001, 5), line(1002, 1)], &address, "fleet-7");
+        let same = Binding {
+            order: &approved,
+            priced: None,
+            scope: "s",
+            person: "",
+            account: live(),
+        };
+        let token = f
+            .store
+            .issue(&same, Approval::ConfirmationToken)
+            .await
+            .unwrap()
+            .token;
+        let refusal = |order: NewOrder| {
+            let f = &f;
+            let token = token.clone();
+            async move {
+                let binding = Binding {
+                    order: &order,
+                    priced: None,
+                    scope: "s",
+                    person: "",
+                    account: live(),
+                };
+                f.store.check(&token, &binding).await.unwrap_err()
+            }
+        };
+        for (order, changed, says) in [
+            (
+                new(&[line(1001, 6), line(1002, 1)], &address, "fleet-7"),
+                vec![Part::Quantities],
+                "(the quantities changed)",
+            ),
+            (
+                new(&[line(1001, 5), line(1003, 1)], &address, "fleet-7"),
+                vec![Part::Products, Part::Quantities, Part::LineOrder],
+                "(the products changed)",
+            ),
+            (
+                new(&[line(1002, 1), line(1001, 5)], &address, "fleet-7"),
+                vec![Part::LineOrder],
+                "(the order of the product lines changed)",
+            ),
+            (
+                new(&[line(1001, 5), line(1002, 1)], &moved, "fleet-8"),
+                vec![Part::DeliveryAddress, Part::Reference],
+                "(the delivery address and the customer reference changed)",
+            ),
+        ] {
+            let refused = refusal(order).await;
+            assert_eq!(refused, Refusal::Mismatch(Changed(changed)));
+            assert!(refused.to_string().contains(says), "{refused}");
+            assert!(
+                refused.to_string().contains("nothing was ordered"),
+                "{refused}"
+            );
+        }
+        assert!(f.store.check(&token, &same).await.is_ok());
+
+        // The same token in the layout before the tags (version 4: no tags), signed alike.
+        let (payload, _) = token.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
+        let mut payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        payload.drain(146..146 + PARTS_LEN);
+        payload[0] = VERSION_WITHOUT_PARTS;
+        let signature = f.store.mac(&payload).finalize().into_bytes();
+        let old = format!(
+            "{PREFIX}{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(signature)
+        );
+        let changed = new(&[line(1001, 6), line(1002, 1)], &address, "fleet-7");
+        let binding = Binding {
+            order: &changed,
+            priced: None,
+            scope: "s",
+            person: "",
+            account: live(),
+        };
+        let refused = f.store.check(&old, &binding).await.unwrap_err();
+        assert_eq!(refused, Refusal::Mismatch(Changed(Vec::new())));
+        assert!(
+            refused
+                .to_string()
+                .contains("(its products, quantities, delivery address or reference changed)"),
+            "{refused}"
+        );
+        let binding = Binding {
+            order: &approved,
+            ..binding
+        };
+        assert!(f.store.check(&old, &binding).await.is_ok());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! the behaviour 1NCE documents elsewhere), so the `--sandbox` mode, end-to-end tests and
 //! benchmarks can all point a real client at it.
 
+mod book;
 mod create;
 #[cfg(any(test, feature = "test-support"))]
 mod faults;
@@ -72,6 +73,11 @@ pub struct SandboxOptions {
     pub default_delivery_addresses: usize,
     /// An account of this many generated orders instead of the 25 seeded ones.
     pub orders: Option<usize>,
+    /// A SQLite file to keep the orders placed in this sandbox in, shared by every sandbox
+    /// started with it (each account, seeded or of N generated orders, has its own), so that
+    /// they see each other's orders and number new ones one after another. `None` keeps them
+    /// in memory, for this sandbox alone. The caller makes the file private.
+    pub orders_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxOptions {
@@ -84,6 +90,7 @@ impl Default for SandboxOptions {
             create_response: CreateResponse::Created201,
             default_delivery_addresses: 1,
             orders: None,
+            orders_file: None,
         }
     }
 }
@@ -102,6 +109,7 @@ impl fmt::Debug for SandboxOptions {
                 &self.default_delivery_addresses,
             )
             .field("orders", &self.orders)
+            .field("orders_file", &self.orders_file)
             .finish()
     }
 }
@@ -125,7 +133,9 @@ impl Sandbox {
     pub async fn start_with(options: SandboxOptions) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind(options.addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(format!("http://{addr}"), &options));
+        let shared = Arc::new(
+            Shared::new(format!("http://{addr}"), &options).map_err(std::io::Error::other)?,
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         // Either an explicit stop or the handle being dropped ends the wait.
         let signal = async {
@@ -205,12 +215,14 @@ impl Sandbox {
             .count()
     }
 
-    /// The current orders, by order number, serialised as the API returns them.
+    /// The current orders, by order number, serialised as the API returns them (empty when
+    /// the file of placed orders cannot be read).
     pub fn orders(&self) -> Vec<serde_json::Value> {
-        self.shared
-            .lock()
-            .orders
-            .values()
+        let state = self.shared.lock();
+        let placed = state.placed().unwrap_or_default();
+        let mut all: Vec<&model::Order> = state.orders.values().chain(&placed).collect();
+        all.sort_by_key(|o| o.order_number);
+        all.into_iter()
             .filter_map(|order| serde_json::to_value(order).ok())
             .collect()
     }
@@ -218,20 +230,10 @@ impl Sandbox {
     /// Moves order `number` to `status` (COMPLETED, CANCELLED, SHIPPED or IN_PROGRESS), as 1NCE
     /// does while an order is processed. `false` when there is no such order or status.
     pub fn set_order_status(&self, number: u64, status: &str) -> bool {
-        let status = match status {
-            "IN_PROGRESS" => model::OrderStatus::InProgress,
-            "SHIPPED" => model::OrderStatus::Shipped,
-            "COMPLETED" => model::OrderStatus::Completed,
-            "CANCELLED" => model::OrderStatus::Cancelled,
-            _ => return false,
+        let Some(status) = model::OrderStatus::parse(status) else {
+            return false;
         };
-        match self.shared.lock().orders.get_mut(&number) {
-            Some(order) => {
-                order.order_status = status;
-                true
-            }
-            None => false,
-        }
+        self.shared.lock().set_status(number, status)
     }
 
     /// Invalidates every token issued so far; the next request using one gets 401.

@@ -2,7 +2,7 @@
 //! snake_case orders, mixed camelCase/snake_case products.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Money is kept in euro cents so totals never pick up floating-point noise.
 pub(crate) type Cents = u64;
@@ -51,7 +51,7 @@ fn cents_as_euros<S: Serializer>(cents: &Cents, s: S) -> Result<S::Ok, S::Error>
 }
 
 /// A delivery address. Every field is optional because a POSTed address is stored as given.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeliveryAddress {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salutation: Option<String>,
@@ -108,10 +108,22 @@ impl OrderStatus {
             OrderStatus::Cancelled => "CANCELLED",
         }
     }
+
+    /// The status spelled `text` on the wire.
+    pub(crate) fn parse(text: &str) -> Option<OrderStatus> {
+        [
+            OrderStatus::InProgress,
+            OrderStatus::Shipped,
+            OrderStatus::Completed,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
 }
 
 /// One line of an order, in the snake_case spelling responses use.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OrderedProduct {
     pub product_id: u64,
     pub quantity: u64,

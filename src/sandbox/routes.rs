@@ -410,7 +410,11 @@ async fn list_orders(
     };
     let (page, total, with_totals) = {
         let state = shared.lock();
-        let mut orders: Vec<&Order> = state.orders.values().collect();
+        let placed = match state.placed() {
+            Ok(placed) => placed,
+            Err(e) => return unavailable(&e),
+        };
+        let mut orders: Vec<&Order> = state.orders.values().chain(&placed).collect();
         // Stable sort over number order, so ties not settled by the keys stay by number.
         orders.sort_by(|a, b| {
             query
@@ -427,7 +431,7 @@ async fn list_orders(
             .take(query.page_size)
             .cloned()
             .collect();
-        (page, state.orders.len(), state.list_totals)
+        (page, state.orders.len() + placed.len(), state.list_totals)
     };
     let mut response = Json(page).into_response();
     let headers = response.headers_mut();
@@ -452,10 +456,11 @@ async fn get_order(
             format!("Invalid order_number '{raw}': must be an integer"),
         );
     };
-    let order = shared.lock().orders.get(&number).cloned();
+    let order = shared.lock().order(number);
     match order {
-        Some(order) => Json(order).into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+        Ok(Some(order)) => Json(order).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -467,7 +472,10 @@ async fn create_order(State(shared): State<AppState>, _: Authorized, body: Bytes
     };
     let (order, style) = {
         let mut state = shared.lock();
-        let order = state.create_order(new, &shared.default_address);
+        let order = match state.create_order(new, &shared.default_address) {
+            Ok(order) => order,
+            Err(e) => return unavailable(&e),
+        };
         (order, state.create_response)
     };
     match style {
@@ -477,6 +485,14 @@ async fn create_order(State(shared): State<AppState>, _: Authorized, body: Bytes
         }
         CreateResponse::Ok200WithOrder => Json(order).into_response(),
     }
+}
+
+/// A 503 for a sandbox whose file of placed orders failed (nothing was placed), said in the
+/// log and in 1NCE's error shape.
+fn unavailable(why: &str) -> Response {
+    tracing::error!(error = %why, "sandbox: the placed orders could not be read or written");
+    let body = json!({ "statusCode": 503, "message": format!("the sandbox could not use its orders: {why}") });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// `GET /v1/products`: the whole catalogue as a bare array.

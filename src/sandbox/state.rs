@@ -1,6 +1,8 @@
 //! The sandbox's mutable world: issued tokens, orders and, for the tests, recorded traffic and
 //! queued faults.
 //! It lives behind one `std::sync::Mutex`; handlers lock it briefly and never across `.await`.
+//! Orders placed in the sandbox are kept here too, or, when they are shared with other
+//! processes, in a file ([`super::book`]) read and written under the same lock.
 
 #[cfg(any(test, feature = "test-support"))]
 use std::collections::VecDeque;
@@ -14,6 +16,7 @@ use chrono::{SubsecRound, Utc};
 use rand::Rng as _;
 
 use super::CreateResponse;
+use super::book::{OrderFile, Unnumbered};
 use super::model::{DeliveryAddress, Order, OrderStatus, OrderType, OrderedProduct, Product};
 #[cfg(any(test, feature = "test-support"))]
 use super::recording::{Fault, RecordedRequest};
@@ -36,7 +39,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(base_url: String, options: &super::SandboxOptions) -> Shared {
+    /// The sandbox's world; `Err` when its file of placed orders cannot be opened.
+    pub(crate) fn new(base_url: String, options: &super::SandboxOptions) -> Result<Shared, String> {
         let products = seed::products();
         let seeded = match options.orders {
             Some(n) => seed::many_orders(n, &base_url, &products),
@@ -45,7 +49,16 @@ impl Shared {
         let orders: BTreeMap<u64, Order> =
             seeded.into_iter().map(|o| (o.order_number, o)).collect();
         let seeded = orders.len() as u64;
-        Shared {
+        let account = match options.orders {
+            Some(n) => format!("generated-{n}"),
+            None => "seeded".to_owned(),
+        };
+        let file = options
+            .orders_file
+            .as_deref()
+            .map(|path| OrderFile::open(path, &account))
+            .transpose()?;
+        Ok(Shared {
             base_url,
             client_id: options.client_id.clone(),
             client_secret: options.client_secret.clone(),
@@ -62,10 +75,11 @@ impl Shared {
                 create_response: options.create_response,
                 list_totals: true,
                 orders,
+                file,
                 next_order_number: seed::FIRST_ORDER_NUMBER + seeded,
                 next_invoice_number: seed::FIRST_INVOICE_NUMBER + seeded,
             }),
-        }
+        })
     }
 
     /// Locks the state. A panic elsewhere while holding the lock leaves data that is still
@@ -102,7 +116,11 @@ pub(crate) struct State {
     pub create_response: CreateResponse,
     /// Whether `GET /v1/orders` sends `X-Total-Pages` and `X-Total-Count`.
     pub list_totals: bool,
+    /// The seeded orders, and (without a file) the orders placed in this sandbox.
     pub orders: BTreeMap<u64, Order>,
+    /// Where placed orders are kept when they are shared with other processes.
+    file: Option<OrderFile>,
+    /// The next numbers, without a file (with one, the file says).
     next_order_number: u64,
     next_invoice_number: u64,
 }
@@ -149,30 +167,75 @@ impl State {
     }
 
     /// Turns a validated POST into a stored order: the next number and invoice, placed now,
-    /// in progress and without SIMs until it ships.
+    /// in progress and without SIMs until it ships. `Err` when the file of placed orders
+    /// cannot be written (nothing was placed then).
     pub(crate) fn create_order(
         &mut self,
         new: NewOrder,
         default_address: &DeliveryAddress,
-    ) -> Order {
+    ) -> Result<Order, String> {
+        let new = Unnumbered {
+            placed_at: Utc::now().trunc_subsecs(0),
+            invoice_amount: new.invoice_amount,
+            products: new.products,
+            address: new
+                .delivery_address
+                .unwrap_or_else(|| default_address.clone()),
+            reference: new.customer_reference,
+        };
+        if let Some(file) = &mut self.file {
+            return file.place(new, self.next_order_number, self.next_invoice_number);
+        }
         let order = Order {
             order_number: self.next_order_number,
             order_type: OrderType::AdditionalOrder,
-            order_date: Utc::now().trunc_subsecs(0),
+            order_date: new.placed_at,
             order_status: OrderStatus::InProgress,
             invoice_number: self.next_invoice_number.to_string(),
             invoice_amount: new.invoice_amount,
             currency: "EUR",
-            shipping_address: new
-                .delivery_address
-                .unwrap_or_else(|| default_address.clone()),
+            shipping_address: new.address,
             sims: Vec::new(),
             products: new.products,
-            customer_reference: new.customer_reference,
+            customer_reference: new.reference,
         };
         self.next_order_number += 1;
         self.next_invoice_number += 1;
         self.orders.insert(order.order_number, order.clone());
-        order
+        Ok(order)
+    }
+
+    /// The orders placed in the file shared with other processes (none without one): the
+    /// orders of the account are these and [`State::orders`].
+    pub(crate) fn placed(&self) -> Result<Vec<Order>, String> {
+        match &self.file {
+            Some(file) => file.all(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Order `number`, wherever it is kept.
+    pub(crate) fn order(&self, number: u64) -> Result<Option<Order>, String> {
+        match (self.orders.get(&number), &self.file) {
+            (Some(order), _) => Ok(Some(order.clone())),
+            (None, Some(file)) => file.get(number),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Moves order `number` to `status`; `false` when there is no such order.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn set_status(&mut self, number: u64, status: OrderStatus) -> bool {
+        if let Some(order) = self.orders.get_mut(&number) {
+            order.order_status = status;
+            return true;
+        }
+        match &self.file {
+            Some(file) => file.set_status(number, status).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "sandbox: could not change an order's status");
+                false
+            }),
+            None => false,
+        }
     }
 }

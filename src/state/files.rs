@@ -40,6 +40,8 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 pub const MIRROR_FILE: &str = "mirror.sqlite3";
 /// The spend ledger, inside the state directory.
 pub const SPEND_FILE: &str = "ledger.sqlite3";
+/// The orders placed in the built-in sandbox, inside its state directory.
+pub const SANDBOX_ORDERS_FILE: &str = "sandbox-orders.sqlite3";
 
 /// The state directory, checked and opened.
 #[derive(Debug)]
@@ -216,6 +218,25 @@ impl Files {
                 },
             )
         })
+    }
+
+    /// The file the built-in sandbox keeps its placed orders in, created private if need be
+    /// (the sandbox opens it with SQLite; its journal files take the same mode).
+    pub(super) fn sandbox_orders(&self) -> Result<PathBuf, StateError> {
+        let path = self.dir.join(SANDBOX_ORDERS_FILE);
+        match super::private::create_new_private(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(StateError::Files(format!(
+                    "could not create the sandbox's orders {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        super::private::check_private_file(&path)
+            .map_err(|e| StateError::Refused(format!("refusing the sandbox's orders: {e}")))?;
+        Ok(path)
     }
 
     /// Deletes the order mirror (it is made again on next use).

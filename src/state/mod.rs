@@ -198,6 +198,19 @@ impl Store {
         }
     }
 
+    /// Where the built-in sandbox keeps the orders placed in it, so every process using this
+    /// state directory sees them: a private file there. `None` for a state database (the
+    /// sandbox then keeps its orders in memory, for its process alone).
+    pub fn sandbox_orders_file(&self) -> Result<Option<PathBuf>, StateError> {
+        match &*self.backend {
+            Backend::Files(f) => f.sandbox_orders().map(Some),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Ok(None),
+            #[cfg(test)]
+            Backend::Memory(_) => Ok(None),
+        }
+    }
+
     /// The rate limit to 1NCE shared by every replica, when the store is shared.
     pub fn shared_bucket(&self) -> Option<Arc<dyn crate::rate_limit::SharedBucket>> {
         match &*self.backend {

@@ -3,6 +3,7 @@
 //! client over stdio, accessors for tool results, the crate's 1NCE client against a sandbox,
 //! and waiting for a condition with a deadline. HTTP helpers are in [`net`] and [`sse`].
 
+pub mod markdown;
 pub mod net;
 pub mod oidc;
 #[cfg(unix)]

@@ -210,6 +210,64 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The port the cluster listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs `script` with `psql` as `user` in database `db`, statement by statement as a person
+    /// pasting it into psql would (so `CREATE DATABASE` runs outside a transaction), stopping at
+    /// the first error. Returns what psql printed, or its error output.
+    pub fn psql(&self, user: &str, db: &str, script: &str) -> Result<String, String> {
+        use std::io::Write;
+        let port = self.port.to_string();
+        let mut child = self
+            .command(
+                "psql",
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    user,
+                    "-d",
+                    db,
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-f",
+                    "-",
+                ],
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .expect("write the script to psql");
+        let output = child.wait_with_output().expect("psql ends");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let args = self.stop_args();

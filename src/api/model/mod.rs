@@ -122,6 +122,9 @@ mod tests {
                 .contains("two-letter")
         );
         let ok = DeliveryAddress {
+            company: Some("ACME".into()),
+            street: Some("Ring 1".into()),
+            zip: Some("50667".into()),
             city: Some(" Cologne ".into()),
             country: Some("de".into()),
             ..Default::default()
@@ -129,13 +132,61 @@ mod tests {
         let order = NewOrder::new(&[line(1001, 5)], Some(&ok), Some("  ")).unwrap();
         let address = order.delivery_address.as_ref().unwrap();
         assert_eq!(address.country.as_deref(), Some("DE"));
-        assert_eq!(address.to_string(), "Cologne, DE");
+        assert_eq!(address.to_string(), "ACME, Ring 1, 50667 Cologne, DE");
         assert_eq!(order.customer_reference, None);
         assert_eq!(
             serde_json::to_value(order.to_wire()).unwrap(),
             json!({"products": [{"productId": 1001, "quantity": 5}],
-                   "delivery_address": {"city": "Cologne", "country": "DE"}})
+                   "delivery_address": {"company": "ACME", "street": "Ring 1", "zip": "50667",
+                                        "city": "Cologne", "country": "DE"}})
         );
+    }
+
+    /// An address that is given must be one a parcel can reach: a recipient, street, postcode,
+    /// city and country, each named when it is missing.
+    #[test]
+    fn an_address_that_cannot_ship_is_refused_naming_what_is_missing() {
+        let one = [ProductLine {
+            product_id: 1001,
+            quantity: 1,
+        }];
+        let refused = |address: serde_json::Value| {
+            let address: DeliveryAddress = serde_json::from_value(address).unwrap();
+            NewOrder::new(&one, Some(&address), None)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused(json!({"country": "DE"}));
+        assert!(
+            err.starts_with("delivery_address cannot ship: it has no recipient (first_name and last_name, or company), street, zip (postcode) and city."),
+            "{err}"
+        );
+        let err = refused(
+            json!({"first_name": "Erika", "street": "Ring", "zip": "50667",
+                                  "city": "Köln", "country": "DE"}),
+        );
+        assert!(err.contains("it has no last_name (or a company)."), "{err}");
+        let err = refused(
+            json!({"last_name": "Muster", "street": "Ring", "zip": "50667",
+                                  "city": "Köln", "country": "DE"}),
+        );
+        assert!(
+            err.contains("it has no first_name (or a company)."),
+            "{err}"
+        );
+        let err = refused(json!({"company": "ACME", "street": " ", "zip": "50667",
+                                  "city": "Köln"}));
+        assert!(err.contains("it has no street and country."), "{err}");
+        for complete in [
+            json!({"first_name": "Erika", "last_name": "Muster", "street": "Ring 1",
+                   "zip": "50667", "city": "Köln", "country": "DE"}),
+            json!({"company": "ACME", "street": "Ring", "house_number": "1", "zip": "50667",
+                   "city": "Köln", "country": "DE"}),
+        ] {
+            let address: DeliveryAddress = serde_json::from_value(complete).unwrap();
+            assert!(address.missing().is_empty());
+            NewOrder::new(&one, Some(&address), None).unwrap();
+        }
     }
 
     /// Every free-text field of an order, each holding `value`, through [`NewOrder::new`].
@@ -157,7 +208,16 @@ mod tests {
             "city",
             "phone",
         ] {
-            let mut address = DeliveryAddress::default();
+            // A complete address with this one field replaced.
+            let mut address = DeliveryAddress {
+                first_name: Some("Erika".into()),
+                last_name: Some("Muster".into()),
+                street: Some("Ring".into()),
+                zip: Some("50667".into()),
+                city: Some("Köln".into()),
+                country: Some("DE".into()),
+                ..Default::default()
+            };
             *match field {
                 "first_name" => &mut address.first_name,
                 "last_name" => &mut address.last_name,

@@ -59,7 +59,40 @@ impl DeliveryAddress {
                 "delivery_address is empty: give a full address or leave it out to use the account's default address",
             ));
         }
+        let missing = address.missing();
+        if !missing.is_empty() {
+            return Err(ValidationError::new(format!(
+                "delivery_address cannot ship: it has no {}. A parcel needs a recipient (first_name and last_name, or company), street, zip, city and country; give them, or leave delivery_address out to use the account's default address",
+                list(&missing)
+            )));
+        }
         Ok(address)
+    }
+
+    /// What a parcel label needs that this address lacks: a recipient (a person's first and
+    /// last name, or a company), a street, a postcode, a city and a country. 1NCE's document
+    /// marks no field of an address required (it may be left out altogether, for the account's
+    /// default address); an address that is given is where SIM cards are sent, and one without
+    /// these cannot be delivered.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let has = |field: &Option<String>| field.is_some();
+        let recipient = match (has(&self.first_name), has(&self.last_name)) {
+            _ if has(&self.company) => None,
+            (true, true) => None,
+            (true, false) => Some("last_name (or a company)"),
+            (false, true) => Some("first_name (or a company)"),
+            (false, false) => Some("recipient (first_name and last_name, or company)"),
+        };
+        [
+            recipient,
+            (!has(&self.street)).then_some("street"),
+            (!has(&self.zip)).then_some("zip (postcode)"),
+            (!has(&self.city)).then_some("city"),
+            (!has(&self.country)).then_some("country"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// The set fields with their names, in document order.
@@ -79,6 +112,15 @@ impl DeliveryAddress {
         ]
         .into_iter()
         .filter_map(|(name, v)| v.as_deref().map(|v| (name, v)))
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

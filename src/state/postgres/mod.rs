@@ -147,7 +147,7 @@ impl Postgres {
             .await
             .map_err(|e| {
                 StateError::Database(format!(
-                    "the state database {} is not usable: {e}. Check that PostgreSQL runs there, that the user may connect and create tables (see README, \"Several replicas\"), and the password (PGPASSWORD or ONCE_STATE_PASSWORD_FILE)",
+                    "the state database {} is not usable: {e}. Check that PostgreSQL runs there, that the user may connect and create tables (see docs/operations.md, \"Several replicas\"), and the password (PGPASSWORD or ONCE_STATE_PASSWORD_FILE)",
                     target.shown
                 ))
             })?;
