@@ -119,6 +119,9 @@ async fn check(
 ) -> Result<(), Exit> {
     let mut out = QuietPipe::new(std::io::stdout());
     let report = |e: std::io::Error| Exit::failure(format!("could not write the report: {e}"));
+    if let Some(note) = store.adopted() {
+        writeln!(out, "state store: {note}").map_err(report)?;
+    }
     if let Some(line) = store
         .check()
         .await

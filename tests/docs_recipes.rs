@@ -146,21 +146,14 @@ async fn postgres_set_up_runs_as_written() {
         .nth(1)
         .expect("the serving role's --state-url");
     let order = r#"{"products": [{"product_id": 1001, "quantity": 2}]}"#;
+    // With the same 1NCE account as the owner's check: the database is that account's.
     let call = |args: String| {
         let url = url.clone();
         async move {
             common::run(
                 None,
-                &[
-                    "--sandbox",
-                    "--state-url",
-                    &url,
-                    "call",
-                    "create_order",
-                    "--args",
-                    &args,
-                ],
-                &[],
+                &["--state-url", &url, "call", "create_order", "--args", &args],
+                &credentials,
             )
             .await
         }

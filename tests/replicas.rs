@@ -464,14 +464,16 @@ async fn a_database_is_one_accounts_and_the_built_in_sandbox_is_refused_untouche
     assert_eq!(again.code, 0, "{again:?}");
 
     // A database of the earlier version (migrations 1 to 4, no record) is adopted by the first
-    // account to open it, here the live one again, and then refuses the sandbox as before.
+    // account to open it, here the live one again (the owner's `check` after the upgrade, which
+    // says so), and then refuses the sandbox as before.
     pg.query("DROP TABLE store_account");
     pg.query("DELETE FROM schema_migrations WHERE version = 5");
     let adopted = common::run(None, &["check", "--state-url", &url], &live_env).await;
     assert_eq!(adopted.code, 0, "{adopted:?}");
     assert!(
-        adopted.stderr.contains(&format!(
-            "was made by an earlier version of 1nce-mcp, which recorded no 1NCE account; it now belongs to the 1NCE account of client id \"{}\" at {api}",
+        adopted.stdout.contains(&format!(
+            "state store: the state database postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable recorded no 1NCE account (an earlier version of 1nce-mcp made it, or its record was deleted): it now belongs to the 1NCE account of client id \"{}\" at {api}",
+            pg.port(),
             onence_mcp::sandbox::SANDBOX_CLIENT_ID
         )),
         "{adopted:?}"

@@ -168,16 +168,22 @@ pub(super) enum Found {
 }
 
 impl Found {
-    /// `Ok` for this process's own store (saying so in a log line when an earlier version's store
-    /// was adopted), the refusal otherwise. `store` names it ("the state directory /x").
-    pub(super) fn settle(self, store: &str, this: &Account) -> Result<(), super::StateError> {
+    /// `Ok` for this process's own store, with what to tell the operator when an earlier
+    /// version's store was adopted (said in a log line here, and by `check`); the refusal
+    /// otherwise. `store` names it ("the state directory /x").
+    pub(super) fn settle(
+        self,
+        store: &str,
+        this: &Account,
+    ) -> Result<Option<String>, super::StateError> {
         match self {
-            Found::Same | Found::New => Ok(()),
+            Found::Same | Found::New => Ok(None),
             Found::Adopted => {
-                tracing::warn!(
-                    "{store} was made by an earlier version of 1nce-mcp, which recorded no 1NCE account; it now belongs to {this}, the first to open it since. If it holds another account's state, give that account its own store"
+                let note = format!(
+                    "{store} recorded no 1NCE account (an earlier version of 1nce-mcp made it, or its record was deleted): it now belongs to {this}, the first to open it since. If it holds another account's state, give that account a store of its own"
                 );
-                Ok(())
+                tracing::warn!("{note}");
+                Ok(Some(note))
             }
             Found::Other(recorded) => Err(super::StateError::Refused(format!(
                 "{store} belongs to {recorded}; this process is {this}. Its order mirror, spend ledger, used tokens and audit trail are that account's. Give each account its own --state-dir or database (--state-url); nothing was changed"
@@ -323,8 +329,16 @@ mod tests {
             Found::Unreadable("why".into()).settle("the state directory /s", &this),
             Err(super::super::StateError::Refused(m)) if m.contains("cannot be read: why")
         ));
-        for fine in [Found::Same, Found::New, Found::Adopted] {
-            assert_eq!(fine.settle("the state directory /s", &this), Ok(()));
+        for fine in [Found::Same, Found::New] {
+            assert_eq!(fine.settle("the state directory /s", &this), Ok(None));
         }
+        let note = Found::Adopted
+            .settle("the state directory /s", &this)
+            .unwrap()
+            .unwrap();
+        assert!(
+            note.starts_with("the state directory /s recorded no 1NCE account (an earlier version of 1nce-mcp made it, or its record was deleted): it now belongs to the built-in sandbox (--sandbox)"),
+            "{note}"
+        );
     }
 }

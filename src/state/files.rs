@@ -53,6 +53,9 @@ pub(super) struct Files {
     mirror: Mutex<Option<super::mirror::SqliteMirror>>,
     /// The spend ledger, opened on first use (never, without spend limits).
     spend: Mutex<Option<super::spend::SqliteSpend>>,
+    /// Said when this process adopted a directory an earlier version made (see
+    /// [`super::account`]).
+    adopted: Option<String>,
 }
 
 impl Files {
@@ -73,7 +76,7 @@ impl Files {
             ensure_private_dir(outer).map_err(|e| refuse("the state directory", e))?;
         }
         ensure_private_dir(dir).map_err(|e| refuse("the state directory", e))?;
-        belongs_to(dir, account)
+        let adopted = belongs_to(dir, account)
             .map_err(|e| refuse("the state directory's account record", e))?
             .settle(&format!("the state directory {}", dir.display()), account)?;
         let used = dir.join(USED_TOKENS);
@@ -91,11 +94,17 @@ impl Files {
             }),
             mirror: Mutex::new(None),
             spend: Mutex::new(None),
+            adopted,
         })
     }
 
     pub(super) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What to tell the operator when this process adopted an earlier version's directory.
+    pub(super) fn adopted(&self) -> Option<&str> {
+        self.adopted.as_deref()
     }
 
     /// The signing key, created on first use.

@@ -182,6 +182,18 @@ impl Store {
         }
     }
 
+    /// When this process found a store an earlier version made, which recorded no 1NCE account,
+    /// and recorded its own: what to tell the operator (a line for `1nce-mcp check`).
+    pub fn adopted(&self) -> Option<&str> {
+        match &*self.backend {
+            Backend::Files(f) => f.adopted(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => db.adopted(),
+            #[cfg(test)]
+            Backend::Memory(_) => None,
+        }
+    }
+
     /// A line for `1nce-mcp check`: the database answers and its schema is current (nothing
     /// for a state directory, which start-up already checked).
     pub async fn check(&self) -> Result<Option<String>, StateError> {

@@ -55,6 +55,9 @@ pub(super) struct Postgres {
     shown: Arc<str>,
     /// Which replica writes the audit rows (host and process id).
     replica: Arc<str>,
+    /// Said when this process adopted a database an earlier version made (see
+    /// [`super::account`]).
+    adopted: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Postgres {
@@ -141,6 +144,7 @@ impl Postgres {
             pool,
             shown: target.shown.as_str().into(),
             replica: replica_name().into(),
+            adopted: None,
         };
         let found = db
             .run(|pool| async move { migrations::apply(&pool, account).await })
@@ -151,13 +155,21 @@ impl Postgres {
                     target.shown
                 ))
             })?;
-        found.settle(&format!("the state database {}", target.shown), account)?;
-        Ok(db)
+        let adopted = found.settle(&format!("the state database {}", target.shown), account)?;
+        Ok(Postgres {
+            adopted: adopted.map(Arc::from),
+            ..db
+        })
     }
 
     /// The database, as shown in messages (no password).
     pub(super) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// What to tell the operator when this process adopted an earlier version's database.
+    pub(super) fn adopted(&self) -> Option<&str> {
+        self.adopted.as_deref()
     }
 
     /// Runs `op` with the pool, for at most [`OP_TIMEOUT`]; errors name the database.
