@@ -679,9 +679,10 @@ async fn every_shell_command_of_the_documents_runs_or_is_checked() {
     let flags = flags_of_help().await;
     let mut tallies = BTreeMap::new();
     for (document, text) in DOCUMENTS {
-        // stdin closed: README's first command calls list_orders without arguments, which a
-        // `call` that reads a piped stdin unasked would wait for (issue 28, item 4).
-        let mut reader = Reader::new(document, &flags, false);
+        // stdin held open and silent, as an agent's shell tool leaves it: README's first command
+        // calls list_orders without arguments, which a `call` that read a piped stdin unasked
+        // would wait on for ever (issue 28, item 4).
+        let mut reader = Reader::new(document, &flags, true);
         for command in shell_commands(text) {
             reader.read(&command).await;
         }

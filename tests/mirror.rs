@@ -508,7 +508,7 @@ impl Questions {
             let number = *rng.pick(&self.finals);
             asked.push(("get_order", json!({"order_number": number})));
         }
-        for _ in 0..4 {
+        for _ in 0..6 {
             let number = *rng.pick(&self.pending);
             asked.push(("get_order", json!({"order_number": number})));
         }

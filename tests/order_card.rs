@@ -449,7 +449,18 @@ async fn the_built_in_sandbox_is_labelled_sandbox() {
     };
     let host_port = free_port();
     let origin = format!("http://127.0.0.1:{host_port}");
-    let server = HttpServer::spawn(&["--sandbox", "--allowed-origin", &origin], &[]).await;
+    // A spend limit, so the card shows the budget the order leaves (issue 29).
+    let server = HttpServer::spawn(
+        &[
+            "--sandbox",
+            "--allowed-origin",
+            &origin,
+            "--spend-limit",
+            "100000EUR/month",
+        ],
+        &[],
+    )
+    .await;
     let shots = std::env::var_os("ONCE_CARD_SHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| temp_dir("order-card-shots"));
@@ -467,6 +478,12 @@ async fn the_built_in_sandbox_is_labelled_sandbox() {
     let card = &report["preview"];
     assert_eq!(card["env"], "sandbox");
     assert_eq!(card["badge"], "SANDBOX");
+    let total = card["total"].as_str().unwrap();
+    assert!(
+        total.contains("Spend limit 100,000.00 EUR per month: ")
+            && total.contains(" EUR left this month after this order"),
+        "{card}"
+    );
     assert!(
         card["env_text"]
             .as_str()

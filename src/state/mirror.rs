@@ -94,8 +94,14 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
     move |e| StateError::Files(format!("the order mirror {}: {e}", path.display()))
 }
 
+/// `synchronous = NORMAL`: in WAL mode a commit is not synced to disk, only checkpoints are. The
+/// mirror is a copy of what 1NCE says, re-read when missing, so a power cut may cost it the last
+/// pages read, never an order or a wrong answer; syncing every page of orders cost each list_orders
+/// and get_order an fsync (BENCHMARKS.md, "What the server weighs"). The spend ledger and the token
+/// markers, which hold the promise, stay fully synced.
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
     CREATE TABLE IF NOT EXISTS orders (
         number      INTEGER PRIMARY KEY,
         status      TEXT,
