@@ -686,6 +686,11 @@ async fn the_built_in_sandbox_remembers_its_orders_across_calls() {
     assert_eq!(generated.json()["order_number"], 2_000_000_031u64);
     let next = sandbox_place(&state, &[]).await;
     assert_eq!(next.json()["order_number"], 2_000_000_030u64);
+    // Nor does the seeded account's mirror answer with the generated account's order.
+    let other = r#"{"order_number": 2000000031}"#;
+    let asked = sandbox_call(&state, &[], &["get_order", "--args", other]).await;
+    assert_ne!(asked.code, 0, "{}", asked.stdout);
+    assert!(!asked.stdout.contains("\"cli\""), "{}", asked.stdout);
 }
 
 /// An address a parcel cannot reach gets no preview and no token: the tool error names what is

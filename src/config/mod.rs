@@ -152,8 +152,15 @@ impl Config {
         };
         // The sandbox keeps state of its own (key, used tokens, audit trail), so nothing of a
         // simulated order can ever confirm or be mistaken for a real one.
+        // A generated account (--sandbox-orders N) is another account: its orders are numbered
+        // like the seeded ones, so it keeps a directory of its own too, or its mirror would answer
+        // with the other's orders.
         let (state_dir, inside) = if cli.sandbox {
-            (state_dir.join("sandbox"), Some(state_dir))
+            let own = match cli.sandbox_orders {
+                Some(n) => format!("sandbox-{n}-orders"),
+                None => "sandbox".to_owned(),
+            };
+            (state_dir.join(own), Some(state_dir))
         } else {
             (state_dir, None)
         };
@@ -473,6 +480,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.state_dir().unwrap(), PathBuf::from("/s/sandbox"));
+        // A generated account's state is apart from the seeded one's.
+        let c = Config::from_cli(
+            &cli(&["--sandbox", "--sandbox-orders", "2000", "--state-dir", "/s"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.state_dir().unwrap(),
+            PathBuf::from("/s/sandbox-2000-orders")
+        );
         assert_eq!(c.confirmation_ttl, Duration::from_secs(600));
     }
 
