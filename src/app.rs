@@ -242,6 +242,15 @@ fn print_tools(tools: &ToolSet) -> ExitCode {
     }
 }
 
+/// A store refused by its rules (exit status 2, the operator's to fix), or one that cannot be
+/// used (3).
+fn store_exit(e: StateError) -> Exit {
+    match e {
+        StateError::Refused(message) => Exit::usage(message),
+        other => Exit::failure(other.to_string()),
+    }
+}
+
 /// Builds the server for the configured 1NCE: the real API, or a sandbox started here (the
 /// returned handle keeps it running), with its state in the store the configuration names.
 /// A state directory others could write (or a symbolic link), or a store of another 1NCE
@@ -254,20 +263,14 @@ async fn connect(config: &Config) -> Result<(OrderServer, Option<Sandbox>, Store
     };
     let store = Store::open(&config.state, &account)
         .await
-        .map_err(|e| match e {
-            StateError::Refused(message) => Exit::usage(message),
-            other => Exit::failure(other.to_string()),
-        })?;
+        .map_err(store_exit)?;
     let mut sandbox = None;
     let (url, credentials) = match &config.upstream {
         Upstream::Live { url, credentials } => (url.clone(), credentials.clone()),
         Upstream::Sandbox => {
             // Its orders are kept beside the rest of the sandbox's state, so one-shot calls see
             // each other's.
-            let orders_file = store.sandbox_orders_file().map_err(|e| match e {
-                StateError::Refused(message) => Exit::usage(message),
-                other => Exit::failure(other.to_string()),
-            })?;
+            let orders_file = store.sandbox_orders_file().map_err(store_exit)?;
             let options = crate::sandbox::SandboxOptions {
                 orders: config.sandbox_orders,
                 orders_file,
