@@ -100,6 +100,7 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
 /// and get_order an fsync (BENCHMARKS.md, "What the server weighs"). The spend ledger and the token
 /// markers, which hold the promise, stay fully synced.
 const SCHEMA: &str = "
+    PRAGMA foreign_keys = ON;
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
     CREATE TABLE IF NOT EXISTS orders (
@@ -134,27 +135,7 @@ const SCHEMA: &str = "
 impl SqliteMirror {
     /// Opens (creating, owner-only) the mirror at `path`.
     pub(super) fn open(path: &Path) -> Result<SqliteMirror, StateError> {
-        if !path.exists() {
-            // Created private before SQLite opens it; its journal files take the same mode.
-            match super::private::create_new_private(path) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(StateError::Files(format!(
-                        "could not create the order mirror {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        super::private::check_private_file(path)
-            .map_err(|e| StateError::Refused(format!("refusing the order mirror: {e}")))?;
-        let db = Connection::open(path).map_err(failed(path))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(failed(path))?;
-        db.execute_batch("PRAGMA foreign_keys = ON;")
-            .map_err(failed(path))?;
-        db.execute_batch(SCHEMA).map_err(failed(path))?;
+        let db = super::private::open_sqlite(path, "the order mirror", SCHEMA)?;
         Ok(SqliteMirror {
             path: path.to_owned(),
             db,
@@ -165,8 +146,6 @@ impl SqliteMirror {
     #[cfg(test)]
     pub(super) fn in_memory() -> SqliteMirror {
         let db = Connection::open_in_memory().expect("an in-memory database");
-        db.execute_batch("PRAGMA foreign_keys = ON;")
-            .expect("pragmas");
         db.execute_batch(SCHEMA).expect("the mirror's schema");
         SqliteMirror {
             path: PathBuf::from(":memory:"),

@@ -706,3 +706,32 @@ mod tests {
         assert_eq!(shell_quote(Path::new("/it's")), r"'/it'\''s'");
     }
 }
+
+/// Opens the SQLite database `what` (e.g. "the order mirror") at `path` in the state directory,
+/// created owner-only before SQLite opens it (its journal files take the same mode) and refused
+/// if others may write it or it is a link, then runs `setup` (pragmas and schema) on it.
+pub(super) fn open_sqlite(
+    path: &Path,
+    what: &str,
+    setup: &str,
+) -> Result<rusqlite::Connection, super::StateError> {
+    match create_new_private(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(super::StateError::Files(format!(
+                "could not create {what} {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    check_private_file(path)
+        .map_err(|e| super::StateError::Refused(format!("refusing {what}: {e}")))?;
+    let failed =
+        |e: rusqlite::Error| super::StateError::Files(format!("{what} {}: {e}", path.display()));
+    let db = rusqlite::Connection::open(path).map_err(failed)?;
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(failed)?;
+    db.execute_batch(setup).map_err(failed)?;
+    Ok(db)
+}

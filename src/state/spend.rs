@@ -120,24 +120,7 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
 impl SqliteSpend {
     /// Opens (creating, owner-only) the ledger at `path`.
     pub(super) fn open(path: &Path) -> Result<SqliteSpend, StateError> {
-        if !path.exists() {
-            match super::private::create_new_private(path) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(StateError::Files(format!(
-                        "could not create the spend ledger {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        super::private::check_private_file(path)
-            .map_err(|e| StateError::Refused(format!("refusing the spend ledger: {e}")))?;
-        let db = Connection::open(path).map_err(failed(path))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(failed(path))?;
-        db.execute_batch(SCHEMA).map_err(failed(path))?;
+        let db = super::private::open_sqlite(path, "the spend ledger", SCHEMA)?;
         Ok(SqliteSpend {
             path: path.to_owned(),
             db,
