@@ -117,6 +117,22 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
     move |e| StateError::Files(format!("the spend ledger {}: {e}", path.display()))
 }
 
+/// What is reserved and not released within `budget`, read on `db` (the ledger, or a
+/// transaction on it).
+fn spent_in(db: &Connection, budget: &Budget) -> rusqlite::Result<i64> {
+    db.query_row(
+        "SELECT coalesce(sum(cents), 0) FROM spend WHERE currency = ?1 AND at_ms >= ?2
+         AND at_ms < ?3 AND state <> 'released' AND (?4 IS NULL OR person = ?4)",
+        params![
+            budget.currency,
+            budget.from_ms,
+            budget.until_ms,
+            budget.person
+        ],
+        |r| r.get(0),
+    )
+}
+
 impl SqliteSpend {
     /// Opens (creating, owner-only) the ledger at `path`.
     pub(super) fn open(path: &Path) -> Result<SqliteSpend, StateError> {
@@ -156,19 +172,7 @@ impl SqliteSpend {
             .map_err(&fail)?;
         let mut spent_cents = Vec::with_capacity(budgets.len());
         for (i, budget) in budgets.iter().enumerate() {
-            let spent: i64 = tx
-                .query_row(
-                    "SELECT coalesce(sum(cents), 0) FROM spend WHERE currency = ?1 AND at_ms >= ?2
-                     AND at_ms < ?3 AND state <> 'released' AND (?4 IS NULL OR person = ?4)",
-                    params![
-                        budget.currency,
-                        budget.from_ms,
-                        budget.until_ms,
-                        budget.person
-                    ],
-                    |r| r.get(0),
-                )
-                .map_err(&fail)?;
+            let spent = spent_in(&tx, budget).map_err(&fail)?;
             let this = reservation
                 .cents
                 .get(&budget.currency)
@@ -225,19 +229,7 @@ impl SqliteSpend {
     }
 
     pub(super) fn spent(&self, budget: &Budget) -> Result<i64, StateError> {
-        self.db
-            .query_row(
-                "SELECT coalesce(sum(cents), 0) FROM spend WHERE currency = ?1 AND at_ms >= ?2
-                 AND at_ms < ?3 AND state <> 'released' AND (?4 IS NULL OR person = ?4)",
-                params![
-                    budget.currency,
-                    budget.from_ms,
-                    budget.until_ms,
-                    budget.person
-                ],
-                |r| r.get(0),
-            )
-            .map_err(failed(&self.path))
+        spent_in(&self.db, budget).map_err(failed(&self.path))
     }
 }
 
